@@ -1,0 +1,167 @@
+//! Starting a command: the allow-list, then a child in its own process group
+//! with stdin from `/dev/null` and stdout and stderr on two non-blocking pipes.
+//!
+//! std's `Command` spawns with `posix_spawn` (vfork-like) when, as here, no
+//! `pre_exec` hook is set, so the server is never fully forked. Knows nothing
+//! of HTTP or SSE.
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use mio::unix::pipe::Receiver;
+
+use crate::sse::Exit;
+use crate::sys;
+
+/// Environment variable that must never reach a child: it holds the token.
+pub const TOKEN_ENV: &str = "SSECOMMANDER_TOKEN";
+
+/// How commands are started.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    /// Working directory; the server's own when `None`.
+    pub cwd: Option<PathBuf>,
+    /// `--allow` entries; empty allows any program.
+    pub allow: Vec<String>,
+}
+
+/// Why a command did not start. Its `Display` is the `err` event's message.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// `--allow` does not list the program.
+    NotAllowed(String),
+    /// The program could not be started (not found, not executable…).
+    Start(String, io::Error),
+    /// A pipe or pidfd could not be set up.
+    Setup(io::Error),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::NotAllowed(program) => write!(f, "program not allowed: {program} (see --allow)"),
+            SpawnError::Start(program, err) => write!(f, "cannot run {program}: {err}"),
+            SpawnError::Setup(err) => write!(f, "cannot set up the command's pipes: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// A started child and the read ends of its pipes, all non-blocking.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The child; its pid is also its process group id.
+    pub child: Child,
+    /// Read end of its stdout.
+    pub stdout: Receiver,
+    /// Read end of its stderr.
+    pub stderr: Receiver,
+    /// A pidfd that turns readable when it exits; `None` on kernels without
+    /// `pidfd_open` (the server then watches SIGCHLD).
+    pub pidfd: Option<OwnedFd>,
+}
+
+/// Checks `argv[0]` against the allow-list: a bare entry matches the name as
+/// given, an absolute entry the executable the name resolves to.
+pub fn is_allowed(program: &str, options: &SpawnOptions) -> bool {
+    if options.allow.is_empty() {
+        return true;
+    }
+    if options.allow.iter().any(|entry| !entry.starts_with('/') && entry == program) {
+        return true;
+    }
+    let Some(resolved) = resolve(program, options.cwd.as_deref()) else {
+        return false;
+    };
+    options
+        .allow
+        .iter()
+        .filter(|entry| entry.starts_with('/'))
+        .filter_map(|entry| std::fs::canonicalize(entry).ok())
+        .any(|entry| entry == resolved)
+}
+
+/// The canonical path of the executable `program` names, as exec would find it.
+fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = match cwd {
+            Some(dir) if !program.starts_with('/') => dir.join(program),
+            _ => PathBuf::from(program),
+        };
+        return std::fs::canonicalize(path).ok();
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| std::fs::canonicalize(found).ok())
+}
+
+/// Starts `argv` as described in the module doc; `pidfd` says whether the
+/// kernel has `pidfd_open`.
+pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool) -> Result<Spawned, SpawnError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(SpawnError::NotAllowed(String::new()));
+    };
+    if !is_allowed(program, options) {
+        return Err(SpawnError::NotAllowed(program.clone()));
+    }
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove(TOKEN_ENV)
+        .process_group(0);
+    if let Some(dir) = &options.cwd {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn().map_err(|err| SpawnError::Start(program.clone(), err))?;
+    match pipes_of(&mut child, pidfd) {
+        Ok((stdout, stderr, pidfd)) => Ok(Spawned {
+            child,
+            stdout,
+            stderr,
+            pidfd,
+        }),
+        Err(err) => {
+            // Setup failed after the child started: end it now so nothing leaks.
+            let _ = sys::kill_group(child.id() as libc::pid_t, libc::SIGKILL);
+            let _ = child.wait();
+            Err(SpawnError::Setup(err))
+        }
+    }
+}
+
+type Pipes = (Receiver, Receiver, Option<OwnedFd>);
+
+fn pipes_of(child: &mut Child, pidfd: bool) -> io::Result<Pipes> {
+    let missing = || io::Error::other("child pipe missing");
+    let stdout = Receiver::from(child.stdout.take().ok_or_else(missing)?);
+    let stderr = Receiver::from(child.stderr.take().ok_or_else(missing)?);
+    // mio's From<ChildStdout> leaves the pipe blocking: a blocking read would
+    // stall the whole loop.
+    sys::set_nonblocking(&stdout)?;
+    sys::set_nonblocking(&stderr)?;
+    let pidfd = if pidfd {
+        sys::pidfd_open(child.id() as libc::pid_t)?
+    } else {
+        None
+    };
+    Ok((stdout, stderr, pidfd))
+}
+
+/// How a reaped child ended, as the `exit` event says it.
+pub fn exit_of(status: ExitStatus, timed_out: bool) -> Exit {
+    Exit {
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+    }
+}

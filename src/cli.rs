@@ -1,0 +1,337 @@
+//! The command line (contract §1): what was typed, checked, into a [`Config`].
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The usage text of `--help`.
+pub const HELP: &str = "\
+ssecommander: runs a command sent over HTTP and streams its output as Server-Sent Events
+
+Usage: ssecommander [OPTIONS]
+
+Options:
+  -l, --listen ADDR:PORT   address to listen on [default: 127.0.0.1:3000]; port 0 picks one
+      --token TOKEN        secret every request must carry [default: random, new at each
+                           start]; also read from env SSECOMMANDER_TOKEN
+      --no-auth            accept requests without a token (prints a warning)
+      --allow PROGRAM      only these programs may run (repeatable): a bare name matches
+                           argv[0] as given, an absolute path the resolved executable
+      --shell              run the command line with /bin/sh -c instead of splitting it
+      --max-procs N        children running at once [default: 64]; past it 503
+      --max-conns N        open client connections [default: 1024]; past it 503
+      --timeout SECS       wall-clock limit per command [default: 0 = none]
+      --kill-grace SECS    SIGTERM-to-SIGKILL delay when a command is stopped [default: 2]
+      --heartbeat SECS     comment line after this long without output [default: 15]
+      --cors-origin ORIGIN value of Access-Control-Allow-Origin (* for any)
+      --allow-host NAME    a Host name requests may carry besides the listen address,
+                           localhost and loopback addresses (repeatable; * for any)
+      --cwd DIR            working directory of commands [default: the server's]
+  -h, --help               print this help
+  -V, --version            print the version
+
+Routes: GET / (page), GET /run?command=CMD[&format=json|raw] (SSE), GET /healthz.
+Logging: RUST_LOG (default info), to stderr.
+";
+
+/// Everything the server needs to know, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The token requests must carry; `None` under `--no-auth`.
+    pub token: Option<String>,
+    /// Programs allowed to run; empty allows any.
+    pub allow: Vec<String>,
+    /// Run the line with `/bin/sh -c`.
+    pub shell: bool,
+    /// Children running at once.
+    pub max_procs: usize,
+    /// Client connections open at once.
+    pub max_conns: usize,
+    /// Wall-clock limit per command.
+    pub timeout: Option<Duration>,
+    /// SIGTERM-to-SIGKILL delay.
+    pub kill_grace: Duration,
+    /// Quiet time before a heartbeat comment; `None` disables it.
+    pub heartbeat: Option<Duration>,
+    /// `Access-Control-Allow-Origin` value.
+    pub cors_origin: Option<String>,
+    /// Extra `Host` names accepted (`*` for any).
+    pub allow_hosts: Vec<String>,
+    /// Working directory of commands.
+    pub cwd: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            token: None,
+            allow: Vec::new(),
+            shell: false,
+            max_procs: 64,
+            max_conns: 1024,
+            timeout: None,
+            kill_grace: Duration::from_secs(2),
+            heartbeat: Some(Duration::from_secs(15)),
+            cors_origin: None,
+            allow_hosts: Vec::new(),
+            cwd: None,
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run the server; the token is still to be drawn when `needs_token`.
+    Serve {
+        /// The configuration.
+        config: Config,
+        /// `--no-auth` was not given and no token was: draw a random one.
+        needs_token: bool,
+    },
+    /// Print the help text.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// A command line that cannot be used, with the flag at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError(String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (see --help)", self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<lexopt::Error> for CliError {
+    fn from(err: lexopt::Error) -> CliError {
+        CliError(err.to_string())
+    }
+}
+
+fn bad(flag: &str, value: &str, why: &str) -> CliError {
+    CliError(format!("invalid value '{value}' for {flag}: {why}"))
+}
+
+fn text(flag: &str, value: OsString) -> Result<String, CliError> {
+    value
+        .into_string()
+        .map_err(|v| bad(flag, &v.to_string_lossy(), "not valid UTF-8"))
+}
+
+fn count(flag: &str, value: OsString) -> Result<usize, CliError> {
+    let value = text(flag, value)?;
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad(flag, &value, "expected a whole number of at least 1")),
+    }
+}
+
+fn seconds(flag: &str, value: OsString) -> Result<Duration, CliError> {
+    let value = text(flag, value)?;
+    match value.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=1e9).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(bad(flag, &value, "expected seconds, like 2 or 0.5")),
+    }
+}
+
+/// True for a token that can ride in a URL and a cookie unchanged.
+pub fn token_is_valid(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
+fn check_token(token: String, from: &str) -> Result<String, CliError> {
+    if token_is_valid(&token) {
+        Ok(token)
+    } else {
+        Err(CliError(format!(
+            "invalid token from {from}: use 1 to 256 of A-Z a-z 0-9 - _ . ~"
+        )))
+    }
+}
+
+/// Parses `args` (without the program name). `env_token` is the value of
+/// `SSECOMMANDER_TOKEN`, passed in so the parser reads no environment.
+pub fn parse<I>(args: I, env_token: Option<OsString>) -> Result<Command, CliError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::prelude::*;
+    let mut config = Config::default();
+    let mut token = None;
+    let mut no_auth = false;
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Short('l') | Long("listen") => {
+                let value = text("--listen", parser.value()?)?;
+                config.listen = value
+                    .parse()
+                    .map_err(|_| bad("--listen", &value, "expected ADDR:PORT, like 127.0.0.1:3000 or [::1]:0"))?;
+            }
+            Long("token") => token = Some(check_token(text("--token", parser.value()?)?, "--token")?),
+            Long("no-auth") => no_auth = true,
+            Long("allow") => {
+                let program = text("--allow", parser.value()?)?;
+                if program.is_empty() || (program.contains('/') && !program.starts_with('/')) {
+                    return Err(bad("--allow", &program, "expected a bare name or an absolute path"));
+                }
+                config.allow.push(program);
+            }
+            Long("shell") => config.shell = true,
+            Long("max-procs") => config.max_procs = count("--max-procs", parser.value()?)?,
+            Long("max-conns") => config.max_conns = count("--max-conns", parser.value()?)?,
+            Long("timeout") => {
+                let limit = seconds("--timeout", parser.value()?)?;
+                config.timeout = (!limit.is_zero()).then_some(limit);
+            }
+            Long("kill-grace") => config.kill_grace = seconds("--kill-grace", parser.value()?)?,
+            Long("heartbeat") => {
+                let every = seconds("--heartbeat", parser.value()?)?;
+                config.heartbeat = (!every.is_zero()).then_some(every);
+            }
+            Long("cors-origin") => {
+                let origin = text("--cors-origin", parser.value()?)?;
+                if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                    return Err(bad("--cors-origin", &origin, "expected * or an origin like https://example.com"));
+                }
+                config.cors_origin = Some(origin.trim_end_matches('/').to_owned());
+            }
+            Long("allow-host") => {
+                let host = text("--allow-host", parser.value()?)?;
+                if host.is_empty() || host.contains(['/', ' ']) {
+                    return Err(bad("--allow-host", &host, "expected a host name, or *"));
+                }
+                config.allow_hosts.push(host.to_ascii_lowercase());
+            }
+            Long("cwd") => {
+                let dir = PathBuf::from(parser.value()?);
+                if !dir.is_dir() {
+                    return Err(bad("--cwd", &dir.to_string_lossy(), "not an existing directory"));
+                }
+                config.cwd = Some(dir);
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if config.shell && !config.allow.is_empty() {
+        return Err(CliError(
+            "--allow and --shell cannot be combined: a shell line can run any program".into(),
+        ));
+    }
+    if no_auth && token.is_some() {
+        return Err(CliError("--no-auth and --token cannot be combined".into()));
+    }
+    if !no_auth && token.is_none() {
+        if let Some(value) = env_token.filter(|v| !v.is_empty()) {
+            token = Some(check_token(text("SSECOMMANDER_TOKEN", value)?, "SSECOMMANDER_TOKEN")?);
+        }
+    }
+    let needs_token = !no_auth && token.is_none();
+    config.token = token;
+    Ok(Command::Serve { config, needs_token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Config {
+        match parse(args.iter().copied(), None) {
+            Ok(Command::Serve { config, .. }) => config,
+            other => panic!("expected Serve for {args:?}, got {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        match parse(args.iter().copied(), None) {
+            Err(err) => err.to_string(),
+            other => panic!("expected an error for {args:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        match parse(Vec::<String>::new(), None) {
+            Ok(Command::Serve { config, needs_token }) => {
+                assert_eq!(config, Config::default());
+                assert!(needs_token);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn listen() {
+        assert_eq!(serve(&["-l", "[::1]:0"]).listen, "[::1]:0".parse().unwrap());
+        assert_eq!(serve(&["--listen=0.0.0.0:80"]).listen.port(), 80);
+        assert!(error(&["--listen", "localhost"]).contains("--listen"));
+    }
+
+    #[test]
+    fn token_sources() {
+        assert_eq!(serve(&["--token", "abc"]).token.as_deref(), Some("abc"));
+        let from_env = parse(Vec::<String>::new(), Some("envtok".into()));
+        assert!(matches!(from_env, Ok(Command::Serve { config, needs_token: false }) if config.token.as_deref() == Some("envtok")));
+        let flag_wins = parse(["--token", "flag"], Some("envtok".into()));
+        assert!(matches!(flag_wins, Ok(Command::Serve { config, .. }) if config.token.as_deref() == Some("flag")));
+        assert!(error(&["--token", "a b"]).contains("invalid token"));
+        assert!(error(&["--no-auth", "--token", "x"]).contains("cannot be combined"));
+        let no_auth = parse(["--no-auth"], Some("envtok".into()));
+        assert!(matches!(no_auth, Ok(Command::Serve { config, needs_token: false }) if config.token.is_none()));
+    }
+
+    #[test]
+    fn allow_and_shell() {
+        assert_eq!(serve(&["--allow", "echo", "--allow", "/bin/ls"]).allow, ["echo", "/bin/ls"]);
+        assert!(error(&["--allow", "bin/ls"]).contains("--allow"));
+        assert!(serve(&["--shell"]).shell);
+        assert!(error(&["--shell", "--allow", "echo"]).contains("cannot be combined"));
+    }
+
+    #[test]
+    fn numbers_and_durations() {
+        let c = serve(&["--max-procs", "2", "--max-conns", "3", "--timeout", "1.5", "--kill-grace", "0", "--heartbeat", "0"]);
+        assert_eq!((c.max_procs, c.max_conns), (2, 3));
+        assert_eq!(c.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(c.kill_grace, Duration::ZERO);
+        assert_eq!(c.heartbeat, None);
+        assert_eq!(serve(&["--timeout", "0"]).timeout, None);
+        assert!(error(&["--max-procs", "0"]).contains("--max-procs"));
+        assert!(error(&["--timeout", "-1"]).contains("--timeout"));
+        assert!(error(&["--heartbeat", "soon"]).contains("--heartbeat"));
+    }
+
+    #[test]
+    fn origins_hosts_cwd() {
+        assert_eq!(serve(&["--cors-origin", "http://a.test/"]).cors_origin.as_deref(), Some("http://a.test"));
+        assert!(error(&["--cors-origin", "a.test"]).contains("--cors-origin"));
+        assert_eq!(serve(&["--allow-host", "Box.LAN"]).allow_hosts, ["box.lan"]);
+        assert_eq!(serve(&["--cwd", "/"]).cwd, Some(PathBuf::from("/")));
+        assert!(error(&["--cwd", "/no/such/dir/xyz"]).contains("--cwd"));
+    }
+
+    #[test]
+    fn help_version_unknown() {
+        assert_eq!(parse(["-h"], None), Ok(Command::Help));
+        assert_eq!(parse(["--version"], None), Ok(Command::Version));
+        assert!(error(&["--frobnicate"]).contains("frobnicate"));
+        assert!(error(&["--max-procs"]).contains("max-procs"));
+    }
+}

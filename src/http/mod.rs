@@ -1,0 +1,5 @@
+//! HTTP/1.1 on raw TCP: request heads in, response bytes out. No I/O here.
+
+pub mod query;
+pub mod request;
+pub mod response;

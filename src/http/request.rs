@@ -1,0 +1,397 @@
+//! Request heads: bytes so far in, a [`Head`], "not yet" or an [`HttpError`] out.
+//!
+//! [`parse`] is called again each time more bytes arrive; the size limits
+//! bound how much it can ever be asked to re-read. It copies what the server
+//! acts on into an owned [`Head`], so the caller's buffer is free again.
+
+use std::fmt;
+
+/// Longest request target accepted (contract §5: over 8 KiB is `414`).
+pub const MAX_TARGET: usize = 8 * 1024;
+/// Longest header section accepted (contract §5: over 8 KiB is `431`).
+pub const MAX_HEADERS: usize = 8 * 1024;
+/// Most header lines parsed; more is `431` (httparse needs a fixed array).
+pub const MAX_HEADER_COUNT: usize = 64;
+/// The most bytes a head can take: a request line with the longest target
+/// plus the longest header section. A connection buffers no more than this.
+pub const MAX_HEAD: usize = MAX_TARGET + MAX_HEADERS + 64;
+
+/// A request the server cannot serve, with the status that says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    /// `400`: the head is not HTTP/1.x syntax, or is ambiguous (smuggling).
+    BadRequest(&'static str),
+    /// `408`: no complete head in time.
+    Timeout,
+    /// `413`: a body where none is accepted.
+    BodyNotAllowed,
+    /// `414`: the request target is over [`MAX_TARGET`].
+    UriTooLong,
+    /// `431`: the header section is over [`MAX_HEADERS`] or has too many lines.
+    HeadersTooLarge,
+    /// `501`: a `Transfer-Encoding` other than `chunked`.
+    UnsupportedEncoding,
+    /// `417`: an `Expect` other than `100-continue`.
+    ExpectationFailed,
+    /// `505`: HTTP/2 or any version but 1.0 and 1.1.
+    VersionNotSupported,
+}
+
+impl HttpError {
+    /// The status code and reason phrase of the reply.
+    pub fn status(self) -> (u16, &'static str) {
+        match self {
+            HttpError::BadRequest(_) => (400, "Bad Request"),
+            HttpError::Timeout => (408, "Request Timeout"),
+            HttpError::BodyNotAllowed => (413, "Content Too Large"),
+            HttpError::UriTooLong => (414, "URI Too Long"),
+            HttpError::HeadersTooLarge => (431, "Request Header Fields Too Large"),
+            HttpError::UnsupportedEncoding => (501, "Not Implemented"),
+            HttpError::ExpectationFailed => (417, "Expectation Failed"),
+            HttpError::VersionNotSupported => (505, "HTTP Version Not Supported"),
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::BadRequest(why) => write!(f, "bad request: {why}"),
+            HttpError::Timeout => f.write_str("no complete request head within 10 s"),
+            HttpError::BodyNotAllowed => f.write_str("this request takes no body"),
+            HttpError::UriTooLong => write!(f, "request target longer than {MAX_TARGET} bytes"),
+            HttpError::HeadersTooLarge => write!(f, "header section larger than {MAX_HEADERS} bytes"),
+            HttpError::UnsupportedEncoding => f.write_str("only Transfer-Encoding: chunked is understood"),
+            HttpError::ExpectationFailed => f.write_str("only Expect: 100-continue is understood"),
+            HttpError::VersionNotSupported => f.write_str("only HTTP/1.0 and HTTP/1.1 are supported"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// The request methods the server tells apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `HEAD`: a `GET` without the body.
+    Head,
+    /// `OPTIONS`: CORS preflight.
+    Options,
+    /// Anything else, as sent.
+    Other(String),
+}
+
+impl Method {
+    fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.to_owned()),
+        }
+    }
+
+    /// The method as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Other(name) => name,
+        }
+    }
+}
+
+/// What the server keeps of a request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The method.
+    pub method: Method,
+    /// The request target as sent (origin-form: path and query).
+    pub target: String,
+    /// `0` for HTTP/1.0, `1` for HTTP/1.1.
+    pub minor_version: u8,
+    /// `Host`, if sent.
+    pub host: Option<String>,
+    /// `Origin`, if sent.
+    pub origin: Option<String>,
+    /// `Authorization`, if sent.
+    pub authorization: Option<String>,
+    /// Every `Cookie` header, joined with `; `.
+    pub cookie: Option<String>,
+    /// A `Last-Event-ID` header was sent (an EventSource reconnecting).
+    pub last_event_id: bool,
+    /// The client allows the connection to stay open after the response.
+    pub keep_alive: bool,
+    /// The request carries a body (non-zero `Content-Length` or chunked).
+    pub has_body: bool,
+}
+
+impl Head {
+    /// The path part of the target (before `?`).
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target[..], |(path, _)| path)
+    }
+
+    /// The query part of the target (after `?`), empty if none.
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, query)| query)
+    }
+}
+
+/// The outcome of parsing the bytes received so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Valid so far; more bytes are needed.
+    Partial,
+    /// A whole head, and how many bytes of the buffer it took.
+    Complete(Head, usize),
+}
+
+/// Parses a request head from the start of `buf`.
+///
+/// Fails with the [`HttpError`] whose status answers it; `Partial` means the
+/// bytes are valid so far and fewer than the limits allow.
+pub fn parse(buf: &[u8]) -> Result<Parsed, HttpError> {
+    if buf.starts_with(b"PRI * HTTP/2") {
+        return Err(HttpError::VersionNotSupported);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_COUNT];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) => {
+            check_partial_size(buf)?;
+            Ok(Parsed::Partial)
+        }
+        Ok(httparse::Status::Complete(len)) => {
+            let head = build_head(&req, buf, len)?;
+            Ok(Parsed::Complete(head, len))
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(HttpError::HeadersTooLarge),
+        Err(httparse::Error::Version) => Err(version_error(buf)),
+        Err(_) => Err(HttpError::BadRequest("malformed request head")),
+    }
+}
+
+/// Length of the request line including its line end, if it is complete.
+fn request_line_len(buf: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', buf).map(|i| i + 1)
+}
+
+fn check_partial_size(buf: &[u8]) -> Result<(), HttpError> {
+    match request_line_len(buf) {
+        None if buf.len() > MAX_TARGET + 32 => Err(HttpError::UriTooLong),
+        Some(line) if buf.len() - line > MAX_HEADERS => Err(HttpError::HeadersTooLarge),
+        _ => Ok(()),
+    }
+}
+
+/// A version httparse refused: `505` if it names an HTTP version, else `400`.
+fn version_error(buf: &[u8]) -> HttpError {
+    let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    if version.starts_with(b"HTTP/") {
+        HttpError::VersionNotSupported
+    } else {
+        HttpError::BadRequest("malformed request line")
+    }
+}
+
+fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize) -> Result<Head, HttpError> {
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HttpError::BadRequest("malformed request line"));
+    };
+    if target.len() > MAX_TARGET {
+        return Err(HttpError::UriTooLong);
+    }
+    let line = request_line_len(buf).unwrap_or(len);
+    if len - line > MAX_HEADERS {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    if !target.starts_with('/') {
+        return Err(HttpError::BadRequest("request target must be a path"));
+    }
+    let mut head = Head {
+        method: Method::from_token(method),
+        target: target.to_owned(),
+        minor_version: minor,
+        host: None,
+        origin: None,
+        authorization: None,
+        cookie: None,
+        last_event_id: false,
+        keep_alive: minor == 1,
+        has_body: false,
+    };
+    let mut framing = BodyFraming::default();
+    for header in req.headers.iter() {
+        apply_header(&mut head, &mut framing, header.name, header.value)?;
+    }
+    head.has_body = framing.check()?;
+    if minor == 1 && head.host.is_none() {
+        return Err(HttpError::BadRequest("HTTP/1.1 request without Host"));
+    }
+    if minor == 0 {
+        // HTTP/1.0 keep-alive is a legacy extension: close after each response.
+        head.keep_alive = false;
+    }
+    Ok(head)
+}
+
+/// What the head says about a body, checked once all headers are seen.
+#[derive(Default)]
+struct BodyFraming {
+    content_length: Option<u64>,
+    chunked: bool,
+    transfer_encoding: bool,
+}
+
+impl BodyFraming {
+    /// True if a body follows; errors for ambiguous framing (smuggling).
+    fn check(&self) -> Result<bool, HttpError> {
+        if self.transfer_encoding && self.content_length.is_some() {
+            return Err(HttpError::BadRequest("both Content-Length and Transfer-Encoding"));
+        }
+        Ok(self.chunked || self.content_length.is_some_and(|n| n > 0))
+    }
+}
+
+fn header_str<'a>(value: &'a [u8], what: &'static str) -> Result<&'a str, HttpError> {
+    std::str::from_utf8(value)
+        .map(str::trim)
+        .map_err(|_| HttpError::BadRequest(what))
+}
+
+fn set_once(slot: &mut Option<String>, value: &str, what: &'static str) -> Result<(), HttpError> {
+    if slot.is_some() {
+        return Err(HttpError::BadRequest(what));
+    }
+    *slot = Some(value.to_owned());
+    Ok(())
+}
+
+fn apply_header(head: &mut Head, framing: &mut BodyFraming, name: &str, value: &[u8]) -> Result<(), HttpError> {
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        "host" => set_once(&mut head.host, header_str(value, "Host is not text")?, "more than one Host")?,
+        "origin" => set_once(&mut head.origin, header_str(value, "Origin is not text")?, "more than one Origin")?,
+        "authorization" => set_once(
+            &mut head.authorization,
+            header_str(value, "Authorization is not text")?,
+            "more than one Authorization",
+        )?,
+        "cookie" => {
+            let value = header_str(value, "Cookie is not text")?;
+            match &mut head.cookie {
+                Some(all) => {
+                    all.push_str("; ");
+                    all.push_str(value);
+                }
+                None => head.cookie = Some(value.to_owned()),
+            }
+        }
+        "last-event-id" => head.last_event_id = true,
+        "connection" => {
+            let value = header_str(value, "Connection is not text")?;
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    head.keep_alive = false;
+                } else if token.eq_ignore_ascii_case("upgrade") {
+                    // We never upgrade; the request is answered as plain HTTP/1.1.
+                }
+            }
+        }
+        "content-length" => {
+            if framing.content_length.is_some() {
+                return Err(HttpError::BadRequest("more than one Content-Length"));
+            }
+            let text = header_str(value, "bad Content-Length")?;
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HttpError::BadRequest("bad Content-Length"));
+            }
+            let length = text.parse().map_err(|_| HttpError::BadRequest("bad Content-Length"))?;
+            framing.content_length = Some(length);
+        }
+        "transfer-encoding" => {
+            let text = header_str(value, "bad Transfer-Encoding")?;
+            framing.transfer_encoding = true;
+            if text.eq_ignore_ascii_case("chunked") && !framing.chunked {
+                framing.chunked = true;
+            } else {
+                return Err(HttpError::UnsupportedEncoding);
+            }
+        }
+        "expect" => {
+            let text = header_str(value, "bad Expect")?;
+            if !text.eq_ignore_ascii_case("100-continue") {
+                return Err(HttpError::ExpectationFailed);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(bytes: &[u8]) -> Head {
+        match parse(bytes) {
+            Ok(Parsed::Complete(head, len)) => {
+                assert_eq!(len, bytes.len());
+                head
+            }
+            other => panic!("expected a complete head, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn typical_request() {
+        let h = head(b"GET /run?command=ls HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nCookie: a=b\r\nCookie: c=d\r\n\r\n");
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.path(), "/run");
+        assert_eq!(h.query(), "command=ls");
+        assert_eq!(h.cookie.as_deref(), Some("a=b; c=d"));
+        assert!(h.keep_alive);
+        assert!(!h.has_body);
+    }
+
+    #[test]
+    fn split_anywhere_is_partial_then_complete() {
+        let whole = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        for cut in 0..whole.len() {
+            assert_eq!(parse(&whole[..cut]), Ok(Parsed::Partial), "cut at {cut}");
+        }
+        assert!(!head(whole).keep_alive);
+    }
+
+    #[test]
+    fn errors_have_their_statuses() {
+        let status = |b: &[u8]| parse(b).map(|_| 0).unwrap_or_else(|e| e.status().0);
+        assert_eq!(status(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / FOO\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nExpect: later\r\n\r\n"), 417);
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(MAX_TARGET + 1));
+        assert_eq!(status(long_target.as_bytes()), 414);
+        assert_eq!(status(&long_target.as_bytes()[..MAX_TARGET + 100]), 414);
+        let long_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEADERS));
+        assert_eq!(status(long_header.as_bytes()), 431);
+        assert_eq!(status(&long_header.as_bytes()[..MAX_HEADERS + 100]), 431);
+    }
+
+    #[test]
+    fn http10_closes_and_body_is_seen() {
+        let h = head(b"GET / HTTP/1.0\r\n\r\n");
+        assert!(!h.keep_alive);
+        let h = head(b"GET /run HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n");
+        assert!(h.has_body);
+    }
+}

@@ -1,0 +1,387 @@
+//! One running command: the child, its pipes, the encoder and its event ids,
+//! and how it is being stopped.
+//!
+//! A job lives in the server's job table; a connection watches it by index
+//! and may leave before it ends. The job writes events into whatever
+//! [`Sink`] the server hands it, and never learns what a socket is.
+
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::unix::pipe::Receiver;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use crate::child::{self, Spawned};
+use crate::sse::{Encoder, Format, Frame, PipeText, Stream};
+use crate::sys;
+use crate::timer::{Deadline, TimerKey, Timers};
+
+/// An unfinished line is sent after the child has been quiet this long
+/// (contract §3.4).
+pub const QUIET_FLUSH: Duration = Duration::from_millis(20);
+
+/// Reads of one job's pipes per turn of the loop, so one fast child cannot
+/// starve the others; the job is revisited before the next poll.
+pub const FAIR_READS: usize = 16;
+
+/// Poll token kinds in the low bits of a job's tokens.
+pub const TOKEN_STDOUT: usize = 2;
+/// See [`TOKEN_STDOUT`].
+pub const TOKEN_STDERR: usize = 3;
+/// See [`TOKEN_STDOUT`].
+pub const TOKEN_PIDFD: usize = 4;
+/// Bits of a token that hold its kind.
+pub const TOKEN_KIND_BITS: usize = 3;
+
+/// The poll token of a job's source.
+pub fn token(job: usize, kind: usize) -> Token {
+    Token(job << TOKEN_KIND_BITS | kind)
+}
+
+/// Where a job's events go: in practice a client connection.
+pub trait Sink {
+    /// Writes or queues one frame, encoded from `text`.
+    fn send(&mut self, frame: &Frame, text: &[u8]);
+    /// True while the sink takes more without queueing: when false the job
+    /// stops reading its pipes, so a slow client slows the child down.
+    fn ready(&self) -> bool;
+}
+
+/// How far the job is in being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    /// Not asked to stop; maybe a `--timeout` falls at this instant.
+    No { timeout_at: Option<Instant> },
+    /// SIGTERM sent to the group; SIGKILL at this instant if any of it lives.
+    Terminating { kill_at: Instant },
+    /// SIGKILL sent (or the group was gone): nothing more to do.
+    Done,
+}
+
+/// One pipe of the child.
+#[derive(Debug)]
+struct Pipe {
+    rx: Receiver,
+    /// Readiness not yet drained to `WouldBlock` (events are edges).
+    ready: bool,
+}
+
+/// One command and everything that belongs to it.
+#[derive(Debug)]
+pub struct Job {
+    index: usize,
+    child: Child,
+    pgid: libc::pid_t,
+    pidfd: Option<OwnedFd>,
+    pipes: [Option<Pipe>; 2],
+    text: [PipeText; 2],
+    encoder: Encoder,
+    /// Which pipe was read last, to alternate when both are ready.
+    last_read: usize,
+    /// The connection watching, if any.
+    pub watcher: Option<usize>,
+    status: Option<ExitStatus>,
+    stopping: Stopping,
+    timed_out: bool,
+    exit_sent: bool,
+    grace: Duration,
+    /// Partial-line flush deadline.
+    pub flush: Deadline,
+    /// `--timeout` or SIGKILL deadline.
+    pub kill: Deadline,
+    /// The command line, for logs.
+    argv: String,
+}
+
+impl Job {
+    /// Registers a spawned child's pipes and pidfd under tokens of `index`.
+    pub fn start(spawned: Spawned, index: usize, format: Format, options: JobOptions, registry: &Registry) -> io::Result<Job> {
+        let Spawned {
+            child,
+            mut stdout,
+            mut stderr,
+            pidfd,
+        } = spawned;
+        registry.register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)?;
+        registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE)?;
+        if let Some(fd) = &pidfd {
+            registry.register(&mut SourceFd(&fd.as_raw_fd()), token(index, TOKEN_PIDFD), Interest::READABLE)?;
+        }
+        let pgid = child.id() as libc::pid_t;
+        let mut job = Job {
+            index,
+            child,
+            pgid,
+            pidfd,
+            pipes: [
+                Some(Pipe { rx: stdout, ready: true }),
+                Some(Pipe { rx: stderr, ready: true }),
+            ],
+            text: [PipeText::new(Stream::Stdout), PipeText::new(Stream::Stderr)],
+            encoder: Encoder::new(format),
+            last_read: 1,
+            watcher: None,
+            status: None,
+            stopping: Stopping::No {
+                timeout_at: options.timeout.map(|t| options.now + t),
+            },
+            timed_out: false,
+            exit_sent: false,
+            grace: options.kill_grace,
+            flush: Deadline::default(),
+            kill: Deadline::default(),
+            argv: options.argv_for_log,
+        };
+        if let Stopping::No { timeout_at: Some(at) } = job.stopping {
+            job.kill.set(at, TimerKey::Kill(index), options.timers);
+        }
+        debug!("child {} started: {}", pgid, job.argv);
+        Ok(job)
+    }
+
+    /// The child's pid (also its process group).
+    pub fn pid(&self) -> libc::pid_t {
+        self.pgid
+    }
+
+    /// True once the child has been reaped.
+    pub fn has_exited(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// Marks a pipe as readable after a poll event.
+    pub fn set_ready(&mut self, kind: usize) {
+        let which = if kind == TOKEN_STDOUT { 0 } else { 1 };
+        if let Some(pipe) = &mut self.pipes[which] {
+            pipe.ready = true;
+        }
+    }
+
+    /// True if a pipe has readiness not yet drained.
+    pub fn has_ready_pipe(&self) -> bool {
+        self.pipes.iter().flatten().any(|pipe| pipe.ready)
+    }
+
+    fn next_ready(&self) -> Option<usize> {
+        let other = 1 - self.last_read;
+        [other, self.last_read]
+            .into_iter()
+            .find(|&i| self.pipes[i].as_ref().is_some_and(|pipe| pipe.ready))
+    }
+
+    /// Reads ready pipes into `buf` and sends what they hold to `sink`, until
+    /// the pipes would block, the sink is full, or [`FAIR_READS`] reads.
+    /// Returns true if it stopped at the read cap with readiness left.
+    pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, now: Instant, timers: &mut Timers, registry: &Registry) -> bool {
+        for _ in 0..FAIR_READS {
+            if !sink.ready() {
+                return false;
+            }
+            let Some(which) = self.next_ready() else {
+                return false;
+            };
+            self.last_read = which;
+            let Some(pipe) = &mut self.pipes[which] else {
+                return false;
+            };
+            match pipe.rx.read(buf) {
+                Ok(0) => self.close_pipe(which, Some(sink), registry),
+                Ok(n) => {
+                    let (text, encoder) = (&mut self.text[which], &mut self.encoder);
+                    text.feed(encoder, &buf[..n], &mut |frame, bytes| sink.send(frame, bytes));
+                    if text.has_held() {
+                        self.flush.set(now + QUIET_FLUSH, TimerKey::Flush(self.index), timers);
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    pipe.ready = false;
+                    if self.status.is_some() {
+                        // The child is gone and its pipe is empty: whatever a
+                        // grandchild may still write is not this stream's.
+                        self.close_pipe(which, Some(sink), registry);
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    debug!("child {}: reading its pipe failed: {err}", self.pgid);
+                    self.close_pipe(which, Some(sink), registry);
+                }
+            }
+        }
+        self.has_ready_pipe()
+    }
+
+    fn close_pipe(&mut self, which: usize, sink: Option<&mut dyn Sink>, registry: &Registry) {
+        if let Some(mut pipe) = self.pipes[which].take() {
+            let _ = registry.deregister(&mut pipe.rx);
+        }
+        if let Some(sink) = sink {
+            self.text[which].finish(&mut self.encoder, &mut |frame, bytes| sink.send(frame, bytes));
+        }
+    }
+
+    /// The quiet time passed: sends held partial lines (if the sink takes
+    /// them now; else tries again after another quiet period).
+    pub fn flush_held(&mut self, sink: &mut dyn Sink, now: Instant, timers: &mut Timers) {
+        if !sink.ready() {
+            self.flush.set(now + QUIET_FLUSH, TimerKey::Flush(self.index), timers);
+            return;
+        }
+        for which in 0..2 {
+            let (text, encoder) = (&mut self.text[which], &mut self.encoder);
+            text.flush(encoder, &mut |frame, bytes| sink.send(frame, bytes));
+        }
+    }
+
+    /// The child may have exited (pidfd readable, or SIGCHLD): if so, signal
+    /// what is left of its group, reap it, and return true.
+    pub fn check_exit(&mut self, now: Instant, timers: &mut Timers, registry: &Registry) -> bool {
+        if self.status.is_some() {
+            return false;
+        }
+        match sys::has_exited(self.pgid) {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(err) => {
+                debug!("child {}: waitid failed: {err}", self.pgid);
+                return false;
+            }
+        }
+        // Signal the group before reaping the leader: while its zombie exists
+        // the group id cannot be reused, so no stranger gets the signal.
+        let _ = sys::kill_group(self.pgid, libc::SIGTERM);
+        let status = match self.child.try_wait() {
+            Ok(Some(status)) => status,
+            Ok(None) => return false,
+            Err(err) => {
+                warn!("child {}: cannot reap it: {err}", self.pgid);
+                return false;
+            }
+        };
+        self.status = Some(status);
+        if let Some(fd) = self.pidfd.take() {
+            let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+        info!("child {} {} exited: {}", self.pgid, self.argv, describe(status, self.timed_out));
+        // Drain both pipes once more: the pidfd can fire while the child's
+        // last write is still in the pipe, with no new edge to announce it.
+        for pipe in self.pipes.iter_mut().flatten() {
+            pipe.ready = true;
+        }
+        if sys::group_alive(self.pgid) {
+            // A background grandchild got SIGTERM above; SIGKILL it later.
+            self.begin_kill_grace(now, timers);
+        } else {
+            self.stopping = Stopping::Done;
+            self.kill.clear();
+        }
+        true
+    }
+
+    /// Stops the command: SIGTERM to its group now, SIGKILL after the grace.
+    pub fn terminate(&mut self, now: Instant, timers: &mut Timers) {
+        if let Stopping::No { .. } = self.stopping {
+            debug!("child {}: SIGTERM to its group", self.pgid);
+            let _ = sys::kill_group(self.pgid, libc::SIGTERM);
+            self.begin_kill_grace(now, timers);
+        }
+    }
+
+    fn begin_kill_grace(&mut self, now: Instant, timers: &mut Timers) {
+        if let Stopping::Terminating { .. } = self.stopping {
+            return;
+        }
+        let kill_at = now + self.grace;
+        self.stopping = Stopping::Terminating { kill_at };
+        self.kill.clear();
+        self.kill.set(kill_at, TimerKey::Kill(self.index), timers);
+    }
+
+    /// The kill deadline fell: a `--timeout` starts the stop; the end of the
+    /// grace sends SIGKILL to whatever of the group is left.
+    pub fn on_kill_deadline(&mut self, now: Instant, timers: &mut Timers) {
+        match self.stopping {
+            Stopping::No { timeout_at: Some(_) } => {
+                info!("child {} {}: --timeout expired", self.pgid, self.argv);
+                self.timed_out = true;
+                self.terminate(now, timers);
+            }
+            Stopping::Terminating { .. } => {
+                if sys::group_alive(self.pgid) {
+                    warn!("child {} {}: still running after SIGTERM, sending SIGKILL", self.pgid, self.argv);
+                    let _ = sys::kill_group(self.pgid, libc::SIGKILL);
+                }
+                self.stopping = Stopping::Done;
+            }
+            Stopping::No { timeout_at: None } | Stopping::Done => {}
+        }
+    }
+
+    /// The watcher left: stop the child, and close the pipes so a child that
+    /// keeps writing gets EPIPE instead of blocking.
+    pub fn detach(&mut self, now: Instant, timers: &mut Timers, registry: &Registry) {
+        self.watcher = None;
+        self.flush.clear();
+        for which in 0..2 {
+            self.close_pipe(which, None, registry);
+        }
+        if self.status.is_none() {
+            self.terminate(now, timers);
+        }
+    }
+
+    /// Sends the `exit` event once the child is reaped and both pipes are
+    /// drained; returns true when it did (the stream is then complete).
+    pub fn finish_if_done(&mut self, sink: &mut dyn Sink) -> bool {
+        if self.exit_sent || self.pipes.iter().any(Option::is_some) {
+            return false;
+        }
+        let Some(status) = self.status else { return false };
+        self.exit_sent = true;
+        self.flush.clear();
+        let exit = child::exit_of(status, self.timed_out);
+        sink.send(self.encoder.exit(&exit), b"");
+        true
+    }
+
+    /// True when nothing of the job needs the loop any more: reaped, pipes
+    /// closed, no watcher, and the kill grace (if any) over.
+    pub fn is_finished(&self) -> bool {
+        self.status.is_some()
+            && self.watcher.is_none()
+            && self.pipes.iter().all(Option::is_none)
+            && !matches!(self.stopping, Stopping::Terminating { .. })
+    }
+}
+
+/// What a job needs besides the child.
+pub struct JobOptions<'a> {
+    /// Now, for the `--timeout` deadline.
+    pub now: Instant,
+    /// `--timeout`.
+    pub timeout: Option<Duration>,
+    /// `--kill-grace`.
+    pub kill_grace: Duration,
+    /// The command line as logs show it.
+    pub argv_for_log: String,
+    /// The timer queue.
+    pub timers: &'a mut Timers,
+}
+
+fn describe(status: ExitStatus, timed_out: bool) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "unknown status".to_owned(),
+    };
+    if timed_out {
+        format!("{how} (timed out)")
+    } else {
+        how
+    }
+}

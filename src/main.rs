@@ -1,0 +1,90 @@
+//! The `ssecommander` binary: flags, bind, print the URL line, run the loop.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use log::{info, warn};
+use ssecommander::cli::{self, Command};
+use ssecommander::{auth, child, server, sys};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("ssecommander: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("ssecommander: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Why the binary stops with an error: bad start-up (exit 2, contract §1) or
+/// a failure of the loop itself (exit 1).
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+fn run() -> Result<(), Failure> {
+    let args = std::env::args_os().skip(1);
+    let (mut config, needs_token) = match cli::parse(args, std::env::var_os(child::TOKEN_ENV)) {
+        Ok(Command::Serve { config, needs_token }) => (config, needs_token),
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            return Ok(());
+        }
+        Ok(Command::Version) => {
+            println!("ssecommander {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Err(err) => return Err(Failure::Usage(err.to_string())),
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if needs_token {
+        let token = auth::random_token().map_err(|err| Failure::Usage(format!("cannot draw a random token: {err}")))?;
+        config.token = Some(token);
+    }
+    match sys::raise_nofile_limit() {
+        Ok(limit) => log::debug!("open-file limit: {limit}"),
+        Err(err) => warn!("cannot raise the open-file limit: {err}"),
+    }
+    let listener = mio::net::TcpListener::bind(config.listen)
+        .map_err(|err| Failure::Usage(format!("cannot listen on {}: {}", config.listen, describe_bind_error(&err))))?;
+    let local = listener
+        .local_addr()
+        .map_err(|err| Failure::Usage(format!("cannot read the listening address: {err}")))?;
+    config.listen = local;
+    if config.token.is_none() {
+        warn!("--no-auth: anyone who can reach {local} can run commands as this user");
+    }
+    print_url_line(&config)?;
+    info!("listening on {local}");
+    let mut server = server::Server::new(listener, config).map_err(|err| Failure::Runtime(format!("cannot start the event loop: {err}")))?;
+    server.run().map_err(|err| Failure::Runtime(format!("event loop failed: {err}")))
+}
+
+/// The one stdout line scripts read the address from (contract §1).
+fn print_url_line(config: &cli::Config) -> Result<(), Failure> {
+    let mut line = format!("ssecommander listening on http://{}/", config.listen);
+    if let Some(token) = &config.token {
+        line.push_str("?token=");
+        line.push_str(token);
+    }
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout must not kill the server: scripts may read one line and go.
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+    Ok(())
+}
+
+fn describe_bind_error(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
+        std::io::ErrorKind::AddrNotAvailable => "address not available on this machine".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need privileges)".to_owned(),
+        _ => err.to_string().to_lowercase(),
+    }
+}

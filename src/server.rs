@@ -1,0 +1,726 @@
+//! The event loop: one `mio::Poll` for the listener, every client socket,
+//! every child's pipes and pidfd, and the signalfd; the timer queue sets its
+//! timeout. Only this module calls `poll` and decides what closes.
+//!
+//! A failed system call ends one connection or one job, never the loop.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use mio::net::TcpListener;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::auth;
+use crate::child::{self, SpawnOptions};
+use crate::cli::Config;
+use crate::conn::{self, After, Conn, Phase};
+use crate::http::request::{Head, HttpError};
+use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
+use crate::job::{Job, JobOptions, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::route::{self, Decision, RunRequest};
+use crate::sse::{Encoder, HEARTBEAT};
+use crate::sys;
+use crate::table::Table;
+use crate::timer::{Deadline, TimerKey, Timers};
+
+/// The listener's poll token.
+const LISTENER: Token = Token(0);
+/// The signalfd's poll token (index 1, kind 0).
+const SIGNALS: Token = Token(1 << TOKEN_KIND_BITS);
+
+/// Size of the one read buffer the whole loop shares (pipes and sockets).
+/// 64 KiB is a default pipe's capacity: one read empties a full pipe.
+pub const READ_BUFFER: usize = 64 * 1024;
+
+/// A request head must be complete this long after it began (contract §5).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An idle kept-alive connection is closed (silently) after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After our side closes, how long we keep reading (and dropping) what the
+/// client still sends before we close for good.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// Connections accepted past `--max-conns` to be told `503`; beyond this many
+/// more, new connections are closed without a word.
+const REFUSAL_SLOTS: usize = 64;
+
+/// Connections accepted per turn, so a connection storm cannot starve
+/// streams that are already running.
+const ACCEPTS_PER_TURN: usize = 128;
+
+/// How long accepting pauses when the process is out of descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Poll events fetched per call.
+const EVENTS_PER_POLL: usize = 1024;
+
+/// Why the loop is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Serving,
+    /// SIGINT or SIGTERM came: children are being stopped; exit at the deadline.
+    ShuttingDown { deadline: Instant },
+}
+
+/// The server: everything the loop owns.
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: OwnedFd,
+    /// Pidfds are not available: SIGCHLD on the signalfd reports exits.
+    sigchld: bool,
+    config: Config,
+    spawn_options: SpawnOptions,
+    conns: Table<Conn>,
+    jobs: Table<Job>,
+    timers: Timers,
+    /// The one read buffer of the loop.
+    buf: Box<[u8]>,
+    state: State,
+    /// Children started and not yet reaped (`--max-procs`).
+    live_children: usize,
+    /// Connections counting against `--max-conns`.
+    counted_conns: usize,
+    /// Jobs stopped at their read cap, revisited before the next poll.
+    revisit_jobs: Vec<usize>,
+    /// The listener has connections left (accept cap or pause).
+    accept_pending: bool,
+    /// Accepting is paused until this deadline (out of descriptors).
+    accept_pause: Deadline,
+    /// The shutdown deadline.
+    shutdown: Deadline,
+    /// A spare descriptor, given up to accept-and-close when out of them.
+    reserve: Option<File>,
+}
+
+fn would_block(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}
+
+fn interrupted(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Interrupted
+}
+
+impl Server {
+    /// Sets the loop up around a bound listener. Blocks SIGINT and SIGTERM
+    /// (and SIGCHLD on kernels without pidfd) so they arrive as events.
+    pub fn new(mut listener: TcpListener, config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let sigchld = !pidfd_supported();
+        let mut signals = vec![libc::SIGINT, libc::SIGTERM];
+        if sigchld {
+            warn!("this kernel has no pidfd_open: watching SIGCHLD instead");
+            signals.push(libc::SIGCHLD);
+        }
+        let signal_fd = sys::signalfd(&signals)?;
+        poll.registry()
+            .register(&mut SourceFd(&signal_fd.as_raw_fd()), SIGNALS, Interest::READABLE)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let _ = sys::set_listen_backlog(&listener, 4096);
+        let spawn_options = SpawnOptions {
+            cwd: config.cwd.clone(),
+            allow: config.allow.clone(),
+        };
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            signals: signal_fd,
+            sigchld,
+            config,
+            spawn_options,
+            conns: Table::default(),
+            jobs: Table::default(),
+            timers: Timers::default(),
+            buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
+            state: State::Serving,
+            live_children: 0,
+            counted_conns: 0,
+            revisit_jobs: Vec::new(),
+            accept_pending: false,
+            accept_pause: Deadline::default(),
+            shutdown: Deadline::default(),
+            reserve: File::open("/dev/null").ok(),
+        })
+    }
+
+    /// Runs until a shutdown completes.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        loop {
+            let now = Instant::now();
+            if self.is_done(now) {
+                return Ok(());
+            }
+            let timeout = if self.has_leftover_work() {
+                Some(Duration::ZERO)
+            } else {
+                self.timers.poll_timeout(now)
+            };
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
+                if interrupted(&err) {
+                    continue;
+                }
+                return Err(err);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                self.dispatch(event, now);
+            }
+            self.revisit(now);
+            self.on_timers(Instant::now());
+        }
+    }
+
+    fn has_leftover_work(&self) -> bool {
+        !self.revisit_jobs.is_empty() || (self.accept_pending && self.accept_pause.at().is_none())
+    }
+
+    fn is_done(&mut self, now: Instant) -> bool {
+        let State::ShuttingDown { deadline } = self.state else {
+            return false;
+        };
+        let busy = self.conns.indices().into_iter().any(|i| {
+            self.conns
+                .get(i)
+                .is_some_and(|c| matches!(c.phase, Phase::Streaming { .. }) || c.pending_len() > 0)
+        });
+        if !busy && self.live_children == 0 {
+            info!("shutdown complete");
+            return true;
+        }
+        if now >= deadline {
+            warn!("shutdown deadline reached with {} children and streams left", self.live_children);
+            for index in self.jobs.indices() {
+                if let Some(job) = self.jobs.get(index) {
+                    if !job.has_exited() {
+                        let _ = sys::kill_group(job.pid(), libc::SIGKILL);
+                    }
+                }
+            }
+            return true;
+        }
+        false
+    }
+
+    fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
+        let token = event.token();
+        if token == LISTENER {
+            self.accept_pending = true;
+            self.on_listener(now);
+            return;
+        }
+        if token == SIGNALS {
+            self.on_signal(now);
+            return;
+        }
+        let index = token.0 >> TOKEN_KIND_BITS;
+        match token.0 & ((1 << TOKEN_KIND_BITS) - 1) {
+            conn::TOKEN_CONN => {
+                if let Some(conn) = self.conns.get_mut(index) {
+                    conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+                    conn.writable |= event.is_writable() || event.is_error();
+                }
+                self.drive_conn(index, now);
+            }
+            kind @ (TOKEN_STDOUT | TOKEN_STDERR) => {
+                if let Some(job) = self.jobs.get_mut(index) {
+                    job.set_ready(kind);
+                }
+                self.pump_job(index, now);
+            }
+            TOKEN_PIDFD => self.on_exit(index, now),
+            _ => {}
+        }
+    }
+
+    fn revisit(&mut self, now: Instant) {
+        for index in std::mem::take(&mut self.revisit_jobs) {
+            self.pump_job(index, now);
+        }
+        if self.accept_pending && self.accept_pause.at().is_none() {
+            self.on_listener(now);
+        }
+    }
+
+    // ----- accepting -------------------------------------------------------
+
+    fn on_listener(&mut self, now: Instant) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((sock, peer)) => self.on_accepted(sock, peer, now),
+                Err(err) if would_block(&err) => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(err) if interrupted(&err) => {}
+                Err(err) if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    self.out_of_descriptors(now);
+                    return;
+                }
+                Err(err) => {
+                    // ECONNABORTED and friends: that one connection is gone.
+                    debug!("accept failed: {err}");
+                }
+            }
+        }
+    }
+
+    /// EMFILE: free the spare descriptor to accept one connection and close
+    /// it (so the client is not left hanging), then pause accepting briefly
+    /// instead of spinning on a listener that stays readable.
+    fn out_of_descriptors(&mut self, now: Instant) {
+        warn!("out of file descriptors: refusing connections for {ACCEPT_PAUSE:?}");
+        self.reserve = None;
+        if let Some(listener) = &self.listener {
+            if let Ok((sock, _)) = listener.accept() {
+                drop(sock);
+            }
+        }
+        self.reserve = File::open("/dev/null").ok();
+        self.accept_pause.set(now + ACCEPT_PAUSE, TimerKey::Server, &mut self.timers);
+    }
+
+    fn on_accepted(&mut self, sock: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        let over = self.counted_conns >= self.config.max_conns;
+        if over && self.conns.len() >= self.counted_conns + REFUSAL_SLOTS {
+            debug!("{peer}: dropped, too many connections");
+            return;
+        }
+        // Streams are latency-sensitive and small: never wait for Nagle.
+        let _ = sock.set_nodelay(true);
+        let index = self.conns.next_index();
+        let mut conn = Conn::new(sock, peer, now, !over);
+        if let Err(err) = conn.register(self.poll.registry(), index) {
+            warn!("{peer}: cannot register the connection: {err}");
+            return;
+        }
+        self.conns.insert(conn);
+        if over {
+            info!("{peer} - - 503 (--max-conns {} reached)", self.config.max_conns);
+            let reply = Reply::text(503, "Service Unavailable", "too many connections: try again shortly")
+                .header("Retry-After", "1")
+                .closing();
+            self.send_reply(index, &reply, 1, false, now);
+        } else {
+            self.counted_conns += 1;
+            self.arm_head_timeout(index, now);
+        }
+        self.drive_conn(index, now);
+    }
+
+    // ----- connections -----------------------------------------------------
+
+    fn arm_head_timeout(&mut self, index: usize, now: Instant) {
+        if let Some(conn) = self.conns.get_mut(index) {
+            conn.deadline.clear();
+            conn.deadline.set(now + HEAD_TIMEOUT, TimerKey::Conn(index), &mut self.timers);
+        }
+    }
+
+    /// Moves a connection as far as its readiness allows: flush, read,
+    /// parse and answer requests, watch for the client leaving.
+    fn drive_conn(&mut self, index: usize, now: Instant) {
+        // Each turn makes progress or stops; the bound only guards against a
+        // bug turning into a spin.
+        for _ in 0..64 {
+            let Some(conn) = self.conns.get_mut(index) else { return };
+            if conn.pending_len() > 0 && conn.writable {
+                conn.flush(now);
+            }
+            if conn.wants_read() {
+                conn.read_some(&mut self.buf);
+            }
+            if conn.failed {
+                return self.close_conn(index, now);
+            }
+            let progressed = match conn.phase {
+                Phase::ReadingHead { idle, .. } => self.next_request(index, idle, now),
+                Phase::Streaming { job } => self.stream_step(index, job, now),
+                Phase::Draining { then } => self.drain_step(index, then, now),
+                Phase::Lingering => {
+                    if conn.read_closed {
+                        self.close_conn(index, now);
+                    }
+                    false
+                }
+                Phase::Closed => false,
+            };
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn next_request(&mut self, index: usize, idle: bool, now: Instant) -> bool {
+        let Some(conn) = self.conns.get_mut(index) else { return false };
+        match conn.take_head() {
+            Ok(Some(head)) => {
+                conn.deadline.clear();
+                self.on_request(index, head, now);
+                true
+            }
+            Ok(None) => {
+                if conn.read_closed {
+                    // The client is done sending and no whole request came.
+                    if idle || !conn.has_input() {
+                        self.close_conn(index, now);
+                    } else {
+                        self.reject(index, HttpError::BadRequest("connection closed mid-head"), now);
+                    }
+                }
+                false
+            }
+            Err(err) => {
+                self.reject(index, err, now);
+                true
+            }
+        }
+    }
+
+    fn stream_step(&mut self, index: usize, job: usize, now: Instant) -> bool {
+        let Some(conn) = self.conns.get(index) else { return false };
+        if conn.read_closed {
+            // The client is gone (a FIN counts: a streaming client never
+            // half-closes on purpose); stop its command.
+            debug!("{}: client left during its stream", conn.peer);
+            self.close_conn(index, now);
+            return false;
+        }
+        if conn.pending_len() == 0 {
+            self.pump_job(job, now);
+        }
+        false
+    }
+
+    fn drain_step(&mut self, index: usize, then: After, now: Instant) -> bool {
+        let Some(conn) = self.conns.get_mut(index) else { return false };
+        if conn.pending_len() > 0 {
+            return false;
+        }
+        conn.heartbeat.clear();
+        match then {
+            After::KeepAlive if self.state == State::Serving => {
+                conn.phase = Phase::ReadingHead { since: now, idle: !conn.has_input() };
+                conn.deadline.clear();
+                let timeout = if conn.has_input() { HEAD_TIMEOUT } else { IDLE_TIMEOUT };
+                conn.deadline.set(now + timeout, TimerKey::Conn(index), &mut self.timers);
+                true
+            }
+            _ => {
+                conn.shutdown_write();
+                conn.phase = Phase::Lingering;
+                conn.deadline.clear();
+                conn.deadline.set(now + LINGER, TimerKey::Conn(index), &mut self.timers);
+                true
+            }
+        }
+    }
+
+    /// Answers a request the parser refused, then closes: after a bad head
+    /// nobody knows where the next request would start.
+    fn reject(&mut self, index: usize, err: HttpError, now: Instant) {
+        let (status, reason) = err.status();
+        if let Some(conn) = self.conns.get(index) {
+            info!("{} - - {status} ({err})", conn.peer);
+        }
+        let reply = Reply::text(status, reason, &err.to_string()).closing();
+        self.send_reply(index, &reply, 1, false, now);
+    }
+
+    fn send_reply(&mut self, index: usize, reply: &Reply, minor: u8, head_only: bool, now: Instant) {
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        let mut bytes = Vec::with_capacity(256 + reply.body.len());
+        reply.write_to(&mut bytes, minor, head_only);
+        let after = if reply.close { After::Close } else { After::KeepAlive };
+        conn.begin_response(false, after);
+        conn.queue(&bytes, now);
+        conn.phase = Phase::Draining { then: after };
+    }
+
+    fn on_request(&mut self, index: usize, head: Head, now: Instant) {
+        let decision = route::decide(&head, &self.config);
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        conn.requests += 1;
+        let peer = conn.peer;
+        let path = auth::redact_target(&head.target);
+        let method = head.method.as_str().to_owned();
+        match decision {
+            Decision::Reply(mut reply) => {
+                info!("{peer} {method} {path} {}", reply.status);
+                // A body we did not read leaves the framing unknown: close.
+                if !head.keep_alive || head.has_body || self.state != State::Serving {
+                    reply.close = true;
+                }
+                let head_only = head.method == crate::http::request::Method::Head;
+                self.send_reply(index, &reply, head.minor_version, head_only, now);
+            }
+            Decision::Run(run) => {
+                if self.state != State::Serving || self.live_children >= self.config.max_procs {
+                    info!("{peer} {method} {path} 503 (--max-procs {} reached)", self.config.max_procs);
+                    let mut reply = Reply::text(503, "Service Unavailable", "too many commands running: try again shortly")
+                        .header("Retry-After", "1");
+                    reply.close = !head.keep_alive;
+                    reply.headers.extend(run.headers);
+                    self.send_reply(index, &reply, head.minor_version, false, now);
+                    return;
+                }
+                info!("{peer} {method} {path} 200");
+                self.start_stream(index, &head, run, now);
+            }
+        }
+    }
+
+    // ----- streams and jobs ------------------------------------------------
+
+    fn start_stream(&mut self, index: usize, head: &Head, run: RunRequest, now: Instant) {
+        let chunked = head.minor_version == 1;
+        let after = if chunked && head.keep_alive { After::KeepAlive } else { After::Close };
+        let job_index = self.jobs.next_index();
+        let spawned = child::spawn(&run.argv, &self.spawn_options, !self.sigchld);
+        let argv_for_log = self.argv_for_log(&run.argv);
+        let started = spawned.map_err(|err| err.to_string()).and_then(|spawned| {
+            let options = JobOptions {
+                now,
+                timeout: self.config.timeout,
+                kill_grace: self.config.kill_grace,
+                argv_for_log,
+                timers: &mut self.timers,
+            };
+            Job::start(spawned, job_index, run.format, options, self.poll.registry())
+                .map_err(|err| format!("cannot watch the command: {err}"))
+        });
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        let mut head_bytes = Vec::with_capacity(256);
+        response::write_stream_head(&mut head_bytes, chunked, after == After::Close, &run.headers);
+        conn.begin_response(chunked, after);
+        conn.queue(&head_bytes, now);
+        match started {
+            Ok(mut job) => {
+                job.watcher = Some(index);
+                self.live_children += 1;
+                self.jobs.insert(job);
+                conn.phase = Phase::Streaming { job: job_index };
+                if let Some(every) = self.config.heartbeat {
+                    conn.heartbeat.clear();
+                    conn.heartbeat.set(now + every, TimerKey::Heartbeat(index), &mut self.timers);
+                }
+                self.pump_job(job_index, now);
+            }
+            Err(message) => {
+                info!("{}: {message}", conn.peer);
+                let mut encoder = Encoder::new(run.format);
+                conn.send(encoder.error(&message), b"");
+                conn.end_stream(now);
+            }
+        }
+    }
+
+    /// The command line for logs, with the token (if a client typed it)
+    /// masked: the token appears in no log line.
+    fn argv_for_log(&self, argv: &[String]) -> String {
+        let line = format!("{argv:?}");
+        match &self.config.token {
+            Some(token) if line.contains(token.as_str()) => line.replace(token.as_str(), "[token]"),
+            _ => line,
+        }
+    }
+
+    /// Reads a job's pipes into its watcher, and ends the stream when the
+    /// job is done.
+    fn pump_job(&mut self, index: usize, now: Instant) {
+        let Some(job) = self.jobs.get_mut(index) else { return };
+        let Some(watcher) = job.watcher else {
+            return self.reap_if_finished(index);
+        };
+        let Some(conn) = self.conns.get_mut(watcher) else { return };
+        if job.pump(&mut self.buf, conn, now, &mut self.timers, self.poll.registry()) {
+            self.revisit_jobs.push(index);
+        }
+        if job.finish_if_done(conn) {
+            job.watcher = None;
+            conn.end_stream(now);
+            self.reap_if_finished(index);
+            if self.conns.get(watcher).is_some_and(|c| c.failed) {
+                return self.close_conn(watcher, now);
+            }
+            return self.drive_conn(watcher, now);
+        }
+        if conn.failed {
+            self.close_conn(watcher, now);
+        }
+    }
+
+    fn on_exit(&mut self, index: usize, now: Instant) {
+        let Some(job) = self.jobs.get_mut(index) else { return };
+        if job.check_exit(now, &mut self.timers, self.poll.registry()) {
+            self.live_children -= 1;
+        }
+        self.pump_job(index, now);
+    }
+
+    fn reap_if_finished(&mut self, index: usize) {
+        if self.jobs.get(index).is_some_and(Job::is_finished) {
+            self.jobs.remove(index);
+        }
+    }
+
+    fn close_conn(&mut self, index: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        if let Phase::Streaming { job } = conn.phase {
+            if let Some(job_ref) = self.jobs.get_mut(job) {
+                job_ref.detach(now, &mut self.timers, self.poll.registry());
+            }
+            self.reap_if_finished(job);
+        }
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        conn.phase = Phase::Closed;
+        conn.deregister(self.poll.registry());
+        if conn.counted {
+            self.counted_conns -= 1;
+        }
+        self.conns.remove(index);
+    }
+
+    // ----- signals ---------------------------------------------------------
+
+    fn on_signal(&mut self, now: Instant) {
+        loop {
+            match sys::read_signal(&self.signals) {
+                Ok(Some(libc::SIGCHLD)) => self.on_sigchld(now),
+                Ok(Some(signal)) => self.begin_shutdown(signal, now),
+                Ok(None) => return,
+                Err(err) => {
+                    error!("reading signals failed: {err}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_sigchld(&mut self, now: Instant) {
+        for index in self.jobs.indices() {
+            self.on_exit(index, now);
+        }
+    }
+
+    /// Stop accepting, stop every child, let each stream send its `exit`.
+    fn begin_shutdown(&mut self, signal: libc::c_int, now: Instant) {
+        if self.state != State::Serving {
+            return;
+        }
+        info!("signal {signal}: shutting down");
+        // Exit within the grace plus one second (contract §6); keep a little
+        // of that second for the last exit events to go out.
+        let deadline = now + self.config.kill_grace + Duration::from_millis(800);
+        self.state = State::ShuttingDown { deadline };
+        self.shutdown.set(deadline, TimerKey::Server, &mut self.timers);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for index in self.jobs.indices() {
+            if let Some(job) = self.jobs.get_mut(index) {
+                job.terminate(now, &mut self.timers);
+            }
+        }
+        for index in self.conns.indices() {
+            let idle = self
+                .conns
+                .get(index)
+                .is_some_and(|c| matches!(c.phase, Phase::ReadingHead { .. } | Phase::Lingering));
+            if idle {
+                self.close_conn(index, now);
+            }
+        }
+    }
+
+    // ----- timers ----------------------------------------------------------
+
+    fn on_timers(&mut self, now: Instant) {
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Conn(index) => self.on_conn_deadline(index, now),
+                TimerKey::Heartbeat(index) => self.on_heartbeat(index, now),
+                TimerKey::Flush(index) => self.on_flush(index, now),
+                TimerKey::Kill(index) => self.on_kill(index, now),
+                TimerKey::Server => {
+                    if self.accept_pause.fire(now, key, &mut self.timers) {
+                        self.on_listener(now);
+                    }
+                    self.shutdown.fire(now, key, &mut self.timers);
+                }
+            }
+        }
+    }
+
+    fn on_conn_deadline(&mut self, index: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        if !conn.deadline.fire(now, TimerKey::Conn(index), &mut self.timers) {
+            return;
+        }
+        match conn.phase {
+            Phase::ReadingHead { idle: true, .. } if conn.requests > 0 => self.close_conn(index, now),
+            Phase::ReadingHead { .. } => {
+                self.reject(index, HttpError::Timeout, now);
+                self.drive_conn(index, now);
+            }
+            _ => self.close_conn(index, now),
+        }
+    }
+
+    fn on_heartbeat(&mut self, index: usize, now: Instant) {
+        let Some(every) = self.config.heartbeat else { return };
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        if !conn.heartbeat.fire(now, TimerKey::Heartbeat(index), &mut self.timers) {
+            return;
+        }
+        if !matches!(conn.phase, Phase::Streaming { .. }) {
+            return;
+        }
+        let due = conn.last_write + every;
+        if due <= now && conn.pending_len() == 0 {
+            let beat = if conn.is_chunked() { HEARTBEAT_CHUNK } else { HEARTBEAT };
+            conn.queue(beat, now);
+            conn.last_write = now;
+        }
+        let next = if due <= now { now + every } else { due };
+        conn.heartbeat.set(next, TimerKey::Heartbeat(index), &mut self.timers);
+        if conn.failed {
+            self.close_conn(index, now);
+        }
+    }
+
+    fn on_flush(&mut self, index: usize, now: Instant) {
+        let Some(job) = self.jobs.get_mut(index) else { return };
+        if !job.flush.fire(now, TimerKey::Flush(index), &mut self.timers) {
+            return;
+        }
+        let Some(watcher) = job.watcher else { return };
+        let Some(conn) = self.conns.get_mut(watcher) else { return };
+        job.flush_held(conn, now, &mut self.timers);
+        if conn.failed {
+            self.close_conn(watcher, now);
+        }
+    }
+
+    fn on_kill(&mut self, index: usize, now: Instant) {
+        let Some(job) = self.jobs.get_mut(index) else { return };
+        if !job.kill.fire(now, TimerKey::Kill(index), &mut self.timers) {
+            return;
+        }
+        job.on_kill_deadline(now, &mut self.timers);
+        self.reap_if_finished(index);
+    }
+}
+
+/// True if this kernel has `pidfd_open` (Linux 5.3+).
+fn pidfd_supported() -> bool {
+    // SAFETY-free probe: open a pidfd on ourselves and drop it.
+    matches!(sys::pidfd_open(std::process::id() as libc::pid_t), Ok(Some(_)))
+}

@@ -1,0 +1,739 @@
+//! The SSE encoder: child output in, event frames out, as pieces that point at
+//! the bytes they encode.
+//!
+//! A [`Frame`] is a list of pieces: runs of the child's own bytes (where they
+//! lie, in the loop's read buffer or in a pipe's held partial line), constant
+//! strings (field names, JSON escapes, U+FFFD) and a small scratch area (the
+//! id). The connection turns the pieces into `IoSlice`s for `writev`, so
+//! output that needs no escaping is never copied. [`PipeText`] decides where
+//! events end: whole lines, a partial line only when told to flush it.
+//!
+//! This module does no I/O and reads no clock; the job decides when to flush.
+
+use std::fmt::Write as _;
+
+/// A partial line is sent once this much of it has piled up, so one endless
+/// line (a progress spinner, `yes | tr -d '\n'`) still streams, and a pipe's
+/// held bytes stay bounded.
+pub const MAX_HELD: usize = 64 * 1024;
+
+/// The heartbeat comment (contract §3.5), a complete SSE block on its own.
+pub const HEARTBEAT: &[u8] = b": ping\n\n";
+
+/// How the output of a stream is written (`format=` on `/run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `data: {"type":"stdout","out":"…"}`: exact, JSON-escaped text.
+    Json,
+    /// One `data:` line per output line: for reading the wire by eye.
+    Raw,
+}
+
+impl Format {
+    /// Parses the `format` query value; `None` for an unknown one.
+    pub fn from_query(value: &str) -> Option<Format> {
+        match value {
+            "json" => Some(Format::Json),
+            "raw" => Some(Format::Raw),
+            _ => None,
+        }
+    }
+}
+
+/// Which pipe of the child some output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The child's standard output.
+    Stdout,
+    /// The child's standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// The event name, also the JSON `type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+}
+
+/// How a command ended, as the `exit` event reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code, if the child exited by itself.
+    pub code: Option<i32>,
+    /// The signal number that ended it, if one did.
+    pub signal: Option<i32>,
+    /// `--timeout` expired and the server stopped it.
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    /// A range of the text the frame encodes.
+    Text(u32, u32),
+    /// A constant.
+    Lit(&'static [u8]),
+    /// A range of the frame's scratch bytes.
+    Scratch(u32, u32),
+}
+
+/// One encoded event, ready to be written.
+///
+/// Its pieces borrow nothing: text pieces are ranges into the `text` passed to
+/// [`Frame::parts`], which must be the slice the frame was encoded from.
+#[derive(Debug, Default)]
+pub struct Frame {
+    pieces: Vec<Piece>,
+    scratch: Vec<u8>,
+    len: usize,
+    chunk_line: [u8; 20],
+    chunk_line_len: usize,
+}
+
+impl Frame {
+    fn clear(&mut self) {
+        self.pieces.clear();
+        self.scratch.clear();
+        self.len = 0;
+        self.chunk_line_len = 0;
+    }
+
+    fn text(&mut self, start: usize, end: usize) {
+        if end > start {
+            self.len += end - start;
+            self.pieces.push(Piece::Text(start as u32, end as u32));
+        }
+    }
+
+    fn lit(&mut self, lit: &'static [u8]) {
+        self.len += lit.len();
+        self.pieces.push(Piece::Lit(lit));
+    }
+
+    fn scratch_str(&mut self, s: &str) {
+        let start = self.scratch.len();
+        self.scratch.extend_from_slice(s.as_bytes());
+        self.len += s.len();
+        self.pieces
+            .push(Piece::Scratch(start as u32, self.scratch.len() as u32));
+    }
+
+    fn number(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let start = self.scratch.len();
+        self.scratch.extend_from_slice(&digits[at..]);
+        self.len += digits.len() - at;
+        self.pieces
+            .push(Piece::Scratch(start as u32, self.scratch.len() as u32));
+    }
+
+    fn seal(&mut self) {
+        let mut line = [0u8; 20];
+        let mut at = 0;
+        let mut shift = 60;
+        let mut started = false;
+        while shift >= 0 {
+            let nibble = (self.len >> shift) & 0xf;
+            if nibble != 0 || started || shift == 0 {
+                line[at] = b"0123456789abcdef"[nibble];
+                at += 1;
+                started = true;
+            }
+            shift -= 4;
+        }
+        line[at] = b'\r';
+        line[at + 1] = b'\n';
+        self.chunk_line = line;
+        self.chunk_line_len = at + 2;
+    }
+
+    /// True when there is nothing to send (raw output that was only the LF of
+    /// a CRLF already sent as a line end).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The frame's length in bytes, without chunk framing.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The frame as byte slices in order; with `chunked`, wrapped in one
+    /// HTTP/1.1 chunk. `text` must be the slice the frame was encoded from.
+    pub fn parts<'a>(&'a self, text: &'a [u8], chunked: bool) -> impl Iterator<Item = &'a [u8]> + Clone {
+        let (head, tail): (&[u8], &[u8]) = if chunked {
+            (&self.chunk_line[..self.chunk_line_len], b"\r\n")
+        } else {
+            (b"", b"")
+        };
+        std::iter::once(head)
+            .chain(self.pieces.iter().map(move |piece| match *piece {
+                Piece::Text(s, e) => &text[s as usize..e as usize],
+                Piece::Lit(lit) => lit,
+                Piece::Scratch(s, e) => &self.scratch[s as usize..e as usize],
+            }))
+            .chain(std::iter::once(tail))
+            .filter(|part| !part.is_empty())
+    }
+
+    /// The frame copied into one buffer (tests, fuzzing, and the rare path
+    /// where it must be queued whole).
+    pub fn to_vec(&self, text: &[u8], chunked: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len + 24);
+        for part in self.parts(text, chunked) {
+            out.extend_from_slice(part);
+        }
+        out
+    }
+}
+
+/// Turns a stream's output into numbered SSE events (ids 1, 2, 3…).
+#[derive(Debug)]
+pub struct Encoder {
+    format: Format,
+    next_id: u64,
+    frame: Frame,
+    /// Per stream: the last raw event ended with CR, so a leading LF is the
+    /// second half of a CRLF, not an empty line.
+    after_cr: [bool; 2],
+}
+
+impl Encoder {
+    /// A new encoder whose first event has id 1.
+    pub fn new(format: Format) -> Encoder {
+        Encoder {
+            format,
+            next_id: 1,
+            frame: Frame::default(),
+            after_cr: [false; 2],
+        }
+    }
+
+    /// The format this encoder writes.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The id the next event will carry.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    fn start(&mut self, event: &'static [u8]) {
+        self.frame.clear();
+        self.frame.lit(b"id: ");
+        let id = self.next_id;
+        self.next_id += 1;
+        self.frame.number(id);
+        self.frame.lit(event);
+    }
+
+    /// Encodes `text` from `stream` as one event. Bytes that are not UTF-8
+    /// become U+FFFD, including an unfinished character at the end (callers
+    /// cut text at character boundaries unless the pipe has ended). The
+    /// frame may be empty (see [`Frame::is_empty`]); then no id was used.
+    pub fn output(&mut self, stream: Stream, text: &[u8]) -> &Frame {
+        match self.format {
+            Format::Json => self.json_output(stream, text),
+            Format::Raw => self.raw_output(stream, text),
+        }
+        &self.frame
+    }
+
+    fn json_output(&mut self, stream: Stream, text: &[u8]) {
+        self.start(match stream {
+            Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"",
+            Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",\"out\":\"",
+        });
+        for_each_utf8_segment(text, &mut self.frame, push_json_escaped);
+        self.frame.lit(b"\"}\n\n");
+        self.frame.seal();
+    }
+
+    fn raw_output(&mut self, stream: Stream, text: &[u8]) {
+        let after_cr = &mut self.after_cr[stream.index()];
+        let mut skip = 0;
+        if *after_cr && text.first() == Some(&b'\n') {
+            skip = 1;
+        }
+        *after_cr = text.last() == Some(&b'\r');
+        if skip == text.len() {
+            self.frame.clear();
+            return;
+        }
+        self.start(match stream {
+            Stream::Stdout => b"\nevent: stdout\ndata: ",
+            Stream::Stderr => b"\nevent: stderr\ndata: ",
+        });
+        let mut state = RawLines {
+            base: skip,
+            pending_cr: false,
+            line_open: true,
+        };
+        for_each_utf8_segment(&text[skip..], &mut self.frame, |frame, seg, off| {
+            state.push(frame, seg, off)
+        });
+        self.frame.lit(b"\n\n");
+        self.frame.seal();
+    }
+
+    /// The `err` event: the command could not start. The stream ends after it.
+    pub fn error(&mut self, message: &str) -> &Frame {
+        self.start(b"\nevent: err\ndata: {\"type\":\"error\",\"out\":\"");
+        let mut escaped = String::with_capacity(message.len() + 8);
+        escape_json_into(&mut escaped, message);
+        self.frame.scratch_str(&escaped);
+        self.frame.lit(b"\"}\n\n");
+        self.frame.seal();
+        &self.frame
+    }
+
+    /// The `exit` event, the last of a stream.
+    pub fn exit(&mut self, exit: &Exit) -> &Frame {
+        self.start(b"\nevent: exit\ndata: {\"type\":\"exit\",\"code\":");
+        let mut json = String::with_capacity(48);
+        match exit.code {
+            Some(code) => {
+                let _ = write!(json, "{code}");
+            }
+            None => json.push_str("null"),
+        }
+        if let Some(signal) = exit.signal {
+            let _ = write!(json, ",\"signal\":{signal}");
+        }
+        if exit.timed_out {
+            json.push_str(",\"timed_out\":true");
+        }
+        json.push_str("}\n\n");
+        self.frame.scratch_str(&json);
+        self.frame.seal();
+        &self.frame
+    }
+}
+
+/// Splits raw text into `data:` lines: each CR, LF or CRLF ends a line; the
+/// final line end of the event is implied by the blank line that ends it.
+struct RawLines {
+    /// Offset of the segment text within the frame's text.
+    base: usize,
+    /// The previous byte was CR: a following LF belongs to it.
+    pending_cr: bool,
+    /// A `data:` line is open (nothing to write before more text).
+    line_open: bool,
+}
+
+impl RawLines {
+    fn push(&mut self, frame: &mut Frame, seg: Segment<'_>, off: usize) {
+        match seg {
+            Segment::Replacement => {
+                self.open(frame);
+                frame.lit(REPLACEMENT);
+                self.pending_cr = false;
+            }
+            Segment::Valid(bytes) => {
+                let base = self.base + off;
+                let mut at = 0;
+                if self.pending_cr && bytes.first() == Some(&b'\n') {
+                    at = 1;
+                }
+                self.pending_cr = false;
+                while at < bytes.len() {
+                    match memchr::memchr2(b'\r', b'\n', &bytes[at..]) {
+                        Some(i) => {
+                            self.open(frame);
+                            frame.text(base + at, base + at + i);
+                            self.line_open = false;
+                            let end = at + i;
+                            at = end + 1;
+                            if bytes[end] == b'\r' {
+                                if bytes.get(at) == Some(&b'\n') {
+                                    at += 1;
+                                } else if at == bytes.len() {
+                                    self.pending_cr = true;
+                                }
+                            }
+                        }
+                        None => {
+                            self.open(frame);
+                            frame.text(base + at, base + bytes.len());
+                            at = bytes.len();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a new `data:` line if the previous one was ended.
+    fn open(&mut self, frame: &mut Frame) {
+        if !self.line_open {
+            frame.lit(b"\ndata: ");
+            self.line_open = true;
+        }
+    }
+}
+
+/// U+FFFD REPLACEMENT CHARACTER, what invalid bytes become.
+const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+
+/// A run of valid UTF-8, or the place of one invalid sequence.
+#[derive(Debug, Clone, Copy)]
+enum Segment<'a> {
+    Valid(&'a [u8]),
+    Replacement,
+}
+
+/// Walks `text` as `String::from_utf8_lossy` would: valid runs, and one
+/// replacement per maximal invalid subpart. `f` gets the segment and the
+/// offset of a valid run within `text`.
+fn for_each_utf8_segment<F>(text: &[u8], frame: &mut Frame, mut f: F)
+where
+    F: FnMut(&mut Frame, Segment<'_>, usize),
+{
+    let mut at = 0;
+    while at < text.len() {
+        match std::str::from_utf8(&text[at..]) {
+            Ok(_) => {
+                f(frame, Segment::Valid(&text[at..]), at);
+                return;
+            }
+            Err(err) => {
+                let valid = err.valid_up_to();
+                if valid > 0 {
+                    f(frame, Segment::Valid(&text[at..at + valid]), at);
+                }
+                f(frame, Segment::Replacement, at + valid);
+                at += valid + err.error_len().unwrap_or(text.len() - at - valid);
+            }
+        }
+    }
+}
+
+/// The JSON escape of each byte below 0x20 (RFC 8259 §7).
+static CONTROL_ESCAPES: [[u8; 6]; 32] = control_escapes();
+
+const fn control_escapes() -> [[u8; 6]; 32] {
+    let hex = b"0123456789abcdef";
+    let mut table = [[0u8; 6]; 32];
+    let mut b = 0;
+    while b < 32 {
+        table[b] = [b'\\', b'u', b'0', b'0', hex[b >> 4], hex[b & 0xf]];
+        b += 1;
+    }
+    table
+}
+
+fn json_escape(byte: u8) -> &'static [u8] {
+    match byte {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        0x08 => b"\\b",
+        0x0c => b"\\f",
+        _ => &CONTROL_ESCAPES[(byte & 0x1f) as usize],
+    }
+}
+
+fn needs_json_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// True when any of the eight bytes of `word` is a control, `"` or `\`.
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    below_space || has_zero(word ^ (ONES * b'"' as u64)) || has_zero(word ^ (ONES * b'\\' as u64))
+}
+
+fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize) {
+    let bytes = match seg {
+        Segment::Replacement => {
+            frame.lit(REPLACEMENT);
+            return;
+        }
+        Segment::Valid(bytes) => bytes,
+    };
+    let mut run = 0;
+    let mut at = 0;
+    while let Some(i) = next_json_escape_from(bytes, at) {
+        frame.text(off + run, off + i);
+        frame.lit(json_escape(bytes[i]));
+        run = i + 1;
+        at = i + 1;
+    }
+    frame.text(off + run, off + bytes.len());
+}
+
+/// Index of the first byte of `bytes[from..]` that JSON must escape: eight
+/// bytes at a time while none does, then byte by byte.
+fn next_json_escape_from(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        if word_needs_escape(u64::from_le_bytes(eight)) {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| needs_json_escape(b))
+        .map(|i| at + i)
+}
+
+/// Appends `text` to `out` as the inside of a JSON string (RFC 8259).
+pub fn escape_json_into(out: &mut String, text: &str) {
+    for ch in text.chars() {
+        if ch.is_ascii() && needs_json_escape(ch as u8) {
+            // The escapes are ASCII, so they are valid UTF-8.
+            out.push_str(std::str::from_utf8(json_escape(ch as u8)).unwrap_or("?"));
+        } else {
+            out.push(ch);
+        }
+    }
+}
+
+/// End of the last complete line in `bytes` (just past its CR or LF), or 0.
+pub fn last_line_end(bytes: &[u8]) -> usize {
+    memchr::memrchr2(b'\n', b'\r', bytes).map_or(0, |i| i + 1)
+}
+
+/// Length of `bytes` without a trailing unfinished UTF-8 character, so a
+/// multi-byte character split across two reads is sent whole.
+pub fn char_boundary(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    // A UTF-8 character is at most 4 bytes: look at the last 3 for a lead byte.
+    for back in 1..=3.min(len) {
+        let byte = bytes[len - back];
+        if byte & 0xC0 == 0x80 {
+            continue; // continuation byte: keep looking for the lead
+        }
+        let width = match byte {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return len, // ASCII or not a lead: nothing to wait for
+        };
+        return if width > back { len - back } else { len };
+    }
+    len
+}
+
+/// One pipe's text on its way to events: it holds an unfinished line until
+/// the line ends, [`PipeText::flush`] is called, or [`MAX_HELD`] piles up.
+#[derive(Debug)]
+pub struct PipeText {
+    stream: Stream,
+    held: Vec<u8>,
+}
+
+impl PipeText {
+    /// An empty buffer for `stream`.
+    pub fn new(stream: Stream) -> PipeText {
+        PipeText {
+            stream,
+            held: Vec::new(),
+        }
+    }
+
+    /// The stream this text comes from.
+    pub fn stream(&self) -> Stream {
+        self.stream
+    }
+
+    /// True while an unfinished line waits to be sent.
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Bytes held, for accounting.
+    pub fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Takes newly read bytes; `emit` gets each event ready now with the text
+    /// its pieces point into (`bytes` itself when no line was held).
+    pub fn feed(&mut self, enc: &mut Encoder, bytes: &[u8], emit: &mut dyn FnMut(&Frame, &[u8])) {
+        let cut = last_line_end(bytes);
+        if self.held.is_empty() {
+            if cut > 0 {
+                send(enc, self.stream, &bytes[..cut], emit);
+            }
+        } else if cut > 0 {
+            self.held.extend_from_slice(&bytes[..cut]);
+            send(enc, self.stream, &self.held, emit);
+            self.held.clear();
+        }
+        self.held.extend_from_slice(&bytes[cut..]);
+        if self.held.len() >= MAX_HELD {
+            self.flush(enc, emit);
+        }
+    }
+
+    /// Sends the held partial line, except an unfinished character at its end.
+    pub fn flush(&mut self, enc: &mut Encoder, emit: &mut dyn FnMut(&Frame, &[u8])) {
+        let end = char_boundary(&self.held);
+        if end > 0 {
+            send(enc, self.stream, &self.held[..end], emit);
+            self.held.drain(..end);
+        }
+    }
+
+    /// The pipe has ended: sends everything held; an unfinished character
+    /// becomes U+FFFD.
+    pub fn finish(&mut self, enc: &mut Encoder, emit: &mut dyn FnMut(&Frame, &[u8])) {
+        if !self.held.is_empty() {
+            send(enc, self.stream, &self.held, emit);
+            self.held.clear();
+        }
+        self.held.shrink_to(0);
+    }
+}
+
+fn send(enc: &mut Encoder, stream: Stream, text: &[u8], emit: &mut dyn FnMut(&Frame, &[u8])) {
+    let frame = enc.output(stream, text);
+    if !frame.is_empty() {
+        emit(frame, text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(format: Format, text: &[u8]) -> String {
+        let mut enc = Encoder::new(format);
+        let frame = enc.output(Stream::Stdout, text);
+        String::from_utf8(frame.to_vec(text, false)).expect("frames are UTF-8")
+    }
+
+    #[test]
+    fn json_seed_case() {
+        assert_eq!(
+            encode(Format::Json, b"hello\n"),
+            "id: 1\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"hello\\n\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn json_escapes_controls_quotes_and_invalid_bytes() {
+        let text = b"a\"b\\c\td\re\x01f\x1f\x7f\xffg\xe2\x82\xac\n";
+        let got = encode(Format::Json, text);
+        let data = got.lines().nth(2).expect("data line");
+        let want = "data: {\"type\":\"stdout\",\"out\":\"a\\\"b\\\\c\\td\\re\\u0001f\\u001f\u{7f}\u{FFFD}g€\\n\"}";
+        assert_eq!(data, want);
+    }
+
+    #[test]
+    fn json_long_runs_cross_words() {
+        let text = b"0123456789abcdefghij\"klmnopqrstuvwxyz0123456789\n";
+        let got = encode(Format::Json, text);
+        assert!(got.contains("0123456789abcdefghij\\\"klmnopqrstuvwxyz0123456789\\n"));
+    }
+
+    #[test]
+    fn raw_lines_and_line_ends() {
+        assert_eq!(
+            encode(Format::Raw, b"a\nb\r\nc\rd\n"),
+            "id: 1\nevent: stdout\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
+        assert_eq!(encode(Format::Raw, b"a\n\nb\n"), "id: 1\nevent: stdout\ndata: a\ndata: \ndata: b\n\n");
+        assert_eq!(encode(Format::Raw, b"\n"), "id: 1\nevent: stdout\ndata: \n\n");
+        assert_eq!(encode(Format::Raw, b"x\xffy\n"), "id: 1\nevent: stdout\ndata: x\u{FFFD}y\n\n");
+    }
+
+    #[test]
+    fn raw_crlf_split_across_events() {
+        let mut enc = Encoder::new(Format::Raw);
+        let first = enc.output(Stream::Stdout, b"a\r").to_vec(b"a\r", false);
+        assert_eq!(first, b"id: 1\nevent: stdout\ndata: a\n\n");
+        assert!(enc.output(Stream::Stdout, b"\n").is_empty());
+        let third = enc.output(Stream::Stdout, b"\nb\n").to_vec(b"\nb\n", false);
+        assert_eq!(third, b"id: 2\nevent: stdout\ndata: \ndata: b\n\n");
+    }
+
+    #[test]
+    fn exit_and_error_events() {
+        let mut enc = Encoder::new(Format::Json);
+        let exit = Exit { code: None, signal: Some(9), timed_out: true };
+        assert_eq!(
+            enc.exit(&exit).to_vec(b"", false),
+            b"id: 1\nevent: exit\ndata: {\"type\":\"exit\",\"code\":null,\"signal\":9,\"timed_out\":true}\n\n"
+        );
+        let err = enc.error("cannot run \"x\"").to_vec(b"", false);
+        assert_eq!(
+            err,
+            b"id: 2\nevent: err\ndata: {\"type\":\"error\",\"out\":\"cannot run \\\"x\\\"\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn chunk_framing_wraps_the_frame() {
+        let mut enc = Encoder::new(Format::Json);
+        let exit = Exit { code: Some(0), signal: None, timed_out: false };
+        let frame = enc.exit(&exit);
+        let body = frame.to_vec(b"", false);
+        let chunked = frame.to_vec(b"", true);
+        let mut want = format!("{:x}\r\n", body.len()).into_bytes();
+        want.extend_from_slice(&body);
+        want.extend_from_slice(b"\r\n");
+        assert_eq!(chunked, want);
+    }
+
+    #[test]
+    fn char_boundary_keeps_unfinished_characters() {
+        assert_eq!(char_boundary(b"ab"), 2);
+        assert_eq!(char_boundary(b"a\xe2\x82"), 1);
+        assert_eq!(char_boundary(b"a\xe2\x82\xac"), 4);
+        assert_eq!(char_boundary(b"a\xf0\x9f\x98"), 1);
+        assert_eq!(char_boundary(b"a\xff"), 2);
+        assert_eq!(char_boundary(b"\x80\x80\x80"), 3);
+    }
+
+    #[test]
+    fn pipe_text_holds_partial_lines() {
+        let mut enc = Encoder::new(Format::Json);
+        let mut pipe = PipeText::new(Stream::Stdout);
+        let mut events = Vec::new();
+        let mut emit = |f: &Frame, t: &[u8]| events.push(String::from_utf8(f.to_vec(t, false)).unwrap_or_default());
+        pipe.feed(&mut enc, b"one\ntw", &mut emit);
+        pipe.feed(&mut enc, b"o\xe2\x82", &mut emit);
+        pipe.flush(&mut enc, &mut emit);
+        pipe.feed(&mut enc, b"\xac\n", &mut emit);
+        pipe.finish(&mut enc, &mut emit);
+        let outs: Vec<&str> = events.iter().map(|e| e.lines().nth(2).unwrap_or("")).collect();
+        assert_eq!(
+            outs,
+            [
+                "data: {\"type\":\"stdout\",\"out\":\"one\\n\"}",
+                "data: {\"type\":\"stdout\",\"out\":\"two\"}",
+                "data: {\"type\":\"stdout\",\"out\":\"€\\n\"}",
+            ]
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Deadlines (partial-line flush, heartbeat, kill-grace, head timeout) and
+//! the poll timeout they set.
+//!
+//! Owners keep their own [`Deadline`]; the queue only holds wake-ups. Moving a
+//! deadline later costs nothing (the early wake-up finds it not yet due and
+//! queues the new time), so a busy stream does no timer work per event; only
+//! moving it earlier queues a new entry. Stale entries are skipped when popped.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// Who a wake-up is for; the server looks the owner up and asks its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKey {
+    /// A connection: head timeout, or the end of lingering after close.
+    Conn(usize),
+    /// A connection's heartbeat.
+    Heartbeat(usize),
+    /// A job: flush partial lines after quiet.
+    Flush(usize),
+    /// A job: `--timeout`, or SIGKILL after the kill grace.
+    Kill(usize),
+    /// The server: end of shutdown, or resuming accept after EMFILE.
+    Server,
+}
+
+/// One owner's deadline, and the earliest wake-up queued for it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Deadline {
+    at: Option<Instant>,
+    queued: Option<Instant>,
+}
+
+impl Deadline {
+    /// When the deadline falls, if it is set.
+    pub fn at(&self) -> Option<Instant> {
+        self.at
+    }
+
+    /// Sets the deadline, queuing a wake-up only if none comes early enough.
+    pub fn set(&mut self, at: Instant, key: TimerKey, timers: &mut Timers) {
+        self.at = Some(at);
+        if self.queued.is_none_or(|queued| at < queued) {
+            timers.push(at, key);
+            self.queued = Some(at);
+        }
+    }
+
+    /// Unsets the deadline; a queued wake-up will find nothing to do.
+    pub fn clear(&mut self) {
+        self.at = None;
+    }
+
+    /// Call when a wake-up for this owner pops at `now`: true if the deadline
+    /// is due (and it is then cleared); else a later wake-up is queued.
+    pub fn fire(&mut self, now: Instant, key: TimerKey, timers: &mut Timers) -> bool {
+        if self.queued.is_some_and(|queued| queued <= now) {
+            self.queued = None;
+        }
+        match self.at {
+            Some(at) if at <= now => {
+                self.at = None;
+                true
+            }
+            Some(at) => {
+                self.set(at, key, timers);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// The wake-up queue, earliest first.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+}
+
+impl Timers {
+    /// Queues a wake-up for `key` at `at`.
+    pub fn push(&mut self, at: Instant, key: TimerKey) {
+        self.heap.push(Reverse((at, key)));
+    }
+
+    /// How long `poll` may sleep: until the earliest wake-up, or forever
+    /// (`None`) when nothing is queued, so an idle server never wakes.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        self.heap.peek().map(|Reverse((at, _))| {
+            // Round up to whole milliseconds: epoll would otherwise return a
+            // little early and spin once more.
+            let wait = at.saturating_duration_since(now);
+            let millis = wait.as_nanos().div_ceil(1_000_000);
+            Duration::from_millis(millis as u64)
+        })
+    }
+
+    /// The next wake-up due at `now`, if any.
+    pub fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, key))| key),
+            _ => None,
+        }
+    }
+
+    /// Wake-ups queued (stale ones included).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_deadlines_queue_nothing_until_the_early_wakeup() {
+        let mut timers = Timers::default();
+        let mut d = Deadline::default();
+        let t0 = Instant::now();
+        d.set(t0 + Duration::from_millis(20), TimerKey::Flush(1), &mut timers);
+        d.set(t0 + Duration::from_millis(30), TimerKey::Flush(1), &mut timers);
+        assert_eq!(timers.len(), 1);
+        let at20 = t0 + Duration::from_millis(20);
+        assert_eq!(timers.pop_due(at20), Some(TimerKey::Flush(1)));
+        assert!(!d.fire(at20, TimerKey::Flush(1), &mut timers));
+        assert_eq!(timers.len(), 1, "re-queued for the later time");
+        let at30 = t0 + Duration::from_millis(30);
+        assert_eq!(timers.pop_due(at30), Some(TimerKey::Flush(1)));
+        assert!(d.fire(at30, TimerKey::Flush(1), &mut timers));
+        assert!(timers.is_empty());
+        assert_eq!(timers.poll_timeout(at30), None);
+    }
+
+    #[test]
+    fn earlier_deadline_queues_a_new_wakeup() {
+        let mut timers = Timers::default();
+        let mut d = Deadline::default();
+        let t0 = Instant::now();
+        d.set(t0 + Duration::from_secs(10), TimerKey::Conn(3), &mut timers);
+        d.set(t0 + Duration::from_secs(2), TimerKey::Conn(3), &mut timers);
+        assert_eq!(timers.poll_timeout(t0), Some(Duration::from_secs(2)));
+        let at2 = t0 + Duration::from_secs(2);
+        assert_eq!(timers.pop_due(at2), Some(TimerKey::Conn(3)));
+        assert!(d.fire(at2, TimerKey::Conn(3), &mut timers));
+        // The stale 10 s entry pops later and finds nothing due.
+        let at10 = t0 + Duration::from_secs(10);
+        assert_eq!(timers.pop_due(at10), Some(TimerKey::Conn(3)));
+        assert!(!d.fire(at10, TimerKey::Conn(3), &mut timers));
+    }
+}

@@ -1,0 +1,1786 @@
+//! Test harness for driving the real `ssecommander` binary (STYLE.md, "Tests
+//! that drive the real binary").
+//!
+//! - [`Server`]: starts the binary on `127.0.0.1:0`, reads the URL line within
+//!   5 s, sends its stderr to a file under the target directory (shown when a
+//!   test fails), and stops it by PID on drop (SIGTERM, then SIGKILL).
+//! - [`Conn`]: a raw HTTP/1.x client over `std::net::TcpStream` with read
+//!   timeouts: send any bytes, read one response (chunked, Content-Length or
+//!   close-delimited), keep the connection for keep-alive or pipelining, or
+//!   read a body piece by piece with arrival times.
+//! - [`SseParser`]: a strict WHATWG event-stream parser that fails the test on
+//!   anything our wire never sends (malformed lines, unknown fields, events
+//!   without id / event / data, ids that are not 1, 2, 3…).
+//! - `/proc` helpers (fd count, RSS, children, state, wchan, io counters,
+//!   pids by argv marker) and [`wait_until`], the only way tests wait.
+//!
+//! Every wait is bounded in time and count and panics saying what it waited
+//! for; every process is ended by its PID.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ssecommander");
+
+/// Default socket read timeout: no single read of a healthy server takes this long.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// Unique names
+// ---------------------------------------------------------------------------
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A number unique within this test process.
+pub fn next_id() -> u32 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A unique `sleep` argument such as `1000.00123450007`: fixed width, so no
+/// marker is a substring of another, and `sleep` still accepts it.
+pub fn sleep_marker() -> String {
+    format!("1000.{:07}{:04}", std::process::id() % 10_000_000, next_id() % 10_000)
+}
+
+/// A unique path under /tmp that does not exist yet (removed on drop of the guard).
+pub fn marker_path(tag: &str) -> TempPath {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    let p = PathBuf::from(format!(
+        "/tmp/ssec-test-{}-{}-{}-{}",
+        tag,
+        std::process::id(),
+        next_id(),
+        nanos
+    ));
+    let _ = fs::remove_file(&p);
+    TempPath(p)
+}
+
+/// A path removed (file or directory tree) when dropped.
+pub struct TempPath(pub PathBuf);
+
+impl TempPath {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn str(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+    pub fn exists(&self) -> bool {
+        self.0.exists()
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if self.0.is_dir() {
+            let _ = fs::remove_dir_all(&self.0);
+        } else {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// The directory holding the binary under test (`<target>/release`).
+pub fn target_dir() -> PathBuf {
+    Path::new(BIN).parent().expect("binary has a parent dir").to_path_buf()
+}
+
+/// A fresh scratch directory under the target directory.
+pub fn scratch_dir(tag: &str) -> TempPath {
+    let d = target_dir().join("test-scratch").join(format!("{}-{}-{}", tag, std::process::id(), next_id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).expect("create scratch dir");
+    TempPath(d)
+}
+
+// ---------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------
+
+/// Polls `cond` every 10 ms until it holds; panics after `within` (and a
+/// matching bound on the number of polls) with a message naming `what`.
+/// Returns the time it took.
+pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    let step = Duration::from_millis(10);
+    let max_polls = within.as_millis() as u64 / 10 + 2;
+    for _ in 0..max_polls {
+        if cond() {
+            return start.elapsed();
+        }
+        if start.elapsed() >= within {
+            break;
+        }
+        thread::sleep(step);
+    }
+    if cond() {
+        return start.elapsed();
+    }
+    panic!("timed out after {:?} waiting for: {}", start.elapsed(), what);
+}
+
+/// Like [`wait_until`] but returns `false` instead of panicking.
+pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    let max_polls = within.as_millis() as u64 / 10 + 2;
+    for _ in 0..max_polls {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= within {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------
+
+/// Sends `sig` to `pid` (a process this test started, directly or through the server).
+pub fn send_signal(pid: u32, sig: i32) {
+    // SAFETY: kill() takes a pid and a signal number and touches no memory of ours.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// SIGKILLs every process whose argv contains `marker` (a unique marker of
+/// this test). Used on cleanup so a failing test leaves nothing behind.
+pub fn kill_marked(marker: &str) {
+    for pid in pids_with_marker(marker) {
+        send_signal(pid, libc::SIGKILL);
+    }
+}
+
+/// Kills the processes carrying a marker when dropped (cleanup on panic).
+pub struct MarkerGuard(pub Vec<String>);
+
+impl Drop for MarkerGuard {
+    fn drop(&mut self) {
+        for m in &self.0 {
+            kill_marked(m);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The server under test
+// ---------------------------------------------------------------------------
+
+/// A running server, stopped by PID when the test ends, even on panic.
+pub struct Server {
+    /// The URL line's URL, e.g. `http://127.0.0.1:PORT/?token=T`.
+    pub url: String,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+    child: Child,
+    log_path: PathBuf,
+    stdout_rest: Arc<Mutex<String>>,
+    exited: Option<ExitStatus>,
+}
+
+fn log_path(tag: &str) -> PathBuf {
+    let dir = target_dir().join("test-logs");
+    fs::create_dir_all(&dir).expect("create test-logs dir");
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    dir.join(format!("{}-{}-{}-{}.log", tag, std::process::id(), next_id(), nanos))
+}
+
+impl Server {
+    /// Starts the server with `--listen 127.0.0.1:0` (unless `args` has a
+    /// `--listen`/`-l`) and `RUST_LOG=info` unless set.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_env(args, &[])
+    }
+
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let log_path = log_path("server");
+        let log = File::create(&log_path).expect("create server log file");
+        let mut cmd = Command::new(BIN);
+        if !args.iter().any(|a| *a == "--listen" || *a == "-l" || a.starts_with("--listen=")) {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args);
+        cmd.env_remove("SSECOMMANDER_TOKEN");
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        let mut child = cmd.spawn().expect("spawn ssecommander");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stdout_rest = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<io::Result<String>>();
+        let rest = stdout_rest.clone();
+        // read_line on a thread, recv_timeout here: a silent server fails in 5 s.
+        // The thread then keeps draining stdout so the server never blocks on it.
+        thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            let res = r.read_line(&mut line).map(|_| line);
+            let _ = tx.send(res);
+            let mut more = String::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        more.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        *rest.lock().unwrap() = more.clone();
+                    }
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(l)) if !l.is_empty() => l,
+            other => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "server did not print its URL line within 5 s (got {:?}, status {:?}); args {:?}; stderr:\n{}",
+                    other.map(|r| r.map_err(|e| e.to_string())),
+                    status,
+                    args,
+                    fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+        };
+        let url = match line.trim_end_matches('\n').strip_prefix("ssecommander listening on ") {
+            Some(u) => u.to_owned(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("URL line not as the contract prints it (§1): {:?}", line);
+            }
+        };
+        let (base, token) = split_url(&url);
+        let hostport = base.strip_prefix("http://").expect("URL starts with http://");
+        let addr: SocketAddr = hostport
+            .parse()
+            .unwrap_or_else(|e| panic!("URL host:port {:?} is not an IP address and port: {}", hostport, e));
+        Server { url, base, addr, token, child, log_path, stdout_rest, exited: None }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Anything the server printed on stdout after the URL line.
+    pub fn stdout_rest(&self) -> String {
+        self.stdout_rest.lock().unwrap().clone()
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: i32) {
+        if self.exited.is_none() {
+            send_signal(self.pid(), sig);
+        }
+    }
+
+    /// Waits up to `within` for the server to exit; its status, if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        if let Some(s) = self.exited {
+            return Some(s);
+        }
+        let start = Instant::now();
+        let max_polls = within.as_millis() as u64 / 5 + 2;
+        for _ in 0..max_polls {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                self.exited = Some(s);
+                return Some(s);
+            }
+            if start.elapsed() >= within {
+                break;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    /// Has the server exited (without waiting)?
+    pub fn has_exited(&mut self) -> Option<ExitStatus> {
+        self.wait_exit(Duration::ZERO)
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        if let Some(s) = self.exited {
+            return s;
+        }
+        self.signal(libc::SIGTERM);
+        if let Some(s) = self.wait_exit(Duration::from_secs(5)) {
+            return s;
+        }
+        let _ = self.child.kill();
+        let s = self.child.wait().expect("wait for killed server");
+        self.exited = Some(s);
+        s
+    }
+
+    /// SIGTERM, wait up to 5 s, then SIGKILL; the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate()
+    }
+
+    /// The `Host` header value for this server (`127.0.0.1:PORT`, `[::1]:PORT`).
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// A new connection to the server.
+    pub fn connect(&self) -> Conn {
+        Conn::connect(self.addr)
+    }
+
+    /// A request head: `METHOD TARGET HTTP/1.1`, `Host`, the token as a Bearer
+    /// header (if any), then `extra` headers, then the blank line.
+    pub fn req(&self, method: &str, target: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+        let mut h: Vec<(String, String)> = vec![("Host".into(), self.host())];
+        if let Some(t) = &self.token {
+            h.push(("Authorization".into(), format!("Bearer {}", t)));
+        }
+        for (k, v) in extra {
+            h.push((k.to_string(), v.to_string()));
+        }
+        build_request(method, target, "HTTP/1.1", &h)
+    }
+
+    /// Like [`Server::req`] but without any token.
+    pub fn req_noauth(&self, method: &str, target: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+        let mut h: Vec<(String, String)> = vec![("Host".into(), self.host())];
+        for (k, v) in extra {
+            h.push((k.to_string(), v.to_string()));
+        }
+        build_request(method, target, "HTTP/1.1", &h)
+    }
+
+    /// One request on a new connection; the full response.
+    pub fn request(&self, bytes: &[u8]) -> Response {
+        let mut c = self.connect();
+        c.send(bytes);
+        c.read_response()
+    }
+
+    /// `GET target` with the token (Bearer) on a new connection.
+    pub fn get(&self, target: &str) -> Response {
+        self.request(&self.req("GET", target, &[]))
+    }
+
+    /// `GET target` without any token on a new connection.
+    pub fn get_noauth(&self, target: &str) -> Response {
+        self.request(&self.req_noauth("GET", target, &[]))
+    }
+
+    /// Runs `command` (format json) and collects the whole stream.
+    pub fn run(&self, command: &str) -> Run {
+        self.run_target(&format!("/run?command={}", pct(command)))
+    }
+
+    /// Runs `command` with `format=raw`.
+    pub fn run_raw(&self, command: &str) -> Run {
+        self.run_target(&format!("/run?command={}&format=raw", pct(command)))
+    }
+
+    /// `GET target` (a `/run` URL) with the token; expects a 200 event stream.
+    pub fn run_target(&self, target: &str) -> Run {
+        self.run_request(&self.req("GET", target, &[]))
+    }
+
+    /// Sends `bytes` (a `/run` request) on a new connection; expects a 200
+    /// event stream and reads it to its end, with arrival times.
+    pub fn run_request(&self, bytes: &[u8]) -> Run {
+        let mut c = self.connect();
+        let t0 = Instant::now();
+        c.send(bytes);
+        c.read_run(t0)
+    }
+
+    /// Number of open file descriptors of the server.
+    pub fn fd_count(&self) -> usize {
+        fd_count(self.pid())
+    }
+
+    /// Resident memory of the server, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid()).expect("server is alive")
+    }
+
+    /// PIDs of the server's direct children.
+    pub fn children(&self) -> Vec<u32> {
+        children_of(self.pid())
+    }
+
+    /// The server's children that are zombies.
+    pub fn zombies(&self) -> Vec<u32> {
+        self.children().into_iter().filter(|p| state(*p) == Some('Z')).collect()
+    }
+
+    /// Waits until the fd count is at most `baseline`.
+    pub fn wait_fds_back_to(&self, baseline: usize, within: Duration) {
+        let mut last = 0;
+        let ok = poll_until(within, || {
+            last = self.fd_count();
+            last <= baseline
+        });
+        assert!(
+            ok,
+            "server fd count did not come back to {} within {:?} (now {}); fds: {:?}",
+            baseline,
+            within,
+            last,
+            fd_list(self.pid())
+        );
+    }
+
+    /// Waits until the server has no zombie and no child at all.
+    pub fn wait_no_children(&self, within: Duration) {
+        let mut last = vec![];
+        let ok = poll_until(within, || {
+            last = self.children();
+            last.is_empty()
+        });
+        assert!(ok, "server still has children after {:?}: {:?}", within, describe_pids(&last));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let panicking = thread::panicking();
+        let status = self.terminate();
+        if panicking {
+            eprintln!(
+                "---- server log {} (exit {:?}) ----\n{}\n---- end of server log ----",
+                self.log_path.display(),
+                status,
+                self.log()
+            );
+        }
+    }
+}
+
+fn split_url(url: &str) -> (String, Option<String>) {
+    let (base, rest) = match url.find("/?") {
+        Some(i) => (&url[..i], Some(&url[i + 2..])),
+        None => (url.trim_end_matches('/'), None),
+    };
+    let token = rest.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(str::to_owned)));
+    (base.to_owned(), token)
+}
+
+/// Runs the binary with `args` (no `--listen` added) and `env`, with stdin
+/// from /dev/null; kills it after `within`. Returns (status, stdout, stderr).
+pub fn run_binary(args: &[&str], env: &[(&str, &str)], within: Duration) -> (ExitStatus, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("SSECOMMANDER_TOKEN").env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ssecommander");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let to = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let te = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let mut status = None;
+    for _ in 0..(within.as_millis() / 10 + 2) {
+        if let Ok(Some(s)) = child.try_wait() {
+            status = Some(s);
+            break;
+        }
+        if start.elapsed() >= within {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let status = match status {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let s = child.wait().unwrap();
+            let o = String::from_utf8_lossy(&to.join().unwrap()).into_owned();
+            let e = String::from_utf8_lossy(&te.join().unwrap()).into_owned();
+            panic!("ssecommander {:?} did not exit within {:?} ({:?}); stdout:\n{}\nstderr:\n{}", args, within, s, o, e);
+        }
+    };
+    let o = String::from_utf8_lossy(&to.join().unwrap()).into_owned();
+    let e = String::from_utf8_lossy(&te.join().unwrap()).into_owned();
+    (status, o, e)
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------
+
+/// Builds a request head from parts (no body).
+pub fn build_request(method: &str, target: &str, version: &str, headers: &[(String, String)]) -> Vec<u8> {
+    let mut s = format!("{} {} {}\r\n", method, target, version);
+    for (k, v) in headers {
+        s.push_str(k);
+        s.push_str(": ");
+        s.push_str(v);
+        s.push_str("\r\n");
+    }
+    s.push_str("\r\n");
+    s.into_bytes()
+}
+
+/// Percent-encodes a query value: everything but `A-Z a-z 0-9 - . _ ~`.
+pub fn pct(s: &str) -> String {
+    pct_bytes(s.as_bytes())
+}
+
+pub fn pct_bytes(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len() * 3);
+    for &c in b {
+        if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{:02X}", c));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP/1.x client
+// ---------------------------------------------------------------------------
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (1xx, 204, 304).
+    None,
+    Chunked,
+    Length(u64),
+    /// Until the server closes the connection.
+    Close,
+}
+
+/// One HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub version: String,
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    /// The decoded body (chunked framing removed).
+    pub body: Vec<u8>,
+    /// The head exactly as received (status line to blank line).
+    pub raw_head: String,
+    /// The body bytes as received on the wire (with chunk framing).
+    pub raw_body: Vec<u8>,
+    pub framing: Framing,
+    /// When the end of the head arrived.
+    pub head_at: Instant,
+    /// When the body was complete.
+    pub end_at: Instant,
+}
+
+impl Response {
+    /// First header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Every header called `name`.
+    pub fn headers_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Does `Connection` list `close`?
+    pub fn says_close(&self) -> bool {
+        self.headers_all("connection")
+            .iter()
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    }
+
+    /// Asserts the status, printing the whole response otherwise.
+    pub fn assert_status(&self, status: u16, what: &str) {
+        assert_eq!(self.status, status, "{}: expected status {}, got response:\n{}", what, status, self.dump());
+    }
+
+    /// The response for failure messages.
+    pub fn dump(&self) -> String {
+        format!("{}{}", self.raw_head, String::from_utf8_lossy(&self.body))
+    }
+}
+
+/// Incremental state of one response body being read.
+#[derive(Debug)]
+pub struct Body {
+    pub framing: Framing,
+    chunked: ChunkedDecoder,
+    remaining: u64,
+    pub done: bool,
+}
+
+/// A client connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    /// When the last read that brought bytes returned.
+    last_read_at: Instant,
+    eof: bool,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {}: {}", addr, e));
+        Conn::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn { stream, buf: Vec::new(), last_read_at: Instant::now(), eof: false }
+    }
+
+    /// Connects with a small receive buffer set before `connect` (so the
+    /// advertised window stays small): a slow reader whose kernel does not
+    /// buffer megabytes for it.
+    pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: i32) -> Conn {
+        let SocketAddr::V4(v4) = addr else { panic!("connect_small_rcvbuf supports IPv4 only") };
+        // SAFETY: plain socket calls on a descriptor we create and then hand
+        // to TcpStream, which owns it from then on; the sockaddr is a local
+        // value of the right size.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+            let v: libc::c_int = rcvbuf;
+            let r = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &v as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(r, 0, "setsockopt SO_RCVBUF: {}", io::Error::last_os_error());
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = v4.port().to_be();
+            sa.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            let r = libc::connect(
+                fd,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(r, 0, "connect: {}", io::Error::last_os_error());
+            Conn::from_stream(TcpStream::from_raw_fd(fd))
+        }
+    }
+
+    /// The socket's SO_RCVBUF as the kernel reports it.
+    pub fn rcvbuf(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one c_int into `v`, whose size we pass.
+        unsafe {
+            libc::getsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &mut v as *mut _ as *mut libc::c_void,
+                &mut len,
+            );
+        }
+        v as usize
+    }
+
+    pub fn set_read_timeout(&self, t: Duration) {
+        self.stream.set_read_timeout(Some(t)).unwrap();
+    }
+
+    /// Writes all of `bytes`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("send {} bytes: {}", bytes.len(), e));
+    }
+
+    /// Writes, returning the error instead of panicking (for peers that may close).
+    pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Closes both directions (the client "disconnects").
+    pub fn close(self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// One read() of at most `max` bytes into the internal buffer; the number
+    /// read (0 on EOF or reset). Errors on timeout.
+    fn try_fill(&mut self, max: usize) -> io::Result<usize> {
+        if self.eof {
+            return Ok(0);
+        }
+        let mut tmp = vec![0u8; max];
+        loop {
+            match self.stream.read(&mut tmp) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.last_read_at = Instant::now();
+                    self.buf.extend_from_slice(&tmp[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Conn::try_fill`], panicking on a timeout or error.
+    fn fill(&mut self, max: usize) -> usize {
+        match self.try_fill(max) {
+            Ok(n) => n,
+            Err(e) => panic!(
+                "read from server failed ({}); bytes buffered so far: {:?}",
+                e,
+                String::from_utf8_lossy(&self.buf)
+            ),
+        }
+    }
+
+    /// Reads one full response; `Err` (instead of a panic) when the
+    /// connection closes or times out before a complete head.
+    pub fn try_read_response(&mut self) -> Result<Response, String> {
+        let mut polls = 0;
+        loop {
+            if find(&self.buf, b"\r\n\r\n").is_some() {
+                return Ok(self.read_response());
+            }
+            polls += 1;
+            if polls > 100_000 || self.buf.len() > 64 * 1024 {
+                return Err("no complete head".into());
+            }
+            match self.try_fill(64 * 1024) {
+                Ok(0) => return Err(format!("closed before a complete head; got {:?}", String::from_utf8_lossy(&self.buf))),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read failed: {}", e)),
+            }
+        }
+    }
+
+    /// Reads one response head. Panics on EOF or timeout before a full head.
+    pub fn read_head(&mut self) -> Response {
+        let mut polls = 0;
+        let end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(self.buf.len() < 64 * 1024, "response head over 64 KiB: {:?}", String::from_utf8_lossy(&self.buf));
+            polls += 1;
+            assert!(polls < 100_000, "too many reads for one head");
+            if self.fill(64 * 1024) == 0 {
+                panic!(
+                    "connection closed before a complete response head; got {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+            }
+        };
+        let head_at = self.last_read_at;
+        let raw: Vec<u8> = self.buf.drain(..end).collect();
+        let raw_head = String::from_utf8(raw).unwrap_or_else(|e| panic!("response head is not UTF-8: {:?}", e));
+        let mut lines = raw_head[..raw_head.len() - 4].split("\r\n");
+        let status_line = lines.next().unwrap();
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("").to_owned();
+        assert!(
+            version == "HTTP/1.1" || version == "HTTP/1.0",
+            "bad status line {:?} in head:\n{}",
+            status_line,
+            raw_head
+        );
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {:?}", status_line));
+        let reason = parts.next().unwrap_or("").to_owned();
+        let mut headers = Vec::new();
+        for l in lines {
+            let (k, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header line {:?} in head:\n{}", l, raw_head));
+            assert!(!k.is_empty() && !k.contains(' '), "bad header name in {:?}", l);
+            headers.push((k.to_owned(), v.trim().to_owned()));
+        }
+        let mut resp = Response {
+            version,
+            status,
+            reason,
+            headers,
+            body: Vec::new(),
+            raw_head,
+            raw_body: Vec::new(),
+            framing: Framing::None,
+            head_at,
+            end_at: head_at,
+        };
+        resp.framing = if (100..200).contains(&status) || status == 204 || status == 304 {
+            Framing::None
+        } else if resp.header("transfer-encoding").is_some() {
+            let te = resp.header("transfer-encoding").unwrap();
+            assert!(te.eq_ignore_ascii_case("chunked"), "unexpected Transfer-Encoding {:?}", te);
+            assert!(resp.header("content-length").is_none(), "both Transfer-Encoding and Content-Length:\n{}", resp.raw_head);
+            Framing::Chunked
+        } else if let Some(cl) = resp.header("content-length") {
+            Framing::Length(cl.parse().unwrap_or_else(|_| panic!("bad Content-Length {:?}", cl)))
+        } else {
+            Framing::Close
+        };
+        resp
+    }
+
+    /// Starts reading the body of `resp`.
+    pub fn body(&self, resp: &Response) -> Body {
+        let remaining = if let Framing::Length(n) = resp.framing { n } else { 0 };
+        Body {
+            framing: resp.framing,
+            chunked: ChunkedDecoder::default(),
+            remaining,
+            done: matches!(resp.framing, Framing::None | Framing::Length(0)),
+        }
+    }
+
+    /// Reads more of `body`: `None` once the body is complete; else the bytes
+    /// decoded by at most one read() of up to `max` bytes (maybe empty when
+    /// the read brought only chunk framing) and when they arrived.
+    pub fn read_body_some(&mut self, body: &mut Body, max: usize) -> Option<(Vec<u8>, Instant)> {
+        self.read_body_some_raw(body, max, None)
+    }
+
+    fn read_body_some_raw(&mut self, body: &mut Body, max: usize, mut raw: Option<&mut Vec<u8>>) -> Option<(Vec<u8>, Instant)> {
+        if body.done {
+            return None;
+        }
+        if self.buf.is_empty() {
+            let n = self.fill(max);
+            if n == 0 {
+                match body.framing {
+                    Framing::Close => {
+                        body.done = true;
+                        return None;
+                    }
+                    _ => panic!(
+                        "connection closed in the middle of a {:?} body (decoder state {:?}, {} bytes left)",
+                        body.framing, body.chunked.state, body.remaining
+                    ),
+                }
+            }
+        }
+        let at = self.last_read_at;
+        let mut out = Vec::new();
+        match body.framing {
+            Framing::None => unreachable!(),
+            Framing::Close => {
+                if let Some(r) = raw.as_deref_mut() {
+                    r.extend_from_slice(&self.buf);
+                }
+                out.append(&mut self.buf);
+            }
+            Framing::Length(_) => {
+                let take = (body.remaining as usize).min(self.buf.len());
+                out.extend(self.buf.drain(..take));
+                if let Some(r) = raw.as_deref_mut() {
+                    r.extend_from_slice(&out);
+                }
+                body.remaining -= take as u64;
+                if body.remaining == 0 {
+                    body.done = true;
+                }
+            }
+            Framing::Chunked => {
+                let used = body.chunked.feed(&self.buf, &mut out);
+                if let Some(r) = raw.as_deref_mut() {
+                    r.extend_from_slice(&self.buf[..used]);
+                }
+                self.buf.drain(..used);
+                if body.chunked.is_done() {
+                    body.done = true;
+                }
+            }
+        }
+        Some((out, at))
+    }
+
+    /// Reads one complete response (head and body).
+    pub fn read_response(&mut self) -> Response {
+        let mut resp = self.read_head();
+        let mut body = self.body(&resp);
+        let mut raw = Vec::new();
+        let mut out = Vec::new();
+        let mut n = 0u64;
+        while let Some((piece, _)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw)) {
+            out.extend_from_slice(&piece);
+            n += 1;
+            assert!(n < 10_000_000, "too many reads for one body");
+        }
+        resp.body = out;
+        resp.raw_body = raw;
+        resp.end_at = Instant::now();
+        resp
+    }
+
+    /// Reads the body of `resp` piece by piece, calling `f` with each piece
+    /// and its arrival time; `f` returns false to stop early.
+    pub fn read_body_with(&mut self, resp: &Response, mut f: impl FnMut(&[u8], Instant) -> bool) -> Body {
+        let mut body = self.body(resp);
+        let mut n = 0u64;
+        while let Some((piece, at)) = self.read_body_some(&mut body, 256 * 1024) {
+            if !piece.is_empty() && !f(&piece, at) {
+                break;
+            }
+            n += 1;
+            assert!(n < 10_000_000, "too many reads for one body");
+        }
+        body
+    }
+
+    /// Reads one `/run` response to its end, feeding the SSE parser as bytes
+    /// arrive (so items carry real arrival times). `t0`: when the request was sent.
+    pub fn read_run(&mut self, t0: Instant) -> Run {
+        let mut resp = self.read_head();
+        if resp.status != 200 {
+            let rest = self.read_body_rest(&resp);
+            resp.body = rest;
+            panic!("/run: expected 200, got:\n{}", resp.dump());
+        }
+        check_stream_head(&resp);
+        let mut p = SseParser::new();
+        let mut items = Vec::new();
+        let mut body = self.body(&resp);
+        let mut raw = Vec::new();
+        let mut decoded = Vec::new();
+        let mut n = 0u64;
+        while let Some((piece, at)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw)) {
+            decoded.extend_from_slice(&piece);
+            items.extend(p.feed(&piece, at));
+            n += 1;
+            assert!(n < 10_000_000, "too many reads for one body");
+        }
+        resp.body = decoded;
+        resp.raw_body = raw;
+        resp.end_at = Instant::now();
+        p.finish();
+        Run::from_parts(resp, items, t0)
+    }
+
+    fn read_body_rest(&mut self, resp: &Response) -> Vec<u8> {
+        let mut body = self.body(resp);
+        let mut out = Vec::new();
+        while let Some((piece, _)) = self.read_body_some(&mut body, 256 * 1024) {
+            out.extend_from_slice(&piece);
+        }
+        out
+    }
+
+    /// Bytes received but not yet consumed by a response (e.g. pipelined).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// True if the server closes the connection (EOF or reset) within
+    /// `within`, with no further bytes; panics if it sends bytes.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        assert!(self.buf.is_empty(), "unexpected extra bytes from server: {:?}", String::from_utf8_lossy(&self.buf));
+        if self.eof {
+            return true;
+        }
+        self.stream.set_read_timeout(Some(within.max(Duration::from_millis(1)))).unwrap();
+        let mut tmp = [0u8; 4096];
+        let r = self.stream.read(&mut tmp);
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        match r {
+            Ok(0) => {
+                self.eof = true;
+                true
+            }
+            Ok(n) => panic!("expected the connection to close, but the server sent more: {:?}", String::from_utf8_lossy(&tmp[..n])),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                self.eof = true;
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => false,
+            Err(e) => panic!("read failed while checking for close: {}", e),
+        }
+    }
+
+    /// Asserts the server closes the connection within 2 s.
+    pub fn assert_closed(&mut self, what: &str) {
+        assert!(self.closed_within(Duration::from_secs(2)), "{}: the server did not close the connection within 2 s", what);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading the chunk-size line.
+    Size,
+    /// In chunk data, bytes left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data.
+    DataEnd,
+    /// Reading trailer lines after the last chunk.
+    Trailer,
+    Done,
+}
+
+/// A strict decoder for `Transfer-Encoding: chunked`.
+#[derive(Debug)]
+struct ChunkedDecoder {
+    state: ChunkState,
+    line: Vec<u8>,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder { state: ChunkState::Size, line: Vec::new() }
+    }
+}
+
+impl ChunkedDecoder {
+    fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `input` into `out`; returns how many input bytes it used
+    /// (it stops right after the final CRLF, leaving what follows).
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut i = 0;
+        while i < input.len() {
+            match self.state {
+                ChunkState::Done => break,
+                ChunkState::Size | ChunkState::Trailer | ChunkState::DataEnd => {
+                    let b = input[i];
+                    i += 1;
+                    self.line.push(b);
+                    assert!(self.line.len() < 1024, "chunk framing line too long: {:?}", String::from_utf8_lossy(&self.line));
+                    if !self.line.ends_with(b"\r\n") {
+                        if self.state == ChunkState::DataEnd && self.line.len() >= 2 {
+                            panic!("chunk data not followed by CRLF: {:?}", String::from_utf8_lossy(&self.line));
+                        }
+                        continue;
+                    }
+                    let line = std::mem::take(&mut self.line);
+                    let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+                    match self.state {
+                        ChunkState::DataEnd => {
+                            assert!(text.is_empty(), "chunk data not followed by CRLF");
+                            self.state = ChunkState::Size;
+                        }
+                        ChunkState::Size => {
+                            let hex = text.split(';').next().unwrap().trim();
+                            assert!(
+                                !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()),
+                                "bad chunk-size line {:?}",
+                                text
+                            );
+                            let n = u64::from_str_radix(hex, 16).expect("chunk size fits u64");
+                            self.state = if n == 0 { ChunkState::Trailer } else { ChunkState::Data(n) };
+                        }
+                        ChunkState::Trailer => {
+                            if text.is_empty() {
+                                self.state = ChunkState::Done;
+                            }
+                        }
+                        _ => unreachable!(),
+                    }
+                }
+                ChunkState::Data(n) => {
+                    let take = (n as usize).min(input.len() - i);
+                    out.extend_from_slice(&input[i..i + take]);
+                    i += take;
+                    let left = n - take as u64;
+                    self.state = if left == 0 { ChunkState::DataEnd } else { ChunkState::Data(left) };
+                }
+            }
+        }
+        i
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Strict SSE parser
+// ---------------------------------------------------------------------------
+
+/// One dispatched SSE event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: u64,
+    pub event: String,
+    /// The data lines joined with `\n` (WHATWG).
+    pub data: String,
+    pub data_lines: Vec<String>,
+    /// When the bytes completing this event arrived.
+    pub at: Instant,
+}
+
+/// One item of a stream: an event or a comment line.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Event(Event),
+    /// The text after the `:` (so `: ping` gives `" ping"`), and when it arrived.
+    Comment(String, Instant),
+}
+
+/// A strict incremental parser of `text/event-stream` (WHATWG rules), which
+/// panics on anything our wire (CONTRACT §3, WIRE.md) never sends.
+pub struct SseParser {
+    line: Vec<u8>,
+    after_cr: bool,
+    id: Option<u64>,
+    event: Option<String>,
+    data: Vec<String>,
+    in_event: bool,
+    last_id: u64,
+    /// The last bytes seen, for failure messages.
+    tail: Vec<u8>,
+    pub bytes: u64,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::new()
+    }
+}
+
+impl SseParser {
+    pub fn new() -> SseParser {
+        SseParser {
+            line: Vec::new(),
+            after_cr: false,
+            id: None,
+            event: None,
+            data: Vec::new(),
+            in_event: false,
+            last_id: 0,
+            tail: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn context(&self) -> String {
+        String::from_utf8_lossy(&self.tail).into_owned()
+    }
+
+    /// Feeds decoded body bytes that arrived at `at`; returns the items completed.
+    pub fn feed(&mut self, bytes: &[u8], at: Instant) -> Vec<Item> {
+        let mut items = Vec::new();
+        self.bytes += bytes.len() as u64;
+        self.tail.extend_from_slice(bytes);
+        if self.tail.len() > 4096 {
+            let cut = self.tail.len() - 2048;
+            self.tail.drain(..cut);
+        }
+        let mut start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if self.after_cr {
+                self.after_cr = false;
+                if b == b'\n' {
+                    i += 1;
+                    start = i;
+                    continue;
+                }
+            }
+            if b == b'\n' || b == b'\r' {
+                self.line.extend_from_slice(&bytes[start..i]);
+                let line = std::mem::take(&mut self.line);
+                self.after_cr = b == b'\r';
+                if let Some(item) = self.on_line(&line, at) {
+                    items.push(item);
+                }
+                i += 1;
+                start = i;
+                continue;
+            }
+            i += 1;
+        }
+        self.line.extend_from_slice(&bytes[start..]);
+        assert!(self.line.len() < 64 << 20, "SSE line over 64 MiB without a line end");
+        items
+    }
+
+    fn on_line(&mut self, line: &[u8], at: Instant) -> Option<Item> {
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t,
+            Err(e) => panic!("SSE line is not UTF-8 ({}): {:?}\ncontext:\n{}", e, String::from_utf8_lossy(line), self.context()),
+        };
+        if text.is_empty() {
+            if !self.in_event {
+                return None;
+            }
+            self.in_event = false;
+            let id = self.id.take();
+            let event = self.event.take();
+            let data = std::mem::take(&mut self.data);
+            let Some(id) = id else { panic!("SSE event without an id line (§3.2)\ncontext:\n{}", self.context()) };
+            let Some(event) = event else { panic!("SSE event without an event line\ncontext:\n{}", self.context()) };
+            assert!(!data.is_empty(), "SSE event {} ({}) without data\ncontext:\n{}", id, event, self.context());
+            assert_eq!(
+                id,
+                self.last_id + 1,
+                "SSE ids must be 1, 2, 3… in order (§3.2): after {} came {}\ncontext:\n{}",
+                self.last_id,
+                id,
+                self.context()
+            );
+            self.last_id = id;
+            return Some(Item::Event(Event { id, event, data: data.join("\n"), data_lines: data, at }));
+        }
+        if let Some(c) = text.strip_prefix(':') {
+            assert!(!self.in_event, "comment in the middle of an event: {:?}\ncontext:\n{}", text, self.context());
+            return Some(Item::Comment(c.to_owned(), at));
+        }
+        let Some((field, value)) = text.split_once(':') else {
+            panic!("SSE line without a colon: {:?}\ncontext:\n{}", text, self.context())
+        };
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        self.in_event = true;
+        match field {
+            "id" => {
+                assert!(self.id.is_none(), "two id lines in one event\ncontext:\n{}", self.context());
+                assert!(
+                    !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()),
+                    "id is not a decimal number: {:?}\ncontext:\n{}",
+                    value,
+                    self.context()
+                );
+                self.id = Some(value.parse().expect("id fits u64"));
+            }
+            "event" => {
+                assert!(self.event.is_none(), "two event lines in one event\ncontext:\n{}", self.context());
+                assert!(
+                    ["stdout", "stderr", "err", "exit"].contains(&value),
+                    "unknown event name {:?} (§3.2)\ncontext:\n{}",
+                    value,
+                    self.context()
+                );
+                self.event = Some(value.to_owned());
+            }
+            "data" => self.data.push(value.to_owned()),
+            other => panic!("unknown SSE field {:?} in line {:?}\ncontext:\n{}", other, text, self.context()),
+        }
+        None
+    }
+
+    /// Asserts the stream ended between events.
+    pub fn finish(&self) {
+        assert!(
+            self.line.is_empty() && !self.in_event,
+            "SSE stream ended in the middle of an event or line: pending line {:?}\ncontext:\n{}",
+            String::from_utf8_lossy(&self.line),
+            self.context()
+        );
+    }
+}
+
+/// Parses a complete stream body (all arriving at `at`).
+pub fn parse_sse(body: &[u8], at: Instant) -> Vec<Item> {
+    let mut p = SseParser::new();
+    let items = p.feed(body, at);
+    p.finish();
+    items
+}
+
+/// The events of a list of items.
+pub fn events_of(items: &[Item]) -> Vec<Event> {
+    items
+        .iter()
+        .filter_map(|i| if let Item::Event(e) = i { Some(e.clone()) } else { None })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Payloads and runs
+// ---------------------------------------------------------------------------
+
+/// Parses an event's data as JSON.
+pub fn json(ev: &Event) -> serde_json::Value {
+    serde_json::from_str(&ev.data)
+        .unwrap_or_else(|e| panic!("event {} ({}) data is not JSON ({}): {:?}", ev.id, ev.event, e, ev.data))
+}
+
+/// The `out` text of a json `stdout`/`stderr`/`err` event, checking that the
+/// object is exactly `{"type":T,"out":S}` with T matching the event name.
+pub fn out_text(ev: &Event) -> String {
+    let v = json(ev);
+    let obj = v.as_object().unwrap_or_else(|| panic!("event data is not an object: {:?}", ev.data));
+    let want_type = if ev.event == "err" { "error" } else { ev.event.as_str() };
+    assert_eq!(obj.get("type").and_then(|t| t.as_str()), Some(want_type), "wrong type in {:?}", ev.data);
+    assert_eq!(obj.len(), 2, "unexpected keys in {:?}", ev.data);
+    obj.get("out")
+        .and_then(|o| o.as_str())
+        .unwrap_or_else(|| panic!("no string out in {:?}", ev.data))
+        .to_owned()
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    Exit { code: Option<i64>, signal: Option<i64>, timed_out: bool },
+    /// An `err` event with its message.
+    Err(String),
+}
+
+impl End {
+    pub fn code(code: i64) -> End {
+        End::Exit { code: Some(code), signal: None, timed_out: false }
+    }
+    pub fn signal(sig: i64) -> End {
+        End::Exit { code: None, signal: Some(sig), timed_out: false }
+    }
+}
+
+/// Decodes an `exit` or `err` event strictly (§3.2, WIRE.md).
+pub fn end_of(ev: &Event) -> End {
+    match ev.event.as_str() {
+        "err" => End::Err(out_text(ev)),
+        "exit" => {
+            let v = json(ev);
+            let obj = v.as_object().unwrap_or_else(|| panic!("exit data is not an object: {:?}", ev.data));
+            assert_eq!(obj.get("type").and_then(|t| t.as_str()), Some("exit"), "wrong type in {:?}", ev.data);
+            for k in obj.keys() {
+                assert!(["type", "code", "signal", "timed_out"].contains(&k.as_str()), "unexpected key {:?} in {:?}", k, ev.data);
+            }
+            let code = match obj.get("code") {
+                Some(serde_json::Value::Null) => None,
+                Some(c) => Some(c.as_i64().unwrap_or_else(|| panic!("code not an integer in {:?}", ev.data))),
+                None => panic!("exit without code in {:?}", ev.data),
+            };
+            let signal = obj.get("signal").map(|s| s.as_i64().unwrap_or_else(|| panic!("signal not a number in {:?}", ev.data)));
+            assert!(
+                code.is_some() != signal.is_some(),
+                "exit must have a code or (code null and) a signal: {:?}",
+                ev.data
+            );
+            let timed_out = match obj.get("timed_out") {
+                None => false,
+                Some(serde_json::Value::Bool(true)) => true,
+                Some(other) => panic!("timed_out present but not true: {:?} in {:?}", other, ev.data),
+            };
+            End::Exit { code, signal, timed_out }
+        }
+        other => panic!("not an end event: {}", other),
+    }
+}
+
+/// One complete `/run` stream.
+#[derive(Debug)]
+pub struct Run {
+    pub resp: Response,
+    pub items: Vec<Item>,
+    pub events: Vec<Event>,
+    pub end: End,
+    /// When the request was sent.
+    pub t0: Instant,
+}
+
+impl Run {
+    /// Checks the head of §3.1 and the event order of §3.2, then decodes.
+    pub fn from_response(resp: Response, t0: Instant) -> Run {
+        assert_eq!(resp.status, 200, "/run: expected 200, got:\n{}", resp.dump());
+        check_stream_head(&resp);
+        let items = parse_sse(&resp.body, resp.end_at);
+        Run::from_parts(resp, items, t0)
+    }
+
+    /// From a response whose body was already parsed into `items`.
+    pub fn from_parts(resp: Response, items: Vec<Item>, t0: Instant) -> Run {
+        let events = events_of(&items);
+        let end = check_events(&events, &resp);
+        Run { resp, items, events, end, t0 }
+    }
+
+    /// The first event called `kind`.
+    pub fn first(&self, kind: &str) -> Option<&Event> {
+        self.events.iter().find(|e| e.event == kind)
+    }
+
+    /// The end event (`exit` or `err`).
+    pub fn last(&self) -> &Event {
+        self.events.last().expect("checked: a stream has an end event")
+    }
+
+    /// Concatenated `out` of the json `stdout` events.
+    pub fn stdout(&self) -> String {
+        self.events.iter().filter(|e| e.event == "stdout").map(out_text).collect()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.events.iter().filter(|e| e.event == "stderr").map(out_text).collect()
+    }
+
+    /// For format=raw: the data lines of all `kind` events, in order.
+    pub fn raw_lines(&self, kind: &str) -> Vec<String> {
+        self.events.iter().filter(|e| e.event == kind).flat_map(|e| e.data_lines.clone()).collect()
+    }
+
+    /// For format=raw: the payload (data lines joined by `\n`, plus the implied final `\n` per event).
+    pub fn raw_text(&self, kind: &str) -> String {
+        self.events.iter().filter(|e| e.event == kind).map(|e| format!("{}\n", e.data)).collect()
+    }
+
+    /// The comment lines (text after `:`).
+    pub fn comments(&self) -> Vec<(String, Instant)> {
+        self.items
+            .iter()
+            .filter_map(|i| if let Item::Comment(c, t) = i { Some((c.clone(), *t)) } else { None })
+            .collect()
+    }
+
+    pub fn assert_end(&self, want: End) {
+        assert_eq!(self.end, want, "unexpected end of stream; body:\n{}", self.resp.body_str());
+    }
+}
+
+/// §3.1: the head of a `/run` stream.
+pub fn check_stream_head(resp: &Response) {
+    let h = |n: &str| resp.header(n).map(str::to_owned);
+    assert_eq!(h("content-type").as_deref(), Some("text/event-stream"), "Content-Type (§3.1) in:\n{}", resp.raw_head);
+    assert_eq!(h("cache-control").as_deref(), Some("no-cache"), "Cache-Control (§3.1) in:\n{}", resp.raw_head);
+    assert_eq!(h("x-accel-buffering").as_deref(), Some("no"), "X-Accel-Buffering (§3.1) in:\n{}", resp.raw_head);
+}
+
+/// §3.2: exactly one end event (`exit` or `err`), last; only output events
+/// before it; `err` only as the sole event. Returns how it ended.
+pub fn check_events(events: &[Event], resp: &Response) -> End {
+    let last = events.last().unwrap_or_else(|| panic!("stream has no events; body:\n{}", resp.body_str()));
+    assert!(
+        last.event == "exit" || last.event == "err",
+        "last event is {:?}, not exit/err; body:\n{}",
+        last.event,
+        resp.body_str()
+    );
+    for e in &events[..events.len() - 1] {
+        assert!(
+            e.event == "stdout" || e.event == "stderr",
+            "event {:?} before the end event; body:\n{}",
+            e.event,
+            resp.body_str()
+        );
+    }
+    end_of(last)
+}
+
+/// Runs `command` on `server`: (events, how it ended).
+pub fn run(server: &Server, command: &str) -> (Vec<Event>, End) {
+    let r = server.run(command);
+    (r.events, r.end)
+}
+
+// ---------------------------------------------------------------------------
+// /proc helpers
+// ---------------------------------------------------------------------------
+
+/// Number of open file descriptors of `pid` (0 if it is gone).
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{}/fd", pid)).map(|d| d.count()).unwrap_or(0)
+}
+
+/// The open descriptors of `pid` and what they point at.
+pub fn fd_list(pid: u32) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(format!("/proc/{}/fd", pid))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| {
+                    let target = fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default();
+                    format!("{}->{}", e.file_name().to_string_lossy(), target)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// VmRSS of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{}/status", pid)).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The argv of `pid`, NUL-separated arguments joined by spaces.
+pub fn cmdline(pid: u32) -> Option<String> {
+    let b = fs::read(format!("/proc/{}/cmdline", pid)).ok()?;
+    Some(String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_owned())
+}
+
+fn all_pids() -> Vec<u32> {
+    fs::read_dir("/proc")
+        .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect())
+        .unwrap_or_default()
+}
+
+/// PIDs (other than ours) whose /proc/PID/cmdline contains `marker`.
+pub fn pids_with_marker(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    all_pids()
+        .into_iter()
+        .filter(|&p| p != me)
+        .filter(|&p| cmdline(p).is_some_and(|c| c.contains(marker)))
+        .collect()
+}
+
+/// Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, …].
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let s = fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
+    let i = s.rfind(')')?;
+    Some(s[i + 1..].split_whitespace().map(str::to_owned).collect())
+}
+
+/// The state letter of `pid` (`R`, `S`, `D`, `Z`, …), None if gone.
+pub fn state(pid: u32) -> Option<char> {
+    stat_fields(pid).and_then(|f| f.first().and_then(|s| s.chars().next()))
+}
+
+pub fn is_zombie(pid: u32) -> bool {
+    state(pid) == Some('Z')
+}
+
+/// Alive and not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    matches!(state(pid), Some(c) if c != 'Z' && c != 'X')
+}
+
+/// Parent pid of `pid`.
+pub fn ppid(pid: u32) -> Option<u32> {
+    stat_fields(pid).and_then(|f| f.get(1).and_then(|s| s.parse().ok()))
+}
+
+/// Process group of `pid`.
+pub fn pgrp(pid: u32) -> Option<u32> {
+    stat_fields(pid).and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
+}
+
+/// Direct children of `pid` (scans /proc/*/stat).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    all_pids().into_iter().filter(|&p| ppid(p) == Some(pid)).collect()
+}
+
+/// /proc/PID/wchan.
+pub fn wchan(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{}/wchan", pid)).unwrap_or_default()
+}
+
+/// `wchar` of /proc/PID/io (bytes the process has written).
+pub fn io_wchar(pid: u32) -> Option<u64> {
+    io_field(pid, "wchar")
+}
+
+pub fn io_rchar(pid: u32) -> Option<u64> {
+    io_field(pid, "rchar")
+}
+
+fn io_field(pid: u32, name: &str) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{}/io", pid)).ok()?;
+    s.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).and_then(|v| v.trim().parse().ok()))
+}
+
+/// For failure messages: pid, state and argv of each.
+pub fn describe_pids(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .map(|&p| format!("{} [{}] {}", p, state(p).unwrap_or('?'), cmdline(p).unwrap_or_default()))
+        .collect()
+}
+
+/// Set of pids carrying `marker` that are alive (not zombies).
+pub fn live_marked(marker: &str) -> BTreeSet<u32> {
+    pids_with_marker(marker).into_iter().filter(|&p| is_alive(p)).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Hashing and data files
+// ---------------------------------------------------------------------------
+
+/// FNV-1a 64, streaming.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn update(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// Facts about the generated big file.
+#[derive(Debug, Clone)]
+pub struct BigFile {
+    pub path: PathBuf,
+    pub len: u64,
+    /// FNV of all bytes.
+    pub hash: u64,
+    /// FNV of the bytes without any `\n`.
+    pub hash_no_lf: u64,
+    pub lines: u64,
+}
+
+/// Size of the generated file.
+pub const BIG_FILE_LEN: u64 = 100 * 1024 * 1024;
+
+/// A 100 MiB UTF-8 text file (lines of varying length, ASCII, tabs,
+/// multi-byte characters, `\n` endings only), generated once under the target
+/// directory and reused.
+pub fn big_file() -> &'static BigFile {
+    static BIG: OnceLock<BigFile> = OnceLock::new();
+    BIG.get_or_init(|| {
+        let dir = target_dir().join("test-data");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big-100mib-v1.txt");
+        if fs::metadata(&path).map(|m| m.len()).ok() != Some(BIG_FILE_LEN) {
+            let tmp = dir.join(format!("big-100mib-v1.txt.tmp{}-{}", std::process::id(), next_id()));
+            generate_text(&tmp, BIG_FILE_LEN);
+            fs::rename(&tmp, &path).unwrap();
+        }
+        let mut f = File::open(&path).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut h, mut h2, mut len, mut lines) = (Fnv::default(), Fnv::default(), 0u64, 0u64);
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            for piece in buf[..n].split(|&b| b == b'\n') {
+                h2.update(piece);
+            }
+            lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            len += n as u64;
+        }
+        assert_eq!(len, BIG_FILE_LEN);
+        BigFile { path, len, hash: h.0, hash_no_lf: h2.0, lines }
+    })
+}
+
+/// Writes `len` bytes of deterministic UTF-8 text ending in `\n`.
+fn generate_text(path: &Path, len: u64) {
+    let mut w = io::BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let alphabet: Vec<&str> = vec![
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w",
+        "x", "y", "z", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", " ", " ", " ", "\t", "\"", "\\", "/", "é", "€",
+        "😀", "ß", "{", "}", ":",
+    ];
+    let mut written: u64 = 0;
+    let mut line_no: u64 = 0;
+    let mut line = String::new();
+    while written < len {
+        line.clear();
+        line.push_str(&format!("{:08} ", line_no));
+        line_no += 1;
+        let n = (next() % 180) as usize;
+        for _ in 0..n {
+            line.push_str(alphabet[(next() % alphabet.len() as u64) as usize]);
+        }
+        line.push('\n');
+        let left = len - written;
+        if (line.len() as u64) > left {
+            // Fill the tail with ASCII so the file has exactly `len` bytes.
+            let mut tail = "x".repeat(left as usize - 1);
+            tail.push('\n');
+            w.write_all(tail.as_bytes()).unwrap();
+            written += left;
+        } else {
+            w.write_all(line.as_bytes()).unwrap();
+            written += line.len() as u64;
+        }
+    }
+    w.flush().unwrap();
+}
+
+/// Streams a `/run` body through the SSE parser, calling `f` for each item.
+/// Checks the head, the id order, and that the stream ends with exit/err.
+pub fn stream_items(conn: &mut Conn, resp: &Response, mut f: impl FnMut(&Item)) -> End {
+    let mut p = SseParser::new();
+    let mut last_event: Option<Event> = None;
+    let mut ended = false;
+    conn.read_body_with(resp, |piece, at| {
+        for item in p.feed(piece, at) {
+            if let Item::Event(e) = &item {
+                assert!(!ended, "event after the end event: {:?}", e);
+                if e.event == "exit" || e.event == "err" {
+                    ended = true;
+                }
+                last_event = Some(e.clone());
+            }
+            f(&item);
+        }
+        true
+    });
+    p.finish();
+    let last = last_event.expect("stream has no events");
+    end_of(&last)
+}
