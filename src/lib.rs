@@ -8,7 +8,7 @@
 //!
 //! - [`cli`] turns the command line into a validated [`cli::Config`].
 //! - [`server`] owns the one `mio::Poll`: the listener, every client socket,
-//!   every child's pipes and pidfd, the signalfd, and the [`timer`] queue that
+//!   every child's pipes and pidfd, the signal self-pipe, and the [`timer`] queue that
 //!   sets the poll timeout. Only it decides what closes.
 //! - [`conn`] is one client socket: a phase enum, the head bytes so far, the
 //!   bytes the socket has not yet taken.

@@ -1,5 +1,5 @@
 //! The event loop: one `mio::Poll` for the listener, every client socket,
-//! every child's pipes and pidfd, and the signalfd; the timer queue sets its
+//! every child's pipes and pidfd, and the signal self-pipe; the timer queue sets its
 //! timeout. Only this module calls `poll` and decides what closes.
 //!
 //! A failed system call ends one connection or one job, never the loop.
@@ -29,7 +29,7 @@ use crate::timer::{Deadline, TimerKey, Timers};
 
 /// The listener's poll token.
 const LISTENER: Token = Token(0);
-/// The signalfd's poll token (index 1, kind 0).
+/// The signal self-pipe's poll token (index 1, kind 0).
 const SIGNALS: Token = Token(1 << TOKEN_KIND_BITS);
 
 /// Size of the one read buffer the whole loop shares (pipes and sockets).
@@ -73,7 +73,7 @@ pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
     signals: OwnedFd,
-    /// Pidfds are not available: SIGCHLD on the signalfd reports exits.
+    /// Pidfds are not available: SIGCHLD on the self-pipe reports exits.
     sigchld: bool,
     config: Config,
     spawn_options: SpawnOptions,
@@ -108,8 +108,8 @@ fn interrupted(err: &io::Error) -> bool {
 }
 
 impl Server {
-    /// Sets the loop up around a bound listener. Blocks SIGINT and SIGTERM
-    /// (and SIGCHLD on kernels without pidfd) so they arrive as events.
+    /// Sets the loop up around a bound listener. SIGINT and SIGTERM (and
+    /// SIGCHLD on kernels without pidfd) arrive as events on a self-pipe.
     pub fn new(mut listener: TcpListener, config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let sigchld = !pidfd_supported();
@@ -118,7 +118,7 @@ impl Server {
             warn!("this kernel has no pidfd_open: watching SIGCHLD instead");
             signals.push(libc::SIGCHLD);
         }
-        let signal_fd = sys::signalfd(&signals)?;
+        let signal_fd = sys::signal_pipe(&signals)?;
         poll.registry()
             .register(&mut SourceFd(&signal_fd.as_raw_fd()), SIGNALS, Interest::READABLE)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;

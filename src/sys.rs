@@ -6,6 +6,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Converts a `-1` return into the current `errno`.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -135,44 +136,65 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A signal mask, built from signal numbers.
-fn sigset(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it below.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sigemptyset writes only into `set`.
-    check(unsafe { libc::sigemptyset(&mut set) })?;
+/// Write end of the self-pipe the signal handler writes to; -1 until set.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// The handler: writes the signal number as one byte to the self-pipe. Only
+/// async-signal-safe calls; `errno` is saved and restored around `write`.
+extern "C" fn on_signal(signal: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    let errno = unsafe { *libc::__errno_location() };
+    let byte = signal as u8;
+    // SAFETY: write reads one byte from `byte`, which lives for the call; a
+    // full pipe (many pending signals) just drops the byte.
+    unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Routes `signals` to a non-blocking, close-on-exec self-pipe and returns its
+/// read end: each signal arrives as one byte, its number.
+///
+/// A handler rather than a signalfd: a signalfd needs the signals blocked,
+/// and std's spawn lets children inherit that mask, so a command would
+/// ignore SIGTERM. Handlers go back to the default in a child at `exec`.
+pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`, which is that big.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are new and owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The write end lives as long as the process: the handler may run anytime.
+    let old = SIGNAL_PIPE.swap(write.as_raw_fd(), Ordering::SeqCst);
+    std::mem::forget(write);
+    if old >= 0 {
+        // SAFETY: `old` was a write end this function leaked earlier.
+        drop(unsafe { OwnedFd::from_raw_fd(old) });
+    }
     for &signal in signals {
-        // SAFETY: sigaddset writes only into `set`.
-        check(unsafe { libc::sigaddset(&mut set, signal) })?;
+        // SAFETY: sigaction is plain data; zeroed is a valid starting value.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: sigemptyset writes only into the action's mask.
+        check(unsafe { libc::sigemptyset(&mut action.sa_mask) })?;
+        // SAFETY: sigaction reads `action`; the old action is not requested.
+        check(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
     }
-    Ok(set)
+    Ok(read)
 }
 
-/// Blocks `signals` for this thread and returns a non-blocking, close-on-exec
-/// signalfd that reports them. Children start with an empty mask: std's spawn
-/// resets it.
-pub fn signalfd(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
-    let set = sigset(signals)?;
-    // SAFETY: pthread_sigmask reads `set`; the old mask is not requested.
-    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if ret != 0 {
-        return Err(io::Error::from_raw_os_error(ret));
-    }
-    // SAFETY: signalfd reads `set` and returns a new descriptor or -1.
-    let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
-    // SAFETY: the descriptor is new and owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Reads one pending signal number from a signalfd; `Ok(None)` when none is
-/// pending.
+/// Reads one pending signal number from the self-pipe; `Ok(None)` when none
+/// is pending.
 pub fn read_signal(fd: &OwnedFd) -> io::Result<Option<libc::c_int>> {
-    // SAFETY: signalfd_siginfo is plain data; zeroed is a valid value.
-    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    let mut byte = 0u8;
     loop {
-        // SAFETY: read writes at most `size` bytes into `info`, which is that big.
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        // SAFETY: read writes at most one byte into `byte`.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
         if n < 0 {
             let err = io::Error::last_os_error();
             return match err.kind() {
@@ -181,9 +203,6 @@ pub fn read_signal(fd: &OwnedFd) -> io::Result<Option<libc::c_int>> {
                 _ => Err(err),
             };
         }
-        if n as usize != size {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-        }
-        return Ok(Some(info.ssi_signo as libc::c_int));
+        return if n == 0 { Ok(None) } else { Ok(Some(byte as libc::c_int)) };
     }
 }

@@ -45,10 +45,13 @@ fn browser_runs_command_and_streams_output() {
     let Some(_lock) = browser_lock() else { return };
     let server = common::Server::start(&["--shell"]);
     let browser = Browser::start("run");
-    open_page_with_token(&browser, &server.url, &server.base, &server.token);
+    open_page_with_token(&browser, &server);
 
     assert_eq!(
-        browser.exec("return document.activeElement && document.activeElement.id", json!([])),
+        browser.exec(
+            "return document.activeElement && document.activeElement.id",
+            json!([])
+        ),
         json!("command"),
         "the command input has focus on load"
     );
@@ -69,7 +72,10 @@ fn browser_runs_command_and_streams_output() {
          return [getComputedStyle(o).color, getComputedStyle(e).color];",
         json!([]),
     );
-    assert_ne!(colours[0], colours[1], "stderr must look different from stdout");
+    assert_ne!(
+        colours[0], colours[1],
+        "stderr must look different from stdout"
+    );
     browser.screenshot("browser-run.png");
 }
 
@@ -79,15 +85,19 @@ fn browser_carriage_return_rewrites_line() {
     let Some(_lock) = browser_lock() else { return };
     let server = common::Server::start(&["--shell"]);
     let browser = Browser::start("progress");
-    open_page_with_token(&browser, &server.url, &server.base, &server.token);
+    open_page_with_token(&browser, &server);
 
     let command = r#"for i in 1 2 3; do printf "\r$i"; sleep 0.3; done; echo"#;
     browser.send_keys("#command", &format!("{command}{ENTER}"));
-    let state =
-        browser.wait_for("exit code 0", PAGE_TIMEOUT, |s| status(s).contains("exit code 0"));
+    let state = browser.wait_for("exit code 0", PAGE_TIMEOUT, |s| {
+        status(s).contains("exit code 0")
+    });
     let lines = lines_of(&state["output"]);
     browser.screenshot("browser-progress.png");
-    assert!(lines.iter().any(|l| l == "3"), "a line `3` expected: {state:#}");
+    assert!(
+        lines.iter().any(|l| l == "3"),
+        "a line `3` expected: {state:#}"
+    );
     assert!(
         !lines.iter().any(|l| l.contains("12") || l.contains("23")),
         "CR must rewrite the line, not append: {state:#}"
@@ -100,26 +110,43 @@ fn browser_stop_kills_command() {
     let Some(_lock) = browser_lock() else { return };
     let server = common::Server::start(&["--shell"]);
     let browser = Browser::start("stop");
-    open_page_with_token(&browser, &server.url, &server.base, &server.token);
+    open_page_with_token(&browser, &server);
 
-    let marker = format!("1000.{}", unique());
+    let marker = common::sleep_marker();
     browser.send_keys("#command", &format!("sleep {marker}{ENTER}"));
-    let pids = wait_until("the sleep to appear in /proc", PAGE_TIMEOUT, || {
+    let pids = poll_for("the sleep to appear in /proc", PAGE_TIMEOUT, || {
         let pids = pids_with_marker(&marker);
         (!pids.is_empty()).then_some(pids)
     });
-    browser.wait_for("status running", PAGE_TIMEOUT, |s| status(s).contains("running"));
+    browser.wait_for("status running", PAGE_TIMEOUT, |s| {
+        status(s).contains("running")
+    });
 
     browser.click("#stop");
     let stopped_at = Instant::now();
     let limit = KILL_GRACE + Duration::from_secs(2);
-    let state = browser.wait_for("status stopped", PAGE_TIMEOUT, |s| status(s).contains("stopped"));
-    wait_until(&format!("pids {pids:?} (sleep {marker}) to leave /proc"), limit, || {
-        pids.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()).then_some(())
+    let state = browser.wait_for("status stopped", PAGE_TIMEOUT, |s| {
+        status(s).contains("stopped")
     });
-    eprintln!("child gone {:?} after Stop; page: {}", stopped_at.elapsed(), status(&state));
+    poll_for(
+        &format!("pids {pids:?} (sleep {marker}) to leave /proc"),
+        limit,
+        || {
+            pids.iter()
+                .all(|p| !Path::new(&format!("/proc/{p}")).exists())
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "child gone {:?} after Stop; page: {}",
+        stopped_at.elapsed(),
+        status(&state)
+    );
     browser.screenshot("browser-stop.png");
-    assert!(pids_with_marker(&marker).is_empty(), "no process with {marker} may remain");
+    assert!(
+        pids_with_marker(&marker).is_empty(),
+        "no process with {marker} may remain"
+    );
 }
 
 /// Without the token: `GET /` is refused, and a page that has lost its cookie
@@ -135,24 +162,31 @@ fn browser_without_token_says_not_authorised() {
     browser.goto(&format!("{base}/"));
     let state = browser.page_state();
     browser.screenshot("browser-unauthorised-get.png");
-    assert_eq!(state["hasCommand"], json!(false), "GET / without a token served the page: {state:#}");
-    assert!(!browser.has_cookie(), "no cookie may be set without the token");
+    assert_eq!(
+        state["hasCommand"],
+        json!(false),
+        "GET / without a token served the page: {state:#}"
+    );
+    assert!(
+        !browser.has_cookie(),
+        "no cookie may be set without the token"
+    );
 
     // The page, then its cookie gone (expired, cleared, other browser profile).
-    open_page_with_token(&browser, &server.url, &server.base, &server.token);
+    open_page_with_token(&browser, &server);
     browser.cmd("DELETE", &browser.path("/cookie"), None);
     assert!(!browser.has_cookie(), "WebDriver deleted the cookie");
-    let marker_file = std::env::temp_dir().join(format!("ssecommander-browser-{}", unique()));
-    browser.send_keys("#command", &format!("touch {}{ENTER}", marker_file.display()));
+    let marker_file = common::marker_path("browser-noauth");
+    browser.send_keys("#command", &format!("touch {}{ENTER}", marker_file.str()));
     let state = browser.wait_for("the not-authorised message", PAGE_TIMEOUT, |s| {
         status(s).contains("not authorised") && status(s).contains("?token=")
     });
     browser.screenshot("browser-unauthorised.png");
     std::thread::sleep(Duration::from_millis(500)); // give a wrongly started `touch` time to show
-    let ran = marker_file.exists();
-    let _ = std::fs::remove_file(&marker_file);
-    assert!(!ran, "the command ran without a token: {state:#}");
-    assert!(!status(&state).contains(&server.token), "the token must not be shown");
+    assert!(
+        !marker_file.exists(),
+        "the command ran without a token: {state:#}"
+    );
 }
 
 /// `err` (cannot start) shows its message; a vanished server is "unreachable".
@@ -161,7 +195,7 @@ fn browser_shows_start_error_and_unreachable_server() {
     let Some(_lock) = browser_lock() else { return };
     let server = common::Server::start(&[]);
     let browser = Browser::start("errors");
-    open_page_with_token(&browser, &server.url, &server.base, &server.token);
+    open_page_with_token(&browser, &server);
 
     let missing = format!("no-such-program-{}", unique());
     browser.send_keys("#command", &format!("{missing}{ENTER}"));
@@ -202,30 +236,55 @@ fn browser_lock() -> Option<std::sync::MutexGuard<'static, ()>> {
         eprintln!("\n*** SKIPPED browser test: {msg} ***\n");
         return None;
     }
-    Some(BROWSER_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    Some(
+        BROWSER_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
 }
 
 fn driver_path() -> Option<PathBuf> {
-    DRIVER_CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists())
+    DRIVER_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// A string no other test run uses: pid and nanoseconds.
 fn unique() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{}{:09}", std::process::id(), nanos)
 }
 
 /// Opens the printed `?token=` URL: the server sets the cookie and redirects
 /// to `/`; the token is then neither in the address, the page, nor JavaScript.
-fn open_page_with_token(browser: &Browser, url: &str, base: &str, token: &str) {
-    browser.goto(url);
-    let want = format!("{}/", base.trim_end_matches('/'));
-    let state = browser.wait_for("the page at / after the token redirect", PAGE_TIMEOUT, |s| {
-        s["url"] == json!(want) && s["hasCommand"] == json!(true)
-    });
-    assert!(browser.has_cookie(), "the ssecommander_token cookie was set");
-    let html = browser.exec("return document.documentElement.outerHTML + document.cookie;", json!([]));
-    assert!(!html.as_str().unwrap_or("").contains(token), "the token leaked into the page: {state:#}");
+fn open_page_with_token(browser: &Browser, server: &common::Server) {
+    let token = server
+        .token
+        .as_deref()
+        .expect("the server prints a ?token= URL");
+    browser.goto(&server.url);
+    let want = format!("{}/", server.base.trim_end_matches('/'));
+    let state = browser.wait_for(
+        "the page at / after the token redirect",
+        PAGE_TIMEOUT,
+        |s| s["url"] == json!(want) && s["hasCommand"] == json!(true),
+    );
+    assert!(
+        browser.has_cookie(),
+        "the ssecommander_token cookie was set"
+    );
+    let html = browser.exec(
+        "return document.documentElement.outerHTML + document.cookie;",
+        json!([]),
+    );
+    assert!(
+        !html.as_str().unwrap_or("").contains(token),
+        "the token leaked into the page: {state:#}"
+    );
 }
 
 fn status(state: &Value) -> String {
@@ -235,9 +294,11 @@ fn status(state: &Value) -> String {
 /// The trimmed lines of a list of texts, or of one text.
 fn lines_of(texts: &Value) -> Vec<String> {
     let joined = match texts {
-        Value::Array(items) => {
-            items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n")
-        }
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n"),
         Value::String(s) => s.clone(),
         _ => String::new(),
     };
@@ -246,25 +307,34 @@ fn lines_of(texts: &Value) -> Vec<String> {
 
 /// Processes whose argv contains `marker`.
 fn pids_with_marker(marker: &str) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|argv| String::from_utf8_lossy(&argv).replace('\0', " ").contains(marker))
+                .map(|argv| {
+                    String::from_utf8_lossy(&argv)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
                 .unwrap_or(false)
         })
         .collect()
 }
 
 /// Polls `probe` every 50 ms until it gives a value; panics after `limit`.
-fn wait_until<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+fn poll_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = probe() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -302,15 +372,24 @@ impl Browser {
             .process_group(0)
             .spawn()
             .expect("spawn chromedriver");
-        let mut browser =
-            Browser { driver, port, profile, session: String::new(), name: name.to_owned() };
-        wait_until("chromedriver to answer /status", Duration::from_secs(20), || {
-            if let Ok(Some(exit)) = browser.driver.try_wait() {
-                panic!("chromedriver exited at start-up: {exit}");
-            }
-            let (code, body) = browser.request("GET", "/status", None).ok()?;
-            (code == 200 && body["value"]["ready"] == json!(true)).then_some(())
-        });
+        let mut browser = Browser {
+            driver,
+            port,
+            profile,
+            session: String::new(),
+            name: name.to_owned(),
+        };
+        poll_for(
+            "chromedriver to answer /status",
+            Duration::from_secs(20),
+            || {
+                if let Ok(Some(exit)) = browser.driver.try_wait() {
+                    panic!("chromedriver exited at start-up: {exit}");
+                }
+                let (code, body) = browser.request("GET", "/status", None).ok()?;
+                (code == 200 && body["value"]["ready"] == json!(true)).then_some(())
+            },
+        );
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
@@ -344,31 +423,52 @@ impl Browser {
             &self.path("/element"),
             Some(&json!({"using": "css selector", "value": css})),
         );
-        found[ELEMENT_KEY].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
+        found[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_owned()
     }
 
     fn send_keys(&self, css: &str, text: &str) {
         let element = self.find(css);
-        self.cmd("POST", &self.path(&format!("/element/{element}/value")), Some(&json!({ "text": text })));
+        self.cmd(
+            "POST",
+            &self.path(&format!("/element/{element}/value")),
+            Some(&json!({ "text": text })),
+        );
     }
 
     fn clear(&self, css: &str) {
         let element = self.find(css);
-        self.cmd("POST", &self.path(&format!("/element/{element}/clear")), Some(&json!({})));
+        self.cmd(
+            "POST",
+            &self.path(&format!("/element/{element}/clear")),
+            Some(&json!({})),
+        );
     }
 
     fn click(&self, css: &str) {
         let element = self.find(css);
-        self.cmd("POST", &self.path(&format!("/element/{element}/click")), Some(&json!({})));
+        self.cmd(
+            "POST",
+            &self.path(&format!("/element/{element}/click")),
+            Some(&json!({})),
+        );
     }
 
     fn exec(&self, script: &str, args: Value) -> Value {
-        self.cmd("POST", &self.path("/execute/sync"), Some(&json!({"script": script, "args": args})))
+        self.cmd(
+            "POST",
+            &self.path("/execute/sync"),
+            Some(&json!({"script": script, "args": args})),
+        )
     }
 
     fn has_cookie(&self) -> bool {
         let cookies = self.cmd("GET", &self.path("/cookie"), None);
-        cookies.as_array().is_some_and(|all| all.iter().any(|c| c["name"] == json!("ssecommander_token")))
+        cookies
+            .as_array()
+            .is_some_and(|all| all.iter().any(|c| c["name"] == json!("ssecommander_token")))
     }
 
     /// What the tests look at: status, texts of stdout/stderr elements, the
@@ -422,7 +522,12 @@ impl Browser {
     }
 
     /// One HTTP/1.1 exchange with chromedriver on a fresh connection.
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> std::io::Result<(u16, Value)> {
         let payload = body.map(Value::to_string).unwrap_or_default();
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(WEBDRIVER_TIMEOUT))?;
@@ -437,7 +542,11 @@ impl Browser {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line)?;
-        let code = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let code = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let (mut length, mut chunked) = (None, false);
         loop {
             line.clear();
@@ -456,8 +565,9 @@ impl Browser {
             loop {
                 line.clear();
                 reader.read_line(&mut line)?;
-                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+                let size =
+                    usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                        .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
                 if size == 0 {
                     break;
                 }

@@ -1,0 +1,279 @@
+//! Routes (CONTRACT §2) and bad input (§5): each malformed or hostile request
+//! gets its status as a short text/plain reply, the connection is closed when
+//! it cannot continue (WIRE.md), and the server keeps working with no leaked
+//! descriptor.
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// A server and its fd count before any request.
+fn server() -> (Server, usize) {
+    let s = Server::start(&[]);
+    let baseline = s.fd_count();
+    // Warm up: a run and a healthz, then the fds must come back.
+    let r = s.run("echo warm");
+    r.assert_end(End::code(0));
+    s.get("/healthz").assert_status(200, "warm-up /healthz");
+    s.wait_fds_back_to(baseline, Duration::from_secs(3));
+    (s, baseline)
+}
+
+/// Sends `bytes` on a new connection; expects `status` with a text/plain
+/// body; if `closes`, the connection must be closed after it.
+fn expect_error(s: &Server, bytes: &[u8], status: u16, closes: bool, what: &str) -> Response {
+    let mut c = s.connect();
+    // The server may answer and close before taking all of a large request.
+    let _ = c.try_send(bytes);
+    let r = c.try_read_response().unwrap_or_else(|e| panic!("{}: no response: {}", what, e));
+    r.assert_status(status, what);
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(ct.starts_with("text/plain"), "{}: §5 error should be text/plain, got {:?}\n{}", what, ct, r.dump());
+    assert!(r.body.len() < 1024, "{}: §5 error body should be short", what);
+    if closes {
+        assert!(c.closed_within(Duration::from_secs(2)), "{}: the connection should be closed after {}", what, status);
+    }
+    r
+}
+
+/// After bad input: a normal request on a new connection works, and the
+/// server's fd count comes back to its baseline.
+fn still_healthy(s: &Server, baseline: usize, what: &str) {
+    let r = s.run("echo still-ok");
+    assert_eq!(r.stdout(), "still-ok\n", "after {}: a normal run", what);
+    r.assert_end(End::code(0));
+    s.wait_fds_back_to(baseline, Duration::from_secs(3));
+}
+
+fn run_target(cmd_query: &str) -> String {
+    format!("/run?command={}", cmd_query)
+}
+
+/// §5: bad syntax → 400 and close.
+#[test]
+fn bad_syntax_400() {
+    let (s, base) = server();
+    expect_error(&s, b"GARBAGE\r\n\r\n", 400, true, "garbage request line");
+    let host = s.host();
+    let no_colon = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nThis header has no colon\r\n\r\n", host);
+    expect_error(&s, no_colon.as_bytes(), 400, true, "header line without colon");
+    let bad_space = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Bad : v\r\n\r\n", host);
+    expect_error(&s, bad_space.as_bytes(), 400, true, "space before colon in header name");
+    still_healthy(&s, base, "bad syntax");
+}
+
+/// §2: an unbalanced quote in the command → 400.
+#[test]
+fn unbalanced_quote_400() {
+    let (s, base) = server();
+    for q in ["echo%20%27abc", "echo%20%22abc", "echo%20%22a%5C%22"] {
+        expect_error(&s, &s.req("GET", &run_target(q), &[]), 400, true, q);
+    }
+    still_healthy(&s, base, "unbalanced quote");
+}
+
+/// §2: an empty command (or none) → 400.
+#[test]
+fn empty_command_400() {
+    let (s, base) = server();
+    for t in ["/run?command=", "/run?command=%20%20", "/run?command=+", "/run", "/run?format=raw"] {
+        expect_error(&s, &s.req("GET", t, &[]), 400, true, t);
+    }
+    still_healthy(&s, base, "empty command");
+}
+
+/// §2: a NUL byte in the command → 400.
+#[test]
+fn nul_in_command_400() {
+    let (s, base) = server();
+    let m = marker_path("nul");
+    let q = format!("touch%20{}%00x", pct(m.str()));
+    expect_error(&s, &s.req("GET", &run_target(&q), &[]), 400, true, "NUL in command");
+    expect_error(&s, &s.req("GET", &run_target("echo%20a%00b"), &[]), 400, true, "NUL in argument");
+    assert!(!m.exists(), "a command with a NUL ran");
+    still_healthy(&s, base, "NUL");
+}
+
+/// §2: a bad percent escape → 400.
+#[test]
+fn bad_percent_escape_400() {
+    let (s, base) = server();
+    for q in ["echo%zz", "echo%2", "echo%", "echo%g0"] {
+        expect_error(&s, &s.req("GET", &run_target(q), &[]), 400, true, q);
+    }
+    still_healthy(&s, base, "bad percent escape");
+}
+
+/// §5: request target over 8 KiB → 414 and close.
+#[test]
+fn uri_too_long_414() {
+    let (s, base) = server();
+    let target = format!("/run?command=echo%20{}", "a".repeat(9000));
+    expect_error(&s, &s.req("GET", &target, &[]), 414, true, "9 KB request target");
+    still_healthy(&s, base, "414");
+}
+
+/// §5: header section over 8 KiB → 431 and close.
+#[test]
+fn header_too_large_431() {
+    let (s, base) = server();
+    let big = "b".repeat(9000);
+    expect_error(&s, &s.req("GET", "/healthz", &[("X-Big", &big)]), 431, true, "one 9 KB header");
+    let many: Vec<(String, String)> = (0..200).map(|i| (format!("X-H{}", i), "v".repeat(50))).collect();
+    let many_ref: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    expect_error(&s, &s.req("GET", "/healthz", &many_ref), 431, true, "200 headers of 60 bytes");
+    still_healthy(&s, base, "431");
+}
+
+/// §5: a body on /run → 413 and close, and the command does not run.
+#[test]
+fn body_on_run_413() {
+    let (s, base) = server();
+    let m = marker_path("body413");
+    let target = run_target(&pct(&format!("touch {}", m.str())));
+    let mut req = s.req("GET", &target, &[("Content-Length", "5")]);
+    req.extend_from_slice(b"hello");
+    expect_error(&s, &req, 413, true, "Content-Length body on /run");
+    let mut req = s.req("GET", &target, &[("Transfer-Encoding", "chunked")]);
+    req.extend_from_slice(b"5\r\nhello\r\n0\r\n\r\n");
+    expect_error(&s, &req, 413, true, "chunked body on /run");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!m.exists(), "a /run with a body ran its command");
+    still_healthy(&s, base, "413");
+}
+
+/// §5: no complete head within 10 s → 408 and close (bounded to 15 s).
+#[test]
+fn head_timeout_408() {
+    let (s, base) = server();
+    let mut c = s.connect();
+    c.set_read_timeout(Duration::from_secs(15));
+    let t = Instant::now();
+    c.send(b"GET /run?comm");
+    let r = c.try_read_response().unwrap_or_else(|e| panic!("no 408 within 15 s: {} after {:?}", e, t.elapsed()));
+    let took = t.elapsed();
+    r.assert_status(408, "partial head");
+    assert!(took >= Duration::from_millis(9500), "408 after only {:?}: the contract gives 10 s", took);
+    assert!(took <= Duration::from_secs(15), "408 after {:?}", took);
+    assert!(c.closed_within(Duration::from_secs(2)), "connection not closed after 408");
+    still_healthy(&s, base, "408");
+}
+
+/// §5 (WIRE.md): Transfer-Encoding other than chunked → 501 and close.
+#[test]
+fn unsupported_transfer_encoding_501() {
+    let (s, base) = server();
+    let mut req = s.req("GET", "/healthz", &[("Transfer-Encoding", "gzip")]);
+    req.extend_from_slice(b"xxxx");
+    expect_error(&s, &req, 501, true, "Transfer-Encoding: gzip");
+    still_healthy(&s, base, "501");
+}
+
+/// §5 (WIRE.md): Expect other than 100-continue → 417.
+#[test]
+fn unsupported_expect_417() {
+    let (s, base) = server();
+    expect_error(&s, &s.req("GET", "/healthz", &[("Expect", "teapot")]), 417, false, "Expect: teapot");
+    still_healthy(&s, base, "417");
+}
+
+/// §5: the HTTP/2 preface → 505 and close.
+#[test]
+fn http2_preface_505() {
+    let (s, base) = server();
+    expect_error(&s, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, true, "HTTP/2 preface");
+    still_healthy(&s, base, "505 preface");
+}
+
+/// §5: another HTTP version → 505 and close.
+#[test]
+fn http3_version_505() {
+    let (s, base) = server();
+    let req = build_request("GET", "/healthz", "HTTP/3.0", &[("Host".into(), s.host())]);
+    expect_error(&s, &req, 505, true, "HTTP/3.0");
+    still_healthy(&s, base, "505 HTTP/3.0");
+}
+
+/// WIRE.md: Content-Length with Transfer-Encoding (smuggling) → 400 and close.
+#[test]
+fn smuggling_cl_and_te_400() {
+    let (s, base) = server();
+    let mut req = s.req("GET", "/healthz", &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")]);
+    req.extend_from_slice(b"0\r\n\r\n");
+    expect_error(&s, &req, 400, true, "Content-Length + Transfer-Encoding");
+    still_healthy(&s, base, "CL+TE");
+}
+
+/// WIRE.md: two differing Content-Length → 400 and close.
+#[test]
+fn smuggling_duplicate_content_length_400() {
+    let (s, base) = server();
+    let mut req = s.req("GET", "/healthz", &[("Content-Length", "0"), ("Content-Length", "5")]);
+    req.extend_from_slice(b"hello");
+    expect_error(&s, &req, 400, true, "Content-Length 0 and 5");
+    still_healthy(&s, base, "duplicate CL");
+}
+
+/// §2: unknown path → 404.
+#[test]
+fn unknown_path_404() {
+    let (s, base) = server();
+    for t in ["/nope", "/run/extra", "/favicon.ico", "/healthz/x"] {
+        let r = s.get(t);
+        r.assert_status(404, t);
+    }
+    still_healthy(&s, base, "404");
+}
+
+/// §2 (WIRE.md): known path, wrong method → 405 with `Allow: GET`.
+#[test]
+fn wrong_method_405_with_allow() {
+    let (s, base) = server();
+    for (m, t) in [("POST", "/run?command=echo%20x"), ("DELETE", "/"), ("PUT", "/healthz"), ("POST", "/")] {
+        let r = s.request(&s.req(m, t, &[("Content-Length", "0")]));
+        r.assert_status(405, &format!("{} {}", m, t));
+        let allow = r.header("allow").unwrap_or_else(|| panic!("{} {}: 405 without Allow:\n{}", m, t, r.dump()));
+        let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+        assert!(methods.contains(&"GET"), "{} {}: Allow {:?} lacks GET", m, t, allow);
+        assert!(!methods.contains(&m), "{} {}: Allow {:?} lists the refused method", m, t, allow);
+    }
+    still_healthy(&s, base, "405");
+}
+
+/// §2 (WIRE.md): /healthz needs no token: 200, text/plain, body `ok`.
+#[test]
+fn healthz_without_token() {
+    let (s, _) = server();
+    let r = s.get_noauth("/healthz");
+    r.assert_status(200, "/healthz without token");
+    assert_eq!(r.body, b"ok");
+    assert_eq!(r.header("content-length"), Some("2"));
+    assert!(r.header("content-type").unwrap_or("").starts_with("text/plain"), "{}", r.dump());
+}
+
+/// §5: none of the bad inputs disturbs a stream that is running meanwhile.
+#[test]
+fn bad_inputs_do_not_disturb_a_running_stream() {
+    let s = Server::start(&["--shell"]);
+    let mut c = s.connect();
+    let t0 = Instant::now();
+    c.send(&s.req("GET", &run_target(&pct("for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.2; done")), &[]));
+    let host = s.host();
+    let bad: Vec<(Vec<u8>, u16)> = vec![
+        (b"GARBAGE\r\n\r\n".to_vec(), 400),
+        (s.req("GET", "/run?command=echo%20%27x", &[]), 400),
+        (s.req("GET", "/run?command=echo%zz", &[]), 400),
+        (s.req("GET", &format!("/run?command=echo%20{}", "a".repeat(9000)), &[]), 414),
+        (s.req("GET", "/healthz", &[("X-Big", &"b".repeat(9000))]), 431),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505),
+        (format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: gzip\r\n\r\n", host).into_bytes(), 501),
+        (s.req("GET", "/healthz", &[("Content-Length", "0"), ("Content-Length", "5")]), 400),
+    ];
+    for (req, status) in &bad {
+        expect_error(&s, req, *status, true, &format!("bad input during a stream ({})", status));
+    }
+    let r = c.read_run(t0);
+    r.assert_end(End::code(0));
+    let want: String = (1..=8).map(|i| format!("tick-{}\n", i)).collect();
+    assert_eq!(r.stdout(), want, "the running stream lost output");
+}

@@ -1,0 +1,153 @@
+//! Stopping (CONTRACT §3.6) and shutdown (§6): a disconnect kills the whole
+//! process group, SIGTERM escalates to SIGKILL after --kill-grace, SIGTERM /
+//! SIGINT to the server end every stream with `exit` and exit 0 in time.
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Opens a `/run` stream of `cmd` and waits for its head.
+fn open_stream(s: &Server, cmd: &str) -> Conn {
+    let mut c = s.connect();
+    c.send(&s.req("GET", &format!("/run?command={}", pct(cmd)), &[]));
+    let head = c.read_head();
+    head.assert_status(200, cmd);
+    check_stream_head(&head);
+    c
+}
+
+fn wait_marked(marker: &str, what: &str) -> Vec<u32> {
+    let mut pids = vec![];
+    wait_until(Duration::from_secs(5), what, || {
+        pids = live_marked(marker).into_iter().filter(|&p| cmdline(p).is_some_and(|c| c.starts_with("sleep "))).collect();
+        !pids.is_empty()
+    });
+    pids
+}
+
+/// §3.6: the client disconnects: the child and a background grandchild are
+/// both gone within --kill-grace (2) + 2 s; nothing left as a zombie. The
+/// command runs in its own process group.
+#[test]
+fn disconnect_kills_child_and_grandchild() {
+    let s = Server::start(&["--shell"]);
+    let (m1, m2) = (sleep_marker(), sleep_marker());
+    let _guard = MarkerGuard(vec![m1.clone(), m2.clone()]);
+    let c = open_stream(&s, &format!("sleep {} & sleep {}", m1, m2));
+    let p1 = wait_marked(&m1, "the background grandchild sleep to start");
+    let p2 = wait_marked(&m2, "the foreground sleep to start");
+    let server_pgrp = pgrp(s.pid()).unwrap();
+    for &p in p1.iter().chain(&p2) {
+        assert_ne!(pgrp(p), Some(server_pgrp), "§3.6: the command must run in its own process group, not the server's");
+    }
+    let t = Instant::now();
+    c.close();
+    let took = wait_until(Duration::from_secs(4), "child and grandchild to be gone after disconnect", || {
+        live_marked(&m1).is_empty() && live_marked(&m2).is_empty()
+    });
+    eprintln!("child and grandchild gone {:?} after disconnect", took);
+    assert!(t.elapsed() <= Duration::from_secs(4) + Duration::from_millis(100));
+    wait_until(Duration::from_secs(2), "the server to reap its child (no zombie, no child)", || s.children().is_empty());
+}
+
+/// §3.6: a child ignoring SIGTERM gets SIGKILL --kill-grace (1) s later:
+/// still alive half a second after the disconnect, gone within 1 + 2 s.
+#[test]
+fn sigkill_after_kill_grace() {
+    let s = Server::start(&["--shell", "--kill-grace", "1"]);
+    let m = sleep_marker();
+    let _guard = MarkerGuard(vec![m.clone()]);
+    let c = open_stream(&s, &format!("trap '' TERM; sleep {}", m));
+    let pids = wait_marked(&m, "the sleep that ignores SIGTERM to start");
+    let t = Instant::now();
+    c.close();
+    // Create the timing: SIGKILL may not come before the grace period.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        pids.iter().all(|&p| is_alive(p)),
+        "§3.6: the group was killed within 0.5 s of the disconnect, before --kill-grace 1 (SIGTERM is ignored)"
+    );
+    wait_until(Duration::from_millis(2500), "the SIGTERM-ignoring child to be SIGKILLed", || live_marked(&m).is_empty());
+    let took = t.elapsed();
+    eprintln!("SIGTERM-ignoring child gone {:?} after disconnect", took);
+    assert!(took >= Duration::from_millis(900), "gone after {:?}: before the 1 s grace", took);
+    assert!(took <= Duration::from_secs(3), "gone after {:?}: over grace + 2 s", took);
+    wait_until(Duration::from_secs(2), "the server to reap its child", || s.children().is_empty());
+}
+
+/// §6: SIGTERM with two open streams: each gets an `exit` event, the server
+/// exits 0 within --kill-grace + 1 s, and the children are gone.
+#[test]
+fn sigterm_shutdown_with_two_open_streams() {
+    let mut s = Server::start(&["--kill-grace", "2"]);
+    let (m1, m2) = (sleep_marker(), sleep_marker());
+    let _guard = MarkerGuard(vec![m1.clone(), m2.clone()]);
+    let streams: Vec<(Conn, Response)> = [&m1, &m2]
+        .iter()
+        .map(|m| {
+            let mut c = s.connect();
+            c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {}", m))), &[]));
+            let head = c.read_head();
+            head.assert_status(200, "sleep stream");
+            (c, head)
+        })
+        .collect();
+    wait_marked(&m1, "first sleep to start");
+    wait_marked(&m2, "second sleep to start");
+    let t = Instant::now();
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_millis(3500));
+    let took = t.elapsed();
+    let status = status.unwrap_or_else(|| panic!("§6: server still running {:?} after SIGTERM (limit kill-grace 2 + 1 s)", took));
+    eprintln!("server exited {:?} after SIGTERM: {:?}", took, status);
+    assert_eq!(status.code(), Some(0), "§6: exit status after SIGTERM");
+    for (i, (mut c, head)) in streams.into_iter().enumerate() {
+        let end = stream_items(&mut c, &head, |_| {});
+        match end {
+            End::Exit { code: None, signal: Some(sig), .. } => assert!(sig == 15 || sig == 9, "stream {}: signal {}", i, sig),
+            other => panic!("stream {}: expected an exit event for a killed child, got {:?}", i, other),
+        }
+    }
+    assert!(live_marked(&m1).is_empty() && live_marked(&m2).is_empty(), "children outlived the server");
+}
+
+/// §6: SIGINT does the same as SIGTERM.
+#[test]
+fn sigint_shutdown_with_open_stream() {
+    let mut s = Server::start(&["--kill-grace", "1"]);
+    let m = sleep_marker();
+    let _guard = MarkerGuard(vec![m.clone()]);
+    let mut c = s.connect();
+    c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {}", m))), &[]));
+    let head = c.read_head();
+    head.assert_status(200, "sleep stream");
+    wait_marked(&m, "sleep to start");
+    let t = Instant::now();
+    s.signal(libc::SIGINT);
+    let status = s.wait_exit(Duration::from_millis(2500));
+    let status = status.unwrap_or_else(|| panic!("§6: server still running {:?} after SIGINT (limit 1 + 1 s)", t.elapsed()));
+    assert_eq!(status.code(), Some(0), "§6: exit status after SIGINT");
+    let end = stream_items(&mut c, &head, |_| {});
+    assert!(matches!(end, End::Exit { .. }), "expected exit, got {:?}", end);
+    assert!(live_marked(&m).is_empty(), "child outlived the server");
+}
+
+/// §3.6: stdin is /dev/null: `cat` with no file ends at once with nothing.
+#[test]
+fn child_stdin_is_dev_null() {
+    let s = Server::start(&[]);
+    let r = s.run("cat");
+    r.assert_end(End::code(0));
+    assert_eq!(r.stdout(), "");
+    let r = s.run("readlink /proc/self/fd/0");
+    assert_eq!(r.stdout(), "/dev/null\n");
+}
+
+/// §3.6: after a normal exit nothing is left: no zombie, no child.
+#[test]
+fn normal_exit_leaves_no_zombie() {
+    let s = Server::start(&["--shell"]);
+    let r = s.run("echo a; sleep 0.1; echo b");
+    assert_eq!(r.stdout(), "a\nb\n");
+    s.wait_no_children(Duration::from_secs(2));
+}
