@@ -35,6 +35,8 @@ pub mod child;
 pub mod cli;
 pub mod conn;
 pub mod job;
+#[doc(hidden)]
+pub mod oracle;
 pub mod route;
 pub mod server;
 pub mod sse;

@@ -1,1 +1,533 @@
+//! Safe by default (CONTRACT §1, §4): the token, Host and Origin checks,
+//! CORS, `--no-auth`, `--allow`.
 mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn touch_target(m: &TempPath) -> String {
+    format!("/run?command={}", pct(&format!("touch {}", m.str())))
+}
+
+/// Same length as `t`, last character changed.
+fn near_miss(t: &str) -> String {
+    let mut s = t[..t.len() - 1].to_owned();
+    s.push(if t.ends_with('A') { 'B' } else { 'A' });
+    s
+}
+
+/// §4: without the token, or with a wrong one (header, query, cookie): 401,
+/// and the command did not run.
+#[test]
+fn token_required_and_command_not_run() {
+    let s = Server::start(&[]);
+    let tok = s.token.clone().expect("a token by default (§1)");
+    assert!(tok.len() >= 22, "§1: 128 bits or more; token {:?}", tok);
+    assert!(
+        tok.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "WIRE.md: base64url token {:?}",
+        tok
+    );
+    let m = marker_path("auth401");
+    let target = touch_target(&m);
+    let wrong = near_miss(&tok);
+    let cases: Vec<(String, Vec<u8>)> = vec![
+        ("no token".into(), s.req_noauth("GET", &target, &[])),
+        (
+            "wrong Bearer".into(),
+            s.req_noauth(
+                "GET",
+                &target,
+                &[("Authorization", &format!("Bearer {}", wrong))],
+            ),
+        ),
+        (
+            "empty Bearer".into(),
+            s.req_noauth("GET", &target, &[("Authorization", "Bearer ")]),
+        ),
+        (
+            "Basic scheme".into(),
+            s.req_noauth(
+                "GET",
+                &target,
+                &[("Authorization", &format!("Basic {}", tok))],
+            ),
+        ),
+        (
+            "wrong query token".into(),
+            s.req_noauth("GET", &format!("{}&token={}", target, wrong), &[]),
+        ),
+        (
+            "token prefix".into(),
+            s.req_noauth(
+                "GET",
+                &format!("{}&token={}", target, &tok[..tok.len() - 1]),
+                &[],
+            ),
+        ),
+        (
+            "wrong cookie".into(),
+            s.req_noauth(
+                "GET",
+                &target,
+                &[("Cookie", &format!("ssecommander_token={}", wrong))],
+            ),
+        ),
+        (
+            "no token, Last-Event-ID".into(),
+            s.req_noauth("GET", &target, &[("Last-Event-ID", "1")]),
+        ),
+    ];
+    for (what, req) in &cases {
+        let r = s.request(req);
+        r.assert_status(401, what);
+    }
+    let r = s.get_noauth("/");
+    r.assert_status(401, "GET / without token");
+    // Leave time for a wrongly started command to run.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!m.exists(), "a command ran without a valid token");
+    // Control: with the token it runs.
+    s.run_target(&target).assert_end(End::code(0));
+    assert!(
+        m.exists(),
+        "control: the authorised run did not create the marker"
+    );
+}
+
+/// §4: Bearer header, `token=` query parameter and the cookie are each accepted.
+#[test]
+fn token_accepted_as_bearer_query_and_cookie() {
+    let s = Server::start(&[]);
+    let tok = s.token.clone().unwrap();
+    let bearer = s.run("echo via-bearer");
+    assert_eq!(bearer.stdout(), "via-bearer\n");
+    let q = s.run_request(&s.req_noauth(
+        "GET",
+        &format!("/run?command=echo%20via-query&token={}", tok),
+        &[],
+    ));
+    assert_eq!(q.stdout(), "via-query\n");
+    let q2 = s.run_request(&s.req_noauth(
+        "GET",
+        &format!("/run?token={}&command=echo%20query-first", tok),
+        &[],
+    ));
+    assert_eq!(q2.stdout(), "query-first\n");
+    let cookie = format!("a=b; ssecommander_token={}; c=d", tok);
+    let ck = s.run_request(&s.req_noauth(
+        "GET",
+        "/run?command=echo%20via-cookie",
+        &[("Cookie", &cookie)],
+    ));
+    assert_eq!(ck.stdout(), "via-cookie\n");
+}
+
+/// §4 (WIRE.md): `GET /?token=T` → 303 to `/` with the cookie; then the page
+/// loads with the cookie alone.
+#[test]
+fn token_url_sets_cookie_and_redirects() {
+    let s = Server::start(&[]);
+    let tok = s.token.clone().unwrap();
+    let r = s.get_noauth(&format!("/?token={}", tok));
+    r.assert_status(303, "GET /?token=T");
+    assert_eq!(r.header("location"), Some("/"), "{}", r.raw_head);
+    let sc = r
+        .header("set-cookie")
+        .unwrap_or_else(|| panic!("no Set-Cookie:\n{}", r.raw_head));
+    let mut parts = sc.split(';').map(str::trim);
+    assert_eq!(
+        parts.next(),
+        Some(format!("ssecommander_token={}", tok).as_str()),
+        "Set-Cookie {:?}",
+        sc
+    );
+    let mut attrs: Vec<String> = parts.map(|a| a.to_ascii_lowercase()).collect();
+    attrs.sort();
+    assert_eq!(
+        attrs,
+        vec!["httponly", "path=/", "samesite=strict"],
+        "Set-Cookie {:?} (WIRE.md)",
+        sc
+    );
+    let page = s.request(&s.req_noauth(
+        "GET",
+        "/",
+        &[("Cookie", &format!("ssecommander_token={}", tok))],
+    ));
+    page.assert_status(200, "GET / with the cookie");
+    assert!(
+        page.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/html"),
+        "{}",
+        page.raw_head
+    );
+    let bad = s.get_noauth(&format!("/?token={}", near_miss(&tok)));
+    bad.assert_status(401, "GET /?token=wrong");
+    assert!(
+        bad.header("set-cookie").is_none(),
+        "a cookie was set for a wrong token"
+    );
+}
+
+/// §4: the token never appears in the log, even at RUST_LOG=debug, after
+/// requests carrying it in each of the three ways.
+#[test]
+fn token_absent_from_log_at_debug() {
+    let s = Server::start_env(&[], &[("RUST_LOG", "debug")]);
+    let tok = s.token.clone().unwrap();
+    s.run("echo bearer").assert_end(End::code(0));
+    s.run_request(&s.req_noauth("GET", &format!("/run?command=echo%20q&token={}", tok), &[]))
+        .assert_end(End::code(0));
+    let ck = format!("ssecommander_token={}", tok);
+    s.run_request(&s.req_noauth("GET", "/run?command=echo%20c", &[("Cookie", &ck)]))
+        .assert_end(End::code(0));
+    s.get_noauth(&format!("/?token={}", tok))
+        .assert_status(303, "cookie URL");
+    s.get_noauth(&format!("/nope-marker?token={}", tok))
+        .assert_status(404, "404 with token");
+    s.get_noauth(&format!("/run?token={}&command=echo%20%27", tok))
+        .assert_status(400, "400 with token");
+    s.request(&s.req_noauth("GET", "/healthz-x", &[("Cookie", &ck)]))
+        .assert_status(404, "404 with cookie");
+    wait_until(
+        Duration::from_secs(3),
+        "access log lines for the requests",
+        || {
+            let log = s.log();
+            log.contains("/nope-marker") && log.contains("/healthz-x")
+        },
+    );
+    let log = s.log();
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&tok)).collect();
+    assert!(
+        leaks.is_empty(),
+        "§4: the token appears in the log:\n{}",
+        leaks.join("\n")
+    );
+    assert!(
+        !s.stdout_rest().contains(&tok),
+        "the token was printed again on stdout: {:?}",
+        s.stdout_rest()
+    );
+}
+
+/// §4: the token is not in the environment of children, whether given by
+/// `--token` or by `SSECOMMANDER_TOKEN`.
+#[test]
+fn token_absent_from_child_environment() {
+    let t1 = format!("tokflag{}x{}", std::process::id(), next_id());
+    let s = Server::start(&["--token", &t1]);
+    assert_eq!(
+        s.token.as_deref(),
+        Some(t1.as_str()),
+        "--token is the token in the URL line"
+    );
+    let r = s.run("env");
+    r.assert_end(End::code(0));
+    let env = r.stdout();
+    assert!(
+        !env.contains(&t1),
+        "§4: the --token value is in the child's environment:\n{}",
+        env
+    );
+    assert!(
+        !env.contains("SSECOMMANDER_TOKEN"),
+        "SSECOMMANDER_TOKEN in the child's environment:\n{}",
+        env
+    );
+    drop(s);
+
+    let t2 = format!("tokenv{}x{}", std::process::id(), next_id());
+    let s = Server::start_env(&[], &[("SSECOMMANDER_TOKEN", &t2)]);
+    assert_eq!(
+        s.token.as_deref(),
+        Some(t2.as_str()),
+        "§1: the token is read from SSECOMMANDER_TOKEN"
+    );
+    let r = s.run("env");
+    r.assert_end(End::code(0));
+    let env = r.stdout();
+    assert!(
+        !env.contains(&t2),
+        "§4: the env token is in the child's environment:\n{}",
+        env
+    );
+    assert!(
+        !env.contains("SSECOMMANDER_TOKEN"),
+        "SSECOMMANDER_TOKEN in the child's environment:\n{}",
+        env
+    );
+}
+
+/// §1: `--no-auth` warns on stderr, prints the URL without a token, and
+/// serves without one.
+#[test]
+fn no_auth_warns_and_works_without_token() {
+    let s = Server::start(&["--no-auth"]);
+    assert!(
+        s.token.is_none() && !s.url.contains("token="),
+        "URL line under --no-auth: {}",
+        s.url
+    );
+    wait_until(
+        Duration::from_secs(3),
+        "a warning about --no-auth on stderr",
+        || {
+            s.log()
+                .lines()
+                .any(|l| l.to_ascii_lowercase().contains("warn"))
+        },
+    );
+    let r = s.run("echo open");
+    assert_eq!(r.stdout(), "open\n");
+    s.get_noauth("/")
+        .assert_status(200, "GET / under --no-auth");
+}
+
+/// §4: a foreign Host is refused with 403 even with a valid token, and the
+/// command does not run.
+#[test]
+fn foreign_host_refused_even_with_token() {
+    let s = Server::start(&[]);
+    let m = marker_path("host403");
+    let target = touch_target(&m);
+    let tok = s.token.clone().unwrap();
+    let port = s.addr.port();
+    for host in [
+        format!("evil.test:{}", port),
+        "evil.test".to_string(),
+        format!("127.0.0.1.evil.test:{}", port),
+        format!("localhost.evil.test:{}", port),
+    ] {
+        let req = build_request(
+            "GET",
+            &target,
+            "HTTP/1.1",
+            &[
+                ("Host".into(), host.clone()),
+                ("Authorization".into(), format!("Bearer {}", tok)),
+            ],
+        );
+        s.request(&req)
+            .assert_status(403, &format!("Host: {}", host));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!m.exists(), "a command ran with a foreign Host");
+}
+
+fn run_with_host(s: &Server, host: &str, word: &str) -> Run {
+    let tok = s.token.clone().unwrap();
+    let req = build_request(
+        "GET",
+        &format!("/run?command=echo%20{}", word),
+        "HTTP/1.1",
+        &[
+            ("Host".into(), host.to_string()),
+            ("Authorization".into(), format!("Bearer {}", tok)),
+        ],
+    );
+    s.run_request(&req)
+}
+
+/// §4: `localhost`, the listen address and loopback addresses are accepted
+/// as Host (port ignored).
+#[test]
+fn loopback_hosts_accepted() {
+    let s = Server::start(&[]);
+    let port = s.addr.port();
+    for host in [
+        format!("127.0.0.1:{}", port),
+        format!("localhost:{}", port),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        format!("localhost:{}", port + 1),
+        format!("127.0.0.2:{}", port),
+        format!("[::1]:{}", port),
+    ] {
+        let r = run_with_host(&s, &host, "hostok");
+        assert_eq!(r.stdout(), "hostok\n", "Host: {}", host);
+    }
+}
+
+/// §1, §4: `--allow-host example.test` lets that name in; others stay out.
+#[test]
+fn allow_host_flag() {
+    let s = Server::start(&["--allow-host", "example.test"]);
+    let r = run_with_host(&s, "example.test", "named");
+    assert_eq!(r.stdout(), "named\n");
+    let r = run_with_host(&s, "example.test:8080", "named-port");
+    assert_eq!(r.stdout(), "named-port\n");
+    let tok = s.token.clone().unwrap();
+    let req = build_request(
+        "GET",
+        "/run?command=echo%20x",
+        "HTTP/1.1",
+        &[
+            ("Host".into(), "other.test".into()),
+            ("Authorization".into(), format!("Bearer {}", tok)),
+        ],
+    );
+    s.request(&req)
+        .assert_status(403, "Host: other.test with --allow-host example.test");
+}
+
+/// §4: a foreign Origin (or `null`) → 403; the server's own origin is fine.
+#[test]
+fn foreign_origin_refused_own_origin_ok() {
+    let s = Server::start(&[]);
+    let m = marker_path("origin403");
+    let target = touch_target(&m);
+    for origin in [
+        "http://evil.test",
+        "null",
+        "http://127.0.0.1:1",
+        "https://127.0.0.1.evil.test",
+    ] {
+        s.request(&s.req("GET", &target, &[("Origin", origin)]))
+            .assert_status(403, &format!("Origin: {}", origin));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!m.exists(), "a command ran with a foreign Origin");
+    let own = s.base.clone();
+    let r = s.run_request(&s.req("GET", "/run?command=echo%20own", &[("Origin", &own)]));
+    assert_eq!(r.stdout(), "own\n", "own origin {}", own);
+}
+
+/// §4: with `--cors-origin`, an allowed foreign origin gets ACAO and
+/// `Vary: Origin`, and its preflight is answered 204 without a token.
+#[test]
+fn cors_origin_headers_and_preflight() {
+    let s = Server::start(&["--cors-origin", "http://a.test"]);
+    let r = s.run_request(&s.req(
+        "GET",
+        "/run?command=echo%20cors",
+        &[("Origin", "http://a.test")],
+    ));
+    assert_eq!(r.stdout(), "cors\n");
+    assert_eq!(
+        r.resp.header("access-control-allow-origin"),
+        Some("http://a.test"),
+        "{}",
+        r.resp.raw_head
+    );
+    let vary = r.resp.headers_all("vary").join(",");
+    assert!(
+        vary.split(',')
+            .any(|v| v.trim().eq_ignore_ascii_case("origin")),
+        "Vary: Origin missing:\n{}",
+        r.resp.raw_head
+    );
+
+    let pre = s.request(&s.req_noauth(
+        "OPTIONS",
+        "/run?command=echo%20x",
+        &[
+            ("Origin", "http://a.test"),
+            ("Access-Control-Request-Method", "GET"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization, last-event-id",
+            ),
+        ],
+    ));
+    pre.assert_status(204, "preflight OPTIONS /run without token");
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("http://a.test"),
+        "{}",
+        pre.raw_head
+    );
+    let methods = pre.header("access-control-allow-methods").unwrap_or("");
+    assert!(
+        methods.split(',').any(|m| m.trim() == "GET"),
+        "Allow-Methods {:?}",
+        methods
+    );
+    let allowed: Vec<String> = pre
+        .header("access-control-allow-headers")
+        .unwrap_or("")
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    for h in ["authorization", "last-event-id"] {
+        assert!(
+            allowed.iter().any(|a| a == h),
+            "Allow-Headers lacks {}: {:?}\n{}",
+            h,
+            allowed,
+            pre.raw_head
+        );
+    }
+    assert_eq!(
+        pre.header("access-control-max-age"),
+        Some("600"),
+        "{}",
+        pre.raw_head
+    );
+
+    s.request(&s.req(
+        "GET",
+        "/run?command=echo%20x",
+        &[("Origin", "http://b.test")],
+    ))
+    .assert_status(403, "Origin http://b.test with --cors-origin http://a.test");
+}
+
+/// §1: `--allow echo`: echo runs, other programs get `err` (after auth), and
+/// a bare name matches argv[0] as given, not `/bin/echo`.
+#[test]
+fn allow_bare_name() {
+    let s = Server::start(&["--allow", "echo"]);
+    let r = s.run("echo allowed");
+    assert_eq!(r.stdout(), "allowed\n");
+    r.assert_end(End::code(0));
+    for cmd in ["ls /", "/bin/echo sneaky"] {
+        let r = s.run(cmd);
+        assert_eq!(
+            r.events.len(),
+            1,
+            "{}: expected only an err event:\n{}",
+            cmd,
+            r.resp.body_str()
+        );
+        assert!(
+            matches!(r.end, End::Err(_)),
+            "{}: expected err, got {:?}",
+            cmd,
+            r.end
+        );
+    }
+    s.get_noauth("/run?command=ls")
+        .assert_status(401, "unauthorised refused program: 401 before --allow");
+}
+
+/// §1: `--allow /bin/echo` matches the resolved executable: `/bin/echo`,
+/// and `echo` found on PATH when it is the same file; `ls` refused.
+#[test]
+fn allow_absolute_path_matches_resolved_executable() {
+    let s = Server::start(&["--allow", "/bin/echo"]);
+    let r = s.run("/bin/echo abs");
+    assert_eq!(r.stdout(), "abs\n", "body:\n{}", r.resp.body_str());
+    let on_path = ["/usr/local/bin/echo", "/usr/bin/echo", "/bin/echo"]
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(|p| std::fs::canonicalize(p).unwrap());
+    if on_path == Some(std::fs::canonicalize("/bin/echo").unwrap()) {
+        let r = s.run("echo bare");
+        assert_eq!(
+            r.stdout(),
+            "bare\n",
+            "`echo` resolves to the same file as /bin/echo; body:\n{}",
+            r.resp.body_str()
+        );
+    }
+    let r = s.run("ls /");
+    assert!(
+        matches!(r.end, End::Err(_)),
+        "ls under --allow /bin/echo: {:?}",
+        r.end
+    );
+}

@@ -44,7 +44,9 @@ fn slow_reader_bounds_memory_and_blocks_child() {
         cat_pid = s
             .children()
             .into_iter()
-            .find(|&p| cmdline(p).is_some_and(|c| c.starts_with("cat ") && c.contains("big-100mib")))
+            .find(|&p| {
+                cmdline(p).is_some_and(|c| c.starts_with("cat ") && c.contains("big-100mib"))
+            })
             .unwrap_or(0);
         cat_pid != 0
     });
@@ -88,9 +90,15 @@ fn slow_reader_bounds_memory_and_blocks_child() {
                 let items = parser.feed(&piece, at);
                 consume(items, &mut delivered, &mut hash, &mut end);
             }
-            None => panic!("stream ended during the slow phase after {} bytes", delivered),
+            None => panic!(
+                "stream ended during the slow phase after {} bytes",
+                delivered
+            ),
         }
-        assert!(end.is_none(), "cat of 100 MiB ended during the slow phase: the reader was not slow");
+        assert!(
+            end.is_none(),
+            "cat of 100 MiB ended during the slow phase: the reader was not slow"
+        );
         if Instant::now() >= next_sample {
             let st = state(cat_pid).unwrap_or('?');
             samples.push(Sample {
@@ -108,7 +116,17 @@ fn slow_reader_bounds_memory_and_blocks_child() {
     let report = samples
         .iter()
         .zip(&wchans)
-        .map(|(s, w)| format!("{:>6.2}s rss {} KiB, cat wrote {}, delivered {}, cat {} {}", s.t.as_secs_f64(), s.rss_kib, s.wchar, s.delivered, s.state, w))
+        .map(|(s, w)| {
+            format!(
+                "{:>6.2}s rss {} KiB, cat wrote {}, delivered {}, cat {} {}",
+                s.t.as_secs_f64(),
+                s.rss_kib,
+                s.wchar,
+                s.delivered,
+                s.state,
+                w
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n");
     eprintln!("slow phase samples:\n{}", report);
@@ -128,7 +146,10 @@ fn slow_reader_bounds_memory_and_blocks_child() {
 
     // The child is held back: in the second half, what cat wrote grows no
     // faster than what the client got (+1 MiB of buffers filling up).
-    let mid = samples.iter().position(|s| s.t >= Duration::from_millis(2500)).unwrap();
+    let mid = samples
+        .iter()
+        .position(|s| s.t >= Duration::from_millis(2500))
+        .unwrap();
     let (a, b) = (samples[mid], *samples.last().unwrap());
     let wrote = b.wchar - a.wchar;
     let got = b.delivered - a.delivered;
@@ -173,10 +194,16 @@ fn slow_reader_bounds_memory_and_blocks_child() {
         let items = parser.feed(&piece, at);
         consume(items, &mut delivered, &mut hash, &mut end);
         n += 1;
-        assert!(n < 10_000_000 && t.elapsed() < Duration::from_secs(120), "fast phase bound");
+        assert!(
+            n < 10_000_000 && t.elapsed() < Duration::from_secs(120),
+            "fast phase bound"
+        );
     }
     parser.finish();
     assert_eq!(end, Some(End::code(0)), "stream end");
     assert_eq!(delivered, big.len, "bytes delivered vs file size");
-    assert_eq!(hash.0, big.hash, "content hash differs: bytes lost or reordered");
+    assert_eq!(
+        hash.0, big.hash,
+        "content hash differs: bytes lost or reordered"
+    );
 }

@@ -25,13 +25,30 @@ fn expect_error(s: &Server, bytes: &[u8], status: u16, closes: bool, what: &str)
     let mut c = s.connect();
     // The server may answer and close before taking all of a large request.
     let _ = c.try_send(bytes);
-    let r = c.try_read_response().unwrap_or_else(|e| panic!("{}: no response: {}", what, e));
+    let r = c
+        .try_read_response()
+        .unwrap_or_else(|e| panic!("{}: no response: {}", what, e));
     r.assert_status(status, what);
     let ct = r.header("content-type").unwrap_or("");
-    assert!(ct.starts_with("text/plain"), "{}: §5 error should be text/plain, got {:?}\n{}", what, ct, r.dump());
-    assert!(r.body.len() < 1024, "{}: §5 error body should be short", what);
+    assert!(
+        ct.starts_with("text/plain"),
+        "{}: §5 error should be text/plain, got {:?}\n{}",
+        what,
+        ct,
+        r.dump()
+    );
+    assert!(
+        r.body.len() < 1024,
+        "{}: §5 error body should be short",
+        what
+    );
     if closes {
-        assert!(c.closed_within(Duration::from_secs(2)), "{}: the connection should be closed after {}", what, status);
+        assert!(
+            c.closed_within(Duration::from_secs(2)),
+            "{}: the connection should be closed after {}",
+            what,
+            status
+        );
     }
     r
 }
@@ -55,10 +72,28 @@ fn bad_syntax_400() {
     let (s, base) = server();
     expect_error(&s, b"GARBAGE\r\n\r\n", 400, true, "garbage request line");
     let host = s.host();
-    let no_colon = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nThis header has no colon\r\n\r\n", host);
-    expect_error(&s, no_colon.as_bytes(), 400, true, "header line without colon");
-    let bad_space = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Bad : v\r\n\r\n", host);
-    expect_error(&s, bad_space.as_bytes(), 400, true, "space before colon in header name");
+    let no_colon = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nThis header has no colon\r\n\r\n",
+        host
+    );
+    expect_error(
+        &s,
+        no_colon.as_bytes(),
+        400,
+        true,
+        "header line without colon",
+    );
+    let bad_space = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Bad : v\r\n\r\n",
+        host
+    );
+    expect_error(
+        &s,
+        bad_space.as_bytes(),
+        400,
+        true,
+        "space before colon in header name",
+    );
     still_healthy(&s, base, "bad syntax");
 }
 
@@ -76,7 +111,13 @@ fn unbalanced_quote_400() {
 #[test]
 fn empty_command_400() {
     let (s, base) = server();
-    for t in ["/run?command=", "/run?command=%20%20", "/run?command=+", "/run", "/run?format=raw"] {
+    for t in [
+        "/run?command=",
+        "/run?command=%20%20",
+        "/run?command=+",
+        "/run",
+        "/run?format=raw",
+    ] {
         expect_error(&s, &s.req("GET", t, &[]), 400, true, t);
     }
     still_healthy(&s, base, "empty command");
@@ -88,8 +129,20 @@ fn nul_in_command_400() {
     let (s, base) = server();
     let m = marker_path("nul");
     let q = format!("touch%20{}%00x", pct(m.str()));
-    expect_error(&s, &s.req("GET", &run_target(&q), &[]), 400, true, "NUL in command");
-    expect_error(&s, &s.req("GET", &run_target("echo%20a%00b"), &[]), 400, true, "NUL in argument");
+    expect_error(
+        &s,
+        &s.req("GET", &run_target(&q), &[]),
+        400,
+        true,
+        "NUL in command",
+    );
+    expect_error(
+        &s,
+        &s.req("GET", &run_target("echo%20a%00b"), &[]),
+        400,
+        true,
+        "NUL in argument",
+    );
     assert!(!m.exists(), "a command with a NUL ran");
     still_healthy(&s, base, "NUL");
 }
@@ -109,7 +162,13 @@ fn bad_percent_escape_400() {
 fn uri_too_long_414() {
     let (s, base) = server();
     let target = format!("/run?command=echo%20{}", "a".repeat(9000));
-    expect_error(&s, &s.req("GET", &target, &[]), 414, true, "9 KB request target");
+    expect_error(
+        &s,
+        &s.req("GET", &target, &[]),
+        414,
+        true,
+        "9 KB request target",
+    );
     still_healthy(&s, base, "414");
 }
 
@@ -118,10 +177,24 @@ fn uri_too_long_414() {
 fn header_too_large_431() {
     let (s, base) = server();
     let big = "b".repeat(9000);
-    expect_error(&s, &s.req("GET", "/healthz", &[("X-Big", &big)]), 431, true, "one 9 KB header");
-    let many: Vec<(String, String)> = (0..200).map(|i| (format!("X-H{}", i), "v".repeat(50))).collect();
+    expect_error(
+        &s,
+        &s.req("GET", "/healthz", &[("X-Big", &big)]),
+        431,
+        true,
+        "one 9 KB header",
+    );
+    let many: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("X-H{}", i), "v".repeat(50)))
+        .collect();
     let many_ref: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    expect_error(&s, &s.req("GET", "/healthz", &many_ref), 431, true, "200 headers of 60 bytes");
+    expect_error(
+        &s,
+        &s.req("GET", "/healthz", &many_ref),
+        431,
+        true,
+        "200 headers of 60 bytes",
+    );
     still_healthy(&s, base, "431");
 }
 
@@ -150,12 +223,21 @@ fn head_timeout_408() {
     c.set_read_timeout(Duration::from_secs(15));
     let t = Instant::now();
     c.send(b"GET /run?comm");
-    let r = c.try_read_response().unwrap_or_else(|e| panic!("no 408 within 15 s: {} after {:?}", e, t.elapsed()));
+    let r = c
+        .try_read_response()
+        .unwrap_or_else(|e| panic!("no 408 within 15 s: {} after {:?}", e, t.elapsed()));
     let took = t.elapsed();
     r.assert_status(408, "partial head");
-    assert!(took >= Duration::from_millis(9500), "408 after only {:?}: the contract gives 10 s", took);
+    assert!(
+        took >= Duration::from_millis(9500),
+        "408 after only {:?}: the contract gives 10 s",
+        took
+    );
     assert!(took <= Duration::from_secs(15), "408 after {:?}", took);
-    assert!(c.closed_within(Duration::from_secs(2)), "connection not closed after 408");
+    assert!(
+        c.closed_within(Duration::from_secs(2)),
+        "connection not closed after 408"
+    );
     still_healthy(&s, base, "408");
 }
 
@@ -173,7 +255,13 @@ fn unsupported_transfer_encoding_501() {
 #[test]
 fn unsupported_expect_417() {
     let (s, base) = server();
-    expect_error(&s, &s.req("GET", "/healthz", &[("Expect", "teapot")]), 417, false, "Expect: teapot");
+    expect_error(
+        &s,
+        &s.req("GET", "/healthz", &[("Expect", "teapot")]),
+        417,
+        false,
+        "Expect: teapot",
+    );
     still_healthy(&s, base, "417");
 }
 
@@ -181,7 +269,13 @@ fn unsupported_expect_417() {
 #[test]
 fn http2_preface_505() {
     let (s, base) = server();
-    expect_error(&s, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, true, "HTTP/2 preface");
+    expect_error(
+        &s,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        505,
+        true,
+        "HTTP/2 preface",
+    );
     still_healthy(&s, base, "505 preface");
 }
 
@@ -198,7 +292,11 @@ fn http3_version_505() {
 #[test]
 fn smuggling_cl_and_te_400() {
     let (s, base) = server();
-    let mut req = s.req("GET", "/healthz", &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")]);
+    let mut req = s.req(
+        "GET",
+        "/healthz",
+        &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")],
+    );
     req.extend_from_slice(b"0\r\n\r\n");
     expect_error(&s, &req, 400, true, "Content-Length + Transfer-Encoding");
     still_healthy(&s, base, "CL+TE");
@@ -208,7 +306,11 @@ fn smuggling_cl_and_te_400() {
 #[test]
 fn smuggling_duplicate_content_length_400() {
     let (s, base) = server();
-    let mut req = s.req("GET", "/healthz", &[("Content-Length", "0"), ("Content-Length", "5")]);
+    let mut req = s.req(
+        "GET",
+        "/healthz",
+        &[("Content-Length", "0"), ("Content-Length", "5")],
+    );
     req.extend_from_slice(b"hello");
     expect_error(&s, &req, 400, true, "Content-Length 0 and 5");
     still_healthy(&s, base, "duplicate CL");
@@ -229,13 +331,32 @@ fn unknown_path_404() {
 #[test]
 fn wrong_method_405_with_allow() {
     let (s, base) = server();
-    for (m, t) in [("POST", "/run?command=echo%20x"), ("DELETE", "/"), ("PUT", "/healthz"), ("POST", "/")] {
+    for (m, t) in [
+        ("POST", "/run?command=echo%20x"),
+        ("DELETE", "/"),
+        ("PUT", "/healthz"),
+        ("POST", "/"),
+    ] {
         let r = s.request(&s.req(m, t, &[("Content-Length", "0")]));
         r.assert_status(405, &format!("{} {}", m, t));
-        let allow = r.header("allow").unwrap_or_else(|| panic!("{} {}: 405 without Allow:\n{}", m, t, r.dump()));
+        let allow = r
+            .header("allow")
+            .unwrap_or_else(|| panic!("{} {}: 405 without Allow:\n{}", m, t, r.dump()));
         let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
-        assert!(methods.contains(&"GET"), "{} {}: Allow {:?} lacks GET", m, t, allow);
-        assert!(!methods.contains(&m), "{} {}: Allow {:?} lists the refused method", m, t, allow);
+        assert!(
+            methods.contains(&"GET"),
+            "{} {}: Allow {:?} lacks GET",
+            m,
+            t,
+            allow
+        );
+        assert!(
+            !methods.contains(&m),
+            "{} {}: Allow {:?} lists the refused method",
+            m,
+            t,
+            allow
+        );
     }
     still_healthy(&s, base, "405");
 }
@@ -248,7 +369,13 @@ fn healthz_without_token() {
     r.assert_status(200, "/healthz without token");
     assert_eq!(r.body, b"ok");
     assert_eq!(r.header("content-length"), Some("2"));
-    assert!(r.header("content-type").unwrap_or("").starts_with("text/plain"), "{}", r.dump());
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain"),
+        "{}",
+        r.dump()
+    );
 }
 
 /// §5: none of the bad inputs disturbs a stream that is running meanwhile.
@@ -257,20 +384,56 @@ fn bad_inputs_do_not_disturb_a_running_stream() {
     let s = Server::start(&["--shell"]);
     let mut c = s.connect();
     let t0 = Instant::now();
-    c.send(&s.req("GET", &run_target(&pct("for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.2; done")), &[]));
+    c.send(&s.req(
+        "GET",
+        &run_target(&pct(
+            "for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.2; done",
+        )),
+        &[],
+    ));
     let host = s.host();
     let bad: Vec<(Vec<u8>, u16)> = vec![
         (b"GARBAGE\r\n\r\n".to_vec(), 400),
         (s.req("GET", "/run?command=echo%20%27x", &[]), 400),
         (s.req("GET", "/run?command=echo%zz", &[]), 400),
-        (s.req("GET", &format!("/run?command=echo%20{}", "a".repeat(9000)), &[]), 414),
-        (s.req("GET", "/healthz", &[("X-Big", &"b".repeat(9000))]), 431),
+        (
+            s.req(
+                "GET",
+                &format!("/run?command=echo%20{}", "a".repeat(9000)),
+                &[],
+            ),
+            414,
+        ),
+        (
+            s.req("GET", "/healthz", &[("X-Big", &"b".repeat(9000))]),
+            431,
+        ),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505),
-        (format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: gzip\r\n\r\n", host).into_bytes(), 501),
-        (s.req("GET", "/healthz", &[("Content-Length", "0"), ("Content-Length", "5")]), 400),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: gzip\r\n\r\n",
+                host
+            )
+            .into_bytes(),
+            501,
+        ),
+        (
+            s.req(
+                "GET",
+                "/healthz",
+                &[("Content-Length", "0"), ("Content-Length", "5")],
+            ),
+            400,
+        ),
     ];
     for (req, status) in &bad {
-        expect_error(&s, req, *status, true, &format!("bad input during a stream ({})", status));
+        expect_error(
+            &s,
+            req,
+            *status,
+            true,
+            &format!("bad input during a stream ({})", status),
+        );
     }
     let r = c.read_run(t0);
     r.assert_end(End::code(0));

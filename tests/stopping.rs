@@ -19,7 +19,10 @@ fn open_stream(s: &Server, cmd: &str) -> Conn {
 fn wait_marked(marker: &str, what: &str) -> Vec<u32> {
     let mut pids = vec![];
     wait_until(Duration::from_secs(5), what, || {
-        pids = live_marked(marker).into_iter().filter(|&p| cmdline(p).is_some_and(|c| c.starts_with("sleep "))).collect();
+        pids = live_marked(marker)
+            .into_iter()
+            .filter(|&p| cmdline(p).is_some_and(|c| c.starts_with("sleep ")))
+            .collect();
         !pids.is_empty()
     });
     pids
@@ -38,16 +41,26 @@ fn disconnect_kills_child_and_grandchild() {
     let p2 = wait_marked(&m2, "the foreground sleep to start");
     let server_pgrp = pgrp(s.pid()).unwrap();
     for &p in p1.iter().chain(&p2) {
-        assert_ne!(pgrp(p), Some(server_pgrp), "§3.6: the command must run in its own process group, not the server's");
+        assert_ne!(
+            pgrp(p),
+            Some(server_pgrp),
+            "§3.6: the command must run in its own process group, not the server's"
+        );
     }
     let t = Instant::now();
     c.close();
-    let took = wait_until(Duration::from_secs(4), "child and grandchild to be gone after disconnect", || {
-        live_marked(&m1).is_empty() && live_marked(&m2).is_empty()
-    });
+    let took = wait_until(
+        Duration::from_secs(4),
+        "child and grandchild to be gone after disconnect",
+        || live_marked(&m1).is_empty() && live_marked(&m2).is_empty(),
+    );
     eprintln!("child and grandchild gone {:?} after disconnect", took);
     assert!(t.elapsed() <= Duration::from_secs(4) + Duration::from_millis(100));
-    wait_until(Duration::from_secs(2), "the server to reap its child (no zombie, no child)", || s.children().is_empty());
+    wait_until(
+        Duration::from_secs(2),
+        "the server to reap its child (no zombie, no child)",
+        || s.children().is_empty(),
+    );
 }
 
 /// §3.6: a child ignoring SIGTERM gets SIGKILL --kill-grace (1) s later:
@@ -67,12 +80,28 @@ fn sigkill_after_kill_grace() {
         pids.iter().all(|&p| is_alive(p)),
         "§3.6: the group was killed within 0.5 s of the disconnect, before --kill-grace 1 (SIGTERM is ignored)"
     );
-    wait_until(Duration::from_millis(2500), "the SIGTERM-ignoring child to be SIGKILLed", || live_marked(&m).is_empty());
+    wait_until(
+        Duration::from_millis(2500),
+        "the SIGTERM-ignoring child to be SIGKILLed",
+        || live_marked(&m).is_empty(),
+    );
     let took = t.elapsed();
     eprintln!("SIGTERM-ignoring child gone {:?} after disconnect", took);
-    assert!(took >= Duration::from_millis(900), "gone after {:?}: before the 1 s grace", took);
-    assert!(took <= Duration::from_secs(3), "gone after {:?}: over grace + 2 s", took);
-    wait_until(Duration::from_secs(2), "the server to reap its child", || s.children().is_empty());
+    assert!(
+        took >= Duration::from_millis(900),
+        "gone after {:?}: before the 1 s grace",
+        took
+    );
+    assert!(
+        took <= Duration::from_secs(3),
+        "gone after {:?}: over grace + 2 s",
+        took
+    );
+    wait_until(
+        Duration::from_secs(2),
+        "the server to reap its child",
+        || s.children().is_empty(),
+    );
 }
 
 /// §6: SIGTERM with two open streams: each gets an `exit` event, the server
@@ -86,7 +115,11 @@ fn sigterm_shutdown_with_two_open_streams() {
         .iter()
         .map(|m| {
             let mut c = s.connect();
-            c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {}", m))), &[]));
+            c.send(&s.req(
+                "GET",
+                &format!("/run?command={}", pct(&format!("sleep {}", m))),
+                &[],
+            ));
             let head = c.read_head();
             head.assert_status(200, "sleep stream");
             (c, head)
@@ -98,17 +131,32 @@ fn sigterm_shutdown_with_two_open_streams() {
     s.signal(libc::SIGTERM);
     let status = s.wait_exit(Duration::from_millis(3500));
     let took = t.elapsed();
-    let status = status.unwrap_or_else(|| panic!("§6: server still running {:?} after SIGTERM (limit kill-grace 2 + 1 s)", took));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "§6: server still running {:?} after SIGTERM (limit kill-grace 2 + 1 s)",
+            took
+        )
+    });
     eprintln!("server exited {:?} after SIGTERM: {:?}", took, status);
     assert_eq!(status.code(), Some(0), "§6: exit status after SIGTERM");
     for (i, (mut c, head)) in streams.into_iter().enumerate() {
         let end = stream_items(&mut c, &head, |_| {});
         match end {
-            End::Exit { code: None, signal: Some(sig), .. } => assert!(sig == 15 || sig == 9, "stream {}: signal {}", i, sig),
-            other => panic!("stream {}: expected an exit event for a killed child, got {:?}", i, other),
+            End::Exit {
+                code: None,
+                signal: Some(sig),
+                ..
+            } => assert!(sig == 15 || sig == 9, "stream {}: signal {}", i, sig),
+            other => panic!(
+                "stream {}: expected an exit event for a killed child, got {:?}",
+                i, other
+            ),
         }
     }
-    assert!(live_marked(&m1).is_empty() && live_marked(&m2).is_empty(), "children outlived the server");
+    assert!(
+        live_marked(&m1).is_empty() && live_marked(&m2).is_empty(),
+        "children outlived the server"
+    );
 }
 
 /// §6: SIGINT does the same as SIGTERM.
@@ -118,17 +166,30 @@ fn sigint_shutdown_with_open_stream() {
     let m = sleep_marker();
     let _guard = MarkerGuard(vec![m.clone()]);
     let mut c = s.connect();
-    c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {}", m))), &[]));
+    c.send(&s.req(
+        "GET",
+        &format!("/run?command={}", pct(&format!("sleep {}", m))),
+        &[],
+    ));
     let head = c.read_head();
     head.assert_status(200, "sleep stream");
     wait_marked(&m, "sleep to start");
     let t = Instant::now();
     s.signal(libc::SIGINT);
     let status = s.wait_exit(Duration::from_millis(2500));
-    let status = status.unwrap_or_else(|| panic!("§6: server still running {:?} after SIGINT (limit 1 + 1 s)", t.elapsed()));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "§6: server still running {:?} after SIGINT (limit 1 + 1 s)",
+            t.elapsed()
+        )
+    });
     assert_eq!(status.code(), Some(0), "§6: exit status after SIGINT");
     let end = stream_items(&mut c, &head, |_| {});
-    assert!(matches!(end, End::Exit { .. }), "expected exit, got {:?}", end);
+    assert!(
+        matches!(end, End::Exit { .. }),
+        "expected exit, got {:?}",
+        end
+    );
     assert!(live_marked(&m).is_empty(), "child outlived the server");
 }
 

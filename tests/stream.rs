@@ -17,7 +17,12 @@ fn seed_echo_hello_exact_body() {
     let r = c.read_response();
     r.assert_status(200, "GET /run?command=echo hello");
     check_stream_head(&r);
-    assert_eq!(r.header("transfer-encoding"), Some("chunked"), "§3.1 chunked for HTTP/1.1; head:\n{}", r.raw_head);
+    assert_eq!(
+        r.header("transfer-encoding"),
+        Some("chunked"),
+        "§3.1 chunked for HTTP/1.1; head:\n{}",
+        r.raw_head
+    );
     let want = "id: 1\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"hello\\n\"}\n\n\
                 id: 2\nevent: exit\ndata: {\"type\":\"exit\",\"code\":0}\n\n";
     assert_eq!(
@@ -71,14 +76,32 @@ fn missing_program_gives_err_and_ends() {
     let s = Server::start(&[]);
     let prog = format!("nosuchprog-{}-{}", std::process::id(), next_id());
     let r = s.run(&format!("{} arg", prog));
-    assert_eq!(r.events.len(), 1, "expected exactly one err event, got body:\n{}", r.resp.body_str());
+    assert_eq!(
+        r.events.len(),
+        1,
+        "expected exactly one err event, got body:\n{}",
+        r.resp.body_str()
+    );
     let e = &r.events[0];
-    assert_eq!((e.id, e.event.as_str()), (1, "err"), "body:\n{}", r.resp.body_str());
+    assert_eq!(
+        (e.id, e.event.as_str()),
+        (1, "err"),
+        "body:\n{}",
+        r.resp.body_str()
+    );
     match &r.end {
-        End::Err(msg) => assert!(msg.contains(&prog), "err message should name the program {:?}: {:?}", prog, msg),
+        End::Err(msg) => assert!(
+            msg.contains(&prog),
+            "err message should name the program {:?}: {:?}",
+            prog,
+            msg
+        ),
         other => panic!("expected err, got {:?}", other),
     }
-    assert!(r.resp.raw_body.ends_with(b"0\r\n\r\n"), "the chunked stream must end after err");
+    assert!(
+        r.resp.raw_body.ends_with(b"0\r\n\r\n"),
+        "the chunked stream must end after err"
+    );
 }
 
 /// §3.2: a file that is not executable gives `err`.
@@ -87,7 +110,11 @@ fn not_executable_gives_err() {
     let s = Server::start(&[]);
     let r = s.run("/etc/passwd");
     assert_eq!(r.events.len(), 1, "body:\n{}", r.resp.body_str());
-    assert!(matches!(r.end, End::Err(_)), "expected err, got {:?}", r.end);
+    assert!(
+        matches!(r.end, End::Err(_)),
+        "expected err, got {:?}",
+        r.end
+    );
 }
 
 /// §3.2: non-zero exit code, exact exit payload.
@@ -106,7 +133,10 @@ fn signal_exit() {
     let s = Server::start(&["--shell"]);
     let r = s.run("kill -9 $$");
     r.assert_end(End::signal(9));
-    assert_eq!(json(r.last()), serde_json::json!({"type":"exit","code":null,"signal":9}));
+    assert_eq!(
+        json(r.last()),
+        serde_json::json!({"type":"exit","code":null,"signal":9})
+    );
 }
 
 /// §3.4: 500 short runs in a row never lose output; no fd or zombie left.
@@ -117,13 +147,27 @@ fn five_hundred_sequential_runs_lose_nothing() {
     let t = Instant::now();
     for n in 0..500 {
         let r = s.run(&format!("echo run-{}", n));
-        assert_eq!(r.stdout(), format!("run-{}\n", n), "run {}: body:\n{}", n, r.resp.body_str());
+        assert_eq!(
+            r.stdout(),
+            format!("run-{}\n", n),
+            "run {}: body:\n{}",
+            n,
+            r.resp.body_str()
+        );
         r.assert_end(End::code(0));
-        assert!(t.elapsed() < Duration::from_secs(90), "500 runs took over 90 s (at run {})", n);
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "500 runs took over 90 s (at run {})",
+            n
+        );
     }
     eprintln!("500 sequential runs took {:?}", t.elapsed());
     s.wait_fds_back_to(baseline, Duration::from_secs(5));
-    wait_until(Duration::from_secs(5), "no zombie children of the server", || s.zombies().is_empty());
+    wait_until(
+        Duration::from_secs(5),
+        "no zombie children of the server",
+        || s.zombies().is_empty(),
+    );
 }
 
 fn cat_big(s: &Server, format: &str) -> (Conn, Response, Instant) {
@@ -163,7 +207,10 @@ fn hundred_mib_cat_json_byte_exact() {
     eprintln!("100 MiB json: {} stdout events in {:?}", events, took);
     assert_eq!(end, End::code(0));
     assert_eq!(n, big.len, "bytes received vs file size");
-    assert_eq!(h.0, big.hash, "content hash differs (same length): output corrupted or reordered");
+    assert_eq!(
+        h.0, big.hash,
+        "content hash differs (same length): output corrupted or reordered"
+    );
     assert!(took < Duration::from_secs(120), "100 MiB took {:?}", took);
 }
 
@@ -194,9 +241,16 @@ fn hundred_mib_cat_raw_byte_exact() {
         }
     });
     let took = t.elapsed();
-    eprintln!("100 MiB raw: {} stdout events, {} lines in {:?}", events, lines, took);
+    eprintln!(
+        "100 MiB raw: {} stdout events, {} lines in {:?}",
+        events, lines, took
+    );
     assert_eq!(end, End::code(0));
-    assert_eq!(bytes, big.len - big.lines, "bytes received (without line ends) vs file");
+    assert_eq!(
+        bytes,
+        big.len - big.lines,
+        "bytes received (without line ends) vs file"
+    );
     assert_eq!(h.0, big.hash_no_lf, "content differs (same length)");
     assert!(
         lines >= big.lines && lines <= big.lines + events,
@@ -215,16 +269,37 @@ fn heartbeat_while_quiet() {
     let r = s.run("sleep 3");
     r.assert_end(End::code(0));
     let comments = r.comments();
-    assert!(!comments.is_empty(), "expected at least one `: ping` in 3 s with --heartbeat 1; body:\n{}", r.resp.body_str());
+    assert!(
+        !comments.is_empty(),
+        "expected at least one `: ping` in 3 s with --heartbeat 1; body:\n{}",
+        r.resp.body_str()
+    );
     for (c, _) in &comments {
         assert_eq!(c, " ping", "comment line should be `: ping`");
     }
     let first = comments[0].1.duration_since(r.t0);
-    assert!(first >= Duration::from_millis(800), "first ping after {:?}: earlier than --heartbeat 1", first);
-    assert!(comments.len() <= 4, "{} pings in 3 s with --heartbeat 1", comments.len());
+    assert!(
+        first >= Duration::from_millis(800),
+        "first ping after {:?}: earlier than --heartbeat 1",
+        first
+    );
+    assert!(
+        comments.len() <= 4,
+        "{} pings in 3 s with --heartbeat 1",
+        comments.len()
+    );
     // The pings came before the exit event.
-    let exit_pos = r.items.iter().position(|i| matches!(i, Item::Event(e) if e.event == "exit")).unwrap();
-    assert!(r.items[..exit_pos].iter().any(|i| matches!(i, Item::Comment(..))), "no ping before exit");
+    let exit_pos = r
+        .items
+        .iter()
+        .position(|i| matches!(i, Item::Event(e) if e.event == "exit"))
+        .unwrap();
+    assert!(
+        r.items[..exit_pos]
+            .iter()
+            .any(|i| matches!(i, Item::Comment(..))),
+        "no ping before exit"
+    );
 }
 
 /// §3.8: a `/run` with `Last-Event-ID` answers 204 and runs nothing.

@@ -14,10 +14,19 @@ fn multibyte_char_split_across_writes() {
     let r = s.run(cmd);
     r.assert_end(End::code(0));
     assert_eq!(r.stdout(), "€\n", "body:\n{}", r.resp.body_str());
-    assert!(!r.resp.body_str().contains('\u{FFFD}'), "U+FFFD in body:\n{}", r.resp.body_str());
+    assert!(
+        !r.resp.body_str().contains('\u{FFFD}'),
+        "U+FFFD in body:\n{}",
+        r.resp.body_str()
+    );
     let raw = s.run_raw(cmd);
     raw.assert_end(End::code(0));
-    assert_eq!(raw.raw_lines("stdout"), vec!["€".to_string()], "raw body:\n{}", raw.resp.body_str());
+    assert_eq!(
+        raw.raw_lines("stdout"),
+        vec!["€".to_string()],
+        "raw body:\n{}",
+        raw.resp.body_str()
+    );
 }
 
 /// §3.3 (WIRE.md): bytes that are not UTF-8 become U+FFFD, sent as the literal
@@ -34,9 +43,19 @@ fn invalid_utf8_becomes_replacement_char() {
         r.resp.body_str()
     );
     let r = s.run(r"printf 'a\377\376b\n'");
-    assert_eq!(r.stdout(), "a\u{FFFD}\u{FFFD}b\n", "two invalid bytes; body:\n{}", r.resp.body_str());
+    assert_eq!(
+        r.stdout(),
+        "a\u{FFFD}\u{FFFD}b\n",
+        "two invalid bytes; body:\n{}",
+        r.resp.body_str()
+    );
     let raw = s.run_raw(r"printf 'a\377b\n'");
-    assert_eq!(raw.raw_lines("stdout"), vec!["a\u{FFFD}b".to_string()], "raw body:\n{}", raw.resp.body_str());
+    assert_eq!(
+        raw.raw_lines("stdout"),
+        vec!["a\u{FFFD}b".to_string()],
+        "raw body:\n{}",
+        raw.resp.body_str()
+    );
 }
 
 /// §3.3: CR, CRLF and lone CR survive exactly in json.
@@ -46,9 +65,18 @@ fn cr_crlf_lone_cr_exact_in_json() {
     let r = s.run(r"printf 'a\rb\r\nc\n'");
     r.assert_end(End::code(0));
     assert_eq!(r.stdout(), "a\rb\r\nc\n", "body:\n{}", r.resp.body_str());
-    assert!(r.resp.body_str().contains(r"a\rb\r\nc\n"), "JSON escapes \\r \\n on the wire; body:\n{}", r.resp.body_str());
+    assert!(
+        r.resp.body_str().contains(r"a\rb\r\nc\n"),
+        "JSON escapes \\r \\n on the wire; body:\n{}",
+        r.resp.body_str()
+    );
     let r = s.run(r"printf '10%%\r20%%\r100%%\n'");
-    assert_eq!(r.stdout(), "10%\r20%\r100%\n", "progress bar; body:\n{}", r.resp.body_str());
+    assert_eq!(
+        r.stdout(),
+        "10%\r20%\r100%\n",
+        "progress bar; body:\n{}",
+        r.resp.body_str()
+    );
 }
 
 /// §3.2 raw: CR, LF and CRLF all end a line.
@@ -57,9 +85,19 @@ fn cr_crlf_lone_cr_are_line_breaks_in_raw() {
     let s = Server::start(&[]);
     let r = s.run_raw(r"printf 'a\rb\r\nc\n'");
     r.assert_end(End::code(0));
-    assert_eq!(r.raw_lines("stdout"), vec!["a", "b", "c"], "raw body:\n{}", r.resp.body_str());
+    assert_eq!(
+        r.raw_lines("stdout"),
+        vec!["a", "b", "c"],
+        "raw body:\n{}",
+        r.resp.body_str()
+    );
     let r = s.run_raw(r"printf '10%%\r20%%\r100%%\n'");
-    assert_eq!(r.raw_lines("stdout"), vec!["10%", "20%", "100%"], "raw body:\n{}", r.resp.body_str());
+    assert_eq!(
+        r.raw_lines("stdout"),
+        vec!["10%", "20%", "100%"],
+        "raw body:\n{}",
+        r.resp.body_str()
+    );
     // exit stays JSON in raw.
     assert_eq!(json(r.last()), serde_json::json!({"type":"exit","code":0}));
 }
@@ -73,8 +111,15 @@ fn json_escapes_control_bytes() {
     r.assert_end(End::code(0));
     let want_text = "x\ty\u{1}z\u{1b}[0m\"q\\\u{8}\u{c}\u{7f}\n";
     assert_eq!(r.stdout(), want_text, "body:\n{}", r.resp.body_str());
-    let want_data = "{\"type\":\"stdout\",\"out\":\"x\\ty\\u0001z\\u001b[0m\\\"q\\\\\\b\\f\u{7f}\\n\"}";
-    assert_eq!(r.first("stdout").unwrap().data, want_data, "\nexpected data: {}\ngot data:      {}", want_data, r.first("stdout").unwrap().data);
+    let want_data =
+        "{\"type\":\"stdout\",\"out\":\"x\\ty\\u0001z\\u001b[0m\\\"q\\\\\\b\\f\u{7f}\\n\"}";
+    assert_eq!(
+        r.first("stdout").unwrap().data,
+        want_data,
+        "\nexpected data: {}\ngot data:      {}",
+        want_data,
+        r.first("stdout").unwrap().data
+    );
 }
 
 /// §3.4: a partial line goes out after 20 ms of quiet: it arrives within
@@ -90,14 +135,20 @@ fn partial_line_arrives_promptly() {
     assert_eq!(first.id, 1, "the partial line is the first event");
     let text = out_text(first);
     assert_eq!(r.stdout(), text, "the whole output is the one partial line");
-    let written_ns: u128 = text.parse().unwrap_or_else(|_| panic!("expected a timestamp, got {:?}", text));
+    let written_ns: u128 = text
+        .parse()
+        .unwrap_or_else(|_| panic!("expected a timestamp, got {:?}", text));
     let arrived = sys0 + first.at.duration_since(inst0);
     let arrived_ns = arrived.duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let lag_ms = (arrived_ns as i128 - written_ns as i128) as f64 / 1e6;
     eprintln!("partial line arrived {:.1} ms after it was written", lag_ms);
     assert!(lag_ms < 200.0 + 150.0, "partial line arrived {:.1} ms after being written (contract: 20 ms quiet; bound 200 ms + slack)", lag_ms);
     let exit_after = r.last().at.duration_since(first.at);
-    assert!(exit_after > Duration::from_millis(1500), "exit only {:?} after the partial line", exit_after);
+    assert!(
+        exit_after > Duration::from_millis(1500),
+        "exit only {:?} after the partial line",
+        exit_after
+    );
 }
 
 /// §3.4: an unfinished line is sent in pieces of at most 64 KiB (with slack
@@ -112,11 +163,23 @@ fn long_unfinished_line_is_sent_in_bounded_pieces() {
     assert!(out.bytes().all(|b| b == b'a'));
     for e in r.events.iter().filter(|e| e.event == "stdout") {
         let n = out_text(e).len();
-        assert!(n <= 128 * 1024, "event {} carries {} bytes of one unfinished line (limit 64 KiB)", e.id, n);
+        assert!(
+            n <= 128 * 1024,
+            "event {} carries {} bytes of one unfinished line (limit 64 KiB)",
+            e.id,
+            n
+        );
     }
     let stdout_events: Vec<_> = r.events.iter().filter(|e| e.event == "stdout").collect();
-    assert!(stdout_events.len() >= 2, "200000 bytes of one line need at least two events at 64 KiB each");
+    assert!(
+        stdout_events.len() >= 2,
+        "200000 bytes of one line need at least two events at 64 KiB each"
+    );
     let last_out = stdout_events.last().unwrap();
     let gap = r.last().at.duration_since(last_out.at);
-    assert!(gap > Duration::from_millis(1000), "the line's tail arrived only {:?} before exit: it waited for the exit", gap);
+    assert!(
+        gap > Duration::from_millis(1000),
+        "the line's tail arrived only {:?} before exit: it waited for the exit",
+        gap
+    );
 }

@@ -382,7 +382,7 @@ mod tests {
         let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(MAX_TARGET + 1));
         assert_eq!(status(long_target.as_bytes()), 414);
         assert_eq!(status(&long_target.as_bytes()[..MAX_TARGET + 100]), 414);
-        let long_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEADERS));
+        let long_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEADERS + 200));
         assert_eq!(status(long_header.as_bytes()), 431);
         assert_eq!(status(&long_header.as_bytes()[..MAX_HEADERS + 100]), 431);
     }

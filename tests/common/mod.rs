@@ -51,12 +51,19 @@ pub fn next_id() -> u32 {
 /// A unique `sleep` argument such as `1000.00123450007`: fixed width, so no
 /// marker is a substring of another, and `sleep` still accepts it.
 pub fn sleep_marker() -> String {
-    format!("1000.{:07}{:04}", std::process::id() % 10_000_000, next_id() % 10_000)
+    format!(
+        "1000.{:07}{:04}",
+        std::process::id() % 10_000_000,
+        next_id() % 10_000
+    )
 }
 
 /// A unique path under /tmp that does not exist yet (removed on drop of the guard).
 pub fn marker_path(tag: &str) -> TempPath {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     let p = PathBuf::from(format!(
         "/tmp/ssec-test-{}-{}-{}-{}",
         tag,
@@ -95,12 +102,20 @@ impl Drop for TempPath {
 
 /// The directory holding the binary under test (`<target>/release`).
 pub fn target_dir() -> PathBuf {
-    Path::new(BIN).parent().expect("binary has a parent dir").to_path_buf()
+    Path::new(BIN)
+        .parent()
+        .expect("binary has a parent dir")
+        .to_path_buf()
 }
 
 /// A fresh scratch directory under the target directory.
 pub fn scratch_dir(tag: &str) -> TempPath {
-    let d = target_dir().join("test-scratch").join(format!("{}-{}-{}", tag, std::process::id(), next_id()));
+    let d = target_dir().join("test-scratch").join(format!(
+        "{}-{}-{}",
+        tag,
+        std::process::id(),
+        next_id()
+    ));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).expect("create scratch dir");
     TempPath(d)
@@ -129,7 +144,11 @@ pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) 
     if cond() {
         return start.elapsed();
     }
-    panic!("timed out after {:?} waiting for: {}", start.elapsed(), what);
+    panic!(
+        "timed out after {:?} waiting for: {}",
+        start.elapsed(),
+        what
+    );
 }
 
 /// Like [`wait_until`] but returns `false` instead of panicking.
@@ -200,8 +219,17 @@ pub struct Server {
 fn log_path(tag: &str) -> PathBuf {
     let dir = target_dir().join("test-logs");
     fs::create_dir_all(&dir).expect("create test-logs dir");
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    dir.join(format!("{}-{}-{}-{}.log", tag, std::process::id(), next_id(), nanos))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    dir.join(format!(
+        "{}-{}-{}-{}.log",
+        tag,
+        std::process::id(),
+        next_id(),
+        nanos
+    ))
 }
 
 impl Server {
@@ -215,7 +243,10 @@ impl Server {
         let log_path = log_path("server");
         let log = File::create(&log_path).expect("create server log file");
         let mut cmd = Command::new(BIN);
-        if !args.iter().any(|a| *a == "--listen" || *a == "-l" || a.starts_with("--listen=")) {
+        if !args
+            .iter()
+            .any(|a| *a == "--listen" || *a == "-l" || a.starts_with("--listen="))
+        {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.args(args);
@@ -226,7 +257,9 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
         let mut child = cmd.spawn().expect("spawn ssecommander");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stdout_rest = Arc::new(Mutex::new(String::new()));
@@ -265,7 +298,10 @@ impl Server {
                 );
             }
         };
-        let url = match line.trim_end_matches('\n').strip_prefix("ssecommander listening on ") {
+        let url = match line
+            .trim_end_matches('\n')
+            .strip_prefix("ssecommander listening on ")
+        {
             Some(u) => u.to_owned(),
             None => {
                 let _ = child.kill();
@@ -274,11 +310,25 @@ impl Server {
             }
         };
         let (base, token) = split_url(&url);
-        let hostport = base.strip_prefix("http://").expect("URL starts with http://");
-        let addr: SocketAddr = hostport
-            .parse()
-            .unwrap_or_else(|e| panic!("URL host:port {:?} is not an IP address and port: {}", hostport, e));
-        Server { url, base, addr, token, child, log_path, stdout_rest, exited: None }
+        let hostport = base
+            .strip_prefix("http://")
+            .expect("URL starts with http://");
+        let addr: SocketAddr = hostport.parse().unwrap_or_else(|e| {
+            panic!(
+                "URL host:port {:?} is not an IP address and port: {}",
+                hostport, e
+            )
+        });
+        Server {
+            url,
+            base,
+            addr,
+            token,
+            child,
+            log_path,
+            stdout_rest,
+            exited: None,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -440,7 +490,10 @@ impl Server {
 
     /// The server's children that are zombies.
     pub fn zombies(&self) -> Vec<u32> {
-        self.children().into_iter().filter(|p| state(*p) == Some('Z')).collect()
+        self.children()
+            .into_iter()
+            .filter(|p| state(*p) == Some('Z'))
+            .collect()
     }
 
     /// Waits until the fd count is at most `baseline`.
@@ -467,7 +520,12 @@ impl Server {
             last = self.children();
             last.is_empty()
         });
-        assert!(ok, "server still has children after {:?}: {:?}", within, describe_pids(&last));
+        assert!(
+            ok,
+            "server still has children after {:?}: {:?}",
+            within,
+            describe_pids(&last)
+        );
     }
 }
 
@@ -491,15 +549,24 @@ fn split_url(url: &str) -> (String, Option<String>) {
         Some(i) => (&url[..i], Some(&url[i + 2..])),
         None => (url.trim_end_matches('/'), None),
     };
-    let token = rest.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(str::to_owned)));
+    let token = rest.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token=").map(str::to_owned))
+    });
     (base.to_owned(), token)
 }
 
 /// Runs the binary with `args` (no `--listen` added) and `env`, with stdin
 /// from /dev/null; kills it after `within`. Returns (status, stdout, stderr).
-pub fn run_binary(args: &[&str], env: &[(&str, &str)], within: Duration) -> (ExitStatus, String, String) {
+pub fn run_binary(
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: Duration,
+) -> (ExitStatus, String, String) {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("SSECOMMANDER_TOKEN").env_remove("RUST_LOG");
+    cmd.args(args)
+        .env_remove("SSECOMMANDER_TOKEN")
+        .env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -540,7 +607,10 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)], within: Duration) -> (Exi
             let s = child.wait().unwrap();
             let o = String::from_utf8_lossy(&to.join().unwrap()).into_owned();
             let e = String::from_utf8_lossy(&te.join().unwrap()).into_owned();
-            panic!("ssecommander {:?} did not exit within {:?} ({:?}); stdout:\n{}\nstderr:\n{}", args, within, s, o, e);
+            panic!(
+                "ssecommander {:?} did not exit within {:?} ({:?}); stdout:\n{}\nstderr:\n{}",
+                args, within, s, o, e
+            );
         }
     };
     let o = String::from_utf8_lossy(&to.join().unwrap()).into_owned();
@@ -553,7 +623,12 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)], within: Duration) -> (Exi
 // ---------------------------------------------------------------------------
 
 /// Builds a request head from parts (no body).
-pub fn build_request(method: &str, target: &str, version: &str, headers: &[(String, String)]) -> Vec<u8> {
+pub fn build_request(
+    method: &str,
+    target: &str,
+    version: &str,
+    headers: &[(String, String)],
+) -> Vec<u8> {
     let mut s = format!("{} {} {}\r\n", method, target, version);
     for (k, v) in headers {
         s.push_str(k);
@@ -620,12 +695,19 @@ pub struct Response {
 impl Response {
     /// First header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every header called `name`.
     pub fn headers_all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn body_str(&self) -> String {
@@ -641,7 +723,14 @@ impl Response {
 
     /// Asserts the status, printing the whole response otherwise.
     pub fn assert_status(&self, status: u16, what: &str) {
-        assert_eq!(self.status, status, "{}: expected status {}, got response:\n{}", what, status, self.dump());
+        assert_eq!(
+            self.status,
+            status,
+            "{}: expected status {}, got response:\n{}",
+            what,
+            status,
+            self.dump()
+        );
     }
 
     /// The response for failure messages.
@@ -679,14 +768,21 @@ impl Conn {
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Conn { stream, buf: Vec::new(), last_read_at: Instant::now(), eof: false }
+        Conn {
+            stream,
+            buf: Vec::new(),
+            last_read_at: Instant::now(),
+            eof: false,
+        }
     }
 
     /// Connects with a small receive buffer set before `connect` (so the
     /// advertised window stays small): a slow reader whose kernel does not
     /// buffer megabytes for it.
     pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: i32) -> Conn {
-        let SocketAddr::V4(v4) = addr else { panic!("connect_small_rcvbuf supports IPv4 only") };
+        let SocketAddr::V4(v4) = addr else {
+            panic!("connect_small_rcvbuf supports IPv4 only")
+        };
         // SAFETY: plain socket calls on a descriptor we create and then hand
         // to TcpStream, which owns it from then on; the sockaddr is a local
         // value of the right size.
@@ -740,7 +836,9 @@ impl Conn {
 
     /// Writes all of `bytes`.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("send {} bytes: {}", bytes.len(), e));
+        self.stream
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("send {} bytes: {}", bytes.len(), e));
     }
 
     /// Writes, returning the error instead of panicking (for peers that may close).
@@ -806,7 +904,12 @@ impl Conn {
                 return Err("no complete head".into());
             }
             match self.try_fill(64 * 1024) {
-                Ok(0) => return Err(format!("closed before a complete head; got {:?}", String::from_utf8_lossy(&self.buf))),
+                Ok(0) => {
+                    return Err(format!(
+                        "closed before a complete head; got {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    ))
+                }
                 Ok(_) => {}
                 Err(e) => return Err(format!("read failed: {}", e)),
             }
@@ -820,7 +923,11 @@ impl Conn {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i + 4;
             }
-            assert!(self.buf.len() < 64 * 1024, "response head over 64 KiB: {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                self.buf.len() < 64 * 1024,
+                "response head over 64 KiB: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
             polls += 1;
             assert!(polls < 100_000, "too many reads for one head");
             if self.fill(64 * 1024) == 0 {
@@ -832,7 +939,8 @@ impl Conn {
         };
         let head_at = self.last_read_at;
         let raw: Vec<u8> = self.buf.drain(..end).collect();
-        let raw_head = String::from_utf8(raw).unwrap_or_else(|e| panic!("response head is not UTF-8: {:?}", e));
+        let raw_head = String::from_utf8(raw)
+            .unwrap_or_else(|e| panic!("response head is not UTF-8: {:?}", e));
         let mut lines = raw_head[..raw_head.len() - 4].split("\r\n");
         let status_line = lines.next().unwrap();
         let mut parts = status_line.splitn(3, ' ');
@@ -850,8 +958,14 @@ impl Conn {
         let reason = parts.next().unwrap_or("").to_owned();
         let mut headers = Vec::new();
         for l in lines {
-            let (k, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header line {:?} in head:\n{}", l, raw_head));
-            assert!(!k.is_empty() && !k.contains(' '), "bad header name in {:?}", l);
+            let (k, v) = l
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {:?} in head:\n{}", l, raw_head));
+            assert!(
+                !k.is_empty() && !k.contains(' '),
+                "bad header name in {:?}",
+                l
+            );
             headers.push((k.to_owned(), v.trim().to_owned()));
         }
         let mut resp = Response {
@@ -870,11 +984,22 @@ impl Conn {
             Framing::None
         } else if resp.header("transfer-encoding").is_some() {
             let te = resp.header("transfer-encoding").unwrap();
-            assert!(te.eq_ignore_ascii_case("chunked"), "unexpected Transfer-Encoding {:?}", te);
-            assert!(resp.header("content-length").is_none(), "both Transfer-Encoding and Content-Length:\n{}", resp.raw_head);
+            assert!(
+                te.eq_ignore_ascii_case("chunked"),
+                "unexpected Transfer-Encoding {:?}",
+                te
+            );
+            assert!(
+                resp.header("content-length").is_none(),
+                "both Transfer-Encoding and Content-Length:\n{}",
+                resp.raw_head
+            );
             Framing::Chunked
         } else if let Some(cl) = resp.header("content-length") {
-            Framing::Length(cl.parse().unwrap_or_else(|_| panic!("bad Content-Length {:?}", cl)))
+            Framing::Length(
+                cl.parse()
+                    .unwrap_or_else(|_| panic!("bad Content-Length {:?}", cl)),
+            )
         } else {
             Framing::Close
         };
@@ -883,7 +1008,11 @@ impl Conn {
 
     /// Starts reading the body of `resp`.
     pub fn body(&self, resp: &Response) -> Body {
-        let remaining = if let Framing::Length(n) = resp.framing { n } else { 0 };
+        let remaining = if let Framing::Length(n) = resp.framing {
+            n
+        } else {
+            0
+        };
         Body {
             framing: resp.framing,
             chunked: ChunkedDecoder::default(),
@@ -899,7 +1028,12 @@ impl Conn {
         self.read_body_some_raw(body, max, None)
     }
 
-    fn read_body_some_raw(&mut self, body: &mut Body, max: usize, mut raw: Option<&mut Vec<u8>>) -> Option<(Vec<u8>, Instant)> {
+    fn read_body_some_raw(
+        &mut self,
+        body: &mut Body,
+        max: usize,
+        mut raw: Option<&mut Vec<u8>>,
+    ) -> Option<(Vec<u8>, Instant)> {
         if body.done {
             return None;
         }
@@ -941,7 +1075,7 @@ impl Conn {
             }
             Framing::Chunked => {
                 let used = body.chunked.feed(&self.buf, &mut out);
-                if let Some(r) = raw.as_deref_mut() {
+                if let Some(r) = raw {
                     r.extend_from_slice(&self.buf[..used]);
                 }
                 self.buf.drain(..used);
@@ -960,7 +1094,8 @@ impl Conn {
         let mut raw = Vec::new();
         let mut out = Vec::new();
         let mut n = 0u64;
-        while let Some((piece, _)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw)) {
+        while let Some((piece, _)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw))
+        {
             out.extend_from_slice(&piece);
             n += 1;
             assert!(n < 10_000_000, "too many reads for one body");
@@ -973,7 +1108,11 @@ impl Conn {
 
     /// Reads the body of `resp` piece by piece, calling `f` with each piece
     /// and its arrival time; `f` returns false to stop early.
-    pub fn read_body_with(&mut self, resp: &Response, mut f: impl FnMut(&[u8], Instant) -> bool) -> Body {
+    pub fn read_body_with(
+        &mut self,
+        resp: &Response,
+        mut f: impl FnMut(&[u8], Instant) -> bool,
+    ) -> Body {
         let mut body = self.body(resp);
         let mut n = 0u64;
         while let Some((piece, at)) = self.read_body_some(&mut body, 256 * 1024) {
@@ -1002,7 +1141,8 @@ impl Conn {
         let mut raw = Vec::new();
         let mut decoded = Vec::new();
         let mut n = 0u64;
-        while let Some((piece, at)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw)) {
+        while let Some((piece, at)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw))
+        {
             decoded.extend_from_slice(&piece);
             items.extend(p.feed(&piece, at));
             n += 1;
@@ -1032,11 +1172,17 @@ impl Conn {
     /// True if the server closes the connection (EOF or reset) within
     /// `within`, with no further bytes; panics if it sends bytes.
     pub fn closed_within(&mut self, within: Duration) -> bool {
-        assert!(self.buf.is_empty(), "unexpected extra bytes from server: {:?}", String::from_utf8_lossy(&self.buf));
+        assert!(
+            self.buf.is_empty(),
+            "unexpected extra bytes from server: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
         if self.eof {
             return true;
         }
-        self.stream.set_read_timeout(Some(within.max(Duration::from_millis(1)))).unwrap();
+        self.stream
+            .set_read_timeout(Some(within.max(Duration::from_millis(1))))
+            .unwrap();
         let mut tmp = [0u8; 4096];
         let r = self.stream.read(&mut tmp);
         self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
@@ -1045,19 +1191,30 @@ impl Conn {
                 self.eof = true;
                 true
             }
-            Ok(n) => panic!("expected the connection to close, but the server sent more: {:?}", String::from_utf8_lossy(&tmp[..n])),
+            Ok(n) => panic!(
+                "expected the connection to close, but the server sent more: {:?}",
+                String::from_utf8_lossy(&tmp[..n])
+            ),
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                 self.eof = true;
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => false,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
+                false
+            }
             Err(e) => panic!("read failed while checking for close: {}", e),
         }
     }
 
     /// Asserts the server closes the connection within 2 s.
     pub fn assert_closed(&mut self, what: &str) {
-        assert!(self.closed_within(Duration::from_secs(2)), "{}: the server did not close the connection within 2 s", what);
+        assert!(
+            self.closed_within(Duration::from_secs(2)),
+            "{}: the server did not close the connection within 2 s",
+            what
+        );
     }
 }
 
@@ -1087,7 +1244,10 @@ struct ChunkedDecoder {
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
-        ChunkedDecoder { state: ChunkState::Size, line: Vec::new() }
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            line: Vec::new(),
+        }
     }
 }
 
@@ -1107,10 +1267,17 @@ impl ChunkedDecoder {
                     let b = input[i];
                     i += 1;
                     self.line.push(b);
-                    assert!(self.line.len() < 1024, "chunk framing line too long: {:?}", String::from_utf8_lossy(&self.line));
+                    assert!(
+                        self.line.len() < 1024,
+                        "chunk framing line too long: {:?}",
+                        String::from_utf8_lossy(&self.line)
+                    );
                     if !self.line.ends_with(b"\r\n") {
                         if self.state == ChunkState::DataEnd && self.line.len() >= 2 {
-                            panic!("chunk data not followed by CRLF: {:?}", String::from_utf8_lossy(&self.line));
+                            panic!(
+                                "chunk data not followed by CRLF: {:?}",
+                                String::from_utf8_lossy(&self.line)
+                            );
                         }
                         continue;
                     }
@@ -1129,7 +1296,11 @@ impl ChunkedDecoder {
                                 text
                             );
                             let n = u64::from_str_radix(hex, 16).expect("chunk size fits u64");
-                            self.state = if n == 0 { ChunkState::Trailer } else { ChunkState::Data(n) };
+                            self.state = if n == 0 {
+                                ChunkState::Trailer
+                            } else {
+                                ChunkState::Data(n)
+                            };
                         }
                         ChunkState::Trailer => {
                             if text.is_empty() {
@@ -1144,7 +1315,11 @@ impl ChunkedDecoder {
                     out.extend_from_slice(&input[i..i + take]);
                     i += take;
                     let left = n - take as u64;
-                    self.state = if left == 0 { ChunkState::DataEnd } else { ChunkState::Data(left) };
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
                 }
             }
         }
@@ -1251,14 +1426,22 @@ impl SseParser {
             i += 1;
         }
         self.line.extend_from_slice(&bytes[start..]);
-        assert!(self.line.len() < 64 << 20, "SSE line over 64 MiB without a line end");
+        assert!(
+            self.line.len() < 64 << 20,
+            "SSE line over 64 MiB without a line end"
+        );
         items
     }
 
     fn on_line(&mut self, line: &[u8], at: Instant) -> Option<Item> {
         let text = match std::str::from_utf8(line) {
             Ok(t) => t,
-            Err(e) => panic!("SSE line is not UTF-8 ({}): {:?}\ncontext:\n{}", e, String::from_utf8_lossy(line), self.context()),
+            Err(e) => panic!(
+                "SSE line is not UTF-8 ({}): {:?}\ncontext:\n{}",
+                e,
+                String::from_utf8_lossy(line),
+                self.context()
+            ),
         };
         if text.is_empty() {
             if !self.in_event {
@@ -1268,9 +1451,25 @@ impl SseParser {
             let id = self.id.take();
             let event = self.event.take();
             let data = std::mem::take(&mut self.data);
-            let Some(id) = id else { panic!("SSE event without an id line (§3.2)\ncontext:\n{}", self.context()) };
-            let Some(event) = event else { panic!("SSE event without an event line\ncontext:\n{}", self.context()) };
-            assert!(!data.is_empty(), "SSE event {} ({}) without data\ncontext:\n{}", id, event, self.context());
+            let Some(id) = id else {
+                panic!(
+                    "SSE event without an id line (§3.2)\ncontext:\n{}",
+                    self.context()
+                )
+            };
+            let Some(event) = event else {
+                panic!(
+                    "SSE event without an event line\ncontext:\n{}",
+                    self.context()
+                )
+            };
+            assert!(
+                !data.is_empty(),
+                "SSE event {} ({}) without data\ncontext:\n{}",
+                id,
+                event,
+                self.context()
+            );
             assert_eq!(
                 id,
                 self.last_id + 1,
@@ -1280,20 +1479,39 @@ impl SseParser {
                 self.context()
             );
             self.last_id = id;
-            return Some(Item::Event(Event { id, event, data: data.join("\n"), data_lines: data, at }));
+            return Some(Item::Event(Event {
+                id,
+                event,
+                data: data.join("\n"),
+                data_lines: data,
+                at,
+            }));
         }
         if let Some(c) = text.strip_prefix(':') {
-            assert!(!self.in_event, "comment in the middle of an event: {:?}\ncontext:\n{}", text, self.context());
+            assert!(
+                !self.in_event,
+                "comment in the middle of an event: {:?}\ncontext:\n{}",
+                text,
+                self.context()
+            );
             return Some(Item::Comment(c.to_owned(), at));
         }
         let Some((field, value)) = text.split_once(':') else {
-            panic!("SSE line without a colon: {:?}\ncontext:\n{}", text, self.context())
+            panic!(
+                "SSE line without a colon: {:?}\ncontext:\n{}",
+                text,
+                self.context()
+            )
         };
         let value = value.strip_prefix(' ').unwrap_or(value);
         self.in_event = true;
         match field {
             "id" => {
-                assert!(self.id.is_none(), "two id lines in one event\ncontext:\n{}", self.context());
+                assert!(
+                    self.id.is_none(),
+                    "two id lines in one event\ncontext:\n{}",
+                    self.context()
+                );
                 assert!(
                     !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()),
                     "id is not a decimal number: {:?}\ncontext:\n{}",
@@ -1303,7 +1521,11 @@ impl SseParser {
                 self.id = Some(value.parse().expect("id fits u64"));
             }
             "event" => {
-                assert!(self.event.is_none(), "two event lines in one event\ncontext:\n{}", self.context());
+                assert!(
+                    self.event.is_none(),
+                    "two event lines in one event\ncontext:\n{}",
+                    self.context()
+                );
                 assert!(
                     ["stdout", "stderr", "err", "exit"].contains(&value),
                     "unknown event name {:?} (§3.2)\ncontext:\n{}",
@@ -1313,7 +1535,12 @@ impl SseParser {
                 self.event = Some(value.to_owned());
             }
             "data" => self.data.push(value.to_owned()),
-            other => panic!("unknown SSE field {:?} in line {:?}\ncontext:\n{}", other, text, self.context()),
+            other => panic!(
+                "unknown SSE field {:?} in line {:?}\ncontext:\n{}",
+                other,
+                text,
+                self.context()
+            ),
         }
         None
     }
@@ -1341,7 +1568,13 @@ pub fn parse_sse(body: &[u8], at: Instant) -> Vec<Item> {
 pub fn events_of(items: &[Item]) -> Vec<Event> {
     items
         .iter()
-        .filter_map(|i| if let Item::Event(e) = i { Some(e.clone()) } else { None })
+        .filter_map(|i| {
+            if let Item::Event(e) = i {
+                Some(e.clone())
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -1351,17 +1584,32 @@ pub fn events_of(items: &[Item]) -> Vec<Event> {
 
 /// Parses an event's data as JSON.
 pub fn json(ev: &Event) -> serde_json::Value {
-    serde_json::from_str(&ev.data)
-        .unwrap_or_else(|e| panic!("event {} ({}) data is not JSON ({}): {:?}", ev.id, ev.event, e, ev.data))
+    serde_json::from_str(&ev.data).unwrap_or_else(|e| {
+        panic!(
+            "event {} ({}) data is not JSON ({}): {:?}",
+            ev.id, ev.event, e, ev.data
+        )
+    })
 }
 
 /// The `out` text of a json `stdout`/`stderr`/`err` event, checking that the
 /// object is exactly `{"type":T,"out":S}` with T matching the event name.
 pub fn out_text(ev: &Event) -> String {
     let v = json(ev);
-    let obj = v.as_object().unwrap_or_else(|| panic!("event data is not an object: {:?}", ev.data));
-    let want_type = if ev.event == "err" { "error" } else { ev.event.as_str() };
-    assert_eq!(obj.get("type").and_then(|t| t.as_str()), Some(want_type), "wrong type in {:?}", ev.data);
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("event data is not an object: {:?}", ev.data));
+    let want_type = if ev.event == "err" {
+        "error"
+    } else {
+        ev.event.as_str()
+    };
+    assert_eq!(
+        obj.get("type").and_then(|t| t.as_str()),
+        Some(want_type),
+        "wrong type in {:?}",
+        ev.data
+    );
     assert_eq!(obj.len(), 2, "unexpected keys in {:?}", ev.data);
     obj.get("out")
         .and_then(|o| o.as_str())
@@ -1372,17 +1620,29 @@ pub fn out_text(ev: &Event) -> String {
 /// How a stream ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum End {
-    Exit { code: Option<i64>, signal: Option<i64>, timed_out: bool },
+    Exit {
+        code: Option<i64>,
+        signal: Option<i64>,
+        timed_out: bool,
+    },
     /// An `err` event with its message.
     Err(String),
 }
 
 impl End {
     pub fn code(code: i64) -> End {
-        End::Exit { code: Some(code), signal: None, timed_out: false }
+        End::Exit {
+            code: Some(code),
+            signal: None,
+            timed_out: false,
+        }
     }
     pub fn signal(sig: i64) -> End {
-        End::Exit { code: None, signal: Some(sig), timed_out: false }
+        End::Exit {
+            code: None,
+            signal: Some(sig),
+            timed_out: false,
+        }
     }
 }
 
@@ -1392,17 +1652,35 @@ pub fn end_of(ev: &Event) -> End {
         "err" => End::Err(out_text(ev)),
         "exit" => {
             let v = json(ev);
-            let obj = v.as_object().unwrap_or_else(|| panic!("exit data is not an object: {:?}", ev.data));
-            assert_eq!(obj.get("type").and_then(|t| t.as_str()), Some("exit"), "wrong type in {:?}", ev.data);
+            let obj = v
+                .as_object()
+                .unwrap_or_else(|| panic!("exit data is not an object: {:?}", ev.data));
+            assert_eq!(
+                obj.get("type").and_then(|t| t.as_str()),
+                Some("exit"),
+                "wrong type in {:?}",
+                ev.data
+            );
             for k in obj.keys() {
-                assert!(["type", "code", "signal", "timed_out"].contains(&k.as_str()), "unexpected key {:?} in {:?}", k, ev.data);
+                assert!(
+                    ["type", "code", "signal", "timed_out"].contains(&k.as_str()),
+                    "unexpected key {:?} in {:?}",
+                    k,
+                    ev.data
+                );
             }
             let code = match obj.get("code") {
                 Some(serde_json::Value::Null) => None,
-                Some(c) => Some(c.as_i64().unwrap_or_else(|| panic!("code not an integer in {:?}", ev.data))),
+                Some(c) => Some(
+                    c.as_i64()
+                        .unwrap_or_else(|| panic!("code not an integer in {:?}", ev.data)),
+                ),
                 None => panic!("exit without code in {:?}", ev.data),
             };
-            let signal = obj.get("signal").map(|s| s.as_i64().unwrap_or_else(|| panic!("signal not a number in {:?}", ev.data)));
+            let signal = obj.get("signal").map(|s| {
+                s.as_i64()
+                    .unwrap_or_else(|| panic!("signal not a number in {:?}", ev.data))
+            });
             assert!(
                 code.is_some() != signal.is_some(),
                 "exit must have a code or (code null and) a signal: {:?}",
@@ -1411,9 +1689,16 @@ pub fn end_of(ev: &Event) -> End {
             let timed_out = match obj.get("timed_out") {
                 None => false,
                 Some(serde_json::Value::Bool(true)) => true,
-                Some(other) => panic!("timed_out present but not true: {:?} in {:?}", other, ev.data),
+                Some(other) => panic!(
+                    "timed_out present but not true: {:?} in {:?}",
+                    other, ev.data
+                ),
             };
-            End::Exit { code, signal, timed_out }
+            End::Exit {
+                code,
+                signal,
+                timed_out,
+            }
         }
         other => panic!("not an end event: {}", other),
     }
@@ -1433,7 +1718,12 @@ pub struct Run {
 impl Run {
     /// Checks the head of §3.1 and the event order of §3.2, then decodes.
     pub fn from_response(resp: Response, t0: Instant) -> Run {
-        assert_eq!(resp.status, 200, "/run: expected 200, got:\n{}", resp.dump());
+        assert_eq!(
+            resp.status,
+            200,
+            "/run: expected 200, got:\n{}",
+            resp.dump()
+        );
         check_stream_head(&resp);
         let items = parse_sse(&resp.body, resp.end_at);
         Run::from_parts(resp, items, t0)
@@ -1443,7 +1733,13 @@ impl Run {
     pub fn from_parts(resp: Response, items: Vec<Item>, t0: Instant) -> Run {
         let events = events_of(&items);
         let end = check_events(&events, &resp);
-        Run { resp, items, events, end, t0 }
+        Run {
+            resp,
+            items,
+            events,
+            end,
+            t0,
+        }
     }
 
     /// The first event called `kind`.
@@ -1453,53 +1749,99 @@ impl Run {
 
     /// The end event (`exit` or `err`).
     pub fn last(&self) -> &Event {
-        self.events.last().expect("checked: a stream has an end event")
+        self.events
+            .last()
+            .expect("checked: a stream has an end event")
     }
 
     /// Concatenated `out` of the json `stdout` events.
     pub fn stdout(&self) -> String {
-        self.events.iter().filter(|e| e.event == "stdout").map(out_text).collect()
+        self.events
+            .iter()
+            .filter(|e| e.event == "stdout")
+            .map(out_text)
+            .collect()
     }
 
     pub fn stderr(&self) -> String {
-        self.events.iter().filter(|e| e.event == "stderr").map(out_text).collect()
+        self.events
+            .iter()
+            .filter(|e| e.event == "stderr")
+            .map(out_text)
+            .collect()
     }
 
     /// For format=raw: the data lines of all `kind` events, in order.
     pub fn raw_lines(&self, kind: &str) -> Vec<String> {
-        self.events.iter().filter(|e| e.event == kind).flat_map(|e| e.data_lines.clone()).collect()
+        self.events
+            .iter()
+            .filter(|e| e.event == kind)
+            .flat_map(|e| e.data_lines.clone())
+            .collect()
     }
 
     /// For format=raw: the payload (data lines joined by `\n`, plus the implied final `\n` per event).
     pub fn raw_text(&self, kind: &str) -> String {
-        self.events.iter().filter(|e| e.event == kind).map(|e| format!("{}\n", e.data)).collect()
+        self.events
+            .iter()
+            .filter(|e| e.event == kind)
+            .map(|e| format!("{}\n", e.data))
+            .collect()
     }
 
     /// The comment lines (text after `:`).
     pub fn comments(&self) -> Vec<(String, Instant)> {
         self.items
             .iter()
-            .filter_map(|i| if let Item::Comment(c, t) = i { Some((c.clone(), *t)) } else { None })
+            .filter_map(|i| {
+                if let Item::Comment(c, t) = i {
+                    Some((c.clone(), *t))
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
     pub fn assert_end(&self, want: End) {
-        assert_eq!(self.end, want, "unexpected end of stream; body:\n{}", self.resp.body_str());
+        assert_eq!(
+            self.end,
+            want,
+            "unexpected end of stream; body:\n{}",
+            self.resp.body_str()
+        );
     }
 }
 
 /// §3.1: the head of a `/run` stream.
 pub fn check_stream_head(resp: &Response) {
     let h = |n: &str| resp.header(n).map(str::to_owned);
-    assert_eq!(h("content-type").as_deref(), Some("text/event-stream"), "Content-Type (§3.1) in:\n{}", resp.raw_head);
-    assert_eq!(h("cache-control").as_deref(), Some("no-cache"), "Cache-Control (§3.1) in:\n{}", resp.raw_head);
-    assert_eq!(h("x-accel-buffering").as_deref(), Some("no"), "X-Accel-Buffering (§3.1) in:\n{}", resp.raw_head);
+    assert_eq!(
+        h("content-type").as_deref(),
+        Some("text/event-stream"),
+        "Content-Type (§3.1) in:\n{}",
+        resp.raw_head
+    );
+    assert_eq!(
+        h("cache-control").as_deref(),
+        Some("no-cache"),
+        "Cache-Control (§3.1) in:\n{}",
+        resp.raw_head
+    );
+    assert_eq!(
+        h("x-accel-buffering").as_deref(),
+        Some("no"),
+        "X-Accel-Buffering (§3.1) in:\n{}",
+        resp.raw_head
+    );
 }
 
 /// §3.2: exactly one end event (`exit` or `err`), last; only output events
 /// before it; `err` only as the sole event. Returns how it ended.
 pub fn check_events(events: &[Event], resp: &Response) -> End {
-    let last = events.last().unwrap_or_else(|| panic!("stream has no events; body:\n{}", resp.body_str()));
+    let last = events
+        .last()
+        .unwrap_or_else(|| panic!("stream has no events; body:\n{}", resp.body_str()));
     assert!(
         last.event == "exit" || last.event == "err",
         "last event is {:?}, not exit/err; body:\n{}",
@@ -1529,7 +1871,9 @@ pub fn run(server: &Server, command: &str) -> (Vec<Event>, End) {
 
 /// Number of open file descriptors of `pid` (0 if it is gone).
 pub fn fd_count(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{}/fd", pid)).map(|d| d.count()).unwrap_or(0)
+    fs::read_dir(format!("/proc/{}/fd", pid))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// The open descriptors of `pid` and what they point at.
@@ -1538,7 +1882,9 @@ pub fn fd_list(pid: u32) -> Vec<String> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| {
-                    let target = fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default();
+                    let target = fs::read_link(e.path())
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
                     format!("{}->{}", e.file_name().to_string_lossy(), target)
                 })
                 .collect()
@@ -1559,12 +1905,21 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 /// The argv of `pid`, NUL-separated arguments joined by spaces.
 pub fn cmdline(pid: u32) -> Option<String> {
     let b = fs::read(format!("/proc/{}/cmdline", pid)).ok()?;
-    Some(String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_owned())
+    Some(
+        String::from_utf8_lossy(&b)
+            .replace('\0', " ")
+            .trim_end()
+            .to_owned(),
+    )
 }
 
 fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -1611,7 +1966,10 @@ pub fn pgrp(pid: u32) -> Option<u32> {
 
 /// Direct children of `pid` (scans /proc/*/stat).
 pub fn children_of(pid: u32) -> Vec<u32> {
-    all_pids().into_iter().filter(|&p| ppid(p) == Some(pid)).collect()
+    all_pids()
+        .into_iter()
+        .filter(|&p| ppid(p) == Some(pid))
+        .collect()
 }
 
 /// /proc/PID/wchan.
@@ -1630,19 +1988,33 @@ pub fn io_rchar(pid: u32) -> Option<u64> {
 
 fn io_field(pid: u32, name: &str) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{}/io", pid)).ok()?;
-    s.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).and_then(|v| v.trim().parse().ok()))
+    s.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|r| r.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// For failure messages: pid, state and argv of each.
 pub fn describe_pids(pids: &[u32]) -> Vec<String> {
     pids.iter()
-        .map(|&p| format!("{} [{}] {}", p, state(p).unwrap_or('?'), cmdline(p).unwrap_or_default()))
+        .map(|&p| {
+            format!(
+                "{} [{}] {}",
+                p,
+                state(p).unwrap_or('?'),
+                cmdline(p).unwrap_or_default()
+            )
+        })
         .collect()
 }
 
 /// Set of pids carrying `marker` that are alive (not zombies).
 pub fn live_marked(marker: &str) -> BTreeSet<u32> {
-    pids_with_marker(marker).into_iter().filter(|&p| is_alive(p)).collect()
+    pids_with_marker(marker)
+        .into_iter()
+        .filter(|&p| is_alive(p))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1695,7 +2067,11 @@ pub fn big_file() -> &'static BigFile {
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("big-100mib-v1.txt");
         if fs::metadata(&path).map(|m| m.len()).ok() != Some(BIG_FILE_LEN) {
-            let tmp = dir.join(format!("big-100mib-v1.txt.tmp{}-{}", std::process::id(), next_id()));
+            let tmp = dir.join(format!(
+                "big-100mib-v1.txt.tmp{}-{}",
+                std::process::id(),
+                next_id()
+            ));
             generate_text(&tmp, BIG_FILE_LEN);
             fs::rename(&tmp, &path).unwrap();
         }
@@ -1715,7 +2091,13 @@ pub fn big_file() -> &'static BigFile {
             len += n as u64;
         }
         assert_eq!(len, BIG_FILE_LEN);
-        BigFile { path, len, hash: h.0, hash_no_lf: h2.0, lines }
+        BigFile {
+            path,
+            len,
+            hash: h.0,
+            hash_no_lf: h2.0,
+            lines,
+        }
     })
 }
 
@@ -1730,9 +2112,9 @@ fn generate_text(path: &Path, len: u64) {
         x
     };
     let alphabet: Vec<&str> = vec![
-        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w",
-        "x", "y", "z", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", " ", " ", " ", "\t", "\"", "\\", "/", "é", "€",
-        "😀", "ß", "{", "}", ":",
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r",
+        "s", "t", "u", "v", "w", "x", "y", "z", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
+        " ", " ", " ", "\t", "\"", "\\", "/", "é", "€", "😀", "ß", "{", "}", ":",
     ];
     let mut written: u64 = 0;
     let mut line_no: u64 = 0;
