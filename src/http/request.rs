@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nExpect: later\r\n\r\n"), 417);
-        let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(MAX_TARGET + 1));
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(MAX_TARGET + 200));
         assert_eq!(status(long_target.as_bytes()), 414);
         assert_eq!(status(&long_target.as_bytes()[..MAX_TARGET + 100]), 414);
         let long_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEADERS + 200));
