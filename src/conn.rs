@@ -311,8 +311,7 @@ impl Conn {
 
 impl Sink for Conn {
     fn send(&mut self, frame: &Frame, text: &[u8]) {
-        let now = self.last_write.max(Instant::now());
-        self.send_parts(frame.parts(text, self.chunked), now);
+        self.send_parts(frame.parts(text, self.chunked), Instant::now());
     }
 
     fn ready(&self) -> bool {

@@ -101,15 +101,26 @@ impl Job {
     /// Registers a spawned child's pipes and pidfd under tokens of `index`.
     pub fn start(spawned: Spawned, index: usize, format: Format, options: JobOptions, registry: &Registry) -> io::Result<Job> {
         let Spawned {
-            child,
+            mut child,
             mut stdout,
             mut stderr,
             pidfd,
         } = spawned;
-        registry.register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)?;
-        registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE)?;
-        if let Some(fd) = &pidfd {
-            registry.register(&mut SourceFd(&fd.as_raw_fd()), token(index, TOKEN_PIDFD), Interest::READABLE)?;
+        let registered = registry
+            .register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)
+            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE))
+            .and_then(|()| match &pidfd {
+                Some(fd) => registry.register(&mut SourceFd(&fd.as_raw_fd()), token(index, TOKEN_PIDFD), Interest::READABLE),
+                None => Ok(()),
+            });
+        if let Err(err) = registered {
+            // Nothing will watch this child: end and reap it now, so no
+            // process or zombie is left behind.
+            let _ = registry.deregister(&mut stdout);
+            let _ = registry.deregister(&mut stderr);
+            let _ = sys::kill_group(child.id() as libc::pid_t, libc::SIGKILL);
+            let _ = child.wait();
+            return Err(err);
         }
         let pgid = child.id() as libc::pid_t;
         let mut job = Job {
