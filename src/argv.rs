@@ -208,14 +208,8 @@ mod tests {
     #[test]
     fn nothing_is_expanded() {
         check("echo $HOME|x", &["echo", "$HOME|x"]);
-        check(
-            "ls * ~ a;b > f && g",
-            &["ls", "*", "~", "a;b", ">", "f", "&&", "g"],
-        );
-        check(
-            "echo # not a comment",
-            &["echo", "#", "not", "a", "comment"],
-        );
+        check("ls * ~ a;b > f && g", &["ls", "*", "~", "a;b", ">", "f", "&&", "g"]);
+        check("echo # not a comment", &["echo", "#", "not", "a", "comment"]);
         check("a#b $(x) `y` ${z}", &["a#b", "$(x)", "`y`", "${z}"]);
         check("x=1 cmd", &["x=1", "cmd"]);
     }
@@ -309,10 +303,7 @@ mod tests {
         for err in all {
             let text = err.to_string();
             assert!(!text.is_empty() && !text.contains('\n'), "{err:?}");
-            assert!(
-                text.starts_with(|c: char| c.is_ascii_lowercase()),
-                "{err:?}"
-            );
+            assert!(text.starts_with(|c: char| c.is_ascii_lowercase()), "{err:?}");
         }
         assert_eq!(ArgvError::Empty.to_string(), "empty command");
         let boxed: Box<dyn std::error::Error> = Box::new(ArgvError::Nul);
@@ -354,9 +345,8 @@ mod tests {
     }
 
     const PIECES: &[&str] = &[
-        "a", "Z", "0", "-", " ", "  ", "\t", "\n", "\r", "'", "''", "\"", "\\", "\\\n", "$",
-        "$HOME", "*", "~", "#", "|", ";", "&&", ">", "`", "=", "é", "日本", "🦀", "\u{a0}", "x y",
-        "'\\''",
+        "a", "Z", "0", "-", " ", "  ", "\t", "\n", "\r", "'", "''", "\"", "\\", "\\\n", "$", "$HOME", "*", "~", "#",
+        "|", ";", "&&", ">", "`", "=", "é", "日本", "🦀", "\u{a0}", "x y", "'\\''",
     ];
 
     fn word(rng: &mut Rng) -> String {

@@ -27,7 +27,10 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
     for group in bytes.chunks(3) {
-        let n = group.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
         let chars = group.len() + 1;
         for i in 0..chars {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -41,11 +44,11 @@ fn base64url(bytes: &[u8]) -> String {
 pub fn token_matches(expected: &str, given: &str) -> bool {
     let (a, b) = (expected.as_bytes(), given.as_bytes());
     let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() != b.len()) as u8);
-    for i in 0..a.len() {
-        // Compare against the expected token itself when `given` is shorter,
-        // so the loop length never depends on the guess.
-        let other = b.get(i).copied().unwrap_or(!a[i]);
-        diff |= a[i] ^ other;
+    for (i, &expected_byte) in a.iter().enumerate() {
+        // Past the end of a shorter guess, compare with a byte that surely
+        // differs: the loop length never depends on the guess.
+        let other = b.get(i).copied().unwrap_or(!expected_byte);
+        diff |= expected_byte ^ other;
     }
     std::hint::black_box(diff) == 0
 }
@@ -249,17 +252,35 @@ mod tests {
         let p = policy("127.0.0.1:3000", &[]);
         let host = Some("127.0.0.1:3000");
         assert_eq!(check_origin(None, host, &p, None), OriginCheck::Own);
-        assert_eq!(check_origin(Some("http://127.0.0.1:3000"), host, &p, None), OriginCheck::Own);
-        assert_eq!(check_origin(Some("http://localhost:3000"), host, &p, None), OriginCheck::Own);
-        assert_eq!(check_origin(Some("http://localhost:3001"), host, &p, None), OriginCheck::Refused);
+        assert_eq!(
+            check_origin(Some("http://127.0.0.1:3000"), host, &p, None),
+            OriginCheck::Own
+        );
+        assert_eq!(
+            check_origin(Some("http://localhost:3000"), host, &p, None),
+            OriginCheck::Own
+        );
+        assert_eq!(
+            check_origin(Some("http://localhost:3001"), host, &p, None),
+            OriginCheck::Refused
+        );
         assert_eq!(check_origin(Some("null"), host, &p, None), OriginCheck::Refused);
-        assert_eq!(check_origin(Some("http://a.test"), host, &p, None), OriginCheck::Refused);
+        assert_eq!(
+            check_origin(Some("http://a.test"), host, &p, None),
+            OriginCheck::Refused
+        );
         assert_eq!(
             check_origin(Some("http://a.test"), host, &p, Some("http://a.test")),
             OriginCheck::Cors("http://a.test".into())
         );
-        assert_eq!(check_origin(Some("http://b.test"), host, &p, Some("http://a.test")), OriginCheck::Refused);
-        assert_eq!(check_origin(Some("http://b.test"), host, &p, Some("*")), OriginCheck::Cors("*".into()));
+        assert_eq!(
+            check_origin(Some("http://b.test"), host, &p, Some("http://a.test")),
+            OriginCheck::Refused
+        );
+        assert_eq!(
+            check_origin(Some("http://b.test"), host, &p, Some("*")),
+            OriginCheck::Cors("*".into())
+        );
     }
 
     #[test]
@@ -272,7 +293,10 @@ mod tests {
 
     #[test]
     fn cookies() {
-        assert_eq!(cookie_value("a=b; ssecommander_token=xyz; c=d", COOKIE_NAME), Some("xyz"));
+        assert_eq!(
+            cookie_value("a=b; ssecommander_token=xyz; c=d", COOKIE_NAME),
+            Some("xyz")
+        );
         assert_eq!(cookie_value("a=b", COOKIE_NAME), None);
     }
 }

@@ -72,7 +72,11 @@ pub fn is_allowed(program: &str, options: &SpawnOptions) -> bool {
     if options.allow.is_empty() {
         return true;
     }
-    if options.allow.iter().any(|entry| !entry.starts_with('/') && entry == program) {
+    if options
+        .allow
+        .iter()
+        .any(|entry| !entry.starts_with('/') && entry == program)
+    {
         return true;
     }
     let Some(resolved) = resolve(program, options.cwd.as_deref()) else {

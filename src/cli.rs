@@ -90,7 +90,7 @@ pub enum Command {
     /// Run the server; the token is still to be drawn when `needs_token`.
     Serve {
         /// The configuration.
-        config: Config,
+        config: Box<Config>,
         /// `--no-auth` was not given and no token was: draw a random one.
         needs_token: bool,
     },
@@ -209,7 +209,11 @@ where
             Long("cors-origin") => {
                 let origin = text("--cors-origin", parser.value()?)?;
                 if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
-                    return Err(bad("--cors-origin", &origin, "expected * or an origin like https://example.com"));
+                    return Err(bad(
+                        "--cors-origin",
+                        &origin,
+                        "expected * or an origin like https://example.com",
+                    ));
                 }
                 config.cors_origin = Some(origin.trim_end_matches('/').to_owned());
             }
@@ -245,7 +249,10 @@ where
     }
     let needs_token = !no_auth && token.is_none();
     config.token = token;
-    Ok(Command::Serve { config, needs_token })
+    Ok(Command::Serve {
+        config: Box::new(config),
+        needs_token,
+    })
 }
 
 #[cfg(test)]
@@ -254,7 +261,7 @@ mod tests {
 
     fn serve(args: &[&str]) -> Config {
         match parse(args.iter().copied(), None) {
-            Ok(Command::Serve { config, .. }) => config,
+            Ok(Command::Serve { config, .. }) => *config,
             other => panic!("expected Serve for {args:?}, got {other:?}"),
         }
     }
@@ -270,7 +277,7 @@ mod tests {
     fn defaults() {
         match parse(Vec::<String>::new(), None) {
             Ok(Command::Serve { config, needs_token }) => {
-                assert_eq!(config, Config::default());
+                assert_eq!(*config, Config::default());
                 assert!(needs_token);
             }
             other => panic!("{other:?}"),
@@ -288,7 +295,9 @@ mod tests {
     fn token_sources() {
         assert_eq!(serve(&["--token", "abc"]).token.as_deref(), Some("abc"));
         let from_env = parse(Vec::<String>::new(), Some("envtok".into()));
-        assert!(matches!(from_env, Ok(Command::Serve { config, needs_token: false }) if config.token.as_deref() == Some("envtok")));
+        assert!(
+            matches!(from_env, Ok(Command::Serve { config, needs_token: false }) if config.token.as_deref() == Some("envtok"))
+        );
         let flag_wins = parse(["--token", "flag"], Some("envtok".into()));
         assert!(matches!(flag_wins, Ok(Command::Serve { config, .. }) if config.token.as_deref() == Some("flag")));
         assert!(error(&["--token", "a b"]).contains("invalid token"));
@@ -299,7 +308,10 @@ mod tests {
 
     #[test]
     fn allow_and_shell() {
-        assert_eq!(serve(&["--allow", "echo", "--allow", "/bin/ls"]).allow, ["echo", "/bin/ls"]);
+        assert_eq!(
+            serve(&["--allow", "echo", "--allow", "/bin/ls"]).allow,
+            ["echo", "/bin/ls"]
+        );
         assert!(error(&["--allow", "bin/ls"]).contains("--allow"));
         assert!(serve(&["--shell"]).shell);
         assert!(error(&["--shell", "--allow", "echo"]).contains("cannot be combined"));
@@ -307,7 +319,18 @@ mod tests {
 
     #[test]
     fn numbers_and_durations() {
-        let c = serve(&["--max-procs", "2", "--max-conns", "3", "--timeout", "1.5", "--kill-grace", "0", "--heartbeat", "0"]);
+        let c = serve(&[
+            "--max-procs",
+            "2",
+            "--max-conns",
+            "3",
+            "--timeout",
+            "1.5",
+            "--kill-grace",
+            "0",
+            "--heartbeat",
+            "0",
+        ]);
         assert_eq!((c.max_procs, c.max_conns), (2, 3));
         assert_eq!(c.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(c.kill_grace, Duration::ZERO);
@@ -320,7 +343,10 @@ mod tests {
 
     #[test]
     fn origins_hosts_cwd() {
-        assert_eq!(serve(&["--cors-origin", "http://a.test/"]).cors_origin.as_deref(), Some("http://a.test"));
+        assert_eq!(
+            serve(&["--cors-origin", "http://a.test/"]).cors_origin.as_deref(),
+            Some("http://a.test")
+        );
         assert!(error(&["--cors-origin", "a.test"]).contains("--cors-origin"));
         assert_eq!(serve(&["--allow-host", "Box.LAN"]).allow_hosts, ["box.lan"]);
         assert_eq!(serve(&["--cwd", "/"]).cwd, Some(PathBuf::from("/")));

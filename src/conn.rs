@@ -114,7 +114,10 @@ impl Conn {
         Conn {
             sock,
             peer,
-            phase: Phase::ReadingHead { since: now, idle: false },
+            phase: Phase::ReadingHead {
+                since: now,
+                idle: false,
+            },
             inbuf: Vec::new(),
             pending: Vec::new(),
             sent: 0,
@@ -151,7 +154,10 @@ impl Conn {
     /// True if reading now is useful: the head buffer has room, or the phase
     /// only drains the socket.
     pub fn wants_read(&self) -> bool {
-        self.readable && !self.read_closed && !self.failed && (self.phase == Phase::Lingering || self.inbuf.len() < request::MAX_HEAD)
+        self.readable
+            && !self.read_closed
+            && !self.failed
+            && (self.phase == Phase::Lingering || self.inbuf.len() < request::MAX_HEAD)
     }
 
     /// Reads what the socket has (up to the head limit) into the head buffer;

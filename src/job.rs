@@ -99,7 +99,13 @@ pub struct Job {
 
 impl Job {
     /// Registers a spawned child's pipes and pidfd under tokens of `index`.
-    pub fn start(spawned: Spawned, index: usize, format: Format, options: JobOptions, registry: &Registry) -> io::Result<Job> {
+    pub fn start(
+        spawned: Spawned,
+        index: usize,
+        format: Format,
+        options: JobOptions,
+        registry: &Registry,
+    ) -> io::Result<Job> {
         let Spawned {
             mut child,
             mut stdout,
@@ -110,7 +116,11 @@ impl Job {
             .register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)
             .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE))
             .and_then(|()| match &pidfd {
-                Some(fd) => registry.register(&mut SourceFd(&fd.as_raw_fd()), token(index, TOKEN_PIDFD), Interest::READABLE),
+                Some(fd) => registry.register(
+                    &mut SourceFd(&fd.as_raw_fd()),
+                    token(index, TOKEN_PIDFD),
+                    Interest::READABLE,
+                ),
                 None => Ok(()),
             });
         if let Err(err) = registered {
@@ -129,8 +139,14 @@ impl Job {
             pgid,
             pidfd,
             pipes: [
-                Some(Pipe { rx: stdout, ready: true }),
-                Some(Pipe { rx: stderr, ready: true }),
+                Some(Pipe {
+                    rx: stdout,
+                    ready: true,
+                }),
+                Some(Pipe {
+                    rx: stderr,
+                    ready: true,
+                }),
             ],
             text: [PipeText::new(Stream::Stdout), PipeText::new(Stream::Stderr)],
             encoder: Encoder::new(format),
@@ -187,7 +203,14 @@ impl Job {
     /// Reads ready pipes into `buf` and sends what they hold to `sink`, until
     /// the pipes would block, the sink is full, or [`FAIR_READS`] reads.
     /// Returns true if it stopped at the read cap with readiness left.
-    pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, now: Instant, timers: &mut Timers, registry: &Registry) -> bool {
+    pub fn pump(
+        &mut self,
+        buf: &mut [u8],
+        sink: &mut dyn Sink,
+        now: Instant,
+        timers: &mut Timers,
+        registry: &Registry,
+    ) -> bool {
         for _ in 0..FAIR_READS {
             if !sink.ready() {
                 return false;
@@ -277,7 +300,12 @@ impl Job {
         if let Some(fd) = self.pidfd.take() {
             let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
         }
-        info!("child {} {} exited: {}", self.pgid, self.argv, describe(status, self.timed_out));
+        info!(
+            "child {} {} exited: {}",
+            self.pgid,
+            self.argv,
+            describe(status, self.timed_out)
+        );
         // Drain both pipes once more: the pidfd can fire while the child's
         // last write is still in the pipe, with no new edge to announce it.
         for pipe in self.pipes.iter_mut().flatten() {
@@ -323,7 +351,10 @@ impl Job {
             }
             Stopping::Terminating { .. } => {
                 if sys::group_alive(self.pgid) {
-                    warn!("child {} {}: still running after SIGTERM, sending SIGKILL", self.pgid, self.argv);
+                    warn!(
+                        "child {} {}: still running after SIGTERM, sending SIGKILL",
+                        self.pgid, self.argv
+                    );
                     let _ = sys::kill_group(self.pgid, libc::SIGKILL);
                 }
                 self.stopping = Stopping::Done;

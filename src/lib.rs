@@ -29,11 +29,11 @@
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub mod argv;
-pub mod http;
 pub mod auth;
 pub mod child;
 pub mod cli;
 pub mod conn;
+pub mod http;
 pub mod job;
 #[doc(hidden)]
 pub mod oracle;

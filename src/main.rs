@@ -31,7 +31,7 @@ enum Failure {
 fn run() -> Result<(), Failure> {
     let args = std::env::args_os().skip(1);
     let (mut config, needs_token) = match cli::parse(args, std::env::var_os(child::TOKEN_ENV)) {
-        Ok(Command::Serve { config, needs_token }) => (config, needs_token),
+        Ok(Command::Serve { config, needs_token }) => (*config, needs_token),
         Ok(Command::Help) => {
             print!("{}", cli::HELP);
             return Ok(());
@@ -51,8 +51,13 @@ fn run() -> Result<(), Failure> {
         Ok(limit) => log::debug!("open-file limit: {limit}"),
         Err(err) => warn!("cannot raise the open-file limit: {err}"),
     }
-    let listener = mio::net::TcpListener::bind(config.listen)
-        .map_err(|err| Failure::Usage(format!("cannot listen on {}: {}", config.listen, describe_bind_error(&err))))?;
+    let listener = mio::net::TcpListener::bind(config.listen).map_err(|err| {
+        Failure::Usage(format!(
+            "cannot listen on {}: {}",
+            config.listen,
+            describe_bind_error(&err)
+        ))
+    })?;
     let local = listener
         .local_addr()
         .map_err(|err| Failure::Usage(format!("cannot read the listening address: {err}")))?;
@@ -62,8 +67,11 @@ fn run() -> Result<(), Failure> {
     }
     print_url_line(&config)?;
     info!("listening on {local}");
-    let mut server = server::Server::new(listener, config).map_err(|err| Failure::Runtime(format!("cannot start the event loop: {err}")))?;
-    server.run().map_err(|err| Failure::Runtime(format!("event loop failed: {err}")))
+    let mut server = server::Server::new(listener, config)
+        .map_err(|err| Failure::Runtime(format!("cannot start the event loop: {err}")))?;
+    server
+        .run()
+        .map_err(|err| Failure::Runtime(format!("event loop failed: {err}")))
 }
 
 /// The one stdout line scripts read the address from (contract §1).

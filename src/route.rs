@@ -71,7 +71,11 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         return healthz(head);
     }
     if !hosts.allows(head.host.as_deref()) {
-        return text(403, "Forbidden", "forbidden: this Host name is not served (see --allow-host)");
+        return text(
+            403,
+            "Forbidden",
+            "forbidden: this Host name is not served (see --allow-host)",
+        );
     }
     let Some(route) = route else {
         return text(404, "Not Found", "not found: the routes are /, /run and /healthz");
@@ -141,7 +145,11 @@ fn preflight(origin: &OriginCheck) -> Decision {
                 .header("Access-Control-Allow-Headers", "Authorization, Last-Event-ID")
                 .header("Access-Control-Max-Age", "600"),
         ),
-        _ => text(403, "Forbidden", "forbidden: preflight from an origin that is not allowed"),
+        _ => text(
+            403,
+            "Forbidden",
+            "forbidden: preflight from an origin that is not allowed",
+        ),
     }
 }
 
@@ -214,7 +222,11 @@ fn run(head: &Head, query: &Query, config: &Config, cors: Vec<(&'static str, Str
         Some(None) => return text(400, "Bad Request", "bad request: format must be json or raw"),
     };
     let Some(line) = query.get("command") else {
-        return text(400, "Bad Request", "bad request: missing the command parameter (/run?command=...)");
+        return text(
+            400,
+            "Bad Request",
+            "bad request: missing the command parameter (/run?command=...)",
+        );
     };
     let argv = if config.shell {
         match shell_argv(line) {
@@ -279,16 +291,64 @@ mod tests {
         assert_eq!(status("GET /run?command=ls HTTP/1.1\r\nHost: evil\r\n\r\n", &c), 403);
         assert_eq!(status("GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 404);
         assert_eq!(status("POST /run HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 405);
-        assert_eq!(status("GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil\r\n\r\n", &c), 403);
-        assert_eq!(status("GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 401);
-        assert_eq!(status("GET /run?command=ls&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 200);
-        assert_eq!(status("GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer T0k\r\n\r\n", &c), 200);
-        assert_eq!(status("GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\nCookie: ssecommander_token=T0k\r\n\r\n", &c), 200);
-        assert_eq!(status("GET /run?command=ls&token=T0k HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: 3\r\n\r\n", &c), 204);
-        assert_eq!(status("GET /run?command=%27ls&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 400);
-        assert_eq!(status("GET /run?command=%zz&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 400);
-        assert_eq!(status("GET /run?token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 400);
-        assert_eq!(status("GET /run?command=ls&token=T0k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n", &c), 413);
+        assert_eq!(
+            status(
+                "GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil\r\n\r\n",
+                &c
+            ),
+            403
+        );
+        assert_eq!(
+            status("GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\n\r\n", &c),
+            401
+        );
+        assert_eq!(
+            status("GET /run?command=ls&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c),
+            200
+        );
+        assert_eq!(
+            status(
+                "GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer T0k\r\n\r\n",
+                &c
+            ),
+            200
+        );
+        assert_eq!(
+            status(
+                "GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\nCookie: ssecommander_token=T0k\r\n\r\n",
+                &c
+            ),
+            200
+        );
+        assert_eq!(
+            status(
+                "GET /run?command=ls&token=T0k HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: 3\r\n\r\n",
+                &c
+            ),
+            204
+        );
+        assert_eq!(
+            status(
+                "GET /run?command=%27ls&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                &c
+            ),
+            400
+        );
+        assert_eq!(
+            status("GET /run?command=%zz&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c),
+            400
+        );
+        assert_eq!(
+            status("GET /run?token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c),
+            400
+        );
+        assert_eq!(
+            status(
+                "GET /run?command=ls&token=T0k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n",
+                &c
+            ),
+            413
+        );
         assert_eq!(status("GET /?token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 303);
         assert_eq!(status("GET /?token=bad HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 401);
     }
@@ -296,7 +356,10 @@ mod tests {
     #[test]
     fn run_request_is_split() {
         let c = config();
-        let got = decide(&head("GET /run?command=echo+%27a+b%27&format=raw&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n"), &c);
+        let got = decide(
+            &head("GET /run?command=echo+%27a+b%27&format=raw&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            &c,
+        );
         assert_eq!(
             got,
             Decision::Run(RunRequest {
@@ -311,8 +374,13 @@ mod tests {
     fn preflight_with_cors() {
         let mut c = config();
         c.cors_origin = Some("http://a.test".into());
-        let d = decide(&head("OPTIONS /run HTTP/1.1\r\nHost: localhost\r\nOrigin: http://a.test\r\n\r\n"), &c);
-        let Decision::Reply(reply) = d else { panic!("expected a reply") };
+        let d = decide(
+            &head("OPTIONS /run HTTP/1.1\r\nHost: localhost\r\nOrigin: http://a.test\r\n\r\n"),
+            &c,
+        );
+        let Decision::Reply(reply) = d else {
+            panic!("expected a reply")
+        };
         assert_eq!(reply.status, 204);
         assert!(reply.headers.contains(&("Access-Control-Max-Age", "600".into())));
     }

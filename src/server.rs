@@ -65,7 +65,9 @@ const EVENTS_PER_POLL: usize = 1024;
 enum State {
     Serving,
     /// SIGINT or SIGTERM came: children are being stopped; exit at the deadline.
-    ShuttingDown { deadline: Instant },
+    ShuttingDown {
+        deadline: Instant,
+    },
 }
 
 /// The server: everything the loop owns.
@@ -195,7 +197,10 @@ impl Server {
             return true;
         }
         if now >= deadline {
-            warn!("shutdown deadline reached with {} children and streams left", self.live_children);
+            warn!(
+                "shutdown deadline reached with {} children and streams left",
+                self.live_children
+            );
             for index in self.jobs.indices() {
                 if let Some(job) = self.jobs.get(index) {
                     if !job.has_exited() {
@@ -284,7 +289,8 @@ impl Server {
             }
         }
         self.reserve = File::open("/dev/null").ok();
-        self.accept_pause.set(now + ACCEPT_PAUSE, TimerKey::Server, &mut self.timers);
+        self.accept_pause
+            .set(now + ACCEPT_PAUSE, TimerKey::Server, &mut self.timers);
     }
 
     fn on_accepted(&mut self, sock: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
@@ -320,7 +326,8 @@ impl Server {
     fn arm_head_timeout(&mut self, index: usize, now: Instant) {
         if let Some(conn) = self.conns.get_mut(index) {
             conn.deadline.clear();
-            conn.deadline.set(now + HEAD_TIMEOUT, TimerKey::Conn(index), &mut self.timers);
+            conn.deadline
+                .set(now + HEAD_TIMEOUT, TimerKey::Conn(index), &mut self.timers);
         }
     }
 
@@ -359,7 +366,9 @@ impl Server {
     }
 
     fn next_request(&mut self, index: usize, idle: bool, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else { return false };
+        let Some(conn) = self.conns.get_mut(index) else {
+            return false;
+        };
         match conn.take_head() {
             Ok(Some(head)) => {
                 conn.deadline.clear();
@@ -385,7 +394,9 @@ impl Server {
     }
 
     fn stream_step(&mut self, index: usize, job: usize, now: Instant) -> bool {
-        let Some(conn) = self.conns.get(index) else { return false };
+        let Some(conn) = self.conns.get(index) else {
+            return false;
+        };
         if conn.read_closed {
             // The client is gone (a FIN counts: a streaming client never
             // half-closes on purpose); stop its command.
@@ -400,17 +411,23 @@ impl Server {
     }
 
     fn drain_step(&mut self, index: usize, then: After, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else { return false };
+        let Some(conn) = self.conns.get_mut(index) else {
+            return false;
+        };
         if conn.pending_len() > 0 {
             return false;
         }
         conn.heartbeat.clear();
         match then {
             After::KeepAlive if self.state == State::Serving => {
-                conn.phase = Phase::ReadingHead { since: now, idle: !conn.has_input() };
+                conn.phase = Phase::ReadingHead {
+                    since: now,
+                    idle: !conn.has_input(),
+                };
                 conn.deadline.clear();
                 let timeout = if conn.has_input() { HEAD_TIMEOUT } else { IDLE_TIMEOUT };
-                conn.deadline.set(now + timeout, TimerKey::Conn(index), &mut self.timers);
+                conn.deadline
+                    .set(now + timeout, TimerKey::Conn(index), &mut self.timers);
                 true
             }
             _ => {
@@ -463,9 +480,16 @@ impl Server {
             }
             Decision::Run(run) => {
                 if self.state != State::Serving || self.live_children >= self.config.max_procs {
-                    info!("{peer} {method} {path} 503 (--max-procs {} reached)", self.config.max_procs);
-                    let mut reply = Reply::text(503, "Service Unavailable", "too many commands running: try again shortly")
-                        .header("Retry-After", "1");
+                    info!(
+                        "{peer} {method} {path} 503 (--max-procs {} reached)",
+                        self.config.max_procs
+                    );
+                    let mut reply = Reply::text(
+                        503,
+                        "Service Unavailable",
+                        "too many commands running: try again shortly",
+                    )
+                    .header("Retry-After", "1");
                     reply.close = !head.keep_alive;
                     reply.headers.extend(run.headers);
                     self.send_reply(index, &reply, head.minor_version, false, now);
@@ -481,7 +505,11 @@ impl Server {
 
     fn start_stream(&mut self, index: usize, head: &Head, run: RunRequest, now: Instant) {
         let chunked = head.minor_version == 1;
-        let after = if chunked && head.keep_alive { After::KeepAlive } else { After::Close };
+        let after = if chunked && head.keep_alive {
+            After::KeepAlive
+        } else {
+            After::Close
+        };
         let job_index = self.jobs.next_index();
         let spawned = child::spawn(&run.argv, &self.spawn_options, !self.sigchld);
         let argv_for_log = self.argv_for_log(&run.argv);
@@ -509,7 +537,8 @@ impl Server {
                 conn.phase = Phase::Streaming { job: job_index };
                 if let Some(every) = self.config.heartbeat {
                     conn.heartbeat.clear();
-                    conn.heartbeat.set(now + every, TimerKey::Heartbeat(index), &mut self.timers);
+                    conn.heartbeat
+                        .set(now + every, TimerKey::Heartbeat(index), &mut self.timers);
                 }
                 self.pump_job(job_index, now);
             }
@@ -539,7 +568,9 @@ impl Server {
         let Some(watcher) = job.watcher else {
             return self.reap_if_finished(index);
         };
-        let Some(conn) = self.conns.get_mut(watcher) else { return };
+        let Some(conn) = self.conns.get_mut(watcher) else {
+            return;
+        };
         if job.pump(&mut self.buf, conn, now, &mut self.timers, self.poll.registry()) {
             self.revisit_jobs.push(index);
         }
@@ -702,7 +733,9 @@ impl Server {
             return;
         }
         let Some(watcher) = job.watcher else { return };
-        let Some(conn) = self.conns.get_mut(watcher) else { return };
+        let Some(conn) = self.conns.get_mut(watcher) else {
+            return;
+        };
         job.flush_held(conn, now, &mut self.timers);
         if conn.failed {
             self.close_conn(watcher, now);

@@ -500,10 +500,7 @@ fn next_json_escape_from(bytes: &[u8], from: usize) -> Option<usize> {
         }
         at += 8;
     }
-    bytes[at..]
-        .iter()
-        .position(|&b| needs_json_escape(b))
-        .map(|i| at + i)
+    bytes[at..].iter().position(|&b| needs_json_escape(b)).map(|i| at + i)
 }
 
 /// Appends `text` to `out` as the inside of a JSON string (RFC 8259).
@@ -662,9 +659,15 @@ mod tests {
             encode(Format::Raw, b"a\nb\r\nc\rd\n"),
             "id: 1\nevent: stdout\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
         );
-        assert_eq!(encode(Format::Raw, b"a\n\nb\n"), "id: 1\nevent: stdout\ndata: a\ndata: \ndata: b\n\n");
+        assert_eq!(
+            encode(Format::Raw, b"a\n\nb\n"),
+            "id: 1\nevent: stdout\ndata: a\ndata: \ndata: b\n\n"
+        );
         assert_eq!(encode(Format::Raw, b"\n"), "id: 1\nevent: stdout\ndata: \n\n");
-        assert_eq!(encode(Format::Raw, b"x\xffy\n"), "id: 1\nevent: stdout\ndata: x\u{FFFD}y\n\n");
+        assert_eq!(
+            encode(Format::Raw, b"x\xffy\n"),
+            "id: 1\nevent: stdout\ndata: x\u{FFFD}y\n\n"
+        );
     }
 
     #[test]
@@ -680,7 +683,11 @@ mod tests {
     #[test]
     fn exit_and_error_events() {
         let mut enc = Encoder::new(Format::Json);
-        let exit = Exit { code: None, signal: Some(9), timed_out: true };
+        let exit = Exit {
+            code: None,
+            signal: Some(9),
+            timed_out: true,
+        };
         assert_eq!(
             enc.exit(&exit).to_vec(b"", false),
             b"id: 1\nevent: exit\ndata: {\"type\":\"exit\",\"code\":null,\"signal\":9,\"timed_out\":true}\n\n"
@@ -695,7 +702,11 @@ mod tests {
     #[test]
     fn chunk_framing_wraps_the_frame() {
         let mut enc = Encoder::new(Format::Json);
-        let exit = Exit { code: Some(0), signal: None, timed_out: false };
+        let exit = Exit {
+            code: Some(0),
+            signal: None,
+            timed_out: false,
+        };
         let frame = enc.exit(&exit);
         let body = frame.to_vec(b"", false);
         let chunked = frame.to_vec(b"", true);

@@ -114,7 +114,7 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
         // SAFETY: setrlimit reads one rlimit struct, which lives for the call.
         check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) })?;
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
 
 /// Fills `buf` with random bytes from the kernel.
@@ -203,6 +203,10 @@ pub fn read_signal(fd: &OwnedFd) -> io::Result<Option<libc::c_int>> {
                 _ => Err(err),
             };
         }
-        return if n == 0 { Ok(None) } else { Ok(Some(byte as libc::c_int)) };
+        return if n == 0 {
+            Ok(None)
+        } else {
+            Ok(Some(byte as libc::c_int))
+        };
     }
 }

@@ -24,8 +24,7 @@ fn token_required_and_command_not_run() {
     let tok = s.token.clone().expect("a token by default (§1)");
     assert!(tok.len() >= 22, "§1: 128 bits or more; token {:?}", tok);
     assert!(
-        tok.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        tok.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "WIRE.md: base64url token {:?}",
         tok
     );
@@ -36,11 +35,7 @@ fn token_required_and_command_not_run() {
         ("no token".into(), s.req_noauth("GET", &target, &[])),
         (
             "wrong Bearer".into(),
-            s.req_noauth(
-                "GET",
-                &target,
-                &[("Authorization", &format!("Bearer {}", wrong))],
-            ),
+            s.req_noauth("GET", &target, &[("Authorization", &format!("Bearer {}", wrong))]),
         ),
         (
             "empty Bearer".into(),
@@ -48,11 +43,7 @@ fn token_required_and_command_not_run() {
         ),
         (
             "Basic scheme".into(),
-            s.req_noauth(
-                "GET",
-                &target,
-                &[("Authorization", &format!("Basic {}", tok))],
-            ),
+            s.req_noauth("GET", &target, &[("Authorization", &format!("Basic {}", tok))]),
         ),
         (
             "wrong query token".into(),
@@ -60,19 +51,11 @@ fn token_required_and_command_not_run() {
         ),
         (
             "token prefix".into(),
-            s.req_noauth(
-                "GET",
-                &format!("{}&token={}", target, &tok[..tok.len() - 1]),
-                &[],
-            ),
+            s.req_noauth("GET", &format!("{}&token={}", target, &tok[..tok.len() - 1]), &[]),
         ),
         (
             "wrong cookie".into(),
-            s.req_noauth(
-                "GET",
-                &target,
-                &[("Cookie", &format!("ssecommander_token={}", wrong))],
-            ),
+            s.req_noauth("GET", &target, &[("Cookie", &format!("ssecommander_token={}", wrong))]),
         ),
         (
             "no token, Last-Event-ID".into(),
@@ -90,10 +73,7 @@ fn token_required_and_command_not_run() {
     assert!(!m.exists(), "a command ran without a valid token");
     // Control: with the token it runs.
     s.run_target(&target).assert_end(End::code(0));
-    assert!(
-        m.exists(),
-        "control: the authorised run did not create the marker"
-    );
+    assert!(m.exists(), "control: the authorised run did not create the marker");
 }
 
 /// §4: Bearer header, `token=` query parameter and the cookie are each accepted.
@@ -103,24 +83,12 @@ fn token_accepted_as_bearer_query_and_cookie() {
     let tok = s.token.clone().unwrap();
     let bearer = s.run("echo via-bearer");
     assert_eq!(bearer.stdout(), "via-bearer\n");
-    let q = s.run_request(&s.req_noauth(
-        "GET",
-        &format!("/run?command=echo%20via-query&token={}", tok),
-        &[],
-    ));
+    let q = s.run_request(&s.req_noauth("GET", &format!("/run?command=echo%20via-query&token={}", tok), &[]));
     assert_eq!(q.stdout(), "via-query\n");
-    let q2 = s.run_request(&s.req_noauth(
-        "GET",
-        &format!("/run?token={}&command=echo%20query-first", tok),
-        &[],
-    ));
+    let q2 = s.run_request(&s.req_noauth("GET", &format!("/run?token={}&command=echo%20query-first", tok), &[]));
     assert_eq!(q2.stdout(), "query-first\n");
     let cookie = format!("a=b; ssecommander_token={}; c=d", tok);
-    let ck = s.run_request(&s.req_noauth(
-        "GET",
-        "/run?command=echo%20via-cookie",
-        &[("Cookie", &cookie)],
-    ));
+    let ck = s.run_request(&s.req_noauth("GET", "/run?command=echo%20via-cookie", &[("Cookie", &cookie)]));
     assert_eq!(ck.stdout(), "via-cookie\n");
 }
 
@@ -151,25 +119,16 @@ fn token_url_sets_cookie_and_redirects() {
         "Set-Cookie {:?} (WIRE.md)",
         sc
     );
-    let page = s.request(&s.req_noauth(
-        "GET",
-        "/",
-        &[("Cookie", &format!("ssecommander_token={}", tok))],
-    ));
+    let page = s.request(&s.req_noauth("GET", "/", &[("Cookie", &format!("ssecommander_token={}", tok))]));
     page.assert_status(200, "GET / with the cookie");
     assert!(
-        page.header("content-type")
-            .unwrap_or("")
-            .starts_with("text/html"),
+        page.header("content-type").unwrap_or("").starts_with("text/html"),
         "{}",
         page.raw_head
     );
     let bad = s.get_noauth(&format!("/?token={}", near_miss(&tok)));
     bad.assert_status(401, "GET /?token=wrong");
-    assert!(
-        bad.header("set-cookie").is_none(),
-        "a cookie was set for a wrong token"
-    );
+    assert!(bad.header("set-cookie").is_none(), "a cookie was set for a wrong token");
 }
 
 /// §4: the token never appears in the log, even at RUST_LOG=debug, after
@@ -192,14 +151,10 @@ fn token_absent_from_log_at_debug() {
         .assert_status(400, "400 with token");
     s.request(&s.req_noauth("GET", "/healthz-x", &[("Cookie", &ck)]))
         .assert_status(404, "404 with cookie");
-    wait_until(
-        Duration::from_secs(3),
-        "access log lines for the requests",
-        || {
-            let log = s.log();
-            log.contains("/nope-marker") && log.contains("/healthz-x")
-        },
-    );
+    wait_until(Duration::from_secs(3), "access log lines for the requests", || {
+        let log = s.log();
+        log.contains("/nope-marker") && log.contains("/healthz-x")
+    });
     let log = s.log();
     let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&tok)).collect();
     assert!(
@@ -272,19 +227,12 @@ fn no_auth_warns_and_works_without_token() {
         "URL line under --no-auth: {}",
         s.url
     );
-    wait_until(
-        Duration::from_secs(3),
-        "a warning about --no-auth on stderr",
-        || {
-            s.log()
-                .lines()
-                .any(|l| l.to_ascii_lowercase().contains("warn"))
-        },
-    );
+    wait_until(Duration::from_secs(3), "a warning about --no-auth on stderr", || {
+        s.log().lines().any(|l| l.to_ascii_lowercase().contains("warn"))
+    });
     let r = s.run("echo open");
     assert_eq!(r.stdout(), "open\n");
-    s.get_noauth("/")
-        .assert_status(200, "GET / under --no-auth");
+    s.get_noauth("/").assert_status(200, "GET / under --no-auth");
 }
 
 /// §4: a foreign Host is refused with 403 even with a valid token, and the
@@ -311,8 +259,7 @@ fn foreign_host_refused_even_with_token() {
                 ("Authorization".into(), format!("Bearer {}", tok)),
             ],
         );
-        s.request(&req)
-            .assert_status(403, &format!("Host: {}", host));
+        s.request(&req).assert_status(403, &format!("Host: {}", host));
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(!m.exists(), "a command ran with a foreign Host");
@@ -401,11 +348,7 @@ fn foreign_origin_refused_own_origin_ok() {
 #[test]
 fn cors_origin_headers_and_preflight() {
     let s = Server::start(&["--cors-origin", "http://a.test"]);
-    let r = s.run_request(&s.req(
-        "GET",
-        "/run?command=echo%20cors",
-        &[("Origin", "http://a.test")],
-    ));
+    let r = s.run_request(&s.req("GET", "/run?command=echo%20cors", &[("Origin", "http://a.test")]));
     assert_eq!(r.stdout(), "cors\n");
     assert_eq!(
         r.resp.header("access-control-allow-origin"),
@@ -415,8 +358,7 @@ fn cors_origin_headers_and_preflight() {
     );
     let vary = r.resp.headers_all("vary").join(",");
     assert!(
-        vary.split(',')
-            .any(|v| v.trim().eq_ignore_ascii_case("origin")),
+        vary.split(',').any(|v| v.trim().eq_ignore_ascii_case("origin")),
         "Vary: Origin missing:\n{}",
         r.resp.raw_head
     );
@@ -427,10 +369,7 @@ fn cors_origin_headers_and_preflight() {
         &[
             ("Origin", "http://a.test"),
             ("Access-Control-Request-Method", "GET"),
-            (
-                "Access-Control-Request-Headers",
-                "authorization, last-event-id",
-            ),
+            ("Access-Control-Request-Headers", "authorization, last-event-id"),
         ],
     ));
     pre.assert_status(204, "preflight OPTIONS /run without token");
@@ -461,19 +400,10 @@ fn cors_origin_headers_and_preflight() {
             pre.raw_head
         );
     }
-    assert_eq!(
-        pre.header("access-control-max-age"),
-        Some("600"),
-        "{}",
-        pre.raw_head
-    );
+    assert_eq!(pre.header("access-control-max-age"), Some("600"), "{}", pre.raw_head);
 
-    s.request(&s.req(
-        "GET",
-        "/run?command=echo%20x",
-        &[("Origin", "http://b.test")],
-    ))
-    .assert_status(403, "Origin http://b.test with --cors-origin http://a.test");
+    s.request(&s.req("GET", "/run?command=echo%20x", &[("Origin", "http://b.test")]))
+        .assert_status(403, "Origin http://b.test with --cors-origin http://a.test");
 }
 
 /// §1: `--allow echo`: echo runs, other programs get `err` (after auth), and
@@ -493,12 +423,7 @@ fn allow_bare_name() {
             cmd,
             r.resp.body_str()
         );
-        assert!(
-            matches!(r.end, End::Err(_)),
-            "{}: expected err, got {:?}",
-            cmd,
-            r.end
-        );
+        assert!(matches!(r.end, End::Err(_)), "{}: expected err, got {:?}", cmd, r.end);
     }
     s.get_noauth("/run?command=ls")
         .assert_status(401, "unauthorised refused program: 401 before --allow");
@@ -525,9 +450,5 @@ fn allow_absolute_path_matches_resolved_executable() {
         );
     }
     let r = s.run("ls /");
-    assert!(
-        matches!(r.end, End::Err(_)),
-        "ls under --allow /bin/echo: {:?}",
-        r.end
-    );
+    assert!(matches!(r.end, End::Err(_)), "ls under --allow /bin/echo: {:?}", r.end);
 }

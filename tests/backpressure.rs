@@ -44,9 +44,7 @@ fn slow_reader_bounds_memory_and_blocks_child() {
         cat_pid = s
             .children()
             .into_iter()
-            .find(|&p| {
-                cmdline(p).is_some_and(|c| c.starts_with("cat ") && c.contains("big-100mib"))
-            })
+            .find(|&p| cmdline(p).is_some_and(|c| c.starts_with("cat ") && c.contains("big-100mib")))
             .unwrap_or(0);
         cat_pid != 0
     });
@@ -90,10 +88,7 @@ fn slow_reader_bounds_memory_and_blocks_child() {
                 let items = parser.feed(&piece, at);
                 consume(items, &mut delivered, &mut hash, &mut end);
             }
-            None => panic!(
-                "stream ended during the slow phase after {} bytes",
-                delivered
-            ),
+            None => panic!("stream ended during the slow phase after {} bytes", delivered),
         }
         assert!(
             end.is_none(),
@@ -146,10 +141,7 @@ fn slow_reader_bounds_memory_and_blocks_child() {
 
     // The child is held back: in the second half, what cat wrote grows no
     // faster than what the client got (+1 MiB of buffers filling up).
-    let mid = samples
-        .iter()
-        .position(|s| s.t >= Duration::from_millis(2500))
-        .unwrap();
+    let mid = samples.iter().position(|s| s.t >= Duration::from_millis(2500)).unwrap();
     let (a, b) = (samples[mid], *samples.last().unwrap());
     let wrote = b.wchar - a.wchar;
     let got = b.delivered - a.delivered;
@@ -202,8 +194,5 @@ fn slow_reader_bounds_memory_and_blocks_child() {
     parser.finish();
     assert_eq!(end, Some(End::code(0)), "stream end");
     assert_eq!(delivered, big.len, "bytes delivered vs file size");
-    assert_eq!(
-        hash.0, big.hash,
-        "content hash differs: bytes lost or reordered"
-    );
+    assert_eq!(hash.0, big.hash, "content hash differs: bytes lost or reordered");
 }

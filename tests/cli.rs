@@ -7,13 +7,7 @@ use common::*;
 use std::time::Duration;
 
 fn assert_one_line_error(args: &[&str], status: std::process::ExitStatus, out: &str, err: &str) {
-    assert_eq!(
-        status.code(),
-        Some(2),
-        "{:?}: exit status; stderr:\n{}",
-        args,
-        err
-    );
+    assert_eq!(status.code(), Some(2), "{:?}: exit status; stderr:\n{}", args, err);
     assert_eq!(out, "", "{:?}: nothing on stdout", args);
     assert_eq!(
         err.lines().count(),
@@ -37,13 +31,7 @@ fn help_exits_0() {
     for flag in ["--help", "-h"] {
         let (status, out, err) = run_binary(&[flag], &[], Duration::from_secs(5));
         assert_eq!(status.code(), Some(0), "{}: stderr:\n{}", flag, err);
-        for opt in [
-            "--listen",
-            "--token",
-            "--shell",
-            "--max-procs",
-            "--kill-grace",
-        ] {
+        for opt in ["--listen", "--token", "--shell", "--max-procs", "--kill-grace"] {
             assert!(out.contains(opt), "{} output lacks {}:\n{}", flag, opt, out);
         }
     }
@@ -67,12 +55,7 @@ fn version_exits_0() {
 /// §1: an unknown option → one stderr line, exit 2.
 #[test]
 fn bad_option_exit_2_one_line() {
-    for args in [
-        &["--no-such-option"][..],
-        &["-Z"],
-        &["--listen"],
-        &["stray-argument"],
-    ] {
+    for args in [&["--no-such-option"][..], &["-Z"], &["--listen"], &["stray-argument"]] {
         let (status, out, err) = run_binary(args, &[], Duration::from_secs(5));
         assert_one_line_error(args, status, &out, &err);
     }
@@ -116,15 +99,9 @@ fn url_line_and_fresh_token() {
         assert!(s.url.starts_with("http://127.0.0.1:"), "URL {}", s.url);
         assert_ne!(s.addr.port(), 0, "port 0 picks a free port");
         let tok = s.token.as_ref().expect("URL has ?token=");
-        assert_eq!(
-            s.url,
-            format!("http://127.0.0.1:{}/?token={}", s.addr.port(), tok)
-        );
+        assert_eq!(s.url, format!("http://127.0.0.1:{}/?token={}", s.addr.port(), tok));
         assert!(
-            tok.len() >= 22
-                && tok
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+            tok.len() >= 22 && tok.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
             "token {:?}",
             tok
         );

@@ -37,11 +37,7 @@ fn expect_error(s: &Server, bytes: &[u8], status: u16, closes: bool, what: &str)
         ct,
         r.dump()
     );
-    assert!(
-        r.body.len() < 1024,
-        "{}: §5 error body should be short",
-        what
-    );
+    assert!(r.body.len() < 1024, "{}: §5 error body should be short", what);
     if closes {
         assert!(
             c.closed_within(Duration::from_secs(2)),
@@ -76,24 +72,9 @@ fn bad_syntax_400() {
         "GET /healthz HTTP/1.1\r\nHost: {}\r\nThis header has no colon\r\n\r\n",
         host
     );
-    expect_error(
-        &s,
-        no_colon.as_bytes(),
-        400,
-        true,
-        "header line without colon",
-    );
-    let bad_space = format!(
-        "GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Bad : v\r\n\r\n",
-        host
-    );
-    expect_error(
-        &s,
-        bad_space.as_bytes(),
-        400,
-        true,
-        "space before colon in header name",
-    );
+    expect_error(&s, no_colon.as_bytes(), 400, true, "header line without colon");
+    let bad_space = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Bad : v\r\n\r\n", host);
+    expect_error(&s, bad_space.as_bytes(), 400, true, "space before colon in header name");
     still_healthy(&s, base, "bad syntax");
 }
 
@@ -129,13 +110,7 @@ fn nul_in_command_400() {
     let (s, base) = server();
     let m = marker_path("nul");
     let q = format!("touch%20{}%00x", pct(m.str()));
-    expect_error(
-        &s,
-        &s.req("GET", &run_target(&q), &[]),
-        400,
-        true,
-        "NUL in command",
-    );
+    expect_error(&s, &s.req("GET", &run_target(&q), &[]), 400, true, "NUL in command");
     expect_error(
         &s,
         &s.req("GET", &run_target("echo%20a%00b"), &[]),
@@ -162,13 +137,7 @@ fn bad_percent_escape_400() {
 fn uri_too_long_414() {
     let (s, base) = server();
     let target = format!("/run?command=echo%20{}", "a".repeat(9000));
-    expect_error(
-        &s,
-        &s.req("GET", &target, &[]),
-        414,
-        true,
-        "9 KB request target",
-    );
+    expect_error(&s, &s.req("GET", &target, &[]), 414, true, "9 KB request target");
     still_healthy(&s, base, "414");
 }
 
@@ -184,9 +153,7 @@ fn header_too_large_431() {
         true,
         "one 9 KB header",
     );
-    let many: Vec<(String, String)> = (0..200)
-        .map(|i| (format!("X-H{}", i), "v".repeat(50)))
-        .collect();
+    let many: Vec<(String, String)> = (0..200).map(|i| (format!("X-H{}", i), "v".repeat(50))).collect();
     let many_ref: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     expect_error(
         &s,
@@ -269,13 +236,7 @@ fn unsupported_expect_417() {
 #[test]
 fn http2_preface_505() {
     let (s, base) = server();
-    expect_error(
-        &s,
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        505,
-        true,
-        "HTTP/2 preface",
-    );
+    expect_error(&s, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, true, "HTTP/2 preface");
     still_healthy(&s, base, "505 preface");
 }
 
@@ -306,11 +267,7 @@ fn smuggling_cl_and_te_400() {
 #[test]
 fn smuggling_duplicate_content_length_400() {
     let (s, base) = server();
-    let mut req = s.req(
-        "GET",
-        "/healthz",
-        &[("Content-Length", "0"), ("Content-Length", "5")],
-    );
+    let mut req = s.req("GET", "/healthz", &[("Content-Length", "0"), ("Content-Length", "5")]);
     req.extend_from_slice(b"hello");
     expect_error(&s, &req, 400, true, "Content-Length 0 and 5");
     still_healthy(&s, base, "duplicate CL");
@@ -343,13 +300,7 @@ fn wrong_method_405_with_allow() {
             .header("allow")
             .unwrap_or_else(|| panic!("{} {}: 405 without Allow:\n{}", m, t, r.dump()));
         let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
-        assert!(
-            methods.contains(&"GET"),
-            "{} {}: Allow {:?} lacks GET",
-            m,
-            t,
-            allow
-        );
+        assert!(methods.contains(&"GET"), "{} {}: Allow {:?} lacks GET", m, t, allow);
         assert!(
             !methods.contains(&m),
             "{} {}: Allow {:?} lists the refused method",
@@ -370,9 +321,7 @@ fn healthz_without_token() {
     assert_eq!(r.body, b"ok");
     assert_eq!(r.header("content-length"), Some("2"));
     assert!(
-        r.header("content-type")
-            .unwrap_or("")
-            .starts_with("text/plain"),
+        r.header("content-type").unwrap_or("").starts_with("text/plain"),
         "{}",
         r.dump()
     );
@@ -386,9 +335,7 @@ fn bad_inputs_do_not_disturb_a_running_stream() {
     let t0 = Instant::now();
     c.send(&s.req(
         "GET",
-        &run_target(&pct(
-            "for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.2; done",
-        )),
+        &run_target(&pct("for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.2; done")),
         &[],
     ));
     let host = s.host();
@@ -397,17 +344,10 @@ fn bad_inputs_do_not_disturb_a_running_stream() {
         (s.req("GET", "/run?command=echo%20%27x", &[]), 400),
         (s.req("GET", "/run?command=echo%zz", &[]), 400),
         (
-            s.req(
-                "GET",
-                &format!("/run?command=echo%20{}", "a".repeat(9000)),
-                &[],
-            ),
+            s.req("GET", &format!("/run?command=echo%20{}", "a".repeat(9000)), &[]),
             414,
         ),
-        (
-            s.req("GET", "/healthz", &[("X-Big", &"b".repeat(9000))]),
-            431,
-        ),
+        (s.req("GET", "/healthz", &[("X-Big", &"b".repeat(9000))]), 431),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505),
         (
             format!(
@@ -418,11 +358,7 @@ fn bad_inputs_do_not_disturb_a_running_stream() {
             501,
         ),
         (
-            s.req(
-                "GET",
-                "/healthz",
-                &[("Content-Length", "0"), ("Content-Length", "5")],
-            ),
+            s.req("GET", "/healthz", &[("Content-Length", "0"), ("Content-Length", "5")]),
             400,
         ),
     ];

@@ -83,10 +83,7 @@ fn http10_healthz_closes() {
     let r = c.read_response();
     r.assert_status(200, "HTTP/1.0 /healthz");
     assert_eq!(r.body, b"ok");
-    assert!(
-        c.closed_within(Duration::from_secs(2)),
-        "HTTP/1.0 connection left open"
-    );
+    assert!(c.closed_within(Duration::from_secs(2)), "HTTP/1.0 connection left open");
 }
 
 /// Two requests in one write → two responses, in order.

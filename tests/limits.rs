@@ -12,11 +12,7 @@ fn max_procs_503_with_retry_after() {
     let m = sleep_marker();
     let _guard = MarkerGuard(vec![m.clone()]);
     let mut c = s.connect();
-    c.send(&s.req(
-        "GET",
-        &format!("/run?command={}", pct(&format!("sleep {}", m))),
-        &[],
-    ));
+    c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {}", m))), &[]));
     c.read_head().assert_status(200, "first /run");
     wait_until(Duration::from_secs(5), "the first command to start", || {
         !live_marked(&m).is_empty()
@@ -77,8 +73,7 @@ fn max_conns_503_and_close() {
 
     // B still works.
     b.send(&s.req("GET", "/healthz", &[]));
-    b.read_response()
-        .assert_status(200, "connection B after the refusal");
+    b.read_response().assert_status(200, "connection B after the refusal");
 
     a.close();
     let mut last = String::new();
@@ -98,11 +93,7 @@ fn max_conns_503_and_close() {
             }
         }
     });
-    assert!(
-        ok,
-        "no new connection accepted after closing one; last: {}",
-        last
-    );
+    assert!(ok, "no new connection accepted after closing one; last: {}", last);
 }
 
 /// §1, §3.6 (WIRE.md): `--timeout 1` kills the command: exit event with
@@ -124,11 +115,7 @@ fn timeout_kills_with_timed_out_flag() {
         "body:\n{}",
         r.resp.body_str()
     );
-    assert!(
-        took >= Duration::from_millis(900),
-        "timed out after only {:?}",
-        took
-    );
+    assert!(took >= Duration::from_millis(900), "timed out after only {:?}", took);
     assert!(
         took <= Duration::from_secs(3),
         "timed out after {:?} (--timeout 1)",
@@ -138,11 +125,9 @@ fn timeout_kills_with_timed_out_flag() {
         json(r.last()),
         serde_json::json!({"type":"exit","code":null,"signal":15,"timed_out":true})
     );
-    wait_until(
-        Duration::from_secs(2),
-        "the timed-out child to be gone",
-        || live_marked(&m).is_empty(),
-    );
+    wait_until(Duration::from_secs(2), "the timed-out child to be gone", || {
+        live_marked(&m).is_empty()
+    });
 }
 
 /// §3.6: a timed-out command that ignores SIGTERM gets SIGKILL after

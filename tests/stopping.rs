@@ -97,11 +97,9 @@ fn sigkill_after_kill_grace() {
         "gone after {:?}: over grace + 2 s",
         took
     );
-    wait_until(
-        Duration::from_secs(2),
-        "the server to reap its child",
-        || s.children().is_empty(),
-    );
+    wait_until(Duration::from_secs(2), "the server to reap its child", || {
+        s.children().is_empty()
+    });
 }
 
 /// §6: SIGTERM with two open streams: each gets an `exit` event, the server
@@ -115,11 +113,7 @@ fn sigterm_shutdown_with_two_open_streams() {
         .iter()
         .map(|m| {
             let mut c = s.connect();
-            c.send(&s.req(
-                "GET",
-                &format!("/run?command={}", pct(&format!("sleep {}", m))),
-                &[],
-            ));
+            c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {}", m))), &[]));
             let head = c.read_head();
             head.assert_status(200, "sleep stream");
             (c, head)
@@ -166,11 +160,7 @@ fn sigint_shutdown_with_open_stream() {
     let m = sleep_marker();
     let _guard = MarkerGuard(vec![m.clone()]);
     let mut c = s.connect();
-    c.send(&s.req(
-        "GET",
-        &format!("/run?command={}", pct(&format!("sleep {}", m))),
-        &[],
-    ));
+    c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {}", m))), &[]));
     let head = c.read_head();
     head.assert_status(200, "sleep stream");
     wait_marked(&m, "sleep to start");
@@ -185,11 +175,7 @@ fn sigint_shutdown_with_open_stream() {
     });
     assert_eq!(status.code(), Some(0), "§6: exit status after SIGINT");
     let end = stream_items(&mut c, &head, |_| {});
-    assert!(
-        matches!(end, End::Exit { .. }),
-        "expected exit, got {:?}",
-        end
-    );
+    assert!(matches!(end, End::Exit { .. }), "expected exit, got {:?}", end);
     assert!(live_marked(&m).is_empty(), "child outlived the server");
 }
 

@@ -83,12 +83,7 @@ fn missing_program_gives_err_and_ends() {
         r.resp.body_str()
     );
     let e = &r.events[0];
-    assert_eq!(
-        (e.id, e.event.as_str()),
-        (1, "err"),
-        "body:\n{}",
-        r.resp.body_str()
-    );
+    assert_eq!((e.id, e.event.as_str()), (1, "err"), "body:\n{}", r.resp.body_str());
     match &r.end {
         End::Err(msg) => assert!(
             msg.contains(&prog),
@@ -110,11 +105,7 @@ fn not_executable_gives_err() {
     let s = Server::start(&[]);
     let r = s.run("/etc/passwd");
     assert_eq!(r.events.len(), 1, "body:\n{}", r.resp.body_str());
-    assert!(
-        matches!(r.end, End::Err(_)),
-        "expected err, got {:?}",
-        r.end
-    );
+    assert!(matches!(r.end, End::Err(_)), "expected err, got {:?}", r.end);
 }
 
 /// §3.2: non-zero exit code, exact exit payload.
@@ -163,11 +154,9 @@ fn five_hundred_sequential_runs_lose_nothing() {
     }
     eprintln!("500 sequential runs took {:?}", t.elapsed());
     s.wait_fds_back_to(baseline, Duration::from_secs(5));
-    wait_until(
-        Duration::from_secs(5),
-        "no zombie children of the server",
-        || s.zombies().is_empty(),
-    );
+    wait_until(Duration::from_secs(5), "no zombie children of the server", || {
+        s.zombies().is_empty()
+    });
 }
 
 fn cat_big(s: &Server, format: &str) -> (Conn, Response, Instant) {
@@ -241,16 +230,9 @@ fn hundred_mib_cat_raw_byte_exact() {
         }
     });
     let took = t.elapsed();
-    eprintln!(
-        "100 MiB raw: {} stdout events, {} lines in {:?}",
-        events, lines, took
-    );
+    eprintln!("100 MiB raw: {} stdout events, {} lines in {:?}", events, lines, took);
     assert_eq!(end, End::code(0));
-    assert_eq!(
-        bytes,
-        big.len - big.lines,
-        "bytes received (without line ends) vs file"
-    );
+    assert_eq!(bytes, big.len - big.lines, "bytes received (without line ends) vs file");
     assert_eq!(h.0, big.hash_no_lf, "content differs (same length)");
     assert!(
         lines >= big.lines && lines <= big.lines + events,
@@ -295,9 +277,7 @@ fn heartbeat_while_quiet() {
         .position(|i| matches!(i, Item::Event(e) if e.event == "exit"))
         .unwrap();
     assert!(
-        r.items[..exit_pos]
-            .iter()
-            .any(|i| matches!(i, Item::Comment(..))),
+        r.items[..exit_pos].iter().any(|i| matches!(i, Item::Comment(..))),
         "no ping before exit"
     );
 }

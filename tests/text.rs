@@ -111,8 +111,7 @@ fn json_escapes_control_bytes() {
     r.assert_end(End::code(0));
     let want_text = "x\ty\u{1}z\u{1b}[0m\"q\\\u{8}\u{c}\u{7f}\n";
     assert_eq!(r.stdout(), want_text, "body:\n{}", r.resp.body_str());
-    let want_data =
-        "{\"type\":\"stdout\",\"out\":\"x\\ty\\u0001z\\u001b[0m\\\"q\\\\\\b\\f\u{7f}\\n\"}";
+    let want_data = "{\"type\":\"stdout\",\"out\":\"x\\ty\\u0001z\\u001b[0m\\\"q\\\\\\b\\f\u{7f}\\n\"}";
     assert_eq!(
         r.first("stdout").unwrap().data,
         want_data,
@@ -142,7 +141,11 @@ fn partial_line_arrives_promptly() {
     let arrived_ns = arrived.duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let lag_ms = (arrived_ns as i128 - written_ns as i128) as f64 / 1e6;
     eprintln!("partial line arrived {:.1} ms after it was written", lag_ms);
-    assert!(lag_ms < 200.0 + 150.0, "partial line arrived {:.1} ms after being written (contract: 20 ms quiet; bound 200 ms + slack)", lag_ms);
+    assert!(
+        lag_ms < 200.0 + 150.0,
+        "partial line arrived {:.1} ms after being written (contract: 20 ms quiet; bound 200 ms + slack)",
+        lag_ms
+    );
     let exit_after = r.last().at.duration_since(first.at);
     assert!(
         exit_after > Duration::from_millis(1500),

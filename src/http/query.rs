@@ -136,9 +136,7 @@ impl Query {
 
     /// Every pair, in order.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+        self.pairs.iter().map(|(name, value)| (name.as_str(), value.as_str()))
     }
 }
 
@@ -190,25 +188,14 @@ mod tests {
 
     #[test]
     fn decode_not_utf8() {
-        for bad in [
-            "%FF",
-            "%ff",
-            "%C3",
-            "%C3%28",
-            "a%80",
-            "%ED%A0%80",
-            "%F0%9F%A6",
-        ] {
+        for bad in ["%FF", "%ff", "%C3", "%C3%28", "a%80", "%ED%A0%80", "%F0%9F%A6"] {
             assert_eq!(decode(bad), Err(QueryError::NotUtf8), "{bad:?}");
         }
     }
 
     #[test]
     fn error_messages() {
-        assert_eq!(
-            QueryError::BadEscape.to_string(),
-            "bad percent-escape in query"
-        );
+        assert_eq!(QueryError::BadEscape.to_string(), "bad percent-escape in query");
         assert_eq!(
             QueryError::NotUtf8.to_string(),
             "query is not valid UTF-8 after decoding"
@@ -327,9 +314,7 @@ mod tests {
     ];
 
     fn text(rng: &mut Rng) -> String {
-        (0..rng.below(16))
-            .map(|_| CHARS[rng.below(CHARS.len())])
-            .collect()
+        (0..rng.below(16)).map(|_| CHARS[rng.below(CHARS.len())]).collect()
     }
 
     #[test]
@@ -337,11 +322,7 @@ mod tests {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5000 {
             let original = text(&mut rng);
-            assert_eq!(
-                decode(&encode(&original)),
-                Ok(original.clone()),
-                "{original:?}"
-            );
+            assert_eq!(decode(&encode(&original)), Ok(original.clone()), "{original:?}");
         }
     }
 

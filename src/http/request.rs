@@ -275,8 +275,16 @@ fn set_once(slot: &mut Option<String>, value: &str, what: &'static str) -> Resul
 fn apply_header(head: &mut Head, framing: &mut BodyFraming, name: &str, value: &[u8]) -> Result<(), HttpError> {
     let name = name.to_ascii_lowercase();
     match name.as_str() {
-        "host" => set_once(&mut head.host, header_str(value, "Host is not text")?, "more than one Host")?,
-        "origin" => set_once(&mut head.origin, header_str(value, "Origin is not text")?, "more than one Origin")?,
+        "host" => set_once(
+            &mut head.host,
+            header_str(value, "Host is not text")?,
+            "more than one Host",
+        )?,
+        "origin" => set_once(
+            &mut head.origin,
+            header_str(value, "Origin is not text")?,
+            "more than one Origin",
+        )?,
         "authorization" => set_once(
             &mut head.authorization,
             header_str(value, "Authorization is not text")?,
@@ -375,14 +383,26 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status(b"GET / FOO\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
-        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"), 400);
-        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            501
+        );
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\nExpect: later\r\n\r\n"), 417);
         let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(MAX_TARGET + 200));
         assert_eq!(status(long_target.as_bytes()), 414);
         assert_eq!(status(&long_target.as_bytes()[..MAX_TARGET + 100]), 414);
-        let long_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEADERS + 200));
+        let long_header = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEADERS + 200)
+        );
         assert_eq!(status(long_header.as_bytes()), 431);
         assert_eq!(status(&long_header.as_bytes()[..MAX_HEADERS + 100]), 431);
     }

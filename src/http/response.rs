@@ -92,10 +92,12 @@ impl Reply {
 /// Appends the head of an event stream: chunked for HTTP/1.1, else
 /// close-delimited. `headers` are extra lines (CORS).
 pub fn write_stream_head(out: &mut Vec<u8>, chunked: bool, close: bool, headers: &[(&'static str, String)]) {
-    out.extend_from_slice(if chunked { b"HTTP/1.1 200 OK\r\n" } else { b"HTTP/1.0 200 OK\r\n" });
-    out.extend_from_slice(
-        b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n",
-    );
+    out.extend_from_slice(if chunked {
+        b"HTTP/1.1 200 OK\r\n"
+    } else {
+        b"HTTP/1.0 200 OK\r\n"
+    });
+    out.extend_from_slice(b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
     for (name, value) in headers {
         let _ = write!(out, "{name}: {value}\r\n");
     }
@@ -115,7 +117,9 @@ mod tests {
     #[test]
     fn text_reply_bytes() {
         let mut out = Vec::new();
-        Reply::text(404, "Not Found", "no such route").closing().write_to(&mut out, 1, false);
+        Reply::text(404, "Not Found", "no such route")
+            .closing()
+            .write_to(&mut out, 1, false);
         assert_eq!(
             out,
             b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\nConnection: close\r\n\r\nno such route\n"
@@ -125,6 +129,9 @@ mod tests {
     #[test]
     fn heartbeat_chunk_is_one_chunk() {
         let body = crate::sse::HEARTBEAT;
-        assert_eq!(HEARTBEAT_CHUNK, [format!("{:x}\r\n", body.len()).as_bytes(), body, b"\r\n"].concat());
+        assert_eq!(
+            HEARTBEAT_CHUNK,
+            [format!("{:x}\r\n", body.len()).as_bytes(), body, b"\r\n"].concat()
+        );
     }
 }

@@ -51,19 +51,12 @@ pub fn next_id() -> u32 {
 /// A unique `sleep` argument such as `1000.00123450007`: fixed width, so no
 /// marker is a substring of another, and `sleep` still accepts it.
 pub fn sleep_marker() -> String {
-    format!(
-        "1000.{:07}{:04}",
-        std::process::id() % 10_000_000,
-        next_id() % 10_000
-    )
+    format!("1000.{:07}{:04}", std::process::id() % 10_000_000, next_id() % 10_000)
 }
 
 /// A unique path under /tmp that does not exist yet (removed on drop of the guard).
 pub fn marker_path(tag: &str) -> TempPath {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
     let p = PathBuf::from(format!(
         "/tmp/ssec-test-{}-{}-{}-{}",
         tag,
@@ -102,20 +95,14 @@ impl Drop for TempPath {
 
 /// The directory holding the binary under test (`<target>/release`).
 pub fn target_dir() -> PathBuf {
-    Path::new(BIN)
-        .parent()
-        .expect("binary has a parent dir")
-        .to_path_buf()
+    Path::new(BIN).parent().expect("binary has a parent dir").to_path_buf()
 }
 
 /// A fresh scratch directory under the target directory.
 pub fn scratch_dir(tag: &str) -> TempPath {
-    let d = target_dir().join("test-scratch").join(format!(
-        "{}-{}-{}",
-        tag,
-        std::process::id(),
-        next_id()
-    ));
+    let d = target_dir()
+        .join("test-scratch")
+        .join(format!("{}-{}-{}", tag, std::process::id(), next_id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).expect("create scratch dir");
     TempPath(d)
@@ -144,11 +131,7 @@ pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) 
     if cond() {
         return start.elapsed();
     }
-    panic!(
-        "timed out after {:?} waiting for: {}",
-        start.elapsed(),
-        what
-    );
+    panic!("timed out after {:?} waiting for: {}", start.elapsed(), what);
 }
 
 /// Like [`wait_until`] but returns `false` instead of panicking.
@@ -219,17 +202,8 @@ pub struct Server {
 fn log_path(tag: &str) -> PathBuf {
     let dir = target_dir().join("test-logs");
     fs::create_dir_all(&dir).expect("create test-logs dir");
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    dir.join(format!(
-        "{}-{}-{}-{}.log",
-        tag,
-        std::process::id(),
-        next_id(),
-        nanos
-    ))
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    dir.join(format!("{}-{}-{}-{}.log", tag, std::process::id(), next_id(), nanos))
 }
 
 impl Server {
@@ -257,9 +231,7 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
         let mut child = cmd.spawn().expect("spawn ssecommander");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stdout_rest = Arc::new(Mutex::new(String::new()));
@@ -298,10 +270,7 @@ impl Server {
                 );
             }
         };
-        let url = match line
-            .trim_end_matches('\n')
-            .strip_prefix("ssecommander listening on ")
-        {
+        let url = match line.trim_end_matches('\n').strip_prefix("ssecommander listening on ") {
             Some(u) => u.to_owned(),
             None => {
                 let _ = child.kill();
@@ -310,15 +279,10 @@ impl Server {
             }
         };
         let (base, token) = split_url(&url);
-        let hostport = base
-            .strip_prefix("http://")
-            .expect("URL starts with http://");
-        let addr: SocketAddr = hostport.parse().unwrap_or_else(|e| {
-            panic!(
-                "URL host:port {:?} is not an IP address and port: {}",
-                hostport, e
-            )
-        });
+        let hostport = base.strip_prefix("http://").expect("URL starts with http://");
+        let addr: SocketAddr = hostport
+            .parse()
+            .unwrap_or_else(|e| panic!("URL host:port {:?} is not an IP address and port: {}", hostport, e));
         Server {
             url,
             base,
@@ -490,10 +454,7 @@ impl Server {
 
     /// The server's children that are zombies.
     pub fn zombies(&self) -> Vec<u32> {
-        self.children()
-            .into_iter()
-            .filter(|p| state(*p) == Some('Z'))
-            .collect()
+        self.children().into_iter().filter(|p| state(*p) == Some('Z')).collect()
     }
 
     /// Waits until the fd count is at most `baseline`.
@@ -549,24 +510,15 @@ fn split_url(url: &str) -> (String, Option<String>) {
         Some(i) => (&url[..i], Some(&url[i + 2..])),
         None => (url.trim_end_matches('/'), None),
     };
-    let token = rest.and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("token=").map(str::to_owned))
-    });
+    let token = rest.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(str::to_owned)));
     (base.to_owned(), token)
 }
 
 /// Runs the binary with `args` (no `--listen` added) and `env`, with stdin
 /// from /dev/null; kills it after `within`. Returns (status, stdout, stderr).
-pub fn run_binary(
-    args: &[&str],
-    env: &[(&str, &str)],
-    within: Duration,
-) -> (ExitStatus, String, String) {
+pub fn run_binary(args: &[&str], env: &[(&str, &str)], within: Duration) -> (ExitStatus, String, String) {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("SSECOMMANDER_TOKEN")
-        .env_remove("RUST_LOG");
+    cmd.args(args).env_remove("SSECOMMANDER_TOKEN").env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -623,12 +575,7 @@ pub fn run_binary(
 // ---------------------------------------------------------------------------
 
 /// Builds a request head from parts (no body).
-pub fn build_request(
-    method: &str,
-    target: &str,
-    version: &str,
-    headers: &[(String, String)],
-) -> Vec<u8> {
+pub fn build_request(method: &str, target: &str, version: &str, headers: &[(String, String)]) -> Vec<u8> {
     let mut s = format!("{} {} {}\r\n", method, target, version);
     for (k, v) in headers {
         s.push_str(k);
@@ -939,8 +886,7 @@ impl Conn {
         };
         let head_at = self.last_read_at;
         let raw: Vec<u8> = self.buf.drain(..end).collect();
-        let raw_head = String::from_utf8(raw)
-            .unwrap_or_else(|e| panic!("response head is not UTF-8: {:?}", e));
+        let raw_head = String::from_utf8(raw).unwrap_or_else(|e| panic!("response head is not UTF-8: {:?}", e));
         let mut lines = raw_head[..raw_head.len() - 4].split("\r\n");
         let status_line = lines.next().unwrap();
         let mut parts = status_line.splitn(3, ' ');
@@ -961,11 +907,7 @@ impl Conn {
             let (k, v) = l
                 .split_once(':')
                 .unwrap_or_else(|| panic!("bad header line {:?} in head:\n{}", l, raw_head));
-            assert!(
-                !k.is_empty() && !k.contains(' '),
-                "bad header name in {:?}",
-                l
-            );
+            assert!(!k.is_empty() && !k.contains(' '), "bad header name in {:?}", l);
             headers.push((k.to_owned(), v.trim().to_owned()));
         }
         let mut resp = Response {
@@ -996,10 +938,7 @@ impl Conn {
             );
             Framing::Chunked
         } else if let Some(cl) = resp.header("content-length") {
-            Framing::Length(
-                cl.parse()
-                    .unwrap_or_else(|_| panic!("bad Content-Length {:?}", cl)),
-            )
+            Framing::Length(cl.parse().unwrap_or_else(|_| panic!("bad Content-Length {:?}", cl)))
         } else {
             Framing::Close
         };
@@ -1008,11 +947,7 @@ impl Conn {
 
     /// Starts reading the body of `resp`.
     pub fn body(&self, resp: &Response) -> Body {
-        let remaining = if let Framing::Length(n) = resp.framing {
-            n
-        } else {
-            0
-        };
+        let remaining = if let Framing::Length(n) = resp.framing { n } else { 0 };
         Body {
             framing: resp.framing,
             chunked: ChunkedDecoder::default(),
@@ -1094,8 +1029,7 @@ impl Conn {
         let mut raw = Vec::new();
         let mut out = Vec::new();
         let mut n = 0u64;
-        while let Some((piece, _)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw))
-        {
+        while let Some((piece, _)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw)) {
             out.extend_from_slice(&piece);
             n += 1;
             assert!(n < 10_000_000, "too many reads for one body");
@@ -1108,11 +1042,7 @@ impl Conn {
 
     /// Reads the body of `resp` piece by piece, calling `f` with each piece
     /// and its arrival time; `f` returns false to stop early.
-    pub fn read_body_with(
-        &mut self,
-        resp: &Response,
-        mut f: impl FnMut(&[u8], Instant) -> bool,
-    ) -> Body {
+    pub fn read_body_with(&mut self, resp: &Response, mut f: impl FnMut(&[u8], Instant) -> bool) -> Body {
         let mut body = self.body(resp);
         let mut n = 0u64;
         while let Some((piece, at)) = self.read_body_some(&mut body, 256 * 1024) {
@@ -1141,8 +1071,7 @@ impl Conn {
         let mut raw = Vec::new();
         let mut decoded = Vec::new();
         let mut n = 0u64;
-        while let Some((piece, at)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw))
-        {
+        while let Some((piece, at)) = self.read_body_some_raw(&mut body, 256 * 1024, Some(&mut raw)) {
             decoded.extend_from_slice(&piece);
             items.extend(p.feed(&piece, at));
             n += 1;
@@ -1199,11 +1128,7 @@ impl Conn {
                 self.eof = true;
                 true
             }
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
-            {
-                false
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => false,
             Err(e) => panic!("read failed while checking for close: {}", e),
         }
     }
@@ -1426,10 +1351,7 @@ impl SseParser {
             i += 1;
         }
         self.line.extend_from_slice(&bytes[start..]);
-        assert!(
-            self.line.len() < 64 << 20,
-            "SSE line over 64 MiB without a line end"
-        );
+        assert!(self.line.len() < 64 << 20, "SSE line over 64 MiB without a line end");
         items
     }
 
@@ -1452,16 +1374,10 @@ impl SseParser {
             let event = self.event.take();
             let data = std::mem::take(&mut self.data);
             let Some(id) = id else {
-                panic!(
-                    "SSE event without an id line (§3.2)\ncontext:\n{}",
-                    self.context()
-                )
+                panic!("SSE event without an id line (§3.2)\ncontext:\n{}", self.context())
             };
             let Some(event) = event else {
-                panic!(
-                    "SSE event without an event line\ncontext:\n{}",
-                    self.context()
-                )
+                panic!("SSE event without an event line\ncontext:\n{}", self.context())
             };
             assert!(
                 !data.is_empty(),
@@ -1497,11 +1413,7 @@ impl SseParser {
             return Some(Item::Comment(c.to_owned(), at));
         }
         let Some((field, value)) = text.split_once(':') else {
-            panic!(
-                "SSE line without a colon: {:?}\ncontext:\n{}",
-                text,
-                self.context()
-            )
+            panic!("SSE line without a colon: {:?}\ncontext:\n{}", text, self.context())
         };
         let value = value.strip_prefix(' ').unwrap_or(value);
         self.in_event = true;
@@ -1568,13 +1480,7 @@ pub fn parse_sse(body: &[u8], at: Instant) -> Vec<Item> {
 pub fn events_of(items: &[Item]) -> Vec<Event> {
     items
         .iter()
-        .filter_map(|i| {
-            if let Item::Event(e) = i {
-                Some(e.clone())
-            } else {
-                None
-            }
-        })
+        .filter_map(|i| if let Item::Event(e) = i { Some(e.clone()) } else { None })
         .collect()
 }
 
@@ -1584,12 +1490,8 @@ pub fn events_of(items: &[Item]) -> Vec<Event> {
 
 /// Parses an event's data as JSON.
 pub fn json(ev: &Event) -> serde_json::Value {
-    serde_json::from_str(&ev.data).unwrap_or_else(|e| {
-        panic!(
-            "event {} ({}) data is not JSON ({}): {:?}",
-            ev.id, ev.event, e, ev.data
-        )
-    })
+    serde_json::from_str(&ev.data)
+        .unwrap_or_else(|e| panic!("event {} ({}) data is not JSON ({}): {:?}", ev.id, ev.event, e, ev.data))
 }
 
 /// The `out` text of a json `stdout`/`stderr`/`err` event, checking that the
@@ -1599,11 +1501,7 @@ pub fn out_text(ev: &Event) -> String {
     let obj = v
         .as_object()
         .unwrap_or_else(|| panic!("event data is not an object: {:?}", ev.data));
-    let want_type = if ev.event == "err" {
-        "error"
-    } else {
-        ev.event.as_str()
-    };
+    let want_type = if ev.event == "err" { "error" } else { ev.event.as_str() };
     assert_eq!(
         obj.get("type").and_then(|t| t.as_str()),
         Some(want_type),
@@ -1689,10 +1587,7 @@ pub fn end_of(ev: &Event) -> End {
             let timed_out = match obj.get("timed_out") {
                 None => false,
                 Some(serde_json::Value::Bool(true)) => true,
-                Some(other) => panic!(
-                    "timed_out present but not true: {:?} in {:?}",
-                    other, ev.data
-                ),
+                Some(other) => panic!("timed_out present but not true: {:?} in {:?}", other, ev.data),
             };
             End::Exit {
                 code,
@@ -1718,12 +1613,7 @@ pub struct Run {
 impl Run {
     /// Checks the head of §3.1 and the event order of §3.2, then decodes.
     pub fn from_response(resp: Response, t0: Instant) -> Run {
-        assert_eq!(
-            resp.status,
-            200,
-            "/run: expected 200, got:\n{}",
-            resp.dump()
-        );
+        assert_eq!(resp.status, 200, "/run: expected 200, got:\n{}", resp.dump());
         check_stream_head(&resp);
         let items = parse_sse(&resp.body, resp.end_at);
         Run::from_parts(resp, items, t0)
@@ -1749,9 +1639,7 @@ impl Run {
 
     /// The end event (`exit` or `err`).
     pub fn last(&self) -> &Event {
-        self.events
-            .last()
-            .expect("checked: a stream has an end event")
+        self.events.last().expect("checked: a stream has an end event")
     }
 
     /// Concatenated `out` of the json `stdout` events.
@@ -1905,12 +1793,7 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 /// The argv of `pid`, NUL-separated arguments joined by spaces.
 pub fn cmdline(pid: u32) -> Option<String> {
     let b = fs::read(format!("/proc/{}/cmdline", pid)).ok()?;
-    Some(
-        String::from_utf8_lossy(&b)
-            .replace('\0', " ")
-            .trim_end()
-            .to_owned(),
-    )
+    Some(String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_owned())
 }
 
 fn all_pids() -> Vec<u32> {
@@ -1966,10 +1849,7 @@ pub fn pgrp(pid: u32) -> Option<u32> {
 
 /// Direct children of `pid` (scans /proc/*/stat).
 pub fn children_of(pid: u32) -> Vec<u32> {
-    all_pids()
-        .into_iter()
-        .filter(|&p| ppid(p) == Some(pid))
-        .collect()
+    all_pids().into_iter().filter(|&p| ppid(p) == Some(pid)).collect()
 }
 
 /// /proc/PID/wchan.
@@ -1998,23 +1878,13 @@ fn io_field(pid: u32, name: &str) -> Option<u64> {
 /// For failure messages: pid, state and argv of each.
 pub fn describe_pids(pids: &[u32]) -> Vec<String> {
     pids.iter()
-        .map(|&p| {
-            format!(
-                "{} [{}] {}",
-                p,
-                state(p).unwrap_or('?'),
-                cmdline(p).unwrap_or_default()
-            )
-        })
+        .map(|&p| format!("{} [{}] {}", p, state(p).unwrap_or('?'), cmdline(p).unwrap_or_default()))
         .collect()
 }
 
 /// Set of pids carrying `marker` that are alive (not zombies).
 pub fn live_marked(marker: &str) -> BTreeSet<u32> {
-    pids_with_marker(marker)
-        .into_iter()
-        .filter(|&p| is_alive(p))
-        .collect()
+    pids_with_marker(marker).into_iter().filter(|&p| is_alive(p)).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -2067,11 +1937,7 @@ pub fn big_file() -> &'static BigFile {
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("big-100mib-v1.txt");
         if fs::metadata(&path).map(|m| m.len()).ok() != Some(BIG_FILE_LEN) {
-            let tmp = dir.join(format!(
-                "big-100mib-v1.txt.tmp{}-{}",
-                std::process::id(),
-                next_id()
-            ));
+            let tmp = dir.join(format!("big-100mib-v1.txt.tmp{}-{}", std::process::id(), next_id()));
             generate_text(&tmp, BIG_FILE_LEN);
             fs::rename(&tmp, &path).unwrap();
         }
@@ -2112,9 +1978,9 @@ fn generate_text(path: &Path, len: u64) {
         x
     };
     let alphabet: Vec<&str> = vec![
-        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r",
-        "s", "t", "u", "v", "w", "x", "y", "z", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
-        " ", " ", " ", "\t", "\"", "\\", "/", "é", "€", "😀", "ß", "{", "}", ":",
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v",
+        "w", "x", "y", "z", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", " ", " ", " ", "\t", "\"", "\\", "/",
+        "é", "€", "😀", "ß", "{", "}", ":",
     ];
     let mut written: u64 = 0;
     let mut line_no: u64 = 0;
