@@ -82,6 +82,8 @@ pub struct Job {
     encoder: Encoder,
     /// Which pipe was read last, to alternate when both are ready.
     last_read: usize,
+    /// Bytes read from both pipes so far.
+    bytes_read: u64,
     /// The connection watching, if any.
     pub watcher: Option<usize>,
     status: Option<ExitStatus>,
@@ -151,6 +153,7 @@ impl Job {
             text: [PipeText::new(Stream::Stdout), PipeText::new(Stream::Stderr)],
             encoder: Encoder::new(format),
             last_read: 1,
+            bytes_read: 0,
             watcher: None,
             status: None,
             stopping: Stopping::No {
@@ -225,6 +228,7 @@ impl Job {
             match pipe.rx.read(buf) {
                 Ok(0) => self.close_pipe(which, Some(sink), registry),
                 Ok(n) => {
+                    self.bytes_read += n as u64;
                     let (text, encoder) = (&mut self.text[which], &mut self.encoder);
                     text.feed(encoder, &buf[..n], &mut |frame, bytes| sink.send(frame, bytes));
                     if text.has_held() {
@@ -258,17 +262,43 @@ impl Job {
         }
     }
 
-    /// The quiet time passed: sends held partial lines (if the sink takes
-    /// them now; else tries again after another quiet period).
-    pub fn flush_held(&mut self, sink: &mut dyn Sink, now: Instant, timers: &mut Timers) {
+    /// The quiet time passed since the last read left a partial line: sends
+    /// held partial lines, unless the child was not quiet after all. Returns
+    /// true if reading stopped at the read cap (revisit the job).
+    ///
+    /// The pipes are read first: on a busy machine the loop may not have
+    /// read for 20 ms while the child kept writing, and a line cut there
+    /// would be a line break that was never written (raw format shows it).
+    pub fn on_quiet(
+        &mut self,
+        buf: &mut [u8],
+        sink: &mut dyn Sink,
+        now: Instant,
+        timers: &mut Timers,
+        registry: &Registry,
+    ) -> bool {
         if !sink.ready() {
             self.flush.set(now + QUIET_FLUSH, TimerKey::Flush(self.index), timers);
-            return;
+            return false;
+        }
+        for pipe in self.pipes.iter_mut().flatten() {
+            pipe.ready = true;
+        }
+        let before = self.bytes_read;
+        let capped = self.pump(buf, sink, now, timers, registry);
+        if self.bytes_read != before || !sink.ready() {
+            // More came (the flush deadline moved with it), or the client
+            // is behind: not the moment to cut a line.
+            if self.text.iter().any(PipeText::has_held) {
+                self.flush.set(now + QUIET_FLUSH, TimerKey::Flush(self.index), timers);
+            }
+            return capped;
         }
         for which in 0..2 {
             let (text, encoder) = (&mut self.text[which], &mut self.encoder);
             text.flush(encoder, &mut |frame, bytes| sink.send(frame, bytes));
         }
+        capped
     }
 
     /// The child may have exited (pidfd readable, or SIGCHLD): if so, signal

@@ -736,10 +736,12 @@ impl Server {
         let Some(conn) = self.conns.get_mut(watcher) else {
             return;
         };
-        job.flush_held(conn, now, &mut self.timers);
-        if conn.failed {
-            self.close_conn(watcher, now);
+        if job.on_quiet(&mut self.buf, conn, now, &mut self.timers, self.poll.registry()) {
+            self.revisit_jobs.push(index);
         }
+        // Reading may have met the end of the pipes, or a dead client: the
+        // usual path finishes the stream or closes.
+        self.pump_job(index, now);
     }
 
     fn on_kill(&mut self, index: usize, now: Instant) {
