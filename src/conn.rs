@@ -198,7 +198,9 @@ impl Conn {
             Parsed::Partial => Ok(None),
             Parsed::Complete(head, len) => {
                 self.inbuf.drain(..len);
-                if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_CAPACITY {
+                if self.inbuf.is_empty() {
+                    // Most connections send one request, then stream for long:
+                    // hold no buffer meanwhile.
                     self.inbuf = Vec::new();
                 }
                 Ok(Some(head))

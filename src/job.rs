@@ -228,6 +228,14 @@ impl Job {
             match pipe.rx.read(buf) {
                 Ok(0) => self.close_pipe(which, Some(sink), registry),
                 Ok(n) => {
+                    if n < buf.len() && self.status.is_none() {
+                        // A pipe read takes all that is buffered (up to the
+                        // buffer): a short read left it empty, and the next
+                        // write wakes the poll again. This saves a read that
+                        // would only say WouldBlock, once per event. After
+                        // exit we read to WouldBlock to know it is drained.
+                        pipe.ready = false;
+                    }
                     self.bytes_read += n as u64;
                     let (text, encoder) = (&mut self.text[which], &mut self.encoder);
                     text.feed(encoder, &buf[..n], &mut |frame, bytes| sink.send(frame, bytes));

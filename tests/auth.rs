@@ -404,6 +404,53 @@ fn cors_origin_headers_and_preflight() {
 
     s.request(&s.req("GET", "/run?command=echo%20x", &[("Origin", "http://b.test")]))
         .assert_status(403, "Origin http://b.test with --cors-origin http://a.test");
+    let pre_b = s.request(&s.req_noauth(
+        "OPTIONS",
+        "/run",
+        &[("Origin", "http://b.test"), ("Access-Control-Request-Method", "GET")],
+    ));
+    assert!(
+        pre_b.status == 403 && pre_b.header("access-control-allow-origin").is_none(),
+        "preflight from a foreign origin must be refused (403, no ACAO):\n{}",
+        pre_b.dump()
+    );
+    // WIRE.md: with --cors-origin, /run allows GET and OPTIONS.
+    let r = s.request(&s.req("POST", "/run?command=echo%20x", &[("Content-Length", "0")]));
+    r.assert_status(405, "POST /run with --cors-origin");
+    let allow: Vec<&str> = r.header("allow").unwrap_or("").split(',').map(str::trim).collect();
+    assert!(
+        allow.contains(&"GET") && allow.contains(&"OPTIONS"),
+        "Allow {:?}:\n{}",
+        allow,
+        r.raw_head
+    );
+}
+
+/// §3.8: `Last-Event-ID` gets 204 only after the Host and Origin checks.
+#[test]
+fn last_event_id_after_host_and_origin_checks() {
+    let s = Server::start(&[]);
+    let tok = s.token.clone().unwrap();
+    let foreign_host = build_request(
+        "GET",
+        "/run?command=echo%20x",
+        "HTTP/1.1",
+        &[
+            ("Host".into(), "evil.test".into()),
+            ("Authorization".into(), format!("Bearer {}", tok)),
+            ("Last-Event-ID".into(), "3".into()),
+        ],
+    );
+    s.request(&foreign_host)
+        .assert_status(403, "Last-Event-ID with a foreign Host");
+    s.request(&s.req(
+        "GET",
+        "/run?command=echo%20x",
+        &[("Origin", "http://evil.test"), ("Last-Event-ID", "3")],
+    ))
+    .assert_status(403, "Last-Event-ID with a foreign Origin");
+    s.request(&s.req("GET", "/run?command=echo%20x", &[("Last-Event-ID", "3")]))
+        .assert_status(204, "Last-Event-ID, all checks passed");
 }
 
 /// §1: `--allow echo`: echo runs, other programs get `err` (after auth), and

@@ -7,21 +7,31 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// A server and its fd count before any request.
+/// A server and its fd count after a warm-up (a run and a healthz).
 fn server() -> (Server, usize) {
     let s = Server::start(&[]);
-    let baseline = s.fd_count();
-    // Warm up: a run and a healthz, then the fds must come back.
     let r = s.run("echo warm");
     r.assert_end(End::code(0));
     s.get("/healthz").assert_status(200, "warm-up /healthz");
-    s.wait_fds_back_to(baseline, Duration::from_secs(3));
+    let baseline = s.settled_fd_count();
     (s, baseline)
 }
 
-/// Sends `bytes` on a new connection; expects `status` with a text/plain
-/// body; if `closes`, the connection must be closed after it.
-fn expect_error(s: &Server, bytes: &[u8], status: u16, closes: bool, what: &str) -> Response {
+/// What must happen to the connection after an error reply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Framing is lost or WIRE.md says so: the server closes it.
+    Close,
+    /// The request was well framed (a bad query value, an Expect): the
+    /// server may close, or keep it; if kept, it must serve the next
+    /// request. (WIRE.md lists 400 among the statuses that close; the
+    /// contract §5 only requires closing "when it cannot continue".)
+    CloseOrUsable,
+}
+
+/// Sends `bytes` on a new connection; expects `status` with a short
+/// text/plain body, then checks the connection as `after` says.
+fn expect_error(s: &Server, bytes: &[u8], status: u16, after: After, what: &str) -> Response {
     let mut c = s.connect();
     // The server may answer and close before taking all of a large request.
     let _ = c.try_send(bytes);
@@ -38,13 +48,30 @@ fn expect_error(s: &Server, bytes: &[u8], status: u16, closes: bool, what: &str)
         r.dump()
     );
     assert!(r.body.len() < 1024, "{}: §5 error body should be short", what);
-    if closes {
-        assert!(
+    match after {
+        After::Close => assert!(
             c.closed_within(Duration::from_secs(2)),
             "{}: the connection should be closed after {}",
             what,
             status
-        );
+        ),
+        After::CloseOrUsable => {
+            if r.says_close() {
+                assert!(
+                    c.closed_within(Duration::from_secs(2)),
+                    "{}: `Connection: close` said but the connection stayed open",
+                    what
+                );
+            } else if !c.closed_within(Duration::from_millis(300)) {
+                c.send(&s.req("GET", "/healthz", &[]));
+                let h = c.read_response();
+                h.assert_status(
+                    200,
+                    &format!("{}: /healthz on the connection kept after {}", what, status),
+                );
+                assert_eq!(h.body, b"ok");
+            }
+        }
     }
     r
 }
@@ -66,15 +93,21 @@ fn run_target(cmd_query: &str) -> String {
 #[test]
 fn bad_syntax_400() {
     let (s, base) = server();
-    expect_error(&s, b"GARBAGE\r\n\r\n", 400, true, "garbage request line");
+    expect_error(&s, b"GARBAGE\r\n\r\n", 400, After::Close, "garbage request line");
     let host = s.host();
     let no_colon = format!(
         "GET /healthz HTTP/1.1\r\nHost: {}\r\nThis header has no colon\r\n\r\n",
         host
     );
-    expect_error(&s, no_colon.as_bytes(), 400, true, "header line without colon");
+    expect_error(&s, no_colon.as_bytes(), 400, After::Close, "header line without colon");
     let bad_space = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Bad : v\r\n\r\n", host);
-    expect_error(&s, bad_space.as_bytes(), 400, true, "space before colon in header name");
+    expect_error(
+        &s,
+        bad_space.as_bytes(),
+        400,
+        After::Close,
+        "space before colon in header name",
+    );
     still_healthy(&s, base, "bad syntax");
 }
 
@@ -83,7 +116,7 @@ fn bad_syntax_400() {
 fn unbalanced_quote_400() {
     let (s, base) = server();
     for q in ["echo%20%27abc", "echo%20%22abc", "echo%20%22a%5C%22"] {
-        expect_error(&s, &s.req("GET", &run_target(q), &[]), 400, true, q);
+        expect_error(&s, &s.req("GET", &run_target(q), &[]), 400, After::CloseOrUsable, q);
     }
     still_healthy(&s, base, "unbalanced quote");
 }
@@ -99,7 +132,7 @@ fn empty_command_400() {
         "/run",
         "/run?format=raw",
     ] {
-        expect_error(&s, &s.req("GET", t, &[]), 400, true, t);
+        expect_error(&s, &s.req("GET", t, &[]), 400, After::CloseOrUsable, t);
     }
     still_healthy(&s, base, "empty command");
 }
@@ -110,12 +143,18 @@ fn nul_in_command_400() {
     let (s, base) = server();
     let m = marker_path("nul");
     let q = format!("touch%20{}%00x", pct(m.str()));
-    expect_error(&s, &s.req("GET", &run_target(&q), &[]), 400, true, "NUL in command");
+    expect_error(
+        &s,
+        &s.req("GET", &run_target(&q), &[]),
+        400,
+        After::CloseOrUsable,
+        "NUL in command",
+    );
     expect_error(
         &s,
         &s.req("GET", &run_target("echo%20a%00b"), &[]),
         400,
-        true,
+        After::CloseOrUsable,
         "NUL in argument",
     );
     assert!(!m.exists(), "a command with a NUL ran");
@@ -127,7 +166,7 @@ fn nul_in_command_400() {
 fn bad_percent_escape_400() {
     let (s, base) = server();
     for q in ["echo%zz", "echo%2", "echo%", "echo%g0"] {
-        expect_error(&s, &s.req("GET", &run_target(q), &[]), 400, true, q);
+        expect_error(&s, &s.req("GET", &run_target(q), &[]), 400, After::CloseOrUsable, q);
     }
     still_healthy(&s, base, "bad percent escape");
 }
@@ -137,7 +176,13 @@ fn bad_percent_escape_400() {
 fn uri_too_long_414() {
     let (s, base) = server();
     let target = format!("/run?command=echo%20{}", "a".repeat(9000));
-    expect_error(&s, &s.req("GET", &target, &[]), 414, true, "9 KB request target");
+    expect_error(
+        &s,
+        &s.req("GET", &target, &[]),
+        414,
+        After::Close,
+        "9 KB request target",
+    );
     still_healthy(&s, base, "414");
 }
 
@@ -150,7 +195,7 @@ fn header_too_large_431() {
         &s,
         &s.req("GET", "/healthz", &[("X-Big", &big)]),
         431,
-        true,
+        After::Close,
         "one 9 KB header",
     );
     let many: Vec<(String, String)> = (0..200).map(|i| (format!("X-H{}", i), "v".repeat(50))).collect();
@@ -159,7 +204,7 @@ fn header_too_large_431() {
         &s,
         &s.req("GET", "/healthz", &many_ref),
         431,
-        true,
+        After::Close,
         "200 headers of 60 bytes",
     );
     still_healthy(&s, base, "431");
@@ -173,34 +218,55 @@ fn body_on_run_413() {
     let target = run_target(&pct(&format!("touch {}", m.str())));
     let mut req = s.req("GET", &target, &[("Content-Length", "5")]);
     req.extend_from_slice(b"hello");
-    expect_error(&s, &req, 413, true, "Content-Length body on /run");
+    expect_error(&s, &req, 413, After::Close, "Content-Length body on /run");
     let mut req = s.req("GET", &target, &[("Transfer-Encoding", "chunked")]);
     req.extend_from_slice(b"5\r\nhello\r\n0\r\n\r\n");
-    expect_error(&s, &req, 413, true, "chunked body on /run");
+    expect_error(&s, &req, 413, After::Close, "chunked body on /run");
     std::thread::sleep(Duration::from_millis(300));
     assert!(!m.exists(), "a /run with a body ran its command");
     still_healthy(&s, base, "413");
 }
 
-/// §5: no complete head within 10 s → 408 and close (bounded to 15 s).
+/// §5: no complete head within 10 s → 408 and close (bounded to 16 s).
 #[test]
 fn head_timeout_408() {
     let (s, base) = server();
     let mut c = s.connect();
-    c.set_read_timeout(Duration::from_secs(15));
+    c.set_read_timeout(Duration::from_secs(1));
     let t = Instant::now();
     c.send(b"GET /run?comm");
-    let r = c
-        .try_read_response()
-        .unwrap_or_else(|e| panic!("no 408 within 15 s: {} after {:?}", e, t.elapsed()));
+    // Then one more byte of the head each second, like a slowloris client:
+    // the 10 s count from the start of the head, not from its last byte.
+    let trickle = b"and=echo%20x";
+    let mut resp = None;
+    for i in 0..16 {
+        if i < trickle.len() {
+            let _ = c.try_send(&trickle[i..i + 1]);
+        }
+        match c.try_read_response() {
+            Ok(r) => {
+                resp = Some(r);
+                break;
+            }
+            // The 1 s read timeout: nothing yet.
+            Err(e) if e.starts_with("read failed") => {}
+            Err(e) => panic!("connection ended without a 408 after {:?}: {}", t.elapsed(), e),
+        }
+        assert!(t.elapsed() < Duration::from_secs(16), "408 test bound");
+    }
     let took = t.elapsed();
+    let r = resp.unwrap_or_else(|| panic!("no 408 within {:?} for a head trickled a byte a second", took));
     r.assert_status(408, "partial head");
     assert!(
         took >= Duration::from_millis(9500),
         "408 after only {:?}: the contract gives 10 s",
         took
     );
-    assert!(took <= Duration::from_secs(15), "408 after {:?}", took);
+    assert!(
+        took <= Duration::from_secs(12),
+        "408 after {:?}: over the 10 s of §5 (+2 s slack)",
+        took
+    );
     assert!(
         c.closed_within(Duration::from_secs(2)),
         "connection not closed after 408"
@@ -214,7 +280,7 @@ fn unsupported_transfer_encoding_501() {
     let (s, base) = server();
     let mut req = s.req("GET", "/healthz", &[("Transfer-Encoding", "gzip")]);
     req.extend_from_slice(b"xxxx");
-    expect_error(&s, &req, 501, true, "Transfer-Encoding: gzip");
+    expect_error(&s, &req, 501, After::Close, "Transfer-Encoding: gzip");
     still_healthy(&s, base, "501");
 }
 
@@ -226,7 +292,7 @@ fn unsupported_expect_417() {
         &s,
         &s.req("GET", "/healthz", &[("Expect", "teapot")]),
         417,
-        false,
+        After::CloseOrUsable,
         "Expect: teapot",
     );
     still_healthy(&s, base, "417");
@@ -236,7 +302,13 @@ fn unsupported_expect_417() {
 #[test]
 fn http2_preface_505() {
     let (s, base) = server();
-    expect_error(&s, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, true, "HTTP/2 preface");
+    expect_error(
+        &s,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        505,
+        After::Close,
+        "HTTP/2 preface",
+    );
     still_healthy(&s, base, "505 preface");
 }
 
@@ -245,7 +317,7 @@ fn http2_preface_505() {
 fn http3_version_505() {
     let (s, base) = server();
     let req = build_request("GET", "/healthz", "HTTP/3.0", &[("Host".into(), s.host())]);
-    expect_error(&s, &req, 505, true, "HTTP/3.0");
+    expect_error(&s, &req, 505, After::Close, "HTTP/3.0");
     still_healthy(&s, base, "505 HTTP/3.0");
 }
 
@@ -259,7 +331,7 @@ fn smuggling_cl_and_te_400() {
         &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")],
     );
     req.extend_from_slice(b"0\r\n\r\n");
-    expect_error(&s, &req, 400, true, "Content-Length + Transfer-Encoding");
+    expect_error(&s, &req, 400, After::Close, "Content-Length + Transfer-Encoding");
     still_healthy(&s, base, "CL+TE");
 }
 
@@ -269,7 +341,7 @@ fn smuggling_duplicate_content_length_400() {
     let (s, base) = server();
     let mut req = s.req("GET", "/healthz", &[("Content-Length", "0"), ("Content-Length", "5")]);
     req.extend_from_slice(b"hello");
-    expect_error(&s, &req, 400, true, "Content-Length 0 and 5");
+    expect_error(&s, &req, 400, After::Close, "Content-Length 0 and 5");
     still_healthy(&s, base, "duplicate CL");
 }
 
@@ -339,16 +411,21 @@ fn bad_inputs_do_not_disturb_a_running_stream() {
         &[],
     ));
     let host = s.host();
-    let bad: Vec<(Vec<u8>, u16)> = vec![
-        (b"GARBAGE\r\n\r\n".to_vec(), 400),
-        (s.req("GET", "/run?command=echo%20%27x", &[]), 400),
-        (s.req("GET", "/run?command=echo%zz", &[]), 400),
+    // (Under --shell an unbalanced quote is the shell's business, not a 400.)
+    let bad: Vec<(Vec<u8>, u16, After)> = vec![
+        (b"GARBAGE\r\n\r\n".to_vec(), 400, After::Close),
+        (s.req("GET", "/run?command=echo%zz", &[]), 400, After::CloseOrUsable),
         (
             s.req("GET", &format!("/run?command=echo%20{}", "a".repeat(9000)), &[]),
             414,
+            After::Close,
         ),
-        (s.req("GET", "/healthz", &[("X-Big", &"b".repeat(9000))]), 431),
-        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505),
+        (
+            s.req("GET", "/healthz", &[("X-Big", &"b".repeat(9000))]),
+            431,
+            After::Close,
+        ),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), 505, After::Close),
         (
             format!(
                 "GET /healthz HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: gzip\r\n\r\n",
@@ -356,18 +433,20 @@ fn bad_inputs_do_not_disturb_a_running_stream() {
             )
             .into_bytes(),
             501,
+            After::Close,
         ),
         (
             s.req("GET", "/healthz", &[("Content-Length", "0"), ("Content-Length", "5")]),
             400,
+            After::Close,
         ),
     ];
-    for (req, status) in &bad {
+    for (req, status, after) in &bad {
         expect_error(
             &s,
             req,
             *status,
-            true,
+            *after,
             &format!("bad input during a stream ({})", status),
         );
     }

@@ -198,3 +198,24 @@ fn normal_exit_leaves_no_zombie() {
     assert_eq!(r.stdout(), "a\nb\n");
     s.wait_no_children(Duration::from_secs(2));
 }
+
+/// §1, §6: a script that reads the URL line and at once sends SIGTERM gets
+/// exit status 0 (the server is serving once it has printed its URL line,
+/// so its signal handling must be in place by then). Twenty tries (the window is short).
+#[test]
+fn sigterm_right_after_url_line_exits_0() {
+    for i in 0..20 {
+        let mut s = Server::start(&[]);
+        s.signal(libc::SIGTERM);
+        let status = s
+            .wait_exit(Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("try {}: server still running 3 s after SIGTERM", i));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "try {}: SIGTERM sent right after the URL line: expected exit 0 (§6), got {:?}",
+            i,
+            status
+        );
+    }
+}

@@ -134,7 +134,8 @@ fn signal_exit() {
 #[test]
 fn five_hundred_sequential_runs_lose_nothing() {
     let s = Server::start(&[]);
-    let baseline = s.fd_count();
+    s.run("echo warm-up").assert_end(End::code(0));
+    let baseline = s.settled_fd_count();
     let t = Instant::now();
     for n in 0..500 {
         let r = s.run(&format!("echo run-{}", n));
@@ -298,4 +299,80 @@ fn last_event_id_gets_204_and_runs_nothing() {
     let run = s.run_target(&target);
     run.assert_end(End::code(0));
     assert!(m.exists(), "control run did not create the marker file");
+}
+
+/// Harness check: the strict SSE parser accepts our wire (any line ends,
+/// any split into pieces) and fails on what our wire never sends.
+#[test]
+fn harness_sse_parser_is_strict() {
+    let ok = "id: 1\nevent: stdout\ndata: a\ndata: b\n\n: ping\n\nid: 2\r\nevent: exit\rdata: {}\r\n\r\n";
+    let whole = parse_sse(ok.as_bytes(), Instant::now());
+    let mut p = SseParser::new();
+    let mut bytewise = Vec::new();
+    for b in ok.as_bytes() {
+        bytewise.extend(p.feed(std::slice::from_ref(b), Instant::now()));
+    }
+    p.finish();
+    for items in [&whole, &bytewise] {
+        let evs = events_of(items);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(
+            (evs[0].id, evs[0].event.as_str(), evs[0].data.as_str()),
+            (1, "stdout", "a\nb")
+        );
+        assert_eq!(
+            (evs[1].id, evs[1].event.as_str(), evs[1].data.as_str()),
+            (2, "exit", "{}")
+        );
+        assert!(items.iter().any(|i| matches!(i, Item::Comment(c, _) if c == " ping")));
+    }
+    let bad = [
+        ("no data", "id: 1\nevent: stdout\n\n"),
+        ("no id", "event: stdout\ndata: x\n\n"),
+        ("first id not 1", "id: 2\nevent: stdout\ndata: x\n\n"),
+        (
+            "id not increasing",
+            "id: 1\nevent: stdout\ndata: x\n\nid: 1\nevent: exit\ndata: y\n\n",
+        ),
+        ("unknown field", "id: 1\nevent: stdout\nretry: 5\ndata: x\n\n"),
+        ("line without colon", "id: 1\nevent: stdout\ndata\n\n"),
+        ("unknown event", "id: 1\nevent: bogus\ndata: x\n\n"),
+        ("no event name", "id: 1\ndata: x\n\n"),
+        ("ends mid-event", "id: 1\nevent: stdout\ndata: x\n"),
+        ("not UTF-8", "id: 1\nevent: stdout\ndata: \u{0}\n\n"),
+    ];
+    for (what, text) in bad {
+        let mut bytes = text.as_bytes().to_vec();
+        if what == "not UTF-8" {
+            let i = bytes.iter().position(|&b| b == 0).unwrap();
+            bytes[i] = 0xFF;
+        }
+        let r = std::panic::catch_unwind(|| parse_sse(&bytes, Instant::now()));
+        assert!(r.is_err(), "the parser accepted a stream with {}: {:?}", what, text);
+    }
+}
+
+/// §3.4: much stdout and stderr at once: each arrives complete and in order
+/// (neither pipe is starved while the other is full).
+#[test]
+fn big_stdout_and_stderr_together() {
+    let s = Server::start(&["--shell"]);
+    let r = s.run("seq 1 200000 & seq 1 200000 >&2; wait");
+    r.assert_end(End::code(0));
+    let want: String = (1..=200000).map(|i| format!("{}\n", i)).collect();
+    let (out, err) = (r.stdout(), r.stderr());
+    assert!(
+        out == want,
+        "stdout: {} bytes, want {} (first difference at byte {:?})",
+        out.len(),
+        want.len(),
+        out.bytes().zip(want.bytes()).position(|(a, b)| a != b)
+    );
+    assert!(
+        err == want,
+        "stderr: {} bytes, want {} (first difference at byte {:?})",
+        err.len(),
+        want.len(),
+        err.bytes().zip(want.bytes()).position(|(a, b)| a != b)
+    );
 }

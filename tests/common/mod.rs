@@ -457,6 +457,29 @@ impl Server {
         self.children().into_iter().filter(|p| state(*p) == Some('Z')).collect()
     }
 
+    /// The fd count once it has stayed the same for 100 ms (bounded to 3 s):
+    /// a baseline to compare with after the requests of a test. Take it after
+    /// a warm-up request: the server may open descriptors (epoll, a wake-up
+    /// pipe, /dev/null) after it prints its URL line.
+    pub fn settled_fd_count(&self) -> usize {
+        let mut last = self.fd_count();
+        let mut same = 0;
+        for _ in 0..150 {
+            thread::sleep(Duration::from_millis(20));
+            let now = self.fd_count();
+            if now == last {
+                same += 1;
+                if same >= 5 {
+                    break;
+                }
+            } else {
+                same = 0;
+                last = now;
+            }
+        }
+        last
+    }
+
     /// Waits until the fd count is at most `baseline`.
     pub fn wait_fds_back_to(&self, baseline: usize, within: Duration) {
         let mut last = 0;
@@ -501,6 +524,9 @@ impl Drop for Server {
                 status,
                 self.log()
             );
+        } else {
+            // Keep the logs of failed tests only.
+            let _ = fs::remove_file(&self.log_path);
         }
     }
 }
