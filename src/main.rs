@@ -65,27 +65,33 @@ fn run() -> Result<(), Failure> {
     if config.token.is_none() {
         warn!("--no-auth: anyone who can reach {local} can run commands as this user");
     }
-    print_url_line(&config)?;
-    info!("listening on {local}");
+    let url_line = url_line(&config);
+    // Build the loop first: it installs the SIGINT/SIGTERM handlers, and a
+    // script may send SIGTERM as soon as it has read the URL line.
     let mut server = server::Server::new(listener, config)
         .map_err(|err| Failure::Runtime(format!("cannot start the event loop: {err}")))?;
+    print_line(&url_line);
+    info!("listening on {local}");
     server
         .run()
         .map_err(|err| Failure::Runtime(format!("event loop failed: {err}")))
 }
 
 /// The one stdout line scripts read the address from (contract §1).
-fn print_url_line(config: &cli::Config) -> Result<(), Failure> {
+fn url_line(config: &cli::Config) -> String {
     let mut line = format!("ssecommander listening on http://{}/", config.listen);
     if let Some(token) = &config.token {
         line.push_str("?token=");
         line.push_str(token);
     }
+    line
+}
+
+fn print_line(line: &str) {
     let mut stdout = std::io::stdout().lock();
     // A closed stdout must not kill the server: scripts may read one line and go.
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
-    Ok(())
 }
 
 fn describe_bind_error(err: &std::io::Error) -> String {
