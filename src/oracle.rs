@@ -485,7 +485,8 @@ struct Emitted {
 /// the end, stdout first, then the `exit` event is encoded.
 ///
 /// Checks, per pipe: the texts of its events concatenated are its input,
-/// byte for byte; after a read, what is held is the unfinished last line
+/// byte for byte (less, in raw, the LF of a CRLF split across two reads,
+/// which makes no event); after a read, what is held is the unfinished last line
 /// (no CR or LF, under `MAX_HELD`); after a flush at most an unfinished
 /// character is held; after `finish` nothing. An event emitted by a read
 /// ends at a line end unless the 64 KiB cap forced it. The frames, alone and
@@ -530,6 +531,7 @@ pub fn sse_encoder(data: &[u8]) {
     let mut fed: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut emitted: Vec<Emitted> = Vec::new();
     let mut sent = [0usize; 2];
+    let mut fates: [Vec<Fate>; 2] = [Vec::new(), Vec::new()];
 
     let mut unread: &[u8] = &output;
     let mut read = 0;
@@ -550,7 +552,7 @@ pub fn sse_encoder(data: &[u8]) {
         pipes[which].feed(&mut enc, bytes, &mut |frame, text| {
             emitted.push(record(frame, text, stream, Origin::Feed));
         });
-        account(&emitted[before..], &mut sent);
+        account(&emitted, before, &pipes[which], &fed, &mut sent, &mut fates, format);
         check_held(&pipes[which], &fed[which], sent[which], Origin::Feed);
         if flush {
             for pipe in &mut pipes {
@@ -559,7 +561,7 @@ pub fn sse_encoder(data: &[u8]) {
                 pipe.flush(&mut enc, &mut |frame, text| {
                     emitted.push(record(frame, text, stream, Origin::Flush));
                 });
-                account(&emitted[before..], &mut sent);
+                account(&emitted, before, pipe, &fed, &mut sent, &mut fates, format);
                 let i = stream_index(stream);
                 check_held(pipe, &fed[i], sent[i], Origin::Flush);
             }
@@ -571,7 +573,7 @@ pub fn sse_encoder(data: &[u8]) {
         pipe.finish(&mut enc, &mut |frame, text| {
             emitted.push(record(frame, text, stream, Origin::Finish));
         });
-        account(&emitted[before..], &mut sent);
+        account(&emitted, before, pipe, &fed, &mut sent, &mut fates, format);
         let i = stream_index(stream);
         check_held(pipe, &fed[i], sent[i], Origin::Finish);
     }
@@ -613,13 +615,21 @@ pub fn sse_encoder(data: &[u8]) {
     assert_eq!(all[events.len()].name, "exit");
 
     for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-        let texts: Vec<&[u8]> = emitted.iter().filter(|e| e.stream == stream).map(|e| &e.text[..]).collect();
-        assert_eq!(texts.concat(), fed[i], "{} texts do not add up to the input", stream.name());
-        let mine: Vec<(&Emitted, &Event)> = emitted.iter().zip(&events).filter(|(e, _)| e.stream == stream).collect();
+        let mut rebuilt = Vec::new();
+        for fate in &fates[i] {
+            match *fate {
+                Fate::Event(index) => {
+                    assert_eq!(emitted[index].stream, stream);
+                    rebuilt.extend_from_slice(&emitted[index].text);
+                }
+                Fate::DroppedLf => rebuilt.push(b'\n'),
+            }
+        }
+        assert_eq!(rebuilt, fed[i], "{} texts do not add up to the input", stream.name());
         let whole = String::from_utf8_lossy(&fed[i]);
         match format {
-            Format::Json => check_json_stream(&mine, &whole),
-            Format::Raw => check_raw_stream(&mine, &whole),
+            Format::Json => check_json_stream(&fates[i], &emitted, &events, &whole),
+            Format::Raw => check_raw_stream(&fates[i], &emitted, &events, &whole),
         }
     }
 }
@@ -644,9 +654,52 @@ fn record(frame: &Frame, text: &[u8], stream: Stream, origin: Origin) -> Emitted
     }
 }
 
-fn account(new: &[Emitted], sent: &mut [usize; 2]) {
-    for item in new {
-        sent[stream_index(item.stream)] += item.text.len();
+/// What became of a piece of a pipe's input, in input order.
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    /// It is the text of this event (an index into the emitted frames).
+    Event(usize),
+    /// A raw LF right after an event that ended with CR: the second half of a
+    /// CRLF whose first half already ended a line; it makes no event.
+    DroppedLf,
+}
+
+/// Places the events emitted since `from` in their pipe's input: each text
+/// must be the next bytes, the only gap allowed being a dropped LF (raw, just
+/// after a CR). Afterwards what was sent plus what `pipe` holds must be
+/// everything fed to it.
+fn account(
+    emitted: &[Emitted],
+    from: usize,
+    pipe: &PipeText,
+    fed: &[Vec<u8>; 2],
+    sent: &mut [usize; 2],
+    fates: &mut [Vec<Fate>; 2],
+    format: Format,
+) {
+    let may_drop_lf = |input: &[u8], at: usize| {
+        format == Format::Raw && at > 0 && input[at - 1] == b'\r' && input.get(at) == Some(&b'\n')
+    };
+    for (index, item) in emitted.iter().enumerate().skip(from) {
+        let i = stream_index(item.stream);
+        let at = sent[i];
+        if !fed[i][at..].starts_with(&item.text) {
+            assert!(
+                may_drop_lf(&fed[i], at) && fed[i][at + 1..].starts_with(&item.text),
+                "event text {:?} is not the next input of {} at {at}",
+                String::from_utf8_lossy(&item.text),
+                item.stream.name()
+            );
+            fates[i].push(Fate::DroppedLf);
+            sent[i] += 1;
+        }
+        fates[i].push(Fate::Event(index));
+        sent[i] += item.text.len();
+    }
+    let i = stream_index(pipe.stream());
+    if sent[i] + pipe.held_len() < fed[i].len() && may_drop_lf(&fed[i], sent[i]) {
+        fates[i].push(Fate::DroppedLf);
+        sent[i] += 1;
     }
 }
 
@@ -677,23 +730,33 @@ fn check_held(pipe: &PipeText, fed: &[u8], sent: usize, origin: Origin) {
     }
 }
 
-fn check_json_stream(events: &[(&Emitted, &Event)], whole: &str) {
+fn check_json_stream(fates: &[Fate], emitted: &[Emitted], events: &[Event], whole: &str) {
     let mut outs = String::new();
-    for (item, event) in events {
+    for fate in fates {
+        let Fate::Event(index) = *fate else {
+            panic!("a JSON stream dropped an LF");
+        };
+        let event = &events[index];
         assert_eq!(event.data.len(), 1, "a JSON event has one data line");
         let out = json_out(&event.data[0], &event.name);
-        assert_eq!(out, String::from_utf8_lossy(&item.text), "out is not the event's text");
+        assert_eq!(out, String::from_utf8_lossy(&emitted[index].text), "out is not the event's text");
         assert!(!out.is_empty(), "an event with empty out");
         outs.push_str(&out);
     }
     assert_eq!(outs, whole, "the outs together are not the whole output");
 }
 
-fn check_raw_stream(events: &[(&Emitted, &Event)], whole: &str) {
+fn check_raw_stream(fates: &[Fate], emitted: &[Emitted], events: &[Event], whole: &str) {
     let mut after_cr = false;
     let mut open = false;
     let mut lines: Vec<String> = Vec::new();
-    for (item, event) in events {
+    for fate in fates {
+        let Fate::Event(index) = *fate else {
+            assert!(after_cr, "an LF dropped that did not follow a CR");
+            after_cr = false;
+            continue;
+        };
+        let (item, event) = (&emitted[index], &events[index]);
         let mut text = &item.text[..];
         if after_cr && text.first() == Some(&b'\n') {
             text = &text[1..];
@@ -701,9 +764,9 @@ fn check_raw_stream(events: &[(&Emitted, &Event)], whole: &str) {
         assert!(!text.is_empty(), "an event for only the LF of a CRLF");
         let (expected, ended) = split_lines(&String::from_utf8_lossy(text));
         assert_eq!(event.data, expected, "data lines of text {:?}", String::from_utf8_lossy(text));
-        for (index, line) in event.data.iter().enumerate() {
+        for (line_index, line) in event.data.iter().enumerate() {
             match lines.last_mut() {
-                Some(last) if index == 0 && open => last.push_str(line),
+                Some(last) if line_index == 0 && open => last.push_str(line),
                 _ => lines.push(line.clone()),
             }
         }

@@ -180,8 +180,10 @@ impl Frame {
 
     /// The frame as byte slices in order; with `chunked`, wrapped in one
     /// HTTP/1.1 chunk. `text` must be the slice the frame was encoded from.
+    /// An empty frame is no bytes at all, chunked or not: a chunk of size 0
+    /// would end the response body.
     pub fn parts<'a>(&'a self, text: &'a [u8], chunked: bool) -> impl Iterator<Item = &'a [u8]> + Clone {
-        let (head, tail): (&[u8], &[u8]) = if chunked {
+        let (head, tail): (&[u8], &[u8]) = if chunked && self.len > 0 {
             (&self.chunk_line[..self.chunk_line_len], b"\r\n")
         } else {
             (b"", b"")
@@ -714,6 +716,17 @@ mod tests {
         want.extend_from_slice(&body);
         want.extend_from_slice(b"\r\n");
         assert_eq!(chunked, want);
+    }
+
+    #[test]
+    fn empty_frame_is_no_bytes_even_chunked() {
+        // Found by fuzz/chunked: the chunk's CRLF tail was still written.
+        let mut enc = Encoder::new(Format::Raw);
+        let _ = enc.output(Stream::Stdout, b"a\r");
+        let frame = enc.output(Stream::Stdout, b"\n");
+        assert!(frame.is_empty());
+        assert_eq!(frame.to_vec(b"\n", true), b"");
+        assert_eq!(frame.parts(b"\n", true).count(), 0);
     }
 
     #[test]

@@ -101,7 +101,10 @@ pub fn set_listen_backlog(fd: &impl AsRawFd, backlog: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Raises the open-file soft limit to the hard limit; returns the new limit.
+/// Raises the open-file limit as far as allowed: with the privilege to (root),
+/// both limits to the kernel's `fs.nr_open`; otherwise the soft limit to the
+/// hard one. Each stream costs four descriptors (socket, two pipes, pidfd).
+/// Returns the new soft limit.
 pub fn raise_nofile_limit() -> io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -109,6 +112,20 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     };
     // SAFETY: getrlimit writes one rlimit struct, which lives for the call.
     check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse::<libc::rlim_t>().ok())
+        .unwrap_or(limit.rlim_max);
+    if ceiling > limit.rlim_max {
+        let wanted = libc::rlimit {
+            rlim_cur: ceiling,
+            rlim_max: ceiling,
+        };
+        // SAFETY: setrlimit reads one rlimit struct, which lives for the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+            return Ok(ceiling);
+        }
+    }
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
         // SAFETY: setrlimit reads one rlimit struct, which lives for the call.

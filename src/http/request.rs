@@ -153,49 +153,70 @@ pub enum Parsed {
 /// Parses a request head from the start of `buf`.
 ///
 /// Fails with the [`HttpError`] whose status answers it; `Partial` means the
-/// bytes are valid so far and fewer than the limits allow.
+/// bytes are valid so far and fewer than the limits allow. The outcome does
+/// not depend on how the bytes were split into reads: once a prefix of `buf`
+/// is not `Partial`, `buf` parses the same.
 pub fn parse(buf: &[u8]) -> Result<Parsed, HttpError> {
     if buf.starts_with(b"PRI * HTTP/2") {
         return Err(HttpError::VersionNotSupported);
     }
+    // Parse no further than the limits: bytes past them must not decide the
+    // outcome, or a head read in pieces (stopped by the limit) and the same
+    // bytes read at once could be answered differently.
+    let (view, over_limit) = within_limits(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_COUNT];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Partial) => {
-            check_partial_size(buf)?;
-            Ok(Parsed::Partial)
-        }
+    match req.parse(view) {
+        Ok(httparse::Status::Partial) => match over_limit {
+            Some(err) => Err(err),
+            None => Ok(Parsed::Partial),
+        },
         Ok(httparse::Status::Complete(len)) => {
-            let head = build_head(&req, buf, len)?;
+            let head = build_head(&req, view, len)?;
             Ok(Parsed::Complete(head, len))
         }
         Err(httparse::Error::TooManyHeaders) => Err(HttpError::HeadersTooLarge),
-        Err(httparse::Error::Version) => Err(version_error(buf)),
+        Err(httparse::Error::Version) => Err(version_error(view)),
         Err(_) => Err(HttpError::BadRequest("malformed request head")),
     }
 }
+
+/// Longest request line accepted, line end included: the longest target
+/// plus room for a method, two spaces and the version.
+const MAX_LINE: usize = MAX_TARGET + 32;
 
 /// Length of the request line including its line end, if it is complete.
 fn request_line_len(buf: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', buf).map(|i| i + 1)
 }
 
-fn check_partial_size(buf: &[u8]) -> Result<(), HttpError> {
+/// The start of `buf` that fits the size limits, and the error to answer if
+/// the head does not end within it.
+fn within_limits(buf: &[u8]) -> (&[u8], Option<HttpError>) {
     match request_line_len(buf) {
-        None if buf.len() > MAX_TARGET + 32 => Err(HttpError::UriTooLong),
-        Some(line) if buf.len() - line > MAX_HEADERS => Err(HttpError::HeadersTooLarge),
-        _ => Ok(()),
+        Some(line) if line <= MAX_LINE => {
+            if buf.len() - line > MAX_HEADERS {
+                (&buf[..line + MAX_HEADERS], Some(HttpError::HeadersTooLarge))
+            } else {
+                (buf, None)
+            }
+        }
+        _ if buf.len() > MAX_LINE => (&buf[..MAX_LINE], Some(HttpError::UriTooLong)),
+        _ => (buf, None),
     }
 }
 
 /// A version httparse refused: `505` if it names an HTTP version, else `400`.
+///
+/// Looks only at the start of the version field (after the method, the
+/// target and their spaces), which httparse has read before refusing it, so
+/// the answer is the same however much of the line has arrived.
 fn version_error(buf: &[u8]) -> HttpError {
-    let line = &buf[..request_line_len(buf).unwrap_or(buf.len())];
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    if version.starts_with(b"HTTP/") {
-        HttpError::VersionNotSupported
-    } else {
-        HttpError::BadRequest("malformed request line")
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    let mut fields = buf[start..].splitn(3, |&b| b == b' ');
+    match (fields.next(), fields.next(), fields.next()) {
+        (Some(_), Some(_), Some(version)) if version.starts_with(b"HTTP/") => HttpError::VersionNotSupported,
+        _ => HttpError::BadRequest("malformed request line"),
     }
 }
 
@@ -405,6 +426,36 @@ mod tests {
         );
         assert_eq!(status(long_header.as_bytes()), 431);
         assert_eq!(status(&long_header.as_bytes()[..MAX_HEADERS + 100]), 431);
+    }
+
+    /// Every way of cutting `bytes` into two reads gives the answer of
+    /// parsing them at once.
+    fn same_when_cut(bytes: &[u8]) {
+        let whole = parse(bytes);
+        for cut in 1..bytes.len() {
+            let outcome = match parse(&bytes[..cut]) {
+                Ok(Parsed::Partial) => parse(bytes),
+                decided => decided,
+            };
+            assert_eq!(outcome, whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn version_error_does_not_depend_on_later_bytes() {
+        // Found by fuzz/http_head: "HTTP/2" alone was 505, the whole line 400.
+        same_when_cut(b"RI * HTTP/2\0GET /\r\n\r\n");
+        same_when_cut(b"GET / HTTP/1.2 x\r\nHost: x\r\n\r\n");
+        assert_eq!(parse(b"GET / HTTP/1.2 x\r\n\r\n"), Err(HttpError::VersionNotSupported));
+        assert_eq!(parse(b"GET / HTTX/1.1\r\n\r\n"), Err(HttpError::BadRequest("malformed request line")));
+        assert_eq!(parse(b"\r\nGET / HTTP/3\r\n\r\n"), Err(HttpError::VersionNotSupported));
+    }
+
+    #[test]
+    fn long_request_line_is_414_however_it_arrives() {
+        let long_method = format!("{} / HTTP/1.1\r\nHost: x\r\n\r\n", "M".repeat(MAX_LINE));
+        assert_eq!(parse(long_method.as_bytes()), Err(HttpError::UriTooLong));
+        same_when_cut(long_method.as_bytes());
     }
 
     #[test]
