@@ -20,6 +20,11 @@ use crate::sys;
 /// Environment variable that must never reach a child: it holds the token.
 pub const TOKEN_ENV: &str = "SSECOMMANDER_TOKEN";
 
+/// Capacity asked for a child's stdout pipe (the unprivileged maximum is
+/// `/proc/sys/fs/pipe-max-size`, 1 MiB by default). Kernel memory, used only
+/// as far as the child is ahead of the client.
+pub const PIPE_SIZE: usize = 256 * 1024;
+
 /// How commands are started.
 #[derive(Debug, Clone, Default)]
 pub struct SpawnOptions {
@@ -153,6 +158,10 @@ fn pipes_of(child: &mut Child, pidfd: bool) -> io::Result<Pipes> {
     // stall the whole loop.
     sys::set_nonblocking(&stdout)?;
     sys::set_nonblocking(&stderr)?;
+    // A deeper stdout pipe lets a fast child write ahead while the loop is
+    // busy, halving the context switches per megabyte. Failure is harmless:
+    // the pipe keeps its default size.
+    let _ = sys::set_pipe_size(&stdout, PIPE_SIZE);
     let pidfd = if pidfd {
         sys::pidfd_open(child.id() as libc::pid_t)?
     } else {

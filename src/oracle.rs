@@ -121,7 +121,10 @@ fn check_head_result(parsed: &Result<Parsed, HttpError>) {
         assert!(HEAD_STATUSES.contains(&status), "status {status} for {err:?}");
         assert!(!reason.is_empty());
         let message = err.to_string();
-        assert!(!message.is_empty() && !message.contains(['\r', '\n']), "message {message:?}");
+        assert!(
+            !message.is_empty() && !message.contains(['\r', '\n']),
+            "message {message:?}"
+        );
     }
 }
 
@@ -201,7 +204,10 @@ fn check_split(line: &str) {
         return;
     };
     assert!(!words.is_empty(), "split {line:?} into no words");
-    assert!(words.iter().all(|word| !word.contains('\0')), "NUL in a word of {line:?}");
+    assert!(
+        words.iter().all(|word| !word.contains('\0')),
+        "NUL in a word of {line:?}"
+    );
     let joined = argv::join(&words);
     assert_eq!(argv::split(&joined).as_ref(), Ok(&words), "rejoined {joined:?}");
     if !line.contains(['\'', '"', '\\']) {
@@ -228,7 +234,10 @@ struct Event {
 fn parse_sse(bytes: &[u8], first_id: u64, names: &[&str]) -> Vec<Event> {
     let text = std::str::from_utf8(bytes).unwrap_or_else(|err| panic!("SSE stream is not UTF-8: {err}"));
     assert!(!text.contains('\r'), "CR in SSE stream {text:?}");
-    assert!(text.is_empty() || text.ends_with("\n\n"), "stream does not end with a blank line: {text:?}");
+    assert!(
+        text.is_empty() || text.ends_with("\n\n"),
+        "stream does not end with a blank line: {text:?}"
+    );
     let mut events = Vec::new();
     let mut next_id = first_id;
     let mut current: Option<Event> = None;
@@ -265,7 +274,10 @@ fn parse_sse(bytes: &[u8], first_id: u64, names: &[&str]) -> Vec<Event> {
             }
             "event" => {
                 let event = current.as_mut().unwrap_or_else(|| panic!("event before id: {text:?}"));
-                assert!(!seen_event && event.data.is_empty(), "event name out of place: {text:?}");
+                assert!(
+                    !seen_event && event.data.is_empty(),
+                    "event name out of place: {text:?}"
+                );
                 assert!(names.contains(&value), "event name {value:?}");
                 event.name = value.to_owned();
                 seen_event = true;
@@ -611,7 +623,11 @@ pub fn sse_encoder(data: &[u8]) {
     wire.extend_from_slice(&exit_frame);
     let all = parse_sse(&wire, 1, &names);
     assert_eq!(all.len(), events.len() + 1);
-    assert_eq!(&all[..events.len()], &events[..], "frames parse differently in a stream");
+    assert_eq!(
+        &all[..events.len()],
+        &events[..],
+        "frames parse differently in a stream"
+    );
     assert_eq!(all[events.len()].name, "exit");
 
     for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
@@ -712,7 +728,10 @@ fn check_held(pipe: &PipeText, fed: &[u8], sent: usize, origin: Origin) {
     match origin {
         Origin::Feed => {
             assert!(held.len() < sse::MAX_HELD, "{} bytes held", held.len());
-            assert!(!held.contains(&b'\n') && !held.contains(&b'\r'), "a whole line is held back");
+            assert!(
+                !held.contains(&b'\n') && !held.contains(&b'\r'),
+                "a whole line is held back"
+            );
         }
         Origin::Flush => {
             if let Some((&lead, tail)) = held.split_first() {
@@ -739,7 +758,11 @@ fn check_json_stream(fates: &[Fate], emitted: &[Emitted], events: &[Event], whol
         let event = &events[index];
         assert_eq!(event.data.len(), 1, "a JSON event has one data line");
         let out = json_out(&event.data[0], &event.name);
-        assert_eq!(out, String::from_utf8_lossy(&emitted[index].text), "out is not the event's text");
+        assert_eq!(
+            out,
+            String::from_utf8_lossy(&emitted[index].text),
+            "out is not the event's text"
+        );
         assert!(!out.is_empty(), "an event with empty out");
         outs.push_str(&out);
     }
@@ -763,7 +786,12 @@ fn check_raw_stream(fates: &[Fate], emitted: &[Emitted], events: &[Event], whole
         }
         assert!(!text.is_empty(), "an event for only the LF of a CRLF");
         let (expected, ended) = split_lines(&String::from_utf8_lossy(text));
-        assert_eq!(event.data, expected, "data lines of text {:?}", String::from_utf8_lossy(text));
+        assert_eq!(
+            event.data,
+            expected,
+            "data lines of text {:?}",
+            String::from_utf8_lossy(text)
+        );
         for (line_index, line) in event.data.iter().enumerate() {
             match lines.last_mut() {
                 Some(last) if line_index == 0 && open => last.push_str(line),
@@ -796,14 +824,18 @@ pub fn chunked(data: &[u8]) {
     let Some((&format_byte, mut rest)) = data.split_first() else {
         return;
     };
-    let format = if format_byte & 1 == 1 { Format::Raw } else { Format::Json };
+    let format = if format_byte & 1 == 1 {
+        Format::Raw
+    } else {
+        Format::Json
+    };
     let mut enc = Encoder::new(format);
     let mut body = Vec::new();
     let mut plain = Vec::new();
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
         let frame = match op & 3 {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let len = take(&mut rest, 1).first().copied().map_or(0, usize::from);
                 let mut text = take(&mut rest, len);
                 if op & 4 != 0 && !text.is_empty() {
@@ -840,7 +872,11 @@ pub fn chunked(data: &[u8]) {
         body.extend_from_slice(&frame.1);
     }
     body.extend_from_slice(b"0\r\n\r\n");
-    assert_eq!(decode_chunked(&body), Some(plain), "the chunked body decodes differently");
+    assert_eq!(
+        decode_chunked(&body),
+        Some(plain),
+        "the chunked body decodes differently"
+    );
 }
 
 /// Takes up to `n` bytes off the front of `rest`.
@@ -905,7 +941,11 @@ mod tests {
 
     #[test]
     fn strict_sse_parser_accepts_what_it_should() {
-        let events = parse_sse(b"id: 1\nevent: stdout\ndata: a\ndata:  b\n\nid: 2\nevent: exit\ndata: {}\n\n", 1, &["stdout", "exit"]);
+        let events = parse_sse(
+            b"id: 1\nevent: stdout\ndata: a\ndata:  b\n\nid: 2\nevent: exit\ndata: {}\n\n",
+            1,
+            &["stdout", "exit"],
+        );
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].data, ["a", " b"]);
     }
@@ -938,8 +978,17 @@ mod tests {
                 ("out".to_owned(), Json::Str("a\"\\/\u{8}\u{c}\n\r\té🦀".to_owned())),
             ])
         );
-        assert_eq!(parse_json_object(r#"{"code":-1,"x":null,"t":true}"#).map(|m| m.len()), Some(3));
-        for bad in [r#"{"a":"\ud800"}"#, "{\"a\":\"\t\"}", r#"{"a":"\x"}"#, r#"{"a":01}"#, r#"{"a":"b"} x"#] {
+        assert_eq!(
+            parse_json_object(r#"{"code":-1,"x":null,"t":true}"#).map(|m| m.len()),
+            Some(3)
+        );
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            "{\"a\":\"\t\"}",
+            r#"{"a":"\x"}"#,
+            r#"{"a":01}"#,
+            r#"{"a":"b"} x"#,
+        ] {
             assert_eq!(parse_json_object(bad), None, "{bad}");
         }
     }
@@ -954,7 +1003,10 @@ mod tests {
 
     #[test]
     fn line_splitting() {
-        assert_eq!(split_lines("a\r\nb\rc\n\nd"), (vec!["a".into(), "b".into(), "c".into(), "".into(), "d".into()], false));
+        assert_eq!(
+            split_lines("a\r\nb\rc\n\nd"),
+            (vec!["a".into(), "b".into(), "c".into(), "".into(), "d".into()], false)
+        );
         assert_eq!(split_lines("a\n"), (vec!["a".into()], true));
         assert_eq!(split_lines(""), (vec![], false));
     }

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 /// Runs every file of `fuzz/corpus/<target>/` through `oracle`, naming the
 /// file that fails; there must be at least one.
 fn replay(target: &str, oracle: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let entries = fs::read_dir(&dir).unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()));
     let mut files: Vec<PathBuf> = entries
         .map(|entry| entry.expect("a directory entry").path())

@@ -447,7 +447,10 @@ mod tests {
         same_when_cut(b"RI * HTTP/2\0GET /\r\n\r\n");
         same_when_cut(b"GET / HTTP/1.2 x\r\nHost: x\r\n\r\n");
         assert_eq!(parse(b"GET / HTTP/1.2 x\r\n\r\n"), Err(HttpError::VersionNotSupported));
-        assert_eq!(parse(b"GET / HTTX/1.1\r\n\r\n"), Err(HttpError::BadRequest("malformed request line")));
+        assert_eq!(
+            parse(b"GET / HTTX/1.1\r\n\r\n"),
+            Err(HttpError::BadRequest("malformed request line"))
+        );
         assert_eq!(parse(b"\r\nGET / HTTP/3\r\n\r\n"), Err(HttpError::VersionNotSupported));
     }
 
