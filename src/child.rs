@@ -159,7 +159,7 @@ fn pipes_of(child: &mut Child, pidfd: bool) -> io::Result<Pipes> {
     sys::set_nonblocking(&stdout)?;
     sys::set_nonblocking(&stderr)?;
     // A deeper stdout pipe lets a fast child write ahead while the loop is
-    // busy, halving the context switches per megabyte. Failure is harmless:
+    // busy, so it blocks (and switches out) less often. Failure is harmless:
     // the pipe keeps its default size.
     let _ = sys::set_pipe_size(&stdout, PIPE_SIZE);
     let pidfd = if pidfd {
