@@ -92,6 +92,9 @@ pub struct Conn {
     pub read_closed: bool,
     /// A write or read failed: the connection is beyond saving.
     pub failed: bool,
+    /// The client's FIN during a stream was answered with a heartbeat, to
+    /// tell a half-close from a close.
+    pub probed: bool,
     /// The current stream uses chunked framing.
     chunked: bool,
     /// What follows the current response.
@@ -125,6 +128,7 @@ impl Conn {
             writable: true,
             read_closed: false,
             failed: false,
+            probed: false,
             chunked: false,
             after: After::Close,
             deadline: Deadline::default(),

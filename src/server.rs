@@ -230,6 +230,8 @@ impl Server {
                 if let Some(conn) = self.conns.get_mut(index) {
                     conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
                     conn.writable |= event.is_writable() || event.is_error();
+                    // A reset, or both directions shut: the client is gone.
+                    conn.failed |= event.is_error() || event.is_write_closed();
                 }
                 self.drive_conn(index, now);
             }
@@ -394,15 +396,24 @@ impl Server {
     }
 
     fn stream_step(&mut self, index: usize, job: usize, now: Instant) -> bool {
-        let Some(conn) = self.conns.get(index) else {
+        let Some(conn) = self.conns.get_mut(index) else {
             return false;
         };
-        if conn.read_closed {
-            // The client is gone (a FIN counts: a streaming client never
-            // half-closes on purpose); stop its command.
-            debug!("{}: client left during its stream", conn.peer);
-            self.close_conn(index, now);
-            return false;
+        if conn.read_closed && !conn.probed {
+            // A FIN: the client left, or only half-closed its side (nc, a
+            // script) and still reads. Ask at once with a heartbeat: a closed
+            // socket answers it with a reset, which ends the stream and stops
+            // the command within a round trip; a half-closed one reads a ping.
+            debug!("{}: client sent FIN during its stream; probing", conn.peer);
+            conn.probed = true;
+            if conn.pending_len() == 0 {
+                let beat = if conn.is_chunked() { HEARTBEAT_CHUNK } else { HEARTBEAT };
+                conn.queue(beat, now);
+            }
+            if conn.failed {
+                self.close_conn(index, now);
+                return false;
+            }
         }
         if conn.pending_len() == 0 {
             self.pump_job(job, now);
