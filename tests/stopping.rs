@@ -219,3 +219,40 @@ fn sigterm_right_after_url_line_exits_0() {
         );
     }
 }
+
+/// §3.6 and a half-close: a client that shuts only its sending side (nc, a
+/// script's `shutdown(SHUT_WR)`) still reads; its command must run to the end
+/// and the stream arrive whole, while a real close stops it (test above).
+#[test]
+fn half_closed_client_still_gets_its_stream() {
+    let s = Server::start(&["--shell"]);
+    let mut stream = std::net::TcpStream::connect(s.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let request = s.req("GET", &format!("/run?command={}", pct("sleep 0.3; echo late")), &[]);
+    use std::io::{Read, Write};
+    stream.write_all(&request).expect("send the request");
+    stream.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut body = Vec::new();
+    let t = Instant::now();
+    let mut buf = [0u8; 4096];
+    while t.elapsed() < Duration::from_secs(10) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                body.extend_from_slice(&buf[..n]);
+                // HTTP/1.1: the stream is chunked and ends with the last chunk.
+                if body.ends_with(b"0\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(err) => panic!("reading the stream after a half-close: {err}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains(r#"{"type":"stdout","out":"late\n"}"#) && text.contains(r#"{"type":"exit","code":0}"#),
+        "expected the whole stream (stdout `late`, exit 0) after a half-close, got:\n{text}"
+    );
+}
