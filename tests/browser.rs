@@ -48,10 +48,7 @@ fn browser_runs_command_and_streams_output() {
     open_page_with_token(&browser, &server);
 
     assert_eq!(
-        browser.exec(
-            "return document.activeElement && document.activeElement.id",
-            json!([])
-        ),
+        browser.exec("return document.activeElement && document.activeElement.id", json!([])),
         json!("command"),
         "the command input has focus on load"
     );
@@ -72,10 +69,7 @@ fn browser_runs_command_and_streams_output() {
          return [getComputedStyle(o).color, getComputedStyle(e).color];",
         json!([]),
     );
-    assert_ne!(
-        colours[0], colours[1],
-        "stderr must look different from stdout"
-    );
+    assert_ne!(colours[0], colours[1], "stderr must look different from stdout");
     browser.screenshot("browser-run.png");
 }
 
@@ -89,15 +83,10 @@ fn browser_carriage_return_rewrites_line() {
 
     let command = r#"for i in 1 2 3; do printf "\r$i"; sleep 0.3; done; echo"#;
     browser.send_keys("#command", &format!("{command}{ENTER}"));
-    let state = browser.wait_for("exit code 0", PAGE_TIMEOUT, |s| {
-        status(s).contains("exit code 0")
-    });
+    let state = browser.wait_for("exit code 0", PAGE_TIMEOUT, |s| status(s).contains("exit code 0"));
     let lines = lines_of(&state["output"]);
     browser.screenshot("browser-progress.png");
-    assert!(
-        lines.iter().any(|l| l == "3"),
-        "a line `3` expected: {state:#}"
-    );
+    assert!(lines.iter().any(|l| l == "3"), "a line `3` expected: {state:#}");
     assert!(
         !lines.iter().any(|l| l.contains("12") || l.contains("23")),
         "CR must rewrite the line, not append: {state:#}"
@@ -118,16 +107,12 @@ fn browser_stop_kills_command() {
         let pids = common::pids_with_marker(&marker);
         (!pids.is_empty()).then_some(pids)
     });
-    browser.wait_for("status running", PAGE_TIMEOUT, |s| {
-        status(s).contains("running")
-    });
+    browser.wait_for("status running", PAGE_TIMEOUT, |s| status(s).contains("running"));
 
     browser.click("#stop");
     let stopped_at = Instant::now();
     let limit = KILL_GRACE + Duration::from_secs(2);
-    let state = browser.wait_for("status stopped", PAGE_TIMEOUT, |s| {
-        status(s).contains("stopped")
-    });
+    let state = browser.wait_for("status stopped", PAGE_TIMEOUT, |s| status(s).contains("stopped"));
     let left = limit.saturating_sub(stopped_at.elapsed());
     poll_for(
         &format!("pids {pids:?} (sleep {marker}) to end within {limit:?} of Stop"),
@@ -164,10 +149,7 @@ fn browser_without_token_says_not_authorised() {
         json!(false),
         "GET / without a token served the page: {state:#}"
     );
-    assert!(
-        !browser.has_cookie(),
-        "no cookie may be set without the token"
-    );
+    assert!(!browser.has_cookie(), "no cookie may be set without the token");
 
     // The page, then its cookie gone (expired, cleared, other browser profile).
     open_page_with_token(&browser, &server);
@@ -180,10 +162,7 @@ fn browser_without_token_says_not_authorised() {
     });
     browser.screenshot("browser-unauthorised.png");
     std::thread::sleep(Duration::from_millis(500)); // give a wrongly started `touch` time to show
-    assert!(
-        !marker_file.exists(),
-        "the command ran without a token: {state:#}"
-    );
+    assert!(!marker_file.exists(), "the command ran without a token: {state:#}");
 }
 
 /// `err` (cannot start) shows its message; a vanished server is "unreachable".
@@ -233,18 +212,11 @@ fn browser_lock() -> Option<std::sync::MutexGuard<'static, ()>> {
         eprintln!("\n*** SKIPPED browser test: {msg} ***\n");
         return None;
     }
-    Some(
-        BROWSER_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()),
-    )
+    Some(BROWSER_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
 fn driver_path() -> Option<PathBuf> {
-    DRIVER_CANDIDATES
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    DRIVER_CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 /// A string no other test run uses: pid and nanoseconds.
@@ -259,21 +231,13 @@ fn unique() -> String {
 /// Opens the printed `?token=` URL: the server sets the cookie and redirects
 /// to `/`; the token is then neither in the address, the page, nor JavaScript.
 fn open_page_with_token(browser: &Browser, server: &common::Server) {
-    let token = server
-        .token
-        .as_deref()
-        .expect("the server prints a ?token= URL");
+    let token = server.token.as_deref().expect("the server prints a ?token= URL");
     browser.goto(&server.url);
     let want = format!("{}/", server.base.trim_end_matches('/'));
-    let state = browser.wait_for(
-        "the page at / after the token redirect",
-        PAGE_TIMEOUT,
-        |s| s["url"] == json!(want) && s["hasCommand"] == json!(true),
-    );
-    assert!(
-        browser.has_cookie(),
-        "the ssecommander_token cookie was set"
-    );
+    let state = browser.wait_for("the page at / after the token redirect", PAGE_TIMEOUT, |s| {
+        s["url"] == json!(want) && s["hasCommand"] == json!(true)
+    });
+    assert!(browser.has_cookie(), "the ssecommander_token cookie was set");
     let html = browser.exec(
         "return document.documentElement.outerHTML + document.cookie;",
         json!([]),
@@ -291,11 +255,7 @@ fn status(state: &Value) -> String {
 /// The trimmed lines of a list of texts, or of one text.
 fn lines_of(texts: &Value) -> Vec<String> {
     let joined = match texts {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"),
         Value::String(s) => s.clone(),
         _ => String::new(),
     };
@@ -368,17 +328,13 @@ impl Browser {
             session: String::new(),
             name: name.to_owned(),
         };
-        poll_for(
-            "chromedriver to answer /status",
-            Duration::from_secs(20),
-            || {
-                if let Ok(Some(exit)) = browser.driver.try_wait() {
-                    panic!("chromedriver exited at start-up: {exit}");
-                }
-                let (code, body) = browser.request("GET", "/status", None).ok()?;
-                (code == 200 && body["value"]["ready"] == json!(true)).then_some(())
-            },
-        );
+        poll_for("chromedriver to answer /status", Duration::from_secs(20), || {
+            if let Ok(Some(exit)) = browser.driver.try_wait() {
+                panic!("chromedriver exited at start-up: {exit}");
+            }
+            let (code, body) = browser.request("GET", "/status", None).ok()?;
+            (code == 200 && body["value"]["ready"] == json!(true)).then_some(())
+        });
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
@@ -511,12 +467,7 @@ impl Browser {
     }
 
     /// One HTTP/1.1 exchange with chromedriver on a fresh connection.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> std::io::Result<(u16, Value)> {
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
         let payload = body.map(Value::to_string).unwrap_or_default();
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(WEBDRIVER_TIMEOUT))?;
@@ -531,11 +482,7 @@ impl Browser {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line)?;
-        let code = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        let code = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let (mut length, mut chunked) = (None, false);
         loop {
             line.clear();
@@ -554,9 +501,8 @@ impl Browser {
             loop {
                 line.clear();
                 reader.read_line(&mut line)?;
-                let size =
-                    usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                        .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
                 if size == 0 {
                     break;
                 }
