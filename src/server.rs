@@ -162,6 +162,7 @@ impl Server {
             let timeout = if self.has_leftover_work() {
                 Some(Duration::ZERO)
             } else {
+                self.prune_timers();
                 self.timers.poll_timeout(now)
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
@@ -684,6 +685,25 @@ impl Server {
 
     // ----- timers ----------------------------------------------------------
 
+    /// Drops wake-ups at the front of the queue that would do nothing (their
+    /// owner is gone, or its deadline was cleared or moved later), queuing
+    /// the right time instead, so stale entries never wake an idle server.
+    fn prune_timers(&mut self) {
+        while let Some((at, key)) = self.timers.peek() {
+            if key == TimerKey::Server {
+                return;
+            }
+            let deadline = deadline_of(&mut self.conns, &mut self.jobs, key);
+            if deadline.as_ref().is_some_and(|d| d.wants_wakeup_at(at)) {
+                return;
+            }
+            self.timers.pop();
+            if let Some(deadline) = deadline {
+                deadline.requeue(at, key, &mut self.timers);
+            }
+        }
+    }
+
     fn on_timers(&mut self, now: Instant) {
         while let Some(key) = self.timers.pop_due(now) {
             match key {
@@ -762,6 +782,18 @@ impl Server {
         }
         job.on_kill_deadline(now, &mut self.timers);
         self.reap_if_finished(index);
+    }
+}
+
+/// The deadline a (non-server) timer key stands for; `None` when its owner
+/// is gone.
+fn deadline_of<'a>(conns: &'a mut Table<Conn>, jobs: &'a mut Table<Job>, key: TimerKey) -> Option<&'a mut Deadline> {
+    match key {
+        TimerKey::Conn(index) => conns.get_mut(index).map(|c| &mut c.deadline),
+        TimerKey::Heartbeat(index) => conns.get_mut(index).map(|c| &mut c.heartbeat),
+        TimerKey::Flush(index) => jobs.get_mut(index).map(|j| &mut j.flush),
+        TimerKey::Kill(index) => jobs.get_mut(index).map(|j| &mut j.kill),
+        TimerKey::Server => None,
     }
 }
 

@@ -4,7 +4,9 @@
 //! Owners keep their own [`Deadline`]; the queue only holds wake-ups. Moving a
 //! deadline later costs nothing (the early wake-up finds it not yet due and
 //! queues the new time), so a busy stream does no timer work per event; only
-//! moving it earlier queues a new entry. Stale entries are skipped when popped.
+//! moving it earlier queues a new entry. Before sleeping, the server drops
+//! stale entries from the front of the queue (their owner gone, or its
+//! deadline cleared or moved), so they never wake an idle server.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -52,6 +54,23 @@ impl Deadline {
         self.at = None;
     }
 
+    /// True if a wake-up queued for `queued_at` would find something to do:
+    /// the deadline is set and falls no later than it.
+    pub fn wants_wakeup_at(&self, queued_at: Instant) -> bool {
+        self.at.is_some_and(|at| at <= queued_at)
+    }
+
+    /// Drops the wake-up queued for `queued_at` without waking (the caller
+    /// popped it), and queues the right one if the deadline is still set.
+    pub fn requeue(&mut self, queued_at: Instant, key: TimerKey, timers: &mut Timers) {
+        if self.queued == Some(queued_at) {
+            self.queued = None;
+        }
+        if let Some(at) = self.at {
+            self.set(at, key, timers);
+        }
+    }
+
     /// Call when a wake-up for this owner pops at `now`: true if the deadline
     /// is due (and it is then cleared); else a later wake-up is queued.
     pub fn fire(&mut self, now: Instant, key: TimerKey, timers: &mut Timers) -> bool {
@@ -96,6 +115,16 @@ impl Timers {
         })
     }
 
+    /// The earliest wake-up queued, stale or not.
+    pub fn peek(&self) -> Option<(Instant, TimerKey)> {
+        self.heap.peek().map(|Reverse(entry)| *entry)
+    }
+
+    /// Removes the earliest wake-up.
+    pub fn pop(&mut self) -> Option<(Instant, TimerKey)> {
+        self.heap.pop().map(|Reverse(entry)| entry)
+    }
+
     /// The next wake-up due at `now`, if any.
     pub fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
         match self.heap.peek() {
@@ -136,6 +165,31 @@ mod tests {
         assert!(d.fire(at30, TimerKey::Flush(1), &mut timers));
         assert!(timers.is_empty());
         assert_eq!(timers.poll_timeout(at30), None);
+    }
+
+    #[test]
+    fn stale_wakeups_are_requeued_or_dropped_without_firing() {
+        let mut timers = Timers::default();
+        let mut d = Deadline::default();
+        let t0 = Instant::now();
+        d.set(t0 + Duration::from_secs(1), TimerKey::Heartbeat(2), &mut timers);
+        d.clear();
+        let (at, key) = timers.peek().expect("one entry");
+        assert!(!d.wants_wakeup_at(at), "a cleared deadline wants no wake-up");
+        timers.pop();
+        d.requeue(at, key, &mut timers);
+        assert!(timers.is_empty(), "nothing to queue for a cleared deadline");
+        d.set(t0 + Duration::from_secs(1), TimerKey::Heartbeat(2), &mut timers);
+        d.set(t0 + Duration::from_secs(5), TimerKey::Heartbeat(2), &mut timers);
+        let (at, key) = timers.peek().expect("the early entry");
+        assert!(!d.wants_wakeup_at(at), "the deadline moved later");
+        timers.pop();
+        d.requeue(at, key, &mut timers);
+        assert_eq!(
+            timers.peek(),
+            Some((t0 + Duration::from_secs(5), TimerKey::Heartbeat(2)))
+        );
+        assert!(d.wants_wakeup_at(t0 + Duration::from_secs(5)));
     }
 
     #[test]
