@@ -57,6 +57,11 @@ const ACCEPTS_PER_TURN: usize = 128;
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// Connections and jobs at once that make a spell "busy": going idle after
+/// one gives memory back (see `compact_when_idle`); after a lone request it
+/// would only cost time.
+const BUSY_SPELL: usize = 64;
+
 /// Poll events fetched per call.
 const EVENTS_PER_POLL: usize = 1024;
 
@@ -91,6 +96,12 @@ pub struct Server {
     counted_conns: usize,
     /// Jobs stopped at their read cap, revisited before the next poll.
     revisit_jobs: Vec<usize>,
+    /// Connections stopped at their step cap (pipelined requests still
+    /// buffered), revisited before the next poll: no event will come for
+    /// bytes already read.
+    revisit_conns: Vec<usize>,
+    /// Connections and jobs at once since memory was last given back.
+    busiest: usize,
     /// The listener has connections left (accept cap or pause).
     accept_pending: bool,
     /// Accepting is paused until this deadline (out of descriptors).
@@ -144,6 +155,8 @@ impl Server {
             live_children: 0,
             counted_conns: 0,
             revisit_jobs: Vec::new(),
+            revisit_conns: Vec::new(),
+            busiest: 0,
             accept_pending: false,
             accept_pause: Deadline::default(),
             shutdown: Deadline::default(),
@@ -163,6 +176,7 @@ impl Server {
                 Some(Duration::ZERO)
             } else {
                 self.prune_timers();
+                self.compact_when_idle();
                 self.timers.poll_timeout(now)
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
@@ -181,7 +195,9 @@ impl Server {
     }
 
     fn has_leftover_work(&self) -> bool {
-        !self.revisit_jobs.is_empty() || (self.accept_pending && self.accept_pause.at().is_none())
+        !self.revisit_jobs.is_empty()
+            || !self.revisit_conns.is_empty()
+            || (self.accept_pending && self.accept_pause.at().is_none())
     }
 
     fn is_done(&mut self, now: Instant) -> bool {
@@ -250,6 +266,9 @@ impl Server {
     fn revisit(&mut self, now: Instant) {
         for index in std::mem::take(&mut self.revisit_jobs) {
             self.pump_job(index, now);
+        }
+        for index in std::mem::take(&mut self.revisit_conns) {
+            self.drive_conn(index, now);
         }
         if self.accept_pending && self.accept_pause.at().is_none() {
             self.on_listener(now);
@@ -337,8 +356,9 @@ impl Server {
     /// Moves a connection as far as its readiness allows: flush, read,
     /// parse and answer requests, watch for the client leaving.
     fn drive_conn(&mut self, index: usize, now: Instant) {
-        // Each turn makes progress or stops; the bound only guards against a
-        // bug turning into a spin.
+        // Each turn makes progress or stops. The bound keeps one client
+        // pipelining hundreds of requests from starving the rest; past it the
+        // connection is revisited before the next poll.
         for _ in 0..64 {
             let Some(conn) = self.conns.get_mut(index) else { return };
             if conn.pending_len() > 0 && conn.writable {
@@ -366,6 +386,7 @@ impl Server {
                 return;
             }
         }
+        self.revisit_conns.push(index);
     }
 
     fn next_request(&mut self, index: usize, idle: bool, now: Instant) -> bool {
@@ -702,6 +723,56 @@ impl Server {
                 deadline.requeue(at, key, &mut self.timers);
             }
         }
+    }
+
+    /// Wake-ups for connections and jobs that are gone stay queued until
+    /// their time (a heap cannot drop from the middle). When the queue holds
+    /// far more than the live owners need, rebuild it without them, so a
+    /// burst of connections leaves no memory behind.
+    fn compact_timers(&mut self) {
+        let live = 2 * (self.conns.len() + self.jobs.len()) + 2;
+        if self.timers.len() <= 2 * live + 256 {
+            return;
+        }
+        for (at, key) in self.timers.take_all() {
+            if key == TimerKey::Server {
+                self.timers.push(at, key);
+                continue;
+            }
+            match deadline_of(&mut self.conns, &mut self.jobs, key) {
+                Some(deadline) if deadline.wants_wakeup_at(at) => self.timers.push(at, key),
+                Some(deadline) => deadline.requeue(at, key, &mut self.timers),
+                None => {}
+            }
+        }
+        self.timers.shrink();
+    }
+
+    /// Keeps memory flat across bursts: compacts the timer queue, and once
+    /// the server is idle again after a busy spell, frees the tables' slots
+    /// and hands free heap memory back to the kernel.
+    fn compact_when_idle(&mut self) {
+        self.compact_timers();
+        self.busiest = self.busiest.max(self.conns.len() + self.jobs.len());
+        if self.conns.is_empty() && self.jobs.is_empty() && self.busiest >= BUSY_SPELL {
+            self.busiest = 0;
+            self.conns.shrink();
+            self.jobs.shrink();
+            self.compact_timers_fully();
+            sys::release_free_memory();
+        }
+    }
+
+    fn compact_timers_fully(&mut self) {
+        let entries = self.timers.take_all();
+        for (at, key) in entries {
+            let keep = key == TimerKey::Server
+                || deadline_of(&mut self.conns, &mut self.jobs, key).is_some_and(|d| d.wants_wakeup_at(at));
+            if keep {
+                self.timers.push(at, key);
+            }
+        }
+        self.timers.shrink();
     }
 
     fn on_timers(&mut self, now: Instant) {

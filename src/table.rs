@@ -57,6 +57,13 @@ impl<T> Table<T> {
         self.slots.get_mut(index)?.as_mut()
     }
 
+    /// Gives back the slots' memory when nothing is stored.
+    pub fn shrink(&mut self) {
+        if self.len == 0 {
+            *self = Table::default();
+        }
+    }
+
     /// Values stored.
     pub fn len(&self) -> usize {
         self.len

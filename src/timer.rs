@@ -125,6 +125,20 @@ impl Timers {
         self.heap.pop().map(|Reverse(entry)| entry)
     }
 
+    /// Removes every wake-up, for the caller to queue again those still
+    /// wanted.
+    pub fn take_all(&mut self) -> Vec<(Instant, TimerKey)> {
+        std::mem::take(&mut self.heap)
+            .into_iter()
+            .map(|Reverse(entry)| entry)
+            .collect()
+    }
+
+    /// Gives back memory the queue no longer needs.
+    pub fn shrink(&mut self) {
+        self.heap.shrink_to(self.heap.len() * 2);
+    }
+
     /// The next wake-up due at `now`, if any.
     pub fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
         match self.heap.peek() {
