@@ -870,6 +870,6 @@ fn deadline_of<'a>(conns: &'a mut Table<Conn>, jobs: &'a mut Table<Job>, key: Ti
 
 /// True if this kernel has `pidfd_open` (Linux 5.3+).
 fn pidfd_supported() -> bool {
-    // SAFETY-free probe: open a pidfd on ourselves and drop it.
+    // Probe once: open a pidfd on ourselves and drop it.
     matches!(sys::pidfd_open(std::process::id() as libc::pid_t), Ok(Some(_)))
 }
