@@ -484,15 +484,6 @@ fn needs_json_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
-/// True when any of the eight bytes of `word` is a control, `"` or `\`.
-fn word_needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-    below_space || has_zero(word ^ (ONES * b'"' as u64)) || has_zero(word ^ (ONES * b'\\' as u64))
-}
-
 fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize) {
     let bytes = match seg {
         Segment::Replacement => {
@@ -502,29 +493,38 @@ fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize) {
         Segment::Valid(bytes) => bytes,
     };
     let mut run = 0;
-    let mut at = 0;
-    while let Some(i) = next_json_escape_from(bytes, at) {
+    let mut hit = common_escape_from(bytes, 0);
+    while let Some(i) = next_escape(bytes, run, hit) {
         frame.text(&bytes[run..i], off + run);
         frame.lit(json_escape(bytes[i]));
         run = i + 1;
-        at = i + 1;
+        if i == hit {
+            hit = common_escape_from(bytes, run);
+        }
     }
     frame.text(&bytes[run..], off + run);
 }
 
-/// Index of the first byte of `bytes[from..]` that JSON must escape: eight
-/// bytes at a time while none does, then byte by byte.
-fn next_json_escape_from(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    while let Some(word) = bytes.get(at..at + 8) {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(word);
-        if word_needs_escape(u64::from_le_bytes(eight)) {
-            break;
+/// Index of the next `"`, `\` or LF at or after `from` (one per line of
+/// ordinary output), found with `memchr3`; `bytes.len()` if none.
+fn common_escape_from(bytes: &[u8], from: usize) -> usize {
+    memchr::memchr3(b'\n', b'"', b'\\', &bytes[from..]).map_or(bytes.len(), |i| from + i)
+}
+
+/// The next byte to escape at or after `from`, given the next common one at
+/// `hit`: a rarer control byte (CR, tab, ESC…) before `hit`, else `hit`.
+/// The stretch is checked a block at a time, so a run of progress-bar CRs
+/// costs one block each, not a rescan to the next LF.
+fn next_escape(bytes: &[u8], from: usize, hit: usize) -> Option<usize> {
+    let stretch = &bytes[from..hit];
+    for (n, block) in stretch.chunks(64).enumerate() {
+        // No early exit inside the block: this compiles to vector compares.
+        if block.iter().fold(0u8, |seen, &b| seen | u8::from(b < 0x20)) != 0 {
+            let start = from + n * 64;
+            return block.iter().position(|&b| b < 0x20).map(|i| start + i);
         }
-        at += 8;
     }
-    bytes[at..].iter().position(|&b| needs_json_escape(b)).map(|i| at + i)
+    (hit < bytes.len()).then_some(hit)
 }
 
 /// Appends `text` to `out` as the inside of a JSON string (RFC 8259).
