@@ -324,24 +324,10 @@ mod tests {
         assert_eq!(join::<&str>(&[]), "");
     }
 
-    /// xorshift64*: deterministic, so a failure reproduces without a seed.
-    struct Rng(u64);
+    use crate::test_rng::Rng;
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
-        }
+    fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
+        items[rng.below(items.len())]
     }
 
     const PIECES: &[&str] = &[
@@ -350,7 +336,7 @@ mod tests {
     ];
 
     fn word(rng: &mut Rng) -> String {
-        (0..rng.below(6)).map(|_| rng.pick(PIECES)).collect()
+        (0..rng.below(6)).map(|_| pick(rng, PIECES)).collect()
     }
 
     #[test]
@@ -367,7 +353,7 @@ mod tests {
     fn arbitrary_lines_never_panic_and_resplit_stably() {
         let mut rng = Rng(0x0123_4567_89ab_cdef);
         for _ in 0..5000 {
-            let line: String = (0..rng.below(12)).map(|_| rng.pick(PIECES)).collect();
+            let line: String = (0..rng.below(12)).map(|_| pick(&mut rng, PIECES)).collect();
             if let Ok(words) = split(&line) {
                 assert_eq!(split(&join(&words)), Ok(words), "line {line:?}");
             }

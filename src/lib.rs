@@ -42,4 +42,6 @@ pub mod server;
 pub mod sse;
 pub mod sys;
 pub mod table;
+#[cfg(test)]
+mod test_rng;
 pub mod timer;

@@ -267,21 +267,7 @@ mod tests {
         assert_eq!(Query::parse("a=%FF&b=%"), Err(QueryError::NotUtf8));
     }
 
-    /// xorshift64*: deterministic, so a failure reproduces without a seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     const CHARS: &[char] = &[
         'a',
