@@ -406,6 +406,8 @@ impl Server {
                         self.close_conn(index, now);
                     } else {
                         self.reject(index, HttpError::BadRequest("connection closed mid-head"), now);
+                        // Go on to drain the reply: no event may come again.
+                        return true;
                     }
                 }
                 false

@@ -455,3 +455,31 @@ fn bad_inputs_do_not_disturb_a_running_stream() {
     let want: String = (1..=8).map(|i| format!("tick-{}\n", i)).collect();
     assert_eq!(r.stdout(), want, "the running stream lost output");
 }
+
+/// §5: a client that sends half a head and then shuts its side gets a 400,
+/// and the connection is closed (no descriptor stays behind, even when the
+/// reply went out at once and no further event came).
+#[test]
+fn half_head_then_half_close_400_and_no_leak() {
+    use std::io::{Read, Write};
+    let s = Server::start(&[]);
+    let baseline = s.settled_fd_count();
+    for _ in 0..20 {
+        let mut stream = std::net::TcpStream::connect(s.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("read timeout");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x")
+            .expect("send half a head");
+        stream.shutdown(std::net::Shutdown::Write).expect("half-close");
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("HTTP/1.1 400 "),
+            "expected a 400 for a head cut short, got:\n{text}"
+        );
+    }
+    s.wait_fds_back_to(baseline, std::time::Duration::from_secs(5));
+}
