@@ -242,7 +242,10 @@ impl Conn {
         }
         let written = if self.pending_len() == 0 && self.writable {
             match write_parts(&mut self.sock, parts.clone()) {
-                Ok(Written::All) => return self.wrote(now),
+                Ok(Written::All) => {
+                    self.last_write = now;
+                    return;
+                }
                 Ok(Written::Part(n)) => {
                     self.writable = false;
                     n
@@ -269,10 +272,6 @@ impl Conn {
             self.pending.extend_from_slice(&part[skip..]);
             skip = 0;
         }
-    }
-
-    fn wrote(&mut self, now: Instant) {
-        self.last_write = now;
     }
 
     /// Writes queued bytes while the socket takes them. Returns true when

@@ -733,9 +733,13 @@ impl Server {
     /// burst of connections leaves no memory behind.
     fn compact_timers(&mut self) {
         let live = 2 * (self.conns.len() + self.jobs.len()) + 2;
-        if self.timers.len() <= 2 * live + 256 {
-            return;
+        if self.timers.len() > 2 * live + 256 {
+            self.rebuild_timers();
         }
+    }
+
+    /// Queues again only the wake-ups some owner still wants.
+    fn rebuild_timers(&mut self) {
         for (at, key) in self.timers.take_all() {
             if key == TimerKey::Server {
                 self.timers.push(at, key);
@@ -760,21 +764,9 @@ impl Server {
             self.busiest = 0;
             self.conns.shrink();
             self.jobs.shrink();
-            self.compact_timers_fully();
+            self.rebuild_timers();
             sys::release_free_memory();
         }
-    }
-
-    fn compact_timers_fully(&mut self) {
-        let entries = self.timers.take_all();
-        for (at, key) in entries {
-            let keep = key == TimerKey::Server
-                || deadline_of(&mut self.conns, &mut self.jobs, key).is_some_and(|d| d.wants_wakeup_at(at));
-            if keep {
-                self.timers.push(at, key);
-            }
-        }
-        self.timers.shrink();
     }
 
     fn on_timers(&mut self, now: Instant) {
