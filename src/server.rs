@@ -46,6 +46,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// client still sends before we close for good.
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// After a client half-closes during a stream, it is probed (with a
+/// heartbeat comment, which a closed socket answers with a reset) at least
+/// this often (contract §3.6).
+pub const FIN_PROBE: Duration = Duration::from_secs(1);
+
 /// Connections accepted past `--max-conns` to be told `503`; beyond this many
 /// more, new connections are closed without a word.
 const REFUSAL_SLOTS: usize = 64;
@@ -172,6 +177,9 @@ impl Server {
             if self.is_done(now) {
                 return Ok(());
             }
+            // No event of the last batch can name a slot freed in it any more.
+            self.conns.release_freed();
+            self.jobs.release_freed();
             let timeout = if self.has_leftover_work() {
                 Some(Duration::ZERO)
             } else {
@@ -428,12 +436,17 @@ impl Server {
             // script) and still reads. Ask at once with a heartbeat: a closed
             // socket answers it with a reset, which ends the stream and stops
             // the command within a round trip; a half-closed one reads a ping.
+            // Then go on probing at least every FIN_PROBE (contract §3.6),
+            // so a client that closes after half-closing is noticed in about
+            // a second whatever --heartbeat says.
             debug!("{}: client sent FIN during its stream; probing", conn.peer);
             conn.probed = true;
             if conn.pending_len() == 0 {
                 let beat = if conn.is_chunked() { HEARTBEAT_CHUNK } else { HEARTBEAT };
                 conn.queue(beat, now);
             }
+            conn.heartbeat
+                .set(now + FIN_PROBE, TimerKey::Heartbeat(index), &mut self.timers);
             if conn.failed {
                 self.close_conn(index, now);
                 return false;
@@ -802,8 +815,13 @@ impl Server {
     }
 
     fn on_heartbeat(&mut self, index: usize, now: Instant) {
-        let Some(every) = self.config.heartbeat else { return };
+        let heartbeat = self.config.heartbeat;
         let Some(conn) = self.conns.get_mut(index) else { return };
+        // A half-closed client is probed at least every FIN_PROBE.
+        let probe = conn.read_closed.then_some(FIN_PROBE);
+        let Some(every) = heartbeat.into_iter().chain(probe).min() else {
+            return;
+        };
         if !conn.heartbeat.fire(now, TimerKey::Heartbeat(index), &mut self.timers) {
             return;
         }

@@ -256,3 +256,79 @@ fn half_closed_client_still_gets_its_stream() {
         "expected the whole stream (stdout `late`, exit 0) after a half-close, got:\n{text}"
     );
 }
+
+/// §3.6 (v3): a client that half-closes, then closes, stops its command
+/// within about a second even with `--heartbeat 0` (it used to live on until
+/// the command next wrote).
+#[test]
+fn half_closed_then_closed_client_stops_command_without_heartbeat() {
+    let s = Server::start(&["--heartbeat", "0"]);
+    let m = sleep_marker();
+    let _guard = MarkerGuard(vec![m.clone()]);
+    let cmd = format!("sleep {m}");
+    let mut c = s.connect();
+    c.send(&s.req("GET", &format!("/run?command={}", pct(&cmd)), &[]));
+    let head = c.read_head();
+    head.assert_status(200, &cmd);
+    let mut body = c.body(&head);
+    wait_marked(&m, "the quiet sleep to start");
+    c.shutdown_write();
+    // Read the server's answer to the FIN (a `: ping`), so that our close
+    // below sends nothing: with unread bytes the kernel would send a reset,
+    // which any server notices at once.
+    let (probe, _) = c.read_body_some(&mut body, 4096).expect("the stream is still open");
+    assert!(String::from_utf8_lossy(&probe).contains(": ping"), "expected a probe, got {probe:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!live_marked(&m).is_empty(), "a half-close alone must not stop the command");
+    let t = Instant::now();
+    c.close();
+    let took = wait_until(
+        Duration::from_secs(5),
+        "the command of a half-closed, then closed, client to be stopped",
+        || live_marked(&m).is_empty(),
+    );
+    eprintln!("command stopped {took:?} after the close that followed a half-close");
+    assert!(
+        t.elapsed() <= Duration::from_millis(2500),
+        "§3.6: stopped {:?} after the close: the server must probe a half-closed client at least every second",
+        t.elapsed()
+    );
+}
+
+/// §3.6 (v3): during the kill grace the command's output keeps being read
+/// (and dropped), so a command that prints while cleaning up on SIGTERM runs
+/// its handler instead of dying of SIGPIPE.
+#[test]
+fn command_cleans_up_on_sigterm_after_disconnect() {
+    let s = Server::start(&["--shell", "--kill-grace", "3"]);
+    let done = marker_path("cleaned");
+    let cmd = format!(
+        "trap 'echo cleaning; echo cleaning >&2; touch {}; exit 0' TERM; while :; do echo tick; sleep 0.05; done",
+        done.str()
+    );
+    let mut c = s.connect();
+    c.send(&s.req("GET", &format!("/run?command={}", pct(&cmd)), &[]));
+    let head = c.read_head();
+    head.assert_status(200, &cmd);
+    let mut body = c.body(&head);
+    let t = Instant::now();
+    // Read until at least one tick has arrived, so the loop is running.
+    let mut seen = Vec::new();
+    while t.elapsed() < Duration::from_secs(5) && !String::from_utf8_lossy(&seen).contains("tick") {
+        if let Some((bytes, _)) = c.read_body_some(&mut body, 4096) {
+            seen.extend_from_slice(&bytes);
+        }
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("tick"), "no tick arrived");
+    c.close();
+    wait_until(
+        Duration::from_secs(4),
+        "the TERM handler to run and create its marker (it printed while cleaning up)",
+        || done.exists(),
+    );
+    wait_until(Duration::from_secs(3), "the server to reap the command", || {
+        s.children().is_empty()
+    });
+    let log = s.log();
+    assert!(!log.contains("signal 13"), "the command died of SIGPIPE:\n{log}");
+}

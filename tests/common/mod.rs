@@ -819,6 +819,11 @@ impl Conn {
         self.stream.write_all(bytes)
     }
 
+    /// Shuts only our sending side (a half-close, as `nc` or a script does).
+    pub fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
     /// Closes both directions (the client "disconnects").
     pub fn close(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
