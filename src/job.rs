@@ -51,6 +51,18 @@ pub trait Sink {
     fn ready(&self) -> bool;
 }
 
+/// The sink of a job nobody watches any more: its output is read and
+/// dropped.
+pub struct Discard;
+
+impl Sink for Discard {
+    fn send(&mut self, _frame: &Frame, _text: &[u8]) {}
+
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
 /// How far the job is in being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stopping {
@@ -401,16 +413,25 @@ impl Job {
         }
     }
 
-    /// The watcher left: stop the child, and close the pipes so a child that
-    /// keeps writing gets EPIPE instead of blocking.
-    pub fn detach(&mut self, now: Instant, timers: &mut Timers, registry: &Registry) {
+    /// The watcher left: stop the child. Its pipes stay open and are read
+    /// into [`Discard`] until they end or the grace is over, so a command
+    /// that prints while cleaning up on SIGTERM is not killed by SIGPIPE
+    /// first (contract §3.6).
+    pub fn detach(&mut self, now: Instant, timers: &mut Timers) {
         self.watcher = None;
         self.flush.clear();
-        for which in 0..2 {
-            self.close_pipe(which, None, registry);
-        }
         if self.status.is_none() {
             self.terminate(now, timers);
+        }
+    }
+
+    /// Stops reading an unwatched job's pipes once its grace is over: what
+    /// still holds them open (a stray that left the group) is not waited for.
+    pub fn stop_draining(&mut self, registry: &Registry) {
+        if self.watcher.is_none() && self.stopping == Stopping::Done {
+            for which in 0..2 {
+                self.close_pipe(which, None, registry);
+            }
         }
     }
 

@@ -20,7 +20,7 @@ use crate::cli::Config;
 use crate::conn::{self, After, Conn, Phase};
 use crate::http::request::{Head, HttpError};
 use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
-use crate::job::{Job, JobOptions, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::job::{Discard, Job, JobOptions, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
 use crate::route::{self, Decision, RunRequest};
 use crate::sse::{Encoder, HEARTBEAT};
 use crate::sys;
@@ -614,6 +614,9 @@ impl Server {
     fn pump_job(&mut self, index: usize, now: Instant) {
         let Some(job) = self.jobs.get_mut(index) else { return };
         let Some(watcher) = job.watcher else {
+            if job.pump(&mut self.buf, &mut Discard, now, &mut self.timers, self.poll.registry()) {
+                self.revisit_jobs.push(index);
+            }
             return self.reap_if_finished(index);
         };
         let Some(conn) = self.conns.get_mut(watcher) else {
@@ -654,7 +657,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else { return };
         if let Phase::Streaming { job } = conn.phase {
             if let Some(job_ref) = self.jobs.get_mut(job) {
-                job_ref.detach(now, &mut self.timers, self.poll.registry());
+                job_ref.detach(now, &mut self.timers);
             }
             self.reap_if_finished(job);
         }
@@ -864,6 +867,7 @@ impl Server {
             return;
         }
         job.on_kill_deadline(now, &mut self.timers);
+        job.stop_draining(self.poll.registry());
         self.reap_if_finished(index);
     }
 }
