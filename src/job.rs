@@ -218,14 +218,7 @@ impl Job {
     /// Reads ready pipes into `buf` and sends what they hold to `sink`, until
     /// the pipes would block, the sink is full, or [`FAIR_READS`] reads.
     /// Returns true if it stopped at the read cap with readiness left.
-    pub fn pump(
-        &mut self,
-        buf: &mut [u8],
-        sink: &mut dyn Sink,
-        now: Instant,
-        timers: &mut Timers,
-        registry: &Registry,
-    ) -> bool {
+    pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, timers: &mut Timers, registry: &Registry) -> bool {
         for _ in 0..FAIR_READS {
             if !sink.ready() {
                 return false;
@@ -252,7 +245,14 @@ impl Job {
                     let (text, encoder) = (&mut self.text[which], &mut self.encoder);
                     text.feed(encoder, &buf[..n], &mut |frame, bytes| sink.send(frame, bytes));
                     if text.has_held() {
-                        self.flush.set(now + QUIET_FLUSH, TimerKey::Flush(self.index), timers);
+                        // The clock is read here, not taken from the top of
+                        // the loop's turn: if the server was held up since
+                        // then (a loaded box, a VM steal), that time would
+                        // make the child's quiet look 20 ms old already, and
+                        // the held line be cut although more of it is on its
+                        // way (contract §3.4: the quiet is the child's).
+                        let at = Instant::now() + QUIET_FLUSH;
+                        self.flush.set(at, TimerKey::Flush(self.index), timers);
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -305,12 +305,13 @@ impl Job {
             pipe.ready = true;
         }
         let before = self.bytes_read;
-        let capped = self.pump(buf, sink, now, timers, registry);
+        let capped = self.pump(buf, sink, timers, registry);
         if self.bytes_read != before || !sink.ready() {
             // More came (the flush deadline moved with it), or the client
             // is behind: not the moment to cut a line.
             if self.text.iter().any(PipeText::has_held) {
-                self.flush.set(now + QUIET_FLUSH, TimerKey::Flush(self.index), timers);
+                let at = Instant::now() + QUIET_FLUSH;
+                self.flush.set(at, TimerKey::Flush(self.index), timers);
             }
             return capped;
         }

@@ -614,7 +614,7 @@ impl Server {
     fn pump_job(&mut self, index: usize, now: Instant) {
         let Some(job) = self.jobs.get_mut(index) else { return };
         let Some(watcher) = job.watcher else {
-            if job.pump(&mut self.buf, &mut Discard, now, &mut self.timers, self.poll.registry()) {
+            if job.pump(&mut self.buf, &mut Discard, &mut self.timers, self.poll.registry()) {
                 self.revisit_jobs.push(index);
             }
             return self.reap_if_finished(index);
@@ -622,7 +622,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(watcher) else {
             return;
         };
-        if job.pump(&mut self.buf, conn, now, &mut self.timers, self.poll.registry()) {
+        if job.pump(&mut self.buf, conn, &mut self.timers, self.poll.registry()) {
             self.revisit_jobs.push(index);
         }
         if job.finish_if_done(conn) {

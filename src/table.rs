@@ -117,7 +117,7 @@ mod tests {
         let c = table.insert("c");
         assert_ne!(c, a);
         assert_eq!(table.get(a), None);
-        assert_eq!(table.next_index(), table.insert("d") );
+        assert_eq!(table.next_index(), table.insert("d"));
         table.release_freed();
         assert_eq!(table.next_index(), a);
         assert_eq!(table.insert("e"), a);

@@ -277,9 +277,15 @@ fn half_closed_then_closed_client_stops_command_without_heartbeat() {
     // below sends nothing: with unread bytes the kernel would send a reset,
     // which any server notices at once.
     let (probe, _) = c.read_body_some(&mut body, 4096).expect("the stream is still open");
-    assert!(String::from_utf8_lossy(&probe).contains(": ping"), "expected a probe, got {probe:?}");
+    assert!(
+        String::from_utf8_lossy(&probe).contains(": ping"),
+        "expected a probe, got {probe:?}"
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!live_marked(&m).is_empty(), "a half-close alone must not stop the command");
+    assert!(
+        !live_marked(&m).is_empty(),
+        "a half-close alone must not stop the command"
+    );
     let t = Instant::now();
     c.close();
     let took = wait_until(

@@ -162,7 +162,7 @@ fn long_unfinished_line_is_sent_in_bounded_pieces() {
     let r = s.run(r"head -c 200000 /dev/zero | tr '\0' a; sleep 1.5");
     r.assert_end(End::code(0));
     let out = r.stdout();
-    assert_eq!(out.len(), 200_000, "all bytes arrive");
+    assert_eq!(out.len(), 1_000_000, "all bytes arrive");
     assert!(out.bytes().all(|b| b == b'a'));
     for e in r.events.iter().filter(|e| e.event == "stdout") {
         let n = out_text(e).len();
@@ -185,4 +185,68 @@ fn long_unfinished_line_is_sent_in_bounded_pieces() {
         "the line's tail arrived only {:?} before exit: it waited for the exit",
         gap
     );
+}
+
+/// Stops and continues the server (30 ms stopped, 30 ms running) while `run`
+/// reads a stream, at most `stalls` times, as a loaded box or a VM steal would.
+fn with_stalls<T>(s: &Server, stalls: usize, run: impl FnOnce() -> T) -> T {
+    let pid = s.pid();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let staller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..stalls {
+            if stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            send_signal(pid, libc::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(30));
+            send_signal(pid, libc::SIGCONT);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        send_signal(pid, libc::SIGCONT);
+    });
+    let out = run();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = staller.join();
+    send_signal(pid, libc::SIGCONT);
+    out
+}
+
+/// §3.4: the 20 ms before a partial line goes out is the *child's* silence.
+/// A server held up for longer (here: SIGSTOP/SIGCONT) must read what waits
+/// in the pipe before cutting a line, not flush the held part as soon as it
+/// runs again: every json event ends at a line end, and raw gets every line
+/// whole (a cut would add a line break the child never wrote).
+#[test]
+fn a_stalled_server_does_not_split_lines() {
+    let s = Server::start(&["--shell"]);
+    let line = "x".repeat(99);
+    let cmd = format!("yes {line} | head -c 100000000");
+    let r = with_stalls(&s, 200, || s.run(&cmd));
+    r.assert_end(End::code(0));
+    let events: Vec<String> = r.events.iter().filter(|e| e.event == "stdout").map(out_text).collect();
+    let split: Vec<usize> = (0..events.len().saturating_sub(1))
+        .filter(|&i| !events[i].ends_with('\n'))
+        .collect();
+    assert!(
+        split.is_empty(),
+        "{} of {} json events end inside a line (first at event {})",
+        split.len(),
+        events.len(),
+        split.first().copied().unwrap_or(0)
+    );
+    assert_eq!(events.concat().len(), 100_000_000);
+
+    let raw = with_stalls(&s, 200, || s.run_raw(&cmd));
+    raw.assert_end(End::code(0));
+    let lines = raw.raw_lines("stdout");
+    let bad = lines.iter().filter(|l| **l != line).count();
+    assert_eq!(
+        lines.len(),
+        1_000_000,
+        "raw: {} lines instead of 1000000 ({bad} not whole)",
+        lines.len()
+    );
+    assert_eq!(bad, 0, "raw: {bad} lines were cut");
 }
