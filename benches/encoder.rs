@@ -121,7 +121,8 @@ fn pipe_text(c: &mut Criterion) {
                 let read = &stream[at * READ..(at + 1) * READ];
                 at = (at + 1) % READS;
                 pipe.feed(&mut enc, black_box(read), &mut |frame, text| {
-                    total += consume(frame, text)
+                    total += consume(frame, text);
+                    true
                 });
             });
             black_box(total);
@@ -137,6 +138,7 @@ fn pipe_text(c: &mut Criterion) {
                 pipe.feed(&mut enc, black_box(read), &mut |frame, text| {
                     let copy = frame.to_vec(text, true);
                     total += black_box(copy).len();
+                    true
                 });
             });
             black_box(total);

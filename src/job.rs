@@ -220,7 +220,9 @@ impl Job {
     /// Returns true if it stopped at the read cap with readiness left.
     pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, timers: &mut Timers, registry: &Registry) -> bool {
         for _ in 0..FAIR_READS {
-            if !sink.ready() {
+            if !sink.ready() || !self.drain_backlog(sink) {
+                // Paused on a slow client: hold only what must be held.
+                self.encoder.release_scratch();
                 return false;
             }
             let Some(which) = self.next_ready() else {
@@ -243,7 +245,7 @@ impl Job {
                     }
                     self.bytes_read += n as u64;
                     let (text, encoder) = (&mut self.text[which], &mut self.encoder);
-                    text.feed(encoder, &buf[..n], &mut |frame, bytes| sink.send(frame, bytes));
+                    text.feed(encoder, &buf[..n], &mut |frame, bytes| send_to(sink, frame, bytes));
                     if text.has_held() {
                         // The clock is read here, not taken from the top of
                         // the loop's turn: if the server was held up since
@@ -273,12 +275,21 @@ impl Job {
         self.has_ready_pipe()
     }
 
+    /// Sends text the sink did not take earlier, before anything newer;
+    /// true once none is left.
+    fn drain_backlog(&mut self, sink: &mut dyn Sink) -> bool {
+        let (texts, encoder) = (&mut self.text, &mut self.encoder);
+        texts
+            .iter_mut()
+            .all(|text| text.drain(encoder, &mut |frame, bytes| send_to(sink, frame, bytes)))
+    }
+
     fn close_pipe(&mut self, which: usize, sink: Option<&mut dyn Sink>, registry: &Registry) {
         if let Some(mut pipe) = self.pipes[which].take() {
             let _ = registry.deregister(&mut pipe.rx);
         }
         if let Some(sink) = sink {
-            self.text[which].finish(&mut self.encoder, &mut |frame, bytes| sink.send(frame, bytes));
+            self.text[which].finish(&mut self.encoder, &mut |frame, bytes| send_to(sink, frame, bytes));
         }
     }
 
@@ -317,7 +328,7 @@ impl Job {
         }
         for which in 0..2 {
             let (text, encoder) = (&mut self.text[which], &mut self.encoder);
-            text.flush(encoder, &mut |frame, bytes| sink.send(frame, bytes));
+            text.flush(encoder, &mut |frame, bytes| send_to(sink, frame, bytes));
         }
         capped
     }
@@ -439,7 +450,7 @@ impl Job {
     /// Sends the `exit` event once the child is reaped and both pipes are
     /// drained; returns true when it did (the stream is then complete).
     pub fn finish_if_done(&mut self, sink: &mut dyn Sink) -> bool {
-        if self.exit_sent || self.pipes.iter().any(Option::is_some) {
+        if self.exit_sent || self.pipes.iter().any(Option::is_some) || self.text.iter().any(PipeText::has_backlog) {
             return false;
         }
         let Some(status) = self.status else { return false };
@@ -458,6 +469,12 @@ impl Job {
             && self.pipes.iter().all(Option::is_none)
             && !matches!(self.stopping, Stopping::Terminating { .. })
     }
+}
+
+/// Hands one event to `sink`; true while it takes more.
+fn send_to(sink: &mut dyn Sink, frame: &Frame, text: &[u8]) -> bool {
+    sink.send(frame, text);
+    sink.ready()
 }
 
 /// What a job needs besides the child.

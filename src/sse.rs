@@ -18,6 +18,17 @@ use std::fmt::Write as _;
 /// held bytes stay bounded.
 pub const MAX_HELD: usize = 64 * 1024;
 
+/// Where the text allows, an event's frame stays under about this size:
+/// text that escapes heavily (NUL bytes become `\u0000`, six times their
+/// size; empty raw lines seven) is sent as several smaller events, so the
+/// bytes a stalled client leaves queued stay bounded (contract §3.7). Plain
+/// text (a 64 KiB read of it encodes to about 66 KiB) stays one event.
+pub const MAX_FRAME: usize = 80 * 1024;
+
+/// Input bytes per event when a text is sent in slices: at most 7 times
+/// larger once encoded, so within [`MAX_FRAME`].
+const SLICE: usize = MAX_FRAME / 8;
+
 /// The heartbeat comment (contract §3.5), a complete SSE block on its own.
 pub const HEARTBEAT: &[u8] = b": ping\n\n";
 
@@ -256,6 +267,24 @@ impl Encoder {
     /// The format this encoder writes.
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// Gives back a large scratch buffer; called while the stream waits on
+    /// a slow client, so a paused stream holds only what it must.
+    pub fn release_scratch(&mut self) {
+        if self.frame.scratch.capacity() > KEEP_SCRATCH {
+            self.frame.scratch = Vec::new();
+        }
+    }
+
+    /// What an event changes in the encoder, to undo an encoding.
+    fn checkpoint(&self) -> (u64, [bool; 2]) {
+        (self.next_id, self.after_cr)
+    }
+
+    fn restore(&mut self, (next_id, after_cr): (u64, [bool; 2])) {
+        self.next_id = next_id;
+        self.after_cr = after_cr;
     }
 
     /// The id the next event will carry.
@@ -565,12 +594,28 @@ pub fn char_boundary(bytes: &[u8]) -> usize {
     len
 }
 
+/// Gets each event ready now with the text its pieces point into; returns
+/// true while the sink takes more without queueing.
+pub type Emit<'a> = dyn FnMut(&Frame, &[u8]) -> bool + 'a;
+
 /// One pipe's text on its way to events: it holds an unfinished line until
 /// the line ends, [`PipeText::flush`] is called, or [`MAX_HELD`] piles up.
+///
+/// When the sink stops taking events in the middle of a text sent in slices
+/// (see [`MAX_FRAME`]), the rest waits unencoded in a backlog, which
+/// [`PipeText::drain`] sends before anything newer.
 #[derive(Debug)]
 pub struct PipeText {
     stream: Stream,
     held: Vec<u8>,
+    /// Text cut into events but not yet sent: the sink stopped taking them.
+    backlog: Vec<u8>,
+    /// The backlog is whole lines (else a piece of an unfinished line, which
+    /// may be cut anywhere between characters).
+    backlog_lines: bool,
+    /// The last event ended inside a line: the rest of that line was
+    /// already cut once, and may be cut again.
+    mid_line: bool,
 }
 
 impl PipeText {
@@ -579,6 +624,9 @@ impl PipeText {
         PipeText {
             stream,
             held: Vec::new(),
+            backlog: Vec::new(),
+            backlog_lines: true,
+            mid_line: false,
         }
     }
 
@@ -592,23 +640,29 @@ impl PipeText {
         !self.held.is_empty()
     }
 
+    /// True while text the sink did not take waits to be sent: feed nothing
+    /// new before [`PipeText::drain`] has sent it.
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
     /// Bytes held, for accounting.
     pub fn held_len(&self) -> usize {
         self.held.len()
     }
 
-    /// Takes newly read bytes; `emit` gets each event ready now with the text
-    /// its pieces point into (`bytes` itself when no line was held).
-    pub fn feed(&mut self, enc: &mut Encoder, bytes: &[u8], emit: &mut dyn FnMut(&Frame, &[u8])) {
+    /// Takes newly read bytes (only when there is no backlog).
+    pub fn feed(&mut self, enc: &mut Encoder, bytes: &[u8], emit: &mut Emit<'_>) {
         let cut = last_line_end(bytes);
         if self.held.is_empty() {
             if cut > 0 {
-                send(enc, self.stream, &bytes[..cut], emit);
+                let sent = send(enc, self.stream, &bytes[..cut], true, &mut self.mid_line, emit);
+                self.keep(&bytes[sent..cut], true);
             }
         } else if cut > 0 {
             self.held.extend_from_slice(&bytes[..cut]);
-            send(enc, self.stream, &self.held, emit);
-            self.held.clear();
+            let sent = send(enc, self.stream, &self.held, true, &mut self.mid_line, emit);
+            self.keep_held(sent, self.held.len(), true);
         }
         self.held.extend_from_slice(&bytes[cut..]);
         if self.held.len() >= MAX_HELD {
@@ -616,31 +670,148 @@ impl PipeText {
         }
     }
 
-    /// Sends the held partial line, except an unfinished character at its end.
-    pub fn flush(&mut self, enc: &mut Encoder, emit: &mut dyn FnMut(&Frame, &[u8])) {
-        let end = char_boundary(&self.held);
-        if end > 0 {
-            send(enc, self.stream, &self.held[..end], emit);
+    /// `held[sent..end]` was not taken: it becomes the backlog (the buffer
+    /// itself moves, nothing is copied); `held[end..]` stays held.
+    fn keep_held(&mut self, sent: usize, end: usize, lines: bool) {
+        if sent == end {
             self.held.drain(..end);
+            return;
+        }
+        let mut rest = std::mem::take(&mut self.held);
+        self.held = rest.split_off(end);
+        rest.drain(..sent);
+        if self.backlog.is_empty() {
+            self.backlog = rest;
+        } else {
+            self.backlog.extend_from_slice(&rest);
+        }
+        self.backlog_lines = lines;
+    }
+
+    fn keep(&mut self, rest: &[u8], lines: bool) {
+        if !rest.is_empty() {
+            self.backlog.extend_from_slice(rest);
+            self.backlog_lines = lines;
         }
     }
 
-    /// The pipe has ended: sends everything held; an unfinished character
-    /// becomes U+FFFD.
-    pub fn finish(&mut self, enc: &mut Encoder, emit: &mut dyn FnMut(&Frame, &[u8])) {
+    /// Sends the backlog while the sink takes it; then a held line that has
+    /// reached [`MAX_HELD`]. Returns true once nothing is left in the backlog.
+    pub fn drain(&mut self, enc: &mut Encoder, emit: &mut Emit<'_>) -> bool {
+        if !self.backlog.is_empty() {
+            let sent = send(
+                enc,
+                self.stream,
+                &self.backlog,
+                self.backlog_lines,
+                &mut self.mid_line,
+                emit,
+            );
+            self.backlog.drain(..sent);
+            if !self.backlog.is_empty() {
+                return false;
+            }
+            self.backlog = Vec::new();
+        }
+        if self.held.len() >= MAX_HELD {
+            self.flush(enc, emit);
+        }
+        self.backlog.is_empty()
+    }
+
+    /// Sends the held partial line, except an unfinished character at its
+    /// end. Waits while there is a backlog (it comes first).
+    pub fn flush(&mut self, enc: &mut Encoder, emit: &mut Emit<'_>) {
+        if !self.backlog.is_empty() {
+            return;
+        }
+        let end = char_boundary(&self.held);
+        if end > 0 {
+            let sent = send(enc, self.stream, &self.held[..end], false, &mut self.mid_line, emit);
+            self.keep_held(sent, end, false);
+        }
+    }
+
+    /// The pipe has ended: sends everything held (after the backlog); an
+    /// unfinished character becomes U+FFFD. What the sink does not take
+    /// stays in the backlog.
+    pub fn finish(&mut self, enc: &mut Encoder, emit: &mut Emit<'_>) {
         if !self.held.is_empty() {
-            send(enc, self.stream, &self.held, emit);
-            self.held.clear();
+            let held = std::mem::take(&mut self.held);
+            if self.backlog.is_empty() {
+                let sent = send(enc, self.stream, &held, false, &mut self.mid_line, emit);
+                self.keep(&held[sent..], false);
+            } else {
+                self.keep(&held, false);
+            }
         }
         self.held.shrink_to(0);
     }
 }
 
-fn send(enc: &mut Encoder, stream: Stream, text: &[u8], emit: &mut dyn FnMut(&Frame, &[u8])) {
+/// Sends `text` as one event, or, when that event would be over
+/// [`MAX_FRAME`], as several, stopping once `emit` says the sink is full.
+/// Returns how many bytes of `text` were sent. `lines`: the text is whole
+/// lines, cut only at line ends (or past [`MAX_HELD`] of one line, or where
+/// `mid_line` says the line was cut already); `mid_line` is kept up to date.
+fn send(
+    enc: &mut Encoder,
+    stream: Stream,
+    text: &[u8],
+    lines: bool,
+    mid_line: &mut bool,
+    emit: &mut Emit<'_>,
+) -> usize {
+    let saved = enc.checkpoint();
     let frame = enc.output(stream, text);
-    if !frame.is_empty() {
-        emit(frame, text);
+    if frame.len() <= MAX_FRAME {
+        if !frame.is_empty() {
+            emit(frame, text);
+        }
+        *mid_line = !ends_line(text);
+        return text.len();
     }
+    enc.restore(saved);
+    let mut at = 0;
+    while at < text.len() {
+        let end = at + slice_end(&text[at..], lines && !*mid_line);
+        let piece = &text[at..end];
+        at = end;
+        *mid_line = !ends_line(piece);
+        let frame = enc.output(stream, piece);
+        if !frame.is_empty() && !emit(frame, piece) {
+            break;
+        }
+    }
+    at
+}
+
+fn ends_line(text: &[u8]) -> bool {
+    matches!(text.last(), None | Some(b'\n' | b'\r'))
+}
+
+/// Where the next slice of `text` ends: at most about [`SLICE`] bytes, at a
+/// line end; between characters if `lines` is false or one line runs past
+/// [`MAX_HELD`] (the contract lets a line that long be cut). A line shorter
+/// than that is never cut, however large its escapes make it.
+fn slice_end(text: &[u8], lines: bool) -> usize {
+    if text.len() <= SLICE {
+        return text.len();
+    }
+    let window = &text[..SLICE];
+    let end = last_line_end(window);
+    if end > 0 {
+        return end;
+    }
+    if lines {
+        let next = memchr::memchr2(b'\n', b'\r', &text[SLICE..]).map(|i| SLICE + i + 1);
+        match next {
+            Some(end) if end <= MAX_HELD => return end,
+            None if text.len() <= MAX_HELD => return text.len(),
+            _ => {}
+        }
+    }
+    char_boundary(window).max(1)
 }
 
 #[cfg(test)]
@@ -766,7 +937,10 @@ mod tests {
         let mut enc = Encoder::new(Format::Json);
         let mut pipe = PipeText::new(Stream::Stdout);
         let mut events = Vec::new();
-        let mut emit = |f: &Frame, t: &[u8]| events.push(String::from_utf8(f.to_vec(t, false)).unwrap_or_default());
+        let mut emit = |f: &Frame, t: &[u8]| {
+            events.push(String::from_utf8(f.to_vec(t, false)).unwrap_or_default());
+            true
+        };
         pipe.feed(&mut enc, b"one\ntw", &mut emit);
         pipe.feed(&mut enc, b"o\xe2\x82", &mut emit);
         pipe.flush(&mut enc, &mut emit);
@@ -781,5 +955,52 @@ mod tests {
                 "data: {\"type\":\"stdout\",\"out\":\"€\\n\"}",
             ]
         );
+    }
+
+    /// Escape-heavy text goes out in events within MAX_FRAME; when the sink
+    /// stops taking them, the rest waits in the backlog and nothing is lost.
+    #[test]
+    fn escape_heavy_text_is_sliced_and_backlogged() {
+        let mut enc = Encoder::new(Format::Json);
+        let mut pipe = PipeText::new(Stream::Stdout);
+        let mut text = vec![0u8; 100_000];
+        text.push(b'\n');
+        let mut frames: Vec<(usize, String)> = Vec::new();
+        let mut take = 2;
+        let mut emit = |f: &Frame, t: &[u8]| {
+            frames.push((f.len(), String::from_utf8(f.to_vec(t, false)).unwrap_or_default()));
+            take -= 1;
+            take > 0
+        };
+        pipe.feed(&mut enc, &text, &mut emit);
+        assert_eq!(frames.len(), 2, "the sink stopped after two events");
+        assert!(pipe.has_backlog());
+        let mut emit_all = |f: &Frame, t: &[u8]| {
+            frames.push((f.len(), String::from_utf8(f.to_vec(t, false)).unwrap_or_default()));
+            true
+        };
+        assert!(pipe.drain(&mut enc, &mut emit_all));
+        assert!(frames.iter().all(|(len, _)| *len <= MAX_FRAME));
+        let escapes: usize = frames.iter().map(|(_, f)| f.matches("\\u0000").count()).sum();
+        assert_eq!(escapes, 100_000, "every NUL byte arrives once");
+        assert!(frames.last().is_some_and(|(_, f)| f.contains("\\n\"}")));
+        let ids: Vec<&str> = frames.iter().filter_map(|(_, f)| f.lines().next()).collect();
+        let expected: Vec<String> = (1..=frames.len()).map(|i| format!("id: {i}")).collect();
+        assert_eq!(ids, expected, "ids stay consecutive across the undone encoding");
+    }
+
+    /// Plain text, a 64 KiB read of it, stays one event.
+    #[test]
+    fn plain_text_is_one_event() {
+        let mut enc = Encoder::new(Format::Json);
+        let mut pipe = PipeText::new(Stream::Stdout);
+        let line = [b"x".repeat(99), b"\n".to_vec()].concat();
+        let text = line.repeat(655);
+        let mut count = 0;
+        pipe.feed(&mut enc, &text, &mut |_, _| {
+            count += 1;
+            true
+        });
+        assert_eq!(count, 1);
     }
 }

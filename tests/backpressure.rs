@@ -196,3 +196,52 @@ fn slow_reader_bounds_memory_and_blocks_child() {
     assert_eq!(delivered, big.len, "bytes delivered vs file size");
     assert_eq!(hash.0, big.hash, "content hash differs: bytes lost or reordered");
 }
+
+/// Opens `n` streams of `target` whose clients never read (small receive
+/// buffers), and returns the server's RSS growth per stream in KiB once the
+/// streams have stalled.
+fn rss_per_never_reading_stream(s: &Server, target: &str, n: usize) -> u64 {
+    let before = s.rss_kib();
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let mut c = Conn::connect_small_rcvbuf(s.addr, 4096);
+        c.send(&s.req("GET", target, &[]));
+        conns.push(c);
+    }
+    // Until the growth stops: every stream has filled its socket and paused.
+    let mut last = 0;
+    let t = Instant::now();
+    let mut settled = 0;
+    while t.elapsed() < Duration::from_secs(10) && settled < 5 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = s.rss_kib();
+        settled = if now == last { settled + 1 } else { 0 };
+        last = now;
+    }
+    let running = s.children().len();
+    assert!(running >= n, "only {running} of the {n} commands are running");
+    drop(conns);
+    last.saturating_sub(before) / n as u64
+}
+
+/// §3.7 (v3): a never-reading client costs the server at most 256 KiB,
+/// whatever the output: escape-heavy json (NUL bytes are six times larger
+/// once escaped) and raw output of empty lines (seven times larger).
+#[test]
+fn never_reading_clients_cost_at_most_256_kib_each() {
+    let cases = [
+        ("/run?command=cat%20/dev/zero", "json, NUL bytes"),
+        ("/run?command=yes%20%27%27&format=raw", "raw, empty lines"),
+        ("/run?command=yes%20%27%27", "json, empty lines"),
+    ];
+    for (target, what) in cases {
+        // A fresh server each time: freed memory is not handed back at once.
+        let s = Server::start(&["--max-procs", "200"]);
+        let per_stream = rss_per_never_reading_stream(&s, target, 50);
+        eprintln!("{what}: {per_stream} KiB of server memory per never-reading stream");
+        assert!(
+            per_stream <= 256,
+            "{what}: {per_stream} KiB per never-reading stream (contract: at most 256 KiB)"
+        );
+    }
+}
