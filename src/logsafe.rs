@@ -49,7 +49,7 @@ pub fn target(target: &str, secret: Option<&str>) -> String {
 /// escaped (and `"` too, so word boundaries stay readable), the token
 /// redacted. The type can only be built here, so every argv a log line
 /// prints went through it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogArgv(String);
 
 impl LogArgv {
@@ -96,7 +96,8 @@ impl fmt::Display for LogArgv {
 /// controls, DEL, C1 controls, the Unicode line and paragraph separators,
 /// and the bidirectional overrides (which reorder what a reader sees).
 fn is_control(ch: char) -> bool {
-    ch.is_control() || matches!(ch, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    ch.is_control()
+        || matches!(ch, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn needs_escape(text: &str) -> bool {
@@ -235,7 +236,12 @@ mod tests {
 
     #[test]
     fn argv_words() {
-        let words = ["echo".to_owned(), "a\"b".to_owned(), "\x1b[2J\nx".to_owned(), "Tok".to_owned()];
+        let words = [
+            "echo".to_owned(),
+            "a\"b".to_owned(),
+            "\x1b[2J\nx".to_owned(),
+            "Tok".to_owned(),
+        ];
         assert_eq!(
             LogArgv::new(&words, Some("Tok")).to_string(),
             r#"["echo", "a\"b", "\x1b[2J\nx", "[token]"]"#

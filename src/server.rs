@@ -19,8 +19,8 @@ use crate::cli::Config;
 use crate::conn::{self, After, Conn, Phase};
 use crate::http::request::{Head, HttpError};
 use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
-use crate::logsafe::{self, LogArgv};
 use crate::job::{Job, JobOptions, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::logsafe::{self, LogArgv};
 use crate::route::{self, Decision, RunRequest};
 use crate::sse::{Encoder, HEARTBEAT};
 use crate::sys;
@@ -579,7 +579,11 @@ impl Server {
                 self.pump_job(job_index, now);
             }
             Err(message) => {
-                info!("{}: {}", conn.peer, logsafe::safe(&message, self.config.token.as_deref()));
+                info!(
+                    "{}: {}",
+                    conn.peer,
+                    logsafe::safe(&message, self.config.token.as_deref())
+                );
                 let mut encoder = Encoder::new(run.format);
                 conn.send(encoder.error(&message), b"");
                 conn.end_stream(now);
