@@ -175,7 +175,10 @@ pub fn check_origin(origin: Option<&str>, host: Option<&str>, hosts: &HostPolicy
     }
 }
 
-/// The request target with any `token` query parameter removed, for logs.
+/// The request target with any `token` query parameter removed, for logs
+/// (also `amp;token`, from a URL copied out of HTML, and any name with a
+/// percent-escape, which might spell `token`). The token's value wherever
+/// else it appears is left to [`crate::logsafe`], which knows it.
 pub fn redact_target(target: &str) -> String {
     let Some((path, query)) = target.split_once('?') else {
         return target.to_owned();
@@ -184,7 +187,8 @@ pub fn redact_target(target: &str) -> String {
         .split('&')
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-            name != "token" && !name.eq_ignore_ascii_case("token") && !name.contains("%")
+            let last = name.rsplit(';').next().unwrap_or(name);
+            !last.eq_ignore_ascii_case("token") && !name.contains('%')
         })
         .collect();
     if kept.is_empty() {
@@ -289,6 +293,8 @@ mod tests {
         assert_eq!(redact_target("/?token=abc"), "/");
         assert_eq!(redact_target("/run?tok%65n=abc&command=x"), "/run?command=x");
         assert_eq!(redact_target("/healthz"), "/healthz");
+        assert_eq!(redact_target("/run?command=ls&amp;token=abc"), "/run?command=ls");
+        assert_eq!(redact_target("/run?command=ls&a;TOKEN=abc&x=1"), "/run?command=ls&x=1");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +16,10 @@ Usage: ssecommander [OPTIONS]
 Options:
   -l, --listen ADDR:PORT   address to listen on [default: 127.0.0.1:3000]; port 0 picks one
       --token TOKEN        secret every request must carry [default: random, new at each
-                           start]; also read from env SSECOMMANDER_TOKEN
+                           start]; also read from env SSECOMMANDER_TOKEN. Visible in ps:
+                           prefer --token-file
+      --token-file PATH    read the token from the first line of PATH (kept out of ps
+                           and of the environment)
       --no-auth            accept requests without a token (prints a warning)
       --allow PROGRAM      only these programs may run (repeatable): a bare name matches
                            argv[0] as given, an absolute path the resolved executable
@@ -153,18 +157,63 @@ pub fn token_is_valid(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
 }
 
+/// The most of a token file read: a token is at most 256 bytes, and a line
+/// ending; reading stops here, so a huge or endless file cannot stall start-up.
+const TOKEN_FILE_MAX_BYTES: u64 = 1024;
+
+/// The token from the first line of `path`, without its line ending (LF or
+/// CRLF). Unreadable, empty first line or not a valid token: an error that
+/// names the file but never shows its contents.
+fn read_token_file(path: &std::path::Path) -> Result<String, CliError> {
+    let shown = path.display();
+    let cannot = |err: std::io::Error| CliError(format!("cannot read --token-file {shown}: {}", describe_io(&err)));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut line = Vec::new();
+    BufReader::new(file.take(TOKEN_FILE_MAX_BYTES))
+        .read_until(b'\n', &mut line)
+        .map_err(cannot)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    if line.is_empty() {
+        return Err(CliError(format!(
+            "--token-file {shown} is empty: its first line must hold the token"
+        )));
+    }
+    let from = format!("--token-file {shown}");
+    let token = String::from_utf8(line).map_err(|_| invalid_token(&from))?;
+    check_token(token, &from)
+}
+
+fn describe_io(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => err.to_string().to_lowercase(),
+    }
+}
+
+fn invalid_token(from: &str) -> CliError {
+    CliError(format!(
+        "invalid token from {from}: use 1 to 256 of A-Z a-z 0-9 - _ . ~"
+    ))
+}
+
 fn check_token(token: String, from: &str) -> Result<String, CliError> {
     if token_is_valid(&token) {
         Ok(token)
     } else {
-        Err(CliError(format!(
-            "invalid token from {from}: use 1 to 256 of A-Z a-z 0-9 - _ . ~"
-        )))
+        Err(invalid_token(from))
     }
 }
 
 /// Parses `args` (without the program name). `env_token` is the value of
-/// `SSECOMMANDER_TOKEN`, passed in so the parser reads no environment.
+/// `SSECOMMANDER_TOKEN`, passed in so the parser reads no environment; it is
+/// used only when neither `--token` nor `--token-file` is given. The one
+/// file read is `--token-file`'s.
 pub fn parse<I>(args: I, env_token: Option<OsString>) -> Result<Command, CliError>
 where
     I: IntoIterator,
@@ -173,6 +222,7 @@ where
     use lexopt::prelude::*;
     let mut config = Config::default();
     let mut token = None;
+    let mut token_file = None;
     let mut no_auth = false;
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next()? {
@@ -186,6 +236,7 @@ where
                     .map_err(|_| bad("--listen", &value, "expected ADDR:PORT, like 127.0.0.1:3000 or [::1]:0"))?;
             }
             Long("token") => token = Some(check_token(text("--token", parser.value()?)?, "--token")?),
+            Long("token-file") => token_file = Some(PathBuf::from(parser.value()?)),
             Long("no-auth") => no_auth = true,
             Long("allow") => {
                 let program = text("--allow", parser.value()?)?;
@@ -241,6 +292,15 @@ where
     }
     if no_auth && token.is_some() {
         return Err(CliError("--no-auth and --token cannot be combined".into()));
+    }
+    if let Some(path) = token_file {
+        if no_auth {
+            return Err(CliError("--no-auth and --token-file cannot be combined".into()));
+        }
+        if token.is_some() {
+            return Err(CliError("--token and --token-file cannot be combined: give one".into()));
+        }
+        token = Some(read_token_file(&path)?);
     }
     if !no_auth && token.is_none() {
         if let Some(value) = env_token.filter(|v| !v.is_empty()) {
@@ -304,6 +364,61 @@ mod tests {
         assert!(error(&["--no-auth", "--token", "x"]).contains("cannot be combined"));
         let no_auth = parse(["--no-auth"], Some("envtok".into()));
         assert!(matches!(no_auth, Ok(Command::Serve { config, needs_token: false }) if config.token.is_none()));
+    }
+
+    /// A file under the system temp dir, removed at the end of the test.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str, contents: &[u8]) -> TempFile {
+            let path = std::env::temp_dir().join(format!("ssecommander-cli-{}-{tag}", std::process::id()));
+            std::fs::write(&path, contents).expect("write temp file");
+            TempFile(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().expect("temp path is UTF-8")
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn token_file() {
+        for (tag, contents) in [
+            ("lf", &b"file-tok\n"[..]),
+            ("crlf", b"file-tok\r\nsecond line"),
+            ("bare", b"file-tok"),
+        ] {
+            let file = TempFile::new(tag, contents);
+            assert_eq!(
+                serve(&["--token-file", file.arg()]).token.as_deref(),
+                Some("file-tok"),
+                "{tag}"
+            );
+            let file_wins = parse(["--token-file", file.arg()], Some("envtok".into()));
+            assert!(
+                matches!(file_wins, Ok(Command::Serve { config, needs_token: false }) if config.token.as_deref() == Some("file-tok"))
+            );
+            assert!(error(&["--token", "x", "--token-file", file.arg()]).contains("cannot be combined"));
+            assert!(error(&["--token-file", file.arg(), "--no-auth"]).contains("cannot be combined"));
+        }
+        for (tag, contents) in [("empty", &b""[..]), ("blank", b"\nfile-tok\n"), ("crlf-only", b"\r\n")] {
+            let file = TempFile::new(tag, contents);
+            assert!(error(&["--token-file", file.arg()]).contains("is empty"), "{tag}");
+        }
+        let bad = TempFile::new("bad", b"has space\n");
+        let message = error(&["--token-file", bad.arg()]);
+        assert!(message.contains("invalid token from --token-file"), "{message}");
+        assert!(!message.contains("has space"), "the file's contents leaked: {message}");
+        let binary = TempFile::new("binary", b"\xff\xfe\n");
+        assert!(error(&["--token-file", binary.arg()]).contains("invalid token"));
+        assert!(error(&["--token-file", "/no/such/file/xyz"]).contains("cannot read --token-file /no/such/file/xyz"));
+        assert!(error(&["--token-file", "/"]).contains("cannot read --token-file /"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::child::{self, Spawned};
+use crate::logsafe::LogArgv;
 use crate::sse::{Encoder, Format, Frame, PipeText, Stream};
 use crate::sys;
 use crate::timer::{Deadline, TimerKey, Timers};
@@ -107,8 +108,8 @@ pub struct Job {
     pub flush: Deadline,
     /// `--timeout` or SIGKILL deadline.
     pub kill: Deadline,
-    /// The command line, for logs.
-    argv: String,
+    /// The command line, for logs: escaped, token redacted.
+    argv: LogArgv,
 }
 
 impl Job {
@@ -485,8 +486,8 @@ pub struct JobOptions<'a> {
     pub timeout: Option<Duration>,
     /// `--kill-grace`.
     pub kill_grace: Duration,
-    /// The command line as logs show it.
-    pub argv_for_log: String,
+    /// The command line as logs show it (escaped, token redacted).
+    pub argv_for_log: LogArgv,
     /// The timer queue.
     pub timers: &'a mut Timers,
 }

@@ -20,6 +20,8 @@
 //!   connection watches a job by id and may leave before it ends.
 //! - [`child`] spawns into a process group and reaps; [`sys`] holds every
 //!   system call std lacks, and every `unsafe` block.
+//! - [`logsafe`] escapes and redacts what clients and children control
+//!   before it reaches a log line.
 //! - [`sse`] encodes child output into SSE frames as `IoSlice` pieces that
 //!   point at the read buffer; it does no I/O.
 //!
@@ -35,6 +37,7 @@ pub mod cli;
 pub mod conn;
 pub mod http;
 pub mod job;
+pub mod logsafe;
 #[doc(hidden)]
 pub mod oracle;
 pub mod route;

@@ -29,6 +29,12 @@ enum Failure {
 }
 
 fn run() -> Result<(), Failure> {
+    // Before anything opens a descriptor or reads the token: what our parent
+    // leaked to us must not reach our commands (no socket-activation
+    // listener is kept yet: `3..3`), and our commands must not read our
+    // environment or memory (contract §4).
+    let cloexec = sys::cloexec_inherited(3..3);
+    let non_dumpable = sys::set_non_dumpable();
     let args = std::env::args_os().skip(1);
     let (mut config, needs_token) = match cli::parse(args, std::env::var_os(child::TOKEN_ENV)) {
         Ok(Command::Serve { config, needs_token }) => (*config, needs_token),
@@ -42,7 +48,17 @@ fn run() -> Result<(), Failure> {
         }
         Err(err) => return Err(Failure::Usage(err.to_string())),
     };
+    // Sound only while one thread runs, which is now (the logger starts none).
+    // The kernel still shows the variable in /proc/PID/environ, which
+    // non-dumpable guards; this keeps it from any spawn that forgets it.
+    std::env::remove_var(child::TOKEN_ENV);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(err) = cloexec {
+        warn!("cannot mark inherited descriptors close-on-exec; commands may inherit them: {err}");
+    }
+    if let Err(err) = non_dumpable {
+        warn!("cannot make the process non-dumpable; commands may read its environment: {err}");
+    }
     if needs_token {
         let token = auth::random_token().map_err(|err| Failure::Usage(format!("cannot draw a random token: {err}")))?;
         config.token = Some(token);

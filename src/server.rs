@@ -14,13 +14,13 @@ use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::auth;
 use crate::child::{self, SpawnOptions};
 use crate::cli::Config;
 use crate::conn::{self, After, Conn, Phase};
 use crate::http::request::{Head, HttpError};
 use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
 use crate::job::{Discard, Job, JobOptions, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::logsafe::{self, LogArgv};
 use crate::route::{self, Decision, RunRequest};
 use crate::sse::{Encoder, HEARTBEAT};
 use crate::sys;
@@ -514,8 +514,9 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else { return };
         conn.requests += 1;
         let peer = conn.peer;
-        let path = auth::redact_target(&head.target);
-        let method = head.method.as_str().to_owned();
+        let token = self.config.token.as_deref();
+        let path = logsafe::target(&head.target, token);
+        let method = logsafe::safe(head.method.as_str(), token).to_string();
         match decision {
             Decision::Reply(mut reply) => {
                 info!("{peer} {method} {path} {}", reply.status);
@@ -591,7 +592,11 @@ impl Server {
                 self.pump_job(job_index, now);
             }
             Err(message) => {
-                info!("{}: {message}", conn.peer);
+                info!(
+                    "{}: {}",
+                    conn.peer,
+                    logsafe::safe(&message, self.config.token.as_deref())
+                );
                 let mut encoder = Encoder::new(run.format);
                 conn.send(encoder.error(&message), b"");
                 conn.end_stream(now);
@@ -599,14 +604,10 @@ impl Server {
         }
     }
 
-    /// The command line for logs, with the token (if a client typed it)
-    /// masked: the token appears in no log line.
-    fn argv_for_log(&self, argv: &[String]) -> String {
-        let line = format!("{argv:?}");
-        match &self.config.token {
-            Some(token) if line.contains(token.as_str()) => line.replace(token.as_str(), "[token]"),
-            _ => line,
-        }
+    /// The command line for logs, escaped, with the token (if a client typed
+    /// it) masked: the token appears in no log line.
+    fn argv_for_log(&self, argv: &[String]) -> LogArgv {
+        LogArgv::new(argv, self.config.token.as_deref())
     }
 
     /// Reads a job's pipes into its watcher, and ends the stream when the

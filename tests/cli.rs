@@ -31,7 +31,14 @@ fn help_exits_0() {
     for flag in ["--help", "-h"] {
         let (status, out, err) = run_binary(&[flag], &[], Duration::from_secs(5));
         assert_eq!(status.code(), Some(0), "{}: stderr:\n{}", flag, err);
-        for opt in ["--listen", "--token", "--shell", "--max-procs", "--kill-grace"] {
+        for opt in [
+            "--listen",
+            "--token",
+            "--token-file",
+            "--shell",
+            "--max-procs",
+            "--kill-grace",
+        ] {
             assert!(out.contains(opt), "{} output lacks {}:\n{}", flag, opt, out);
         }
     }
@@ -58,6 +65,50 @@ fn bad_option_exit_2_one_line() {
     for args in [&["--no-such-option"][..], &["-Z"], &["--listen"], &["stray-argument"]] {
         let (status, out, err) = run_binary(args, &[], Duration::from_secs(5));
         assert_one_line_error(args, status, &out, &err);
+    }
+}
+
+/// §1 v3: a `--token-file` that is missing, unreadable, empty or holds no
+/// valid token → one stderr line naming the flag, exit 2, and the file's
+/// contents never shown; so is combining it with `--token` or `--no-auth`.
+#[test]
+fn bad_token_file_exit_2_one_line() {
+    let dir = scratch_dir("token-file");
+    let empty = dir.path().join("empty");
+    let blank_first = dir.path().join("blank-first");
+    let invalid = dir.path().join("invalid");
+    let good = dir.path().join("good");
+    std::fs::write(&empty, "").expect("write");
+    std::fs::write(&blank_first, "\nsecond-line-token\n").expect("write");
+    std::fs::write(&invalid, "secret with spaces\n").expect("write");
+    std::fs::write(&good, "goodtoken\n").expect("write");
+    let missing = dir.path().join("missing");
+    let path = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_owned();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--token-file".into(), path(&missing)],
+        vec!["--token-file".into(), path(dir.path())],
+        vec!["--token-file".into(), path(&empty)],
+        vec!["--token-file".into(), path(&blank_first)],
+        vec!["--token-file".into(), path(&invalid)],
+        vec!["--token-file".into(), path(&good), "--token".into(), "other".into()],
+        vec!["--token-file".into(), path(&good), "--no-auth".into()],
+        vec!["--token-file".into()],
+    ];
+    for case in &cases {
+        let mut args: Vec<&str> = vec!["--listen", "127.0.0.1:0"];
+        args.extend(case.iter().map(String::as_str));
+        let (status, out, err) = run_binary(&args, &[], Duration::from_secs(5));
+        assert_one_line_error(&args, status, &out, &err);
+        assert!(
+            err.contains("token-file"),
+            "{args:?}: the error names the flag: {err:?}"
+        );
+        for secret in ["secret with spaces", "second-line-token", "goodtoken"] {
+            assert!(
+                !err.contains(secret),
+                "{args:?}: the file's contents in the error: {err:?}"
+            );
+        }
     }
 }
 

@@ -214,6 +214,12 @@ impl Server {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_with(args, env, |_| {})
+    }
+
+    /// Like [`Server::start_env`], with `setup` applied to the command just
+    /// before it is spawned (a `pre_exec` hook: another uid, a leaked fd).
+    pub fn start_with(args: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Server {
         let log_path = log_path("server");
         let log = File::create(&log_path).expect("create server log file");
         let mut cmd = Command::new(BIN);
@@ -232,6 +238,7 @@ impl Server {
             cmd.env(k, v);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        setup(&mut cmd);
         let mut child = cmd.spawn().expect("spawn ssecommander");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stdout_rest = Arc::new(Mutex::new(String::new()));
