@@ -18,8 +18,10 @@
 //! - [`argv`] splits a command line like a POSIX shell, without expansion.
 //! - [`job`] is one running command (child, pipes, encoder, event ids); a
 //!   connection watches a job by id and may leave before it ends.
-//! - [`child`] spawns into a process group and reaps; [`sys`] holds every
-//!   system call std lacks, and every `unsafe` block.
+//! - [`child`] spawns into a process group and reaps; [`contain`] keeps
+//!   whatever a command starts (a cgroup v2, else the child subreaper) so it
+//!   is stopped with it; [`sys`] holds every system call std lacks, and
+//!   every `unsafe` block.
 //! - [`sse`] encodes child output into SSE frames as `IoSlice` pieces that
 //!   point at the read buffer; it does no I/O.
 //!
@@ -33,6 +35,7 @@ pub mod auth;
 pub mod child;
 pub mod cli;
 pub mod conn;
+pub mod contain;
 pub mod http;
 pub mod job;
 #[doc(hidden)]
