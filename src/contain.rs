@@ -40,6 +40,16 @@ pub const MODE_ENV: &str = "SSECOMMANDER_CONTAINMENT";
 /// litter the hierarchy.
 const SPARE_CGROUPS: usize = 16;
 
+/// How long a walk of `/proc` is reused (subreaper mode). One command's
+/// exit asks several times in a row (signal, is it empty, drop); a walk costs
+/// about a millisecond. Reuse is safe enough: what a stale walk misses was
+/// forked by a process it saw, which then still counts as alive.
+const SNAPSHOT_AGE: Duration = Duration::from_millis(2);
+
+/// Exited children reaped one by one, per tidy, before a walk of `/proc`
+/// takes over.
+const REAPS_PER_TIDY: usize = 256;
+
 /// How long the exit clean-up waits for killed commands' cgroups to empty
 /// before removing them: `cgroup.kill` is asynchronous.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
@@ -97,6 +107,10 @@ struct Cgroups {
 struct Tree {
     next: u64,
     scopes: HashMap<u64, Tracked>,
+    /// The last walk of `/proc` and when it was taken (see [`SNAPSHOT_AGE`]).
+    snapshot: Option<(Instant, Vec<Stat>)>,
+    /// A SIGCHLD came: orphans may wait to be reaped.
+    reap_due: bool,
 }
 
 /// One command in subreaper mode.
@@ -211,31 +225,33 @@ impl Containment {
         })
     }
 
-    /// Subreaper mode, on SIGCHLD: reaps the exited children that are no
-    /// command's leader (those are std's `Child`ren to reap). No-op otherwise.
-    pub fn reap_orphans(&self) {
-        let inner = self.inner.borrow();
-        let Mode::Subreaper(tree) = &inner.mode else { return };
-        let leaders: HashSet<libc::pid_t> = tree.scopes.values().map(|t| t.leader).collect();
-        for stat in processes() {
-            if stat.ppid == inner.own_pid && stat.zombie && !leaders.contains(&stat.proc.pid) {
-                debug!("reaped orphan {}", stat.proc.pid);
-                sys::reap_pid(stat.proc.pid);
-            }
+    /// Subreaper mode, on SIGCHLD: orphans may have exited. They are reaped
+    /// at the next [`Containment::tidy`], so a burst of exits costs one pass.
+    pub fn on_sigchld(&self) {
+        if let Mode::Subreaper(tree) = &mut self.inner.borrow_mut().mode {
+            tree.reap_due = true;
         }
     }
 
     /// Retries removing the cgroups of ended commands that were still
-    /// populated. Never blocks.
+    /// populated; reaps exited orphans (never a command's leader: that is
+    /// std's `Child` to reap). Never blocks.
     pub fn tidy(&self) {
-        if let Mode::Cgroup(cgroups) = &mut self.inner.borrow_mut().mode {
-            cgroups.tidy();
+        let mut inner = self.inner.borrow_mut();
+        let own_pid = inner.own_pid;
+        match &mut inner.mode {
+            Mode::Cgroup(cgroups) => cgroups.tidy(),
+            Mode::Subreaper(tree) => tree.reap_orphans(own_pid),
         }
     }
 
-    /// True while ended commands' cgroups wait for [`Containment::tidy`].
+    /// True while [`Containment::tidy`] has work: cgroups of ended commands
+    /// not yet empty, or orphans to reap.
     pub fn has_pending(&self) -> bool {
-        matches!(&self.inner.borrow().mode, Mode::Cgroup(cgroups) if !cgroups.pending.is_empty())
+        match &self.inner.borrow().mode {
+            Mode::Cgroup(cgroups) => !cgroups.pending.is_empty(),
+            Mode::Subreaper(tree) => tree.reap_due,
+        }
     }
 
     /// At server exit: kills whatever any command left behind and removes
@@ -663,7 +679,16 @@ impl Tree {
     /// they share the leader's group or the leader has exited (orphans
     /// re-parented at its exit are its own).
     fn refresh(&mut self, id: u64, own_pid: libc::pid_t) -> Vec<Proc> {
-        let snapshot = processes();
+        let snapshot = match self.snapshot.take() {
+            Some((at, snapshot)) if at.elapsed() < SNAPSHOT_AGE => (at, snapshot),
+            _ => (Instant::now(), processes()),
+        };
+        let members = self.refresh_with(id, own_pid, &snapshot.1);
+        self.snapshot = Some(snapshot);
+        members
+    }
+
+    fn refresh_with(&mut self, id: u64, own_pid: libc::pid_t, snapshot: &[Stat]) -> Vec<Proc> {
         let by_pid: HashMap<libc::pid_t, Stat> = snapshot.iter().map(|s| (s.proc.pid, *s)).collect();
         let alive = |p: &Proc| by_pid.get(&p.pid).is_some_and(|s| s.proc == *p && !s.zombie);
         let known: HashSet<Proc> = self
@@ -691,10 +716,36 @@ impl Tree {
                 .filter(|s| leader_exited || s.pgrp == leader)
                 .map(|s| s.proc.pid),
         );
-        let mut members = descendants(&roots, &snapshot);
+        let mut members = descendants(&roots, snapshot);
         members.retain(|p| p.pid != leader && !known.contains(p));
         tracked.members = members.clone();
         members
+    }
+}
+
+impl Tree {
+    /// Reaps exited children that lead no command: one by one while the
+    /// kernel shows such a one first, else by a walk of `/proc`.
+    fn reap_orphans(&mut self, own_pid: libc::pid_t) {
+        self.reap_due = false;
+        let leaders: HashSet<libc::pid_t> = self.scopes.values().map(|t| t.leader).collect();
+        for _ in 0..REAPS_PER_TIDY {
+            match sys::peek_exited_child() {
+                None => return,
+                Some(pid) if leaders.contains(&pid) => break,
+                Some(pid) => {
+                    debug!("reaped orphan {pid}");
+                    sys::reap_pid(pid);
+                }
+            }
+        }
+        // A leader's exit hides the others: look at every child.
+        for stat in processes() {
+            if stat.ppid == own_pid && stat.zombie && !leaders.contains(&stat.proc.pid) {
+                debug!("reaped orphan {}", stat.proc.pid);
+                sys::reap_pid(stat.proc.pid);
+            }
+        }
     }
 }
 

@@ -694,7 +694,7 @@ impl Server {
     }
 
     fn on_sigchld(&mut self, now: Instant) {
-        self.containment.reap_orphans();
+        self.containment.on_sigchld();
         if self.sigchld {
             for index in self.jobs.indices() {
                 self.on_exit(index, now);
@@ -702,8 +702,9 @@ impl Server {
         }
     }
 
-    /// Keeps a look-again queued while ended commands' cgroups wait to be
-    /// removed: retried on later ticks, never waited for.
+    /// Keeps a look-again queued while the containment has work (cgroups of
+    /// ended commands to remove, orphans to reap): done on later ticks,
+    /// never waited for.
     fn arm_tidy(&mut self) {
         if self.tidy.at().is_none() && self.containment.has_pending() {
             self.tidy

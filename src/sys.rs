@@ -274,3 +274,15 @@ pub fn reap_pid(pid: libc::pid_t) -> bool {
     let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
     ret == pid || (ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
+
+/// The pid of one exited child not yet reaped, left unreaped; `None` if
+/// there is none (or no child at all).
+pub fn peek_exited_child() -> Option<libc::pid_t> {
+    // SAFETY: siginfo_t is plain data; zeroed is a valid value for it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes only into `info`, which lives for the call.
+    let ret = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: si_pid is valid to read for a siginfo_t filled by waitid.
+    let pid = unsafe { info.si_pid() };
+    (ret == 0 && pid > 0).then_some(pid)
+}
