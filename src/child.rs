@@ -14,6 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use mio::unix::pipe::Receiver;
 
+use crate::contain::Scope;
 use crate::sse::Exit;
 use crate::sys;
 
@@ -43,6 +44,8 @@ pub enum SpawnError {
     Start(String, io::Error),
     /// A pipe or pidfd could not be set up.
     Setup(io::Error),
+    /// The command's cgroup could not be made or entered (contract §3.6).
+    Contain(io::Error),
 }
 
 impl fmt::Display for SpawnError {
@@ -51,6 +54,7 @@ impl fmt::Display for SpawnError {
             SpawnError::NotAllowed(program) => write!(f, "program not allowed: {program} (see --allow)"),
             SpawnError::Start(program, err) => write!(f, "cannot run {program}: {err}"),
             SpawnError::Setup(err) => write!(f, "cannot set up the command's pipes: {err}"),
+            SpawnError::Contain(err) => write!(f, "cannot contain the command: {err}"),
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct Spawned {
     /// A pidfd that turns readable when it exits; `None` on kernels without
     /// `pidfd_open` (the server then watches SIGCHLD).
     pub pidfd: Option<OwnedFd>,
+    /// Everything the command starts, even what leaves its process group.
+    pub scope: Scope,
 }
 
 /// Checks `argv[0]` against the allow-list: a bare entry matches the name as
@@ -111,9 +117,10 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
         .and_then(|found| std::fs::canonicalize(found).ok())
 }
 
-/// Starts `argv` as described in the module doc; `pidfd` says whether the
+/// Starts `argv` as described in the module doc, inside `scope` (from
+/// [`crate::contain::Containment::spawn_scope`]); `pidfd` says whether the
 /// kernel has `pidfd_open`.
-pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool) -> Result<Spawned, SpawnError> {
+pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool, mut scope: Scope) -> Result<Spawned, SpawnError> {
     let Some((program, args)) = argv.split_first() else {
         return Err(SpawnError::NotAllowed(String::new()));
     };
@@ -131,17 +138,23 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool) -> Result<Spa
     if let Some(dir) = &options.cwd {
         command.current_dir(dir);
     }
-    let mut child = command.spawn().map_err(|err| SpawnError::Start(program.clone(), err))?;
+    let mut child = scope
+        .run_inside(|| command.spawn())
+        .map_err(SpawnError::Contain)?
+        .map_err(|err| SpawnError::Start(program.clone(), err))?;
+    scope.set_leader(child.id() as libc::pid_t);
     match pipes_of(&mut child, pidfd) {
         Ok((stdout, stderr, pidfd)) => Ok(Spawned {
             child,
             stdout,
             stderr,
             pidfd,
+            scope,
         }),
         Err(err) => {
-            // Setup failed after the child started: end it now so nothing leaks.
-            let _ = sys::kill_group(child.id() as libc::pid_t, libc::SIGKILL);
+            // Setup failed after the child started: end it now so nothing
+            // leaks (dropping the scope ends what it started).
+            scope.signal(libc::SIGKILL);
             let _ = child.wait();
             Err(SpawnError::Setup(err))
         }

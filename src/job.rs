@@ -16,6 +16,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::child::{self, Spawned};
+use crate::contain::Scope;
 use crate::logsafe::LogArgv;
 use crate::sse::{Encoder, Format, Frame, PipeText, Stream};
 use crate::sys;
@@ -89,6 +90,8 @@ pub struct Job {
     index: usize,
     child: Child,
     pgid: libc::pid_t,
+    /// Its process group and whatever left it (contract §3.6).
+    scope: Scope,
     pidfd: Option<OwnedFd>,
     pipes: [Option<Pipe>; 2],
     text: [PipeText; 2],
@@ -126,6 +129,7 @@ impl Job {
             mut stdout,
             mut stderr,
             pidfd,
+            scope,
         } = spawned;
         let registered = registry
             .register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)
@@ -143,7 +147,7 @@ impl Job {
             // process or zombie is left behind.
             let _ = registry.deregister(&mut stdout);
             let _ = registry.deregister(&mut stderr);
-            let _ = sys::kill_group(child.id() as libc::pid_t, libc::SIGKILL);
+            scope.signal(libc::SIGKILL);
             let _ = child.wait();
             return Err(err);
         }
@@ -152,6 +156,7 @@ impl Job {
             index,
             child,
             pgid,
+            scope,
             pidfd,
             pipes: [
                 Some(Pipe {
@@ -350,7 +355,7 @@ impl Job {
         }
         // Signal the group before reaping the leader: while its zombie exists
         // the group id cannot be reused, so no stranger gets the signal.
-        let _ = sys::kill_group(self.pgid, libc::SIGTERM);
+        self.scope.signal(libc::SIGTERM);
         let status = match self.child.try_wait() {
             Ok(Some(status)) => status,
             Ok(None) => return false,
@@ -374,7 +379,7 @@ impl Job {
         for pipe in self.pipes.iter_mut().flatten() {
             pipe.ready = true;
         }
-        if sys::group_alive(self.pgid) {
+        if !self.scope.is_empty() {
             // A background grandchild got SIGTERM above; SIGKILL it later.
             self.begin_kill_grace(now, timers);
         } else {
@@ -388,7 +393,7 @@ impl Job {
     pub fn terminate(&mut self, now: Instant, timers: &mut Timers) {
         if let Stopping::No { .. } = self.stopping {
             debug!("child {}: SIGTERM to its group", self.pgid);
-            let _ = sys::kill_group(self.pgid, libc::SIGTERM);
+            self.scope.signal(libc::SIGTERM);
             self.begin_kill_grace(now, timers);
         }
     }
@@ -413,12 +418,12 @@ impl Job {
                 self.terminate(now, timers);
             }
             Stopping::Terminating { .. } => {
-                if sys::group_alive(self.pgid) {
+                if !self.scope.is_empty() {
                     warn!(
                         "child {} {}: still running after SIGTERM, sending SIGKILL",
                         self.pgid, self.argv
                     );
-                    let _ = sys::kill_group(self.pgid, libc::SIGKILL);
+                    self.scope.signal(libc::SIGKILL);
                 }
                 self.stopping = Stopping::Done;
             }

@@ -18,8 +18,10 @@
 //! - [`argv`] splits a command line like a POSIX shell, without expansion.
 //! - [`job`] is one running command (child, pipes, encoder, event ids); a
 //!   connection watches a job by id and may leave before it ends.
-//! - [`child`] spawns into a process group and reaps; [`sys`] holds every
-//!   system call std lacks, and every `unsafe` block.
+//! - [`child`] spawns into a process group and reaps; [`contain`] keeps
+//!   whatever a command starts (a cgroup v2, else the child subreaper) so it
+//!   is stopped with it; [`sys`] holds every system call std lacks, and
+//!   every `unsafe` block.
 //! - [`logsafe`] escapes and redacts what clients and children control
 //!   before it reaches a log line.
 //! - [`sse`] encodes child output into SSE frames as `IoSlice` pieces that
@@ -35,6 +37,7 @@ pub mod auth;
 pub mod child;
 pub mod cli;
 pub mod conn;
+pub mod contain;
 pub mod http;
 pub mod job;
 pub mod logsafe;

@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::child::{self, SpawnOptions};
 use crate::cli::Config;
 use crate::conn::{self, After, Conn, Phase};
+use crate::contain::Containment;
 use crate::http::request::{Head, HttpError};
 use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
 use crate::job::{Discard, Job, JobOptions, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
@@ -70,6 +71,10 @@ const BUSY_SPELL: usize = 64;
 /// Poll events fetched per call.
 const EVENTS_PER_POLL: usize = 1024;
 
+/// How often the cgroups of ended commands are looked at again until they
+/// are empty and can go (`cgroup.kill` is asynchronous).
+const TIDY_EVERY: Duration = Duration::from_millis(100);
+
 /// Why the loop is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -115,6 +120,10 @@ pub struct Server {
     shutdown: Deadline,
     /// A spare descriptor, given up to accept-and-close when out of them.
     reserve: Option<File>,
+    /// Keeps what commands start, even outside their process group (§3.6).
+    containment: Containment,
+    /// Next look at ended commands' cgroups still waiting to be removed.
+    tidy: Deadline,
 }
 
 fn would_block(err: &io::Error) -> bool {
@@ -130,10 +139,18 @@ impl Server {
     /// SIGCHLD on kernels without pidfd) arrive as events on a self-pipe.
     pub fn new(mut listener: TcpListener, config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
+        let containment = Containment::new().map_err(io::Error::other)?;
+        if containment.fell_back() {
+            warn!("containment: {}", containment.description());
+        } else {
+            info!("containment: {}", containment.description());
+        }
         let sigchld = !pidfd_supported();
         let mut signals = vec![libc::SIGINT, libc::SIGTERM];
         if sigchld {
             warn!("this kernel has no pidfd_open: watching SIGCHLD instead");
+        }
+        if sigchld || containment.wants_sigchld() {
             signals.push(libc::SIGCHLD);
         }
         let signal_fd = sys::signal_pipe(&signals)?;
@@ -166,6 +183,8 @@ impl Server {
             accept_pause: Deadline::default(),
             shutdown: Deadline::default(),
             reserve: File::open("/dev/null").ok(),
+            containment,
+            tidy: Deadline::default(),
         })
     }
 
@@ -199,6 +218,7 @@ impl Server {
             }
             self.revisit(now);
             self.on_timers(Instant::now());
+            self.arm_tidy();
         }
     }
 
@@ -560,7 +580,10 @@ impl Server {
             After::Close
         };
         let job_index = self.jobs.next_index();
-        let spawned = child::spawn(&run.argv, &self.spawn_options, !self.sigchld);
+        let spawned = match self.containment.spawn_scope() {
+            Ok(scope) => child::spawn(&run.argv, &self.spawn_options, !self.sigchld, scope),
+            Err(err) => Err(child::SpawnError::Contain(err)),
+        };
         let argv_for_log = self.argv_for_log(&run.argv);
         let started = spawned.map_err(|err| err.to_string()).and_then(|spawned| {
             let options = JobOptions {
@@ -688,8 +711,21 @@ impl Server {
     }
 
     fn on_sigchld(&mut self, now: Instant) {
-        for index in self.jobs.indices() {
-            self.on_exit(index, now);
+        self.containment.on_sigchld();
+        if self.sigchld {
+            for index in self.jobs.indices() {
+                self.on_exit(index, now);
+            }
+        }
+    }
+
+    /// Keeps a look-again queued while the containment has work (cgroups of
+    /// ended commands to remove, orphans to reap): done on later ticks,
+    /// never waited for.
+    fn arm_tidy(&mut self) {
+        if self.tidy.at().is_none() && self.containment.has_pending() {
+            self.tidy
+                .set(Instant::now() + TIDY_EVERY, TimerKey::Server, &mut self.timers);
         }
     }
 
@@ -798,6 +834,9 @@ impl Server {
                         self.on_listener(now);
                     }
                     self.shutdown.fire(now, key, &mut self.timers);
+                    if self.tidy.fire(now, key, &mut self.timers) {
+                        self.containment.tidy();
+                    }
                 }
             }
         }
@@ -870,6 +909,13 @@ impl Server {
         job.on_kill_deadline(now, &mut self.timers);
         job.stop_draining(self.poll.registry());
         self.reap_if_finished(index);
+    }
+}
+
+impl Drop for Server {
+    /// Whatever the commands left (strays, their cgroups) goes with the server.
+    fn drop(&mut self) {
+        self.containment.shut_down();
     }
 }
 

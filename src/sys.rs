@@ -313,6 +313,53 @@ fn cloexec_listed(keep: &std::ops::Range<RawFd>) -> io::Result<()> {
     Ok(())
 }
 
+// ----- containment (contract §3.6): subreaper, single-pid kill and reap -----
+
+/// Makes this process the child subreaper: orphaned descendants are
+/// re-parented to it instead of to init, so it can find and stop them.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag; no memory is passed.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// Sends `signal` to the one process `pid`. A process already gone is not an
+/// error; pids 0, 1 and negative ones (groups, everything) are refused.
+pub fn kill_pid(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    if pid <= 1 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill takes two integers and touches no memory.
+    match check(unsafe { libc::kill(pid, signal) }) {
+        Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Reaps the child `pid` if it has exited; true if it did (or is no child
+/// of ours any more). Never waits.
+pub fn reap_pid(pid: libc::pid_t) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let mut status = 0;
+    // SAFETY: waitpid writes one integer into `status`, which lives for the call.
+    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    ret == pid || (ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
+/// The pid of one exited child not yet reaped, left unreaped; `None` if
+/// there is none (or no child at all).
+pub fn peek_exited_child() -> Option<libc::pid_t> {
+    // SAFETY: siginfo_t is plain data; zeroed is a valid value for it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes only into `info`, which lives for the call.
+    let ret = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: si_pid is valid to read for a siginfo_t filled by waitid.
+    let pid = unsafe { info.si_pid() };
+    (ret == 0 && pid > 0).then_some(pid)
+}
+
 #[cfg(test)]
 mod start_up_tests {
     use super::*;
