@@ -1,8 +1,10 @@
 //! A request head in, what to do out: a fixed [`Reply`], or a command to run.
 //!
 //! The checks run in one order, so every request meets the same gate: Host
-//! (`403`), path (`404`), method (`405`, preflight), Origin (`403`), token
-//! (`401`), then the route's own input (`400`, `413`, `204`). Pure: no
+//! (`403`), path (`404`), method (`405`, preflight), Origin (`403`),
+//! `Sec-Fetch-Site` (`403`), token (`401`), then the route's own input
+//! (`400`, `413`, `204`). `GET /` and `/healthz` need no token and pass the
+//! `Sec-Fetch-Site` gate: they hold no secret and run nothing. Pure: no
 //! sockets, no clock, no spawning.
 
 use crate::argv;
@@ -94,12 +96,19 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         OriginCheck::Own => Vec::new(),
         OriginCheck::Cors(allow) => vec![("Access-Control-Allow-Origin", allow), ("Vary", "Origin".to_owned())],
     };
+    if route != Route::Page && auth::is_foreign_without_origin(head) {
+        return text(
+            403,
+            "Forbidden",
+            "forbidden: a request from another site or port without an allowed Origin",
+        );
+    }
     let query = match Query::parse(head.query()) {
         Ok(query) => query,
         Err(err) => return text(400, "Bad Request", &format!("bad request: {err}")),
     };
     match route {
-        Route::Page => page(head, &query, config, cors),
+        Route::Page => page(cors),
         Route::Run => run(head, &query, config, cors),
         Route::Healthz => healthz(head),
     }
@@ -174,20 +183,10 @@ fn with_headers(mut reply: Reply, headers: Vec<(&'static str, String)>) -> Reply
     reply
 }
 
-fn page(head: &Head, query: &Query, config: &Config, cors: Vec<(&'static str, String)>) -> Decision {
-    if !authorized(head, query, config) {
-        return unauthorized();
-    }
-    if let (Some(token), Some(_)) = (&config.token, query.get("token")) {
-        // Trade the token in the URL for a cookie, and take it out of the
-        // address bar and history.
-        let reply = Reply::empty(303, "See Other")
-            .header("Location", "/")
-            .header("Set-Cookie", auth::set_cookie(token))
-            .header("Cache-Control", "no-store")
-            .header("Referrer-Policy", "no-referrer");
-        return Decision::Reply(with_headers(reply, cors));
-    }
+/// The page, with or without `?token=` and whatever its value: it holds no
+/// secret. Its script takes the token from its own address, keeps it in the
+/// tab's `sessionStorage` and sends it itself (contract §4, v3).
+fn page(cors: Vec<(&'static str, String)>) -> Decision {
     let mut reply = Reply::text(200, "OK", "");
     reply.body = PAGE.as_bytes().to_vec();
     reply.content_type = Some("text/html; charset=utf-8");
@@ -234,7 +233,7 @@ fn run(head: &Head, query: &Query, config: &Config, cors: Vec<(&'static str, Str
             Err(err) => return text(400, "Bad Request", &format!("bad request: {err}")),
         }
     } else {
-        match argv::split(line) {
+        match argv::command(line) {
             Ok(argv) => argv,
             Err(err) => return text(400, "Bad Request", &format!("bad request: {err}")),
         }
@@ -318,7 +317,21 @@ mod tests {
                 "GET /run?command=ls HTTP/1.1\r\nHost: localhost\r\nCookie: ssecommander_token=T0k\r\n\r\n",
                 &c
             ),
-            200
+            401
+        );
+        assert_eq!(
+            status(
+                "GET /run?command=ls&token=T0k HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: same-site\r\n\r\n",
+                &c
+            ),
+            403
+        );
+        assert_eq!(
+            status(
+                "GET /run?command=%27%27&token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                &c
+            ),
+            400
         );
         assert_eq!(
             status(
@@ -349,8 +362,16 @@ mod tests {
             ),
             413
         );
-        assert_eq!(status("GET /?token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 303);
-        assert_eq!(status("GET /?token=bad HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 401);
+        assert_eq!(status("GET /?token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 200);
+        assert_eq!(status("GET /?token=bad HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 200);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 200);
+        assert_eq!(
+            status(
+                "GET / HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: cross-site\r\n\r\n",
+                &c
+            ),
+            200
+        );
     }
 
     #[test]
