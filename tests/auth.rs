@@ -104,6 +104,11 @@ fn page_needs_no_token_and_no_cookie_is_ever_set() {
         "{}",
         page.raw_head
     );
+    let csp = page.header("content-security-policy").unwrap_or("");
+    assert!(
+        csp.contains("script-src 'sha256-") && !csp.contains("unsafe-inline"),
+        "the page's script is allowed by its hash alone: {csp:?}"
+    );
     let mut responses = vec![("GET /".to_owned(), page.clone())];
     for target in [format!("/?token={tok}"), format!("/?token={}", near_miss(&tok))] {
         let r = s.get_noauth(&target);
