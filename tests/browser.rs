@@ -352,6 +352,21 @@ fn attack(args: &[&str]) {
     // open_page_with_token in the other tests).
     browser.goto(&server.url);
     browser.wait_for("the page", PAGE_TIMEOUT, |s| s["hasCommand"] == json!(true));
+    if server.token.is_none() {
+        // Without a token the page asks the server whether it needs one; under
+        // --no-auth it must not then ask the user for one.
+        let probed = "return performance.getEntriesByType('resource')\
+                      .some(function (e) { return e.name.indexOf('/run?command=true') >= 0; });";
+        poll_for("the page's token probe", PAGE_TIMEOUT, || {
+            (browser.exec(probed, json!([])) == json!(true)).then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(300)); // the probe's handler runs after its entry
+        let state = browser.page_state();
+        assert!(
+            !no_token_notice(&state),
+            "--no-auth, yet the page asks for a token: {state:#}"
+        );
+    }
 
     // Same site (another port of 127.0.0.1), then another site (localhost).
     let rounds = [
@@ -420,9 +435,13 @@ fn attack(args: &[&str]) {
     browser.goto(&format!("{victim}/"));
     let control = format!("{}/control", dir.str());
     browser.send_keys("#command", &format!("touch {control}{ENTER}"));
-    browser.wait_for("the control command to exit 0", PAGE_TIMEOUT, |s| {
+    let state = browser.wait_for("the control command to exit 0", PAGE_TIMEOUT, |s| {
         status(s).contains("exit code 0")
     });
+    assert!(
+        !no_token_notice(&state),
+        "the page asks for a token it has or does not need: {state:#}"
+    );
     assert!(
         Path::new(&control).exists(),
         "control: the user's own page could not run touch"
