@@ -19,7 +19,8 @@ pub enum ArgvError {
     UnbalancedDouble,
     /// The line ends with an unquoted backslash that has nothing to escape.
     TrailingBackslash,
-    /// The line holds no words: it is empty or only blanks.
+    /// The line holds no words (it is empty or only blanks), or, as a
+    /// command, its first word is empty (`''`).
     Empty,
     /// The line contains a NUL character, which no argv entry can hold.
     Nul,
@@ -63,6 +64,23 @@ pub fn split(line: &str) -> Result<Vec<String>, ArgvError> {
         words.push(word);
     }
     if words.is_empty() {
+        return Err(ArgvError::Empty);
+    }
+    Ok(words)
+}
+
+/// Splits `line` as [`split`] does, for running: an empty first word (`''`,
+/// `"" x`) names no program, so it is [`ArgvError::Empty`] like an empty
+/// line (contract §2), rather than a spawn that must fail.
+///
+/// ```
+/// # use ssecommander::argv::{command, ArgvError};
+/// assert_eq!(command("''"), Err(ArgvError::Empty));
+/// assert_eq!(command("echo ''").unwrap(), ["echo", ""]);
+/// ```
+pub fn command(line: &str) -> Result<Vec<String>, ArgvError> {
+    let words = split(line)?;
+    if words.first().is_none_or(String::is_empty) {
         return Err(ArgvError::Empty);
     }
     Ok(words)
@@ -271,6 +289,16 @@ mod tests {
         check("''", &[""]);
         check(r#"'' """#, &["", ""]);
         check(r#"''""x"#, &["x"]);
+    }
+
+    #[test]
+    fn a_command_needs_a_program_name() {
+        assert_eq!(command("''"), Err(ArgvError::Empty));
+        assert_eq!(command(r#""" x"#), Err(ArgvError::Empty));
+        assert_eq!(command("  ''  "), Err(ArgvError::Empty));
+        assert_eq!(command(""), Err(ArgvError::Empty));
+        assert_eq!(command("'"), Err(ArgvError::UnbalancedSingle));
+        assert_eq!(command("x ''"), Ok(vec!["x".to_owned(), String::new()]));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Who may ask: the token (constant time), the cookie, and the `Host` and
-//! `Origin` checks against DNS rebinding and cross-site requests (contract §4).
+//! Who may ask: the token (constant time), and the `Host`, `Origin` and
+//! `Sec-Fetch-Site` checks against DNS rebinding and cross-site requests
+//! (contract §4). No cookie is set or read: a browser sends a cookie to every
+//! port of a host, so it would let any other local server act as the user.
 //!
 //! Pure functions of the request and the configuration, except
 //! [`random_token`], which asks the kernel for randomness.
@@ -9,9 +11,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::http::query::Query;
 use crate::http::request::Head;
-
-/// Name of the cookie `GET /?token=…` sets.
-pub const COOKIE_NAME: &str = "ssecommander_token";
 
 /// Random bytes in a generated token: 192 bits, above the contract's 128.
 const TOKEN_BYTES: usize = 24;
@@ -54,7 +53,7 @@ pub fn token_matches(expected: &str, given: &str) -> bool {
 }
 
 /// The token a request carries: `Authorization: Bearer`, else the `token`
-/// query parameter, else the cookie.
+/// query parameter. A `Cookie` header is never read.
 pub fn request_token<'a>(head: &'a Head, query: &'a Query) -> Option<&'a str> {
     if let Some(value) = head.authorization.as_deref() {
         if let Some((scheme, token)) = value.split_once(' ') {
@@ -63,23 +62,18 @@ pub fn request_token<'a>(head: &'a Head, query: &'a Query) -> Option<&'a str> {
             }
         }
     }
-    if let Some(token) = query.get("token") {
-        return Some(token);
-    }
-    cookie_value(head.cookie.as_deref()?, COOKIE_NAME)
+    query.get("token")
 }
 
-fn cookie_value<'a>(cookies: &'a str, name: &str) -> Option<&'a str> {
-    cookies
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim_matches('"'))
-}
-
-/// The `Set-Cookie` value that hands the page its token.
-pub fn set_cookie(token: &str) -> String {
-    format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/")
+/// True when a browser says another origin made this request
+/// (`Sec-Fetch-Site: cross-site` or `same-site`) and it carries no `Origin`
+/// header: an image, an iframe, a `no-cors` fetch or a link from another
+/// site or another local port (contract §4, v3). Such a request is refused
+/// even under `--no-auth`. A request with an `Origin` is left to
+/// [`check_origin`]; one without `Sec-Fetch-Site` (curl, scripts, old
+/// browsers) to the other checks.
+pub fn is_foreign_without_origin(head: &Head) -> bool {
+    head.fetch_site.is_some_and(|site| site.is_foreign()) && head.origin.is_none()
 }
 
 /// Splits `host[:port]` (or `[v6]:port`) into the host, lowercase, and port.
@@ -297,12 +291,29 @@ mod tests {
         assert_eq!(redact_target("/run?command=ls&a;TOKEN=abc&x=1"), "/run?command=ls&x=1");
     }
 
+    fn parsed(text: &str) -> Head {
+        match crate::http::request::parse(text.as_bytes()) {
+            Ok(crate::http::request::Parsed::Complete(head, _)) => head,
+            other => panic!("bad test head {text:?}: {other:?}"),
+        }
+    }
+
     #[test]
-    fn cookies() {
-        assert_eq!(
-            cookie_value("a=b; ssecommander_token=xyz; c=d", COOKIE_NAME),
-            Some("xyz")
-        );
-        assert_eq!(cookie_value("a=b", COOKIE_NAME), None);
+    fn cookie_is_never_a_token() {
+        let head = parsed("GET /run HTTP/1.1\r\nHost: x\r\nCookie: ssecommander_token=T\r\n\r\n");
+        let query = Query::parse("").expect("empty query");
+        assert_eq!(request_token(&head, &query), None);
+    }
+
+    #[test]
+    fn fetch_metadata() {
+        let foreign =
+            |extra: &str| is_foreign_without_origin(&parsed(&format!("GET /run HTTP/1.1\r\nHost: x\r\n{extra}\r\n")));
+        assert!(foreign("Sec-Fetch-Site: cross-site\r\n"));
+        assert!(foreign("Sec-Fetch-Site: same-site\r\n"));
+        assert!(!foreign("Sec-Fetch-Site: same-site\r\nOrigin: http://x\r\n"));
+        assert!(!foreign("Sec-Fetch-Site: same-origin\r\n"));
+        assert!(!foreign("Sec-Fetch-Site: none\r\n"));
+        assert!(!foreign(""));
     }
 }

