@@ -148,7 +148,7 @@ fn seconds(flag: &str, value: OsString) -> Result<Duration, CliError> {
     }
 }
 
-/// True for a token that can ride in a URL and a cookie unchanged.
+/// True for a token that can ride in a URL unchanged.
 pub fn token_is_valid(token: &str) -> bool {
     !token.is_empty()
         && token.len() <= 256
