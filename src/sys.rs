@@ -104,8 +104,9 @@ pub fn set_listen_backlog(fd: &impl AsRawFd, backlog: i32) -> io::Result<()> {
 /// Raises the open-file limit as far as allowed: with the privilege to (root),
 /// both limits to the kernel's `fs.nr_open`; otherwise the soft limit to the
 /// hard one. Each stream costs four descriptors (socket, two pipes, pidfd).
-/// Returns the new soft limit.
-pub fn raise_nofile_limit() -> io::Result<u64> {
+/// Returns the new soft limit, as the platform's `rlim_t` (32 bits on 32-bit
+/// ARM, 64 elsewhere), so no width is assumed.
+pub fn raise_nofile_limit() -> io::Result<libc::rlim_t> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
