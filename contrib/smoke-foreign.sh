@@ -2,7 +2,8 @@
 # Smoke test of the static binaries on foreign CPUs, run under Debian's
 # qemu-user (package qemu-user: qemu-aarch64, qemu-arm; no binfmt needed).
 # Over real sockets on 127.0.0.1, for each binary:
-#   1. `echo hello` answers exactly the contract's bytes (stdout event, exit 0);
+#   1. `echo hello` answers exactly the contract's bytes (stdout event, exit 0),
+#      over HTTP/1.0 and chunked HTTP/1.1;
 #   2. a client that disconnects stops its `sleep` command;
 #   3. SIGTERM shuts the server down with exit status 0.
 # Build the binaries first: contrib/build-static.sh
@@ -65,10 +66,25 @@ no_sleep() { [ -z "$(sleep_pids "$1")" ]; }
 url_printed() { grep -q '^ssecommander listening on http://' "$work/out"; }
 server_gone() { ! kill -0 "$server_pid" 2>/dev/null; }
 
-# Sends an HTTP/1.0 GET for $2 to port $1 on file descriptor 5.
+# Sends a GET for $2 to port $1 on file descriptor 5; $3: HTTP version
+# (default 1.0). The server closes the connection after the answer.
 send_get() {
   exec 5<>"/dev/tcp/127.0.0.1/$1"
-  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n' "$2" "$token" >&5
+  printf 'GET %s HTTP/%s\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' \
+    "$2" "${3:-1.0}" "$token" >&5
+}
+
+# Expected answer to `echo hello` for HTTP/$1: 1.0 ends at close, 1.1 is
+# chunked (the chunk-size lines are what 32-bit builds once got wrong).
+want_echo() {
+  local stdout='id: 1\nevent: stdout\ndata: {"type":"stdout","out":"hello\\n"}\n\n'
+  local exit='id: 2\nevent: exit\ndata: {"type":"exit","code":0}\n\n'
+  printf 'HTTP/%s 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n' "$1"
+  if [ "$1" = 1.1 ]; then
+    printf 'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3d\r\n%b\r\n32\r\n%b\r\n0\r\n\r\n' "$stdout" "$exit"
+  else
+    printf 'Connection: close\r\n\r\n%b%b' "$stdout" "$exit"
+  fi
 }
 
 smoke() {
@@ -86,17 +102,17 @@ smoke() {
   port=$(sed -n 's|^ssecommander listening on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$work/out")
   [ -n "$port" ] || fail "URL line unreadable: $(cat "$work/out")"
 
-  # 1. The seed case, byte for byte (HTTP/1.0: no chunking, ends at close).
-  send_get "$port" '/run?command=echo+hello'
-  timeout 30 cat <&5 >"$work/got" || fail "no complete answer to echo hello within 30 s"
-  exec 5<&-
-  printf '%s\r\n' 'HTTP/1.0 200 OK' 'Content-Type: text/event-stream' 'Cache-Control: no-cache' \
-    'X-Accel-Buffering: no' 'Connection: close' '' >"$work/want"
-  printf '%s\n' 'id: 1' 'event: stdout' 'data: {"type":"stdout","out":"hello\n"}' '' \
-    'id: 2' 'event: exit' 'data: {"type":"exit","code":0}' '' >>"$work/want"
-  cmp -s "$work/want" "$work/got" ||
-    fail "echo hello: unexpected bytes; got:$(echo; od -c "$work/got" | head -30)"
-  echo "ok [$label] echo hello: exact bytes"
+  # 1. The seed case, byte for byte, over HTTP/1.0 and HTTP/1.1.
+  local version
+  for version in 1.0 1.1; do
+    send_get "$port" '/run?command=echo+hello' "$version"
+    timeout 30 cat <&5 >"$work/got" || fail "no complete answer to echo hello within 30 s"
+    exec 5<&-
+    want_echo "$version" >"$work/want"
+    cmp -s "$work/want" "$work/got" ||
+      fail "echo hello, HTTP/$version: unexpected bytes; got:$(echo; od -c "$work/got" | head -30)"
+    echo "ok [$label] echo hello over HTTP/$version: exact bytes"
+  done
 
   # 2. A disconnect stops the command.
   local marker="1000.$$$RANDOM"

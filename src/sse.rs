@@ -184,7 +184,9 @@ impl Frame {
     fn seal(&mut self) {
         let mut line = [0u8; 20];
         let mut at = 0;
-        let mut shift = 60;
+        // From the top nibble of a usize: 60 would overflow the shift on
+        // 32-bit targets (armv7), where release builds mask it to 28.
+        let mut shift = usize::BITS as i32 - 4;
         let mut started = false;
         while shift >= 0 {
             let nibble = (self.len >> shift) & 0xf;
