@@ -136,6 +136,22 @@ fn post_refusals_make_no_job() {
         let r = s.request(&s.req("POST", &format!("/jobs?{}", q), &[]));
         r.assert_status(400, &format!("POST /jobs, {}", what));
     }
+    // §4: the token is required on every jobs route; §2: wrong method → 405 + Allow.
+    for (m, t) in [
+        ("POST", "/jobs?command=echo%20x"),
+        ("GET", "/jobs"),
+        ("GET", "/jobs/AAAAAAAAAAAAAAAA"),
+        ("GET", "/jobs/AAAAAAAAAAAAAAAA/events"),
+        ("DELETE", "/jobs/AAAAAAAAAAAAAAAA"),
+    ] {
+        s.request(&s.req_noauth(m, t, &[]))
+            .assert_status(401, &format!("{} {} without a token", m, t));
+    }
+    for (m, t) in [("PUT", "/jobs"), ("DELETE", "/jobs")] {
+        let r = s.request(&s.req(m, t, &[("Content-Length", "0")]));
+        r.assert_status(405, &format!("{} {}", m, t));
+        assert!(r.header("allow").is_some_and(|a| a.contains("POST")), "{}", r.raw_head);
+    }
     let jobs = job_list(&s);
     assert!(jobs.is_empty(), "refused POSTs made jobs: {:?}", jobs);
 }
@@ -244,6 +260,48 @@ fn late_joiner_gets_everything_and_connection_is_reusable() {
     r.assert_status(200, "GET on the connection after the stream");
     let after = job_json_of(&r);
     assert_eq!(after["viewers"], 0, "the finished viewer is detached: {}", after);
+}
+
+/// §7.3: `format=raw` is per viewer: a raw viewer of the same job gets the
+/// same ids for the same events, the text as data lines.
+#[test]
+fn raw_viewer_same_ids_as_json_viewer() {
+    let s = Server::start(&[]);
+    let id = id_of(&job_start(&s, "seq 1 1000"));
+    job_wait_ended(&s, &id, Duration::from_secs(5));
+    let j = job_watch(&s, &id, "", &[], 1);
+    let r = job_watch(&s, &id, "?format=raw", &[], 1);
+    let ids = |run: &JobRun| run.events.iter().map(|e| (e.id, e.event.clone())).collect::<Vec<_>>();
+    assert_eq!(ids(&j), ids(&r), "json and raw viewers: same ids and names");
+    let lines: Vec<String> = r
+        .events
+        .iter()
+        .filter(|e| e.event == "stdout")
+        .flat_map(|e| e.data_lines.clone())
+        .collect();
+    let want: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+    assert_eq!(lines, want);
+    assert_eq!(r.end(), End::code(0));
+}
+
+/// §7.3, §3.5: a quiet job's viewer gets `: ping` every --heartbeat.
+#[test]
+fn heartbeat_on_job_stream() {
+    let s = Server::start(&["--heartbeat", "1"]);
+    let id = id_of(&job_start(&s, "sh -c 'sleep 2.5; echo ok'"));
+    let run = job_watch(&s, &id, "", &[], 1);
+    let pings = run
+        .items
+        .iter()
+        .filter(|i| matches!(i, JobItem::Comment(c) if c == " ping"))
+        .count();
+    assert!(
+        pings >= 1,
+        "no `: ping` in 2.5 s with --heartbeat 1:\n{}",
+        run.resp.body_str()
+    );
+    assert_eq!(run.stdout(), "ok\n");
+    assert_eq!(run.end(), End::code(0));
 }
 
 // ---------------------------------------------------------------------------
@@ -384,6 +442,10 @@ fn resume_exact(s: &Server, cmd: &str, by_query: bool, cuts: &[u64], want_len: u
     if !ended {
         watch_part(s, &id, &mut taken, by_query, None);
     }
+    eprintln!(
+        "resume {}: {} connections, last id {}, {} bytes",
+        cmd, taken.connections, taken.last_id, taken.len
+    );
     assert!(taken.gaps.is_empty(), "resume gave gaps {:?}", taken.gaps);
     assert!(
         taken.connections as usize > cuts.len(),
@@ -632,6 +694,13 @@ fn pacing_slow_viewer_blocks_child_then_is_dropped_after_30s() {
         seen["viewers"] == 0
     });
     let after = stopped.elapsed();
+    eprintln!(
+        "pacing: cat blocked at wchar {} (state {:?}, wchan {:?}); viewer dropped after {:?}",
+        blocked_at,
+        state(pid),
+        wchan(pid),
+        after
+    );
     assert!(dropped, "the stalled viewer was never dropped: {}", seen);
     assert!(
         after >= Duration::from_secs(25) && after <= Duration::from_secs(45),
@@ -929,6 +998,13 @@ fn memory_200_noisy_jobs_bounded_by_job_log() {
         assert_eq!(j["bytes"], size, "{}", j);
     }
     let limit = n as u64 * 64 + 8 * 1024;
+    eprintln!(
+        "memory: base {} KiB, peak {} KiB, after {} KiB, limit +{} KiB",
+        base,
+        peak.load(Ordering::Relaxed),
+        after,
+        limit
+    );
     let peak = peak.load(Ordering::Relaxed).max(after);
     assert!(
         peak - base <= limit,
