@@ -72,12 +72,9 @@ fn post_creates_a_running_job() {
         before
     );
     let pid = job["pid"].as_u64().unwrap() as u32;
-    assert!(
-        cmdline(pid).is_some_and(|c| c.contains(&m)),
-        "pid {} is not our sleep: {:?}",
-        pid,
-        cmdline(pid)
-    );
+    // The 201 may come before the child's exec completes.
+    let ours = poll_until(Duration::from_secs(2), || cmdline(pid).is_some_and(|c| c.contains(&m)));
+    assert!(ours, "pid {} is not our sleep: {:?}", pid, cmdline(pid));
 
     // Content-Length: 0 is no body.
     let m2 = sleep_marker();
@@ -194,10 +191,28 @@ fn list_newest_first_and_unknown_404() {
     let a = id_of(&job_start(&s, "echo first"));
     job_wait_ended(&s, &a, Duration::from_secs(5));
     let b = id_of(&job_start(&s, &format!("sleep {}", m)));
-    let c = id_of(&job_start(&s, "echo third"));
+    // Sixteen pipelined POSTs: several start in the same millisecond, and the
+    // list must still be newest first.
+    let mut conn = s.connect();
+    let mut newer = Vec::new();
+    let mut pipelined = Vec::new();
+    for i in 0..16 {
+        pipelined.extend(s.req("POST", &format!("/jobs?command=echo%20more{}", i), &[]));
+    }
+    conn.send(&pipelined);
+    for _ in 0..16 {
+        let r = conn.read_response();
+        r.assert_status(201, "POST on a kept-alive connection");
+        newer.push(id_of(&job_json_of(&r)));
+    }
+    let c = newer[15].clone();
     let jobs = job_list(&s);
     let ids: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [c.as_str(), b.as_str(), a.as_str()], "newest first: {:?}", jobs);
+    let mut want: Vec<&str> = newer.iter().rev().map(String::as_str).collect();
+    want.extend([b.as_str(), a.as_str()]);
+    let started: Vec<u64> = jobs.iter().map(|j| j["started_ms"].as_u64().unwrap()).collect();
+    assert_eq!(ids, want, "newest first (started_ms {:?})", started);
+    assert_eq!(ids[0], c);
     let one = job_info(&s, &b);
     assert_eq!(one["id"], b.as_str());
     assert_eq!(one["argv"], json!(["sleep", m]));
