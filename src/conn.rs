@@ -7,7 +7,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -24,6 +24,16 @@ const MAX_SLICES: usize = 1024;
 /// A kept-alive connection frees buffers larger than this once they are
 /// empty, so thousands of idle connections cost little.
 const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// A request head must be complete this long after it began (contract §5).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An idle kept-alive connection is closed (silently) after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After our side closes, how long we keep reading (and dropping) what the
+/// client still sends before we close for good.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// The poll token kind of a client socket (low bits; see `job::token`).
 pub const TOKEN_CONN: usize = 1;
@@ -329,6 +339,31 @@ impl Conn {
     /// Shuts our side: the client sees the end of a close-delimited body.
     pub fn shutdown_write(&mut self) {
         let _ = self.sock.shutdown(Shutdown::Write);
+    }
+
+    /// The response is fully written: with `keep_alive`, wait for the next
+    /// request (at once if it is already buffered); else shut our side and
+    /// linger, so unread request bytes do not turn the close into a reset.
+    /// Returns how long the new phase may last (the caller arms the timer).
+    pub fn response_done(&mut self, keep_alive: bool, now: Instant) -> Duration {
+        self.heartbeat.clear();
+        self.deadline.clear();
+        if keep_alive {
+            let waiting = self.has_input();
+            self.phase = Phase::ReadingHead {
+                since: now,
+                idle: !waiting,
+            };
+            if waiting {
+                HEAD_TIMEOUT
+            } else {
+                IDLE_TIMEOUT
+            }
+        } else {
+            self.shutdown_write();
+            self.phase = Phase::Lingering;
+            LINGER
+        }
     }
 
     /// A FIN during a stream: the client left, or only half-closed its side

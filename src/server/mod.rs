@@ -40,15 +40,7 @@ const SIGNALS: Token = Token(1 << TOKEN_KIND_BITS);
 /// 64 KiB is a default pipe's capacity: one read empties a full pipe.
 pub const READ_BUFFER: usize = 64 * 1024;
 
-/// A request head must be complete this long after it began (contract §5).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An idle kept-alive connection is closed (silently) after this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// After our side closes, how long we keep reading (and dropping) what the
-/// client still sends before we close for good.
-pub const LINGER: Duration = Duration::from_secs(2);
+pub use crate::conn::{HEAD_TIMEOUT, IDLE_TIMEOUT, LINGER};
 
 /// After a client half-closes during a stream, it is probed (with a
 /// heartbeat comment, which a closed socket answers with a reset) at least
@@ -493,27 +485,10 @@ impl Server {
         if conn.pending_len() > 0 {
             return false;
         }
-        conn.heartbeat.clear();
-        match then {
-            After::KeepAlive if self.state == State::Serving => {
-                conn.phase = Phase::ReadingHead {
-                    since: now,
-                    idle: !conn.has_input(),
-                };
-                conn.deadline.clear();
-                let timeout = if conn.has_input() { HEAD_TIMEOUT } else { IDLE_TIMEOUT };
-                conn.deadline
-                    .set(now + timeout, TimerKey::Conn(index), &mut self.timers);
-                true
-            }
-            _ => {
-                conn.shutdown_write();
-                conn.phase = Phase::Lingering;
-                conn.deadline.clear();
-                conn.deadline.set(now + LINGER, TimerKey::Conn(index), &mut self.timers);
-                true
-            }
-        }
+        let keep_alive = then == After::KeepAlive && self.state == State::Serving;
+        let wait = conn.response_done(keep_alive, now);
+        conn.deadline.set(now + wait, TimerKey::Conn(index), &mut self.timers);
+        true
     }
 
     /// Answers a request the parser refused, then closes: after a bad head
