@@ -33,10 +33,17 @@ Options:
       --allow-host NAME    a Host name requests may carry besides the listen address,
                            localhost and loopback addresses (repeatable; * for any)
       --cwd DIR            working directory of commands [default: the server's]
+      --job-log BYTES      per job, the events kept for late joiners and resumes
+                           [default: 256K]; suffixes K and M
+      --keep SECS          how long a finished job stays readable [default: 600]
+      --keep-jobs N        finished jobs kept at most, oldest forgotten first [default: 32]
+      --instance NAME      prefix of every job id (NAME-...), for a proxy in front of
+                           several instances; letters, digits and _
   -h, --help               print this help
   -V, --version            print the version
 
-Routes: GET / (page), GET /run?command=CMD[&format=json|raw] (SSE), GET /healthz.
+Routes: GET / (page), GET /run?command=CMD[&format=json|raw] (SSE), GET /healthz,
+POST /jobs?command=CMD, GET /jobs, GET /jobs/ID, GET /jobs/ID/events, DELETE /jobs/ID.
 Logging: RUST_LOG (default info), to stderr.
 ";
 
@@ -67,6 +74,14 @@ pub struct Config {
     pub allow_hosts: Vec<String>,
     /// Working directory of commands.
     pub cwd: Option<PathBuf>,
+    /// Per job, the bytes of events kept for late joiners and resumes.
+    pub job_log: usize,
+    /// How long a finished job stays readable.
+    pub keep: Duration,
+    /// Finished jobs kept at most.
+    pub keep_jobs: usize,
+    /// Prefix of every job id.
+    pub instance: Option<String>,
 }
 
 impl Default for Config {
@@ -84,6 +99,10 @@ impl Default for Config {
             cors_origin: None,
             allow_hosts: Vec::new(),
             cwd: None,
+            job_log: 256 * 1024,
+            keep: Duration::from_secs(600),
+            keep_jobs: 32,
+            instance: None,
         }
     }
 }
@@ -137,6 +156,44 @@ fn count(flag: &str, value: OsString) -> Result<usize, CliError> {
     match value.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(bad(flag, &value, "expected a whole number of at least 1")),
+    }
+}
+
+fn whole(flag: &str, value: OsString) -> Result<usize, CliError> {
+    let value = text(flag, value)?;
+    value
+        .parse::<usize>()
+        .map_err(|_| bad(flag, &value, "expected a whole number"))
+}
+
+/// A size in bytes, with an optional `K` or `M` suffix (powers of 1024), at
+/// most 1 GiB.
+fn bytes(flag: &str, value: OsString) -> Result<usize, CliError> {
+    let value = text(flag, value)?;
+    let (digits, unit) = match value.strip_suffix(['K', 'k']) {
+        Some(digits) => (digits, 1024),
+        None => match value.strip_suffix(['M', 'm']) {
+            Some(digits) => (digits, 1024 * 1024),
+            None => (value.as_str(), 1),
+        },
+    };
+    match digits.parse::<usize>().ok().and_then(|n| n.checked_mul(unit)) {
+        Some(n) if n <= 1 << 30 => Ok(n),
+        _ => Err(bad(
+            flag,
+            &value,
+            "expected bytes, like 262144, 256K or 4M (at most 1024M)",
+        )),
+    }
+}
+
+/// An `--instance` name: it starts every job id, and a proxy routes on it.
+fn instance(name: String) -> Result<String, CliError> {
+    let ok = !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(bad("--instance", &name, "use 1 to 32 of A-Z a-z 0-9 _"))
     }
 }
 
@@ -275,6 +332,10 @@ where
                 }
                 config.allow_hosts.push(host.to_ascii_lowercase());
             }
+            Long("job-log") => config.job_log = bytes("--job-log", parser.value()?)?,
+            Long("keep") => config.keep = seconds("--keep", parser.value()?)?,
+            Long("keep-jobs") => config.keep_jobs = whole("--keep-jobs", parser.value()?)?,
+            Long("instance") => config.instance = Some(instance(text("--instance", parser.value()?)?)?),
             Long("cwd") => {
                 let dir = PathBuf::from(parser.value()?);
                 if !dir.is_dir() {
@@ -342,6 +403,31 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn job_options() {
+        let c = serve(&[
+            "--job-log",
+            "4K",
+            "--keep",
+            "1.5",
+            "--keep-jobs",
+            "0",
+            "--instance",
+            "a_1",
+        ]);
+        assert_eq!(c.job_log, 4096);
+        assert_eq!(c.keep, Duration::from_millis(1500));
+        assert_eq!(c.keep_jobs, 0);
+        assert_eq!(c.instance.as_deref(), Some("a_1"));
+        assert_eq!(serve(&["--job-log", "2M"]).job_log, 2 << 20);
+        assert_eq!(serve(&["--job-log", "100"]).job_log, 100);
+        assert!(error(&["--job-log", "2G"]).contains("--job-log"));
+        assert!(error(&["--job-log", "4096M"]).contains("--job-log"));
+        assert!(error(&["--instance", "a-b"]).contains("--instance"));
+        assert!(error(&["--instance", ""]).contains("--instance"));
+        assert!(error(&["--keep-jobs", "x"]).contains("--keep-jobs"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use mio::{Interest, Registry, Token};
 use crate::http::request::{self, Head, HttpError, Parsed};
 use crate::http::response::LAST_CHUNK;
 use crate::job::Sink;
-use crate::sse::Frame;
+use crate::sse::{Encoder, Frame};
 use crate::timer::Deadline;
 
 /// `writev` takes at most this many slices (Linux's `IOV_MAX`).
@@ -58,6 +58,11 @@ pub enum Phase {
         /// The job's index in the job table.
         job: usize,
     },
+    /// Watching a published job: pulling events from its record's log.
+    Watching {
+        /// The record's index in the server's record table.
+        record: usize,
+    },
     /// The response is complete; flush what is unsent, then keep alive or close.
     Draining {
         /// What follows the flush.
@@ -69,6 +74,15 @@ pub enum Phase {
     Lingering,
     /// Nothing more to read or write; the server drops it this turn.
     Closed,
+}
+
+/// A viewer's place in a published job (contract §7.3).
+#[derive(Debug)]
+pub struct Watch {
+    /// The id of the next event to send.
+    pub next: u64,
+    /// Encodes the job's events in this viewer's format, with the job's ids.
+    pub encoder: Encoder,
 }
 
 /// One client connection.
@@ -109,6 +123,8 @@ pub struct Conn {
     pub counted: bool,
     /// Requests completed on this connection.
     pub requests: u64,
+    /// Its place in the job it watches (`Phase::Watching`).
+    pub watch: Option<Watch>,
 }
 
 impl Conn {
@@ -136,6 +152,7 @@ impl Conn {
             last_write: now,
             counted,
             requests: 0,
+            watch: None,
         }
     }
 

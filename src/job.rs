@@ -18,7 +18,7 @@ use mio::{Interest, Registry, Token};
 use crate::child::{self, Spawned};
 use crate::contain::Scope;
 use crate::logsafe::LogArgv;
-use crate::sse::{Encoder, Format, Frame, PipeText, Stream};
+use crate::sse::{Encoder, Exit, Format, Frame, PipeText, Stream};
 use crate::sys;
 use crate::timer::{Deadline, TimerKey, Timers};
 
@@ -51,6 +51,17 @@ pub trait Sink {
     /// True while the sink takes more without queueing: when false the job
     /// stops reading its pipes, so a slow client slows the child down.
     fn ready(&self) -> bool;
+}
+
+/// Where a job's events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// `/run`: straight to the one connection watching it (`None` once it
+    /// left: the command is being stopped and its output dropped).
+    Direct(Option<usize>),
+    /// A published job (contract §7): into the log of this record, which
+    /// its viewers pull from.
+    Published(usize),
 }
 
 /// The sink of a job nobody watches any more: its output is read and
@@ -100,8 +111,8 @@ pub struct Job {
     last_read: usize,
     /// Bytes read from both pipes so far.
     bytes_read: u64,
-    /// The connection watching, if any.
-    pub watcher: Option<usize>,
+    /// Where its events go.
+    pub out: Output,
     status: Option<ExitStatus>,
     stopping: Stopping,
     timed_out: bool,
@@ -172,7 +183,7 @@ impl Job {
             encoder: Encoder::new(format),
             last_read: 1,
             bytes_read: 0,
-            watcher: None,
+            out: Output::Direct(None),
             status: None,
             stopping: Stopping::No {
                 timeout_at: options.timeout.map(|t| options.now + t),
@@ -436,7 +447,7 @@ impl Job {
     /// that prints while cleaning up on SIGTERM is not killed by SIGPIPE
     /// first (contract §3.6).
     pub fn detach(&mut self, now: Instant, timers: &mut Timers) {
-        self.watcher = None;
+        self.out = Output::Direct(None);
         self.flush.clear();
         if self.status.is_none() {
             self.terminate(now, timers);
@@ -446,7 +457,7 @@ impl Job {
     /// Stops reading an unwatched job's pipes once its grace is over: what
     /// still holds them open (a stray that left the group) is not waited for.
     pub fn stop_draining(&mut self, registry: &Registry) {
-        if self.watcher.is_none() && self.stopping == Stopping::Done {
+        if self.out == Output::Direct(None) && self.stopping == Stopping::Done {
             for which in 0..2 {
                 self.close_pipe(which, None, registry);
             }
@@ -456,22 +467,38 @@ impl Job {
     /// Sends the `exit` event once the child is reaped and both pipes are
     /// drained; returns true when it did (the stream is then complete).
     pub fn finish_if_done(&mut self, sink: &mut dyn Sink) -> bool {
-        if self.exit_sent || self.pipes.iter().any(Option::is_some) || self.text.iter().any(PipeText::has_backlog) {
-            return false;
-        }
-        let Some(status) = self.status else { return false };
-        self.exit_sent = true;
-        self.flush.clear();
-        let exit = child::exit_of(status, self.timed_out);
+        let Some(exit) = self.exit_if_done() else { return false };
         sink.send(self.encoder.exit(&exit), b"");
         true
     }
 
+    /// How the command ended, once: when the child is reaped and every byte
+    /// of its output has been handed on. The `exit` event's id is the next.
+    pub fn exit_if_done(&mut self) -> Option<Exit> {
+        if self.exit_sent || self.pipes.iter().any(Option::is_some) || self.text.iter().any(PipeText::has_backlog) {
+            return None;
+        }
+        let status = self.status?;
+        self.exit_sent = true;
+        self.flush.clear();
+        Some(child::exit_of(status, self.timed_out))
+    }
+
+    /// Bytes of output the command wrote so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// True while the command has been asked to stop and may still run.
+    pub fn is_stopping(&self) -> bool {
+        !matches!(self.stopping, Stopping::No { .. })
+    }
+
     /// True when nothing of the job needs the loop any more: reaped, pipes
-    /// closed, no watcher, and the kill grace (if any) over.
+    /// closed, no `/run` watcher, and the kill grace (if any) over.
     pub fn is_finished(&self) -> bool {
         self.status.is_some()
-            && self.watcher.is_none()
+            && !matches!(self.out, Output::Direct(Some(_)))
             && self.pipes.iter().all(Option::is_none)
             && !matches!(self.stopping, Stopping::Terminating { .. })
     }

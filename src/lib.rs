@@ -38,8 +38,10 @@ pub mod child;
 pub mod cli;
 pub mod conn;
 pub mod contain;
+pub mod eventlog;
 pub mod http;
 pub mod job;
+pub mod jobs;
 pub mod logsafe;
 #[doc(hidden)]
 pub mod oracle;

@@ -30,10 +30,13 @@ enum Failure {
 
 fn run() -> Result<(), Failure> {
     // Before anything opens a descriptor or reads the token: what our parent
-    // leaked to us must not reach our commands (no socket-activation
-    // listener is kept yet: `3..3`), and our commands must not read our
-    // environment or memory (contract §4).
-    let cloexec = sys::cloexec_inherited(3..3);
+    // leaked to us must not reach our commands (a socket-activation listener
+    // is kept open, then taken and made close-on-exec itself), and our
+    // commands must not read our environment or memory (contract §4).
+    let activated = activated_sockets();
+    let keep_end = sys::LISTEN_FDS_START + if activated == 1 { 1 } else { 0 };
+    let cloexec = sys::cloexec_inherited(sys::LISTEN_FDS_START..keep_end);
+    let inherited = (activated == 1).then(|| sys::take_activated_listener(sys::LISTEN_FDS_START));
     let non_dumpable = sys::set_non_dumpable();
     let args = std::env::args_os().skip(1);
     let (mut config, needs_token) = match cli::parse(args, std::env::var_os(child::TOKEN_ENV)) {
@@ -67,13 +70,24 @@ fn run() -> Result<(), Failure> {
         Ok(limit) => log::debug!("open-file limit: {limit}"),
         Err(err) => warn!("cannot raise the open-file limit: {err}"),
     }
-    let listener = mio::net::TcpListener::bind(config.listen).map_err(|err| {
-        Failure::Usage(format!(
-            "cannot listen on {}: {}",
-            config.listen,
-            describe_bind_error(&err)
-        ))
-    })?;
+    let listener = match inherited {
+        Some(taken) => mio::net::TcpListener::from_std(
+            taken
+                .map_err(|err| Failure::Usage(format!("cannot serve the socket passed by socket activation: {err}")))?,
+        ),
+        None if activated > 1 => {
+            return Err(Failure::Usage(format!(
+                "socket activation passed {activated} sockets; ssecommander serves exactly one"
+            )))
+        }
+        None => mio::net::TcpListener::bind(config.listen).map_err(|err| {
+            Failure::Usage(format!(
+                "cannot listen on {}: {}",
+                config.listen,
+                describe_bind_error(&err)
+            ))
+        })?,
+    };
     let local = listener
         .local_addr()
         .map_err(|err| Failure::Usage(format!("cannot read the listening address: {err}")))?;
@@ -91,6 +105,22 @@ fn run() -> Result<(), Failure> {
     server
         .run()
         .map_err(|err| Failure::Runtime(format!("event loop failed: {err}")))
+}
+
+/// How many sockets systemd socket activation passed us (`sd_listen_fds`),
+/// and unsets its variables, meant for this process alone, so no command
+/// sees them. Sound only while one thread runs.
+fn activated_sockets() -> u32 {
+    let var = |name| std::env::var(name).ok();
+    let count = sys::listen_fds(
+        var("LISTEN_PID").as_deref(),
+        var("LISTEN_FDS").as_deref(),
+        std::process::id(),
+    );
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(name);
+    }
+    count
 }
 
 /// The one stdout line scripts read the address from (contract §1).

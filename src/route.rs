@@ -37,25 +37,78 @@ pub enum Decision {
     Reply(Reply),
     /// Run a command and stream it.
     Run(RunRequest),
+    /// Act on jobs (contract §7); the server holds them.
+    Job(JobRequest),
+}
+
+/// A request about jobs, checked as far as it can be without the jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    /// What to do.
+    pub action: JobAction,
+    /// Extra response headers (CORS).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The job routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobAction {
+    /// `POST /jobs?command=…`: start a job (the request's `format` is unused).
+    Start(RunRequest),
+    /// `GET /jobs`.
+    List,
+    /// `GET /jobs/ID`.
+    Show(String),
+    /// `GET /jobs/ID/events`: watch, from event `after + 1` on a resume.
+    Watch {
+        /// The job id.
+        id: String,
+        /// How this viewer wants events encoded.
+        format: Format,
+        /// `Last-Event-ID` (header, else `last-event-id=`): the last event
+        /// the client has.
+        after: Option<u64>,
+    },
+    /// `DELETE /jobs/ID`.
+    Stop(String),
 }
 
 /// The routes the server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+enum Route<'a> {
     Page,
     Run,
     Healthz,
+    Jobs,
+    Job(&'a str),
+    JobEvents(&'a str),
 }
 
-impl Route {
-    fn from_path(path: &str) -> Option<Route> {
+impl Route<'_> {
+    fn from_path(path: &str) -> Option<Route<'_>> {
         match path {
-            "/" | "/index.html" => Some(Route::Page),
-            "/run" => Some(Route::Run),
-            "/healthz" => Some(Route::Healthz),
-            _ => None,
+            "/" | "/index.html" => return Some(Route::Page),
+            "/run" => return Some(Route::Run),
+            "/healthz" => return Some(Route::Healthz),
+            "/jobs" => return Some(Route::Jobs),
+            _ => {}
         }
+        let rest = path.strip_prefix("/jobs/")?;
+        let (id, events) = match rest.strip_suffix("/events") {
+            Some(id) => (id, true),
+            None => (rest, false),
+        };
+        if !is_job_id(id) {
+            return None;
+        }
+        Some(if events { Route::JobEvents(id) } else { Route::Job(id) })
     }
+}
+
+/// True for text that can be a job id: `[NAME-]` and base64url, at most 64
+/// bytes. Anything else is no job (`404`) before any lookup.
+fn is_job_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn text(status: u16, reason: &'static str, message: &str) -> Decision {
@@ -80,7 +133,11 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         );
     }
     let Some(route) = route else {
-        return text(404, "Not Found", "not found: the routes are /, /run and /healthz");
+        return text(
+            404,
+            "Not Found",
+            "not found: the routes are /, /run, /jobs, /jobs/ID, /jobs/ID/events and /healthz",
+        );
     };
     let origin = auth::check_origin(
         head.origin.as_deref(),
@@ -111,7 +168,82 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         Route::Page => page(cors),
         Route::Run => run(head, &query, config, cors),
         Route::Healthz => healthz(head),
+        Route::Jobs | Route::Job(_) | Route::JobEvents(_) => jobs(head, route, &query, config, cors),
     }
+}
+
+/// The job routes: token, body, then the route's own input.
+fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec<(&'static str, String)>) -> Decision {
+    if !authorized(head, query, config) {
+        return unauthorized();
+    }
+    if head.has_body {
+        let err = HttpError::BodyNotAllowed;
+        return Decision::Reply(Reply::text(413, err.status().1, &err.to_string()).closing());
+    }
+    let action = match (route, head.method.as_str()) {
+        (Route::Jobs, "POST") => match command(query, config) {
+            Ok(argv) => JobAction::Start(RunRequest {
+                argv,
+                format: Format::Json,
+                headers: Vec::new(),
+            }),
+            Err(refusal) => return refusal,
+        },
+        (Route::Jobs, _) => JobAction::List,
+        (Route::Job(id), "DELETE") => JobAction::Stop(id.to_owned()),
+        (Route::Job(id), _) => JobAction::Show(id.to_owned()),
+        (Route::JobEvents(id), _) => {
+            let format = match format_of(query) {
+                Ok(format) => format,
+                Err(refusal) => return refusal,
+            };
+            let given = head.last_event_id.as_deref().or(query.get("last-event-id"));
+            let after = match given.map(|value| value.trim().parse::<u64>()) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(_)) => {
+                    return text(
+                        400,
+                        "Bad Request",
+                        "bad request: Last-Event-ID must be the number of an event of this job",
+                    )
+                }
+            };
+            JobAction::Watch {
+                id: id.to_owned(),
+                format,
+                after,
+            }
+        }
+        _ => return text(404, "Not Found", "not found"),
+    };
+    Decision::Job(JobRequest { action, headers: cors })
+}
+
+fn format_of(query: &Query) -> Result<Format, Decision> {
+    match query.get("format").map(Format::from_query) {
+        None => Ok(Format::Json),
+        Some(Some(format)) => Ok(format),
+        Some(None) => Err(text(400, "Bad Request", "bad request: format must be json or raw")),
+    }
+}
+
+/// The argv of the `command` parameter, split (or `sh -c` under `--shell`).
+fn command(query: &Query, config: &Config) -> Result<Vec<String>, Decision> {
+    let Some(line) = query.get("command") else {
+        return Err(text(
+            400,
+            "Bad Request",
+            "bad request: missing the command parameter (?command=...)",
+        ));
+    };
+    let split = if config.shell {
+        shell_argv(line)
+    } else {
+        argv::command(line)
+    };
+    split.map_err(|err| text(400, "Bad Request", &format!("bad request: {err}")))
 }
 
 fn healthz(head: &Head) -> Decision {
@@ -134,13 +266,22 @@ fn method_not_allowed(allow: &'static str) -> Decision {
 
 /// `None` when the method fits the route; a `405` or the preflight answer
 /// otherwise.
-fn method_check(head: &Head, route: Route, origin: &OriginCheck, config: &Config) -> Option<Decision> {
+fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Config) -> Option<Decision> {
     match (route, &head.method) {
         (Route::Page, Method::Get | Method::Head) | (Route::Run, Method::Get) => None,
         (Route::Run, Method::Options) if config.cors_origin.is_some() => Some(preflight(origin)),
         (Route::Run, _) if config.cors_origin.is_some() => Some(method_not_allowed("GET, OPTIONS")),
         (Route::Run, _) => Some(method_not_allowed("GET")),
         (Route::Page | Route::Healthz, _) => Some(method_not_allowed("GET, HEAD")),
+        (Route::Jobs, Method::Get) | (Route::JobEvents(_), Method::Get) | (Route::Job(_), Method::Get) => None,
+        (Route::Jobs, Method::Other(m)) if m == "POST" => None,
+        (Route::Job(_), Method::Other(m)) if m == "DELETE" => None,
+        (Route::Jobs | Route::Job(_) | Route::JobEvents(_), Method::Options) if config.cors_origin.is_some() => {
+            Some(preflight(origin))
+        }
+        (Route::Jobs, _) => Some(method_not_allowed("GET, POST")),
+        (Route::Job(_), _) => Some(method_not_allowed("GET, DELETE")),
+        (Route::JobEvents(_), _) => Some(method_not_allowed("GET")),
     }
 }
 
@@ -150,7 +291,7 @@ fn preflight(origin: &OriginCheck) -> Decision {
             Reply::empty(204, "No Content")
                 .header("Access-Control-Allow-Origin", allow.clone())
                 .header("Vary", "Origin")
-                .header("Access-Control-Allow-Methods", "GET")
+                .header("Access-Control-Allow-Methods", "GET, POST, DELETE")
                 .header("Access-Control-Allow-Headers", "Authorization, Last-Event-ID")
                 .header("Access-Control-Max-Age", "600"),
         ),
@@ -239,7 +380,7 @@ fn run(head: &Head, query: &Query, config: &Config, cors: Vec<(&'static str, Str
         let err = HttpError::BodyNotAllowed;
         return Decision::Reply(Reply::text(413, err.status().1, &err.to_string()).closing());
     }
-    if head.last_event_id {
+    if head.last_event_id.is_some() {
         // An EventSource reconnecting: never run the command again; 204 tells
         // it to stop reconnecting (contract §3.8).
         return Decision::Reply(with_headers(Reply::empty(204, "No Content"), cors));
@@ -424,8 +565,70 @@ mod tests {
     fn status(req: &str, config: &Config) -> u16 {
         match decide(&head(req), config) {
             Decision::Reply(reply) => reply.status,
-            Decision::Run(_) => 200,
+            Decision::Run(_) | Decision::Job(_) => 200,
         }
+    }
+
+    fn job_action(req: &str) -> Option<JobAction> {
+        match decide(&head(req), &config()) {
+            Decision::Job(request) => Some(request.action),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn job_routes() {
+        let auth = "Host: localhost\r\nAuthorization: Bearer T0k\r\n\r\n";
+        assert!(matches!(
+            job_action(&format!("POST /jobs?command=ls%20-l HTTP/1.1\r\n{auth}")),
+            Some(JobAction::Start(run)) if run.argv == ["ls", "-l"]
+        ));
+        assert_eq!(
+            job_action(&format!("GET /jobs HTTP/1.1\r\n{auth}")),
+            Some(JobAction::List)
+        );
+        assert_eq!(
+            job_action(&format!("GET /jobs/a-B_9 HTTP/1.1\r\n{auth}")),
+            Some(JobAction::Show("a-B_9".into()))
+        );
+        assert_eq!(
+            job_action(&format!("DELETE /jobs/x HTTP/1.1\r\n{auth}")),
+            Some(JobAction::Stop("x".into()))
+        );
+        assert_eq!(
+            job_action(&format!(
+                "GET /jobs/x/events?format=raw&last-event-id=7 HTTP/1.1\r\n{auth}"
+            )),
+            Some(JobAction::Watch {
+                id: "x".into(),
+                format: Format::Raw,
+                after: Some(7)
+            })
+        );
+        assert_eq!(
+            job_action(&format!(
+                "GET /jobs/x/events?last-event-id=7 HTTP/1.1\r\nLast-Event-ID: 9\r\n{auth}"
+            )),
+            Some(JobAction::Watch {
+                id: "x".into(),
+                format: Format::Json,
+                after: Some(9)
+            })
+        );
+        let c = config();
+        assert_eq!(
+            status(
+                &format!("GET /jobs/x/events HTTP/1.1\r\nLast-Event-ID: abc\r\n{auth}"),
+                &c
+            ),
+            400
+        );
+        assert_eq!(status(&format!("POST /jobs?command=%27 HTTP/1.1\r\n{auth}"), &c), 400);
+        assert_eq!(status(&format!("PUT /jobs HTTP/1.1\r\n{auth}"), &c), 405);
+        assert_eq!(status(&format!("POST /jobs/x HTTP/1.1\r\n{auth}"), &c), 405);
+        assert_eq!(status("GET /jobs HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 401);
+        assert_eq!(status(&format!("GET /jobs/a.b HTTP/1.1\r\n{auth}"), &c), 404);
+        assert_eq!(status(&format!("GET /jobs/x/y HTTP/1.1\r\n{auth}"), &c), 404);
     }
 
     #[test]

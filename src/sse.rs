@@ -29,6 +29,10 @@ pub const MAX_FRAME: usize = 80 * 1024;
 /// larger once encoded, so within [`MAX_FRAME`].
 const SLICE: usize = MAX_FRAME / 8;
 
+/// The first line of a job stream (contract §7.3): EventSource waits a second
+/// before it reconnects and resumes.
+pub const RETRY: &[u8] = b"retry: 1000\n\n";
+
 /// The heartbeat comment (contract §3.5), a complete SSE block on its own.
 pub const HEARTBEAT: &[u8] = b": ping\n\n";
 
@@ -113,6 +117,10 @@ pub struct Frame {
     pieces: Vec<Piece>,
     scratch: Vec<u8>,
     len: usize,
+    /// The event's id.
+    id: u64,
+    /// The stream an output event carries; `None` for `err`, `exit`, `gap`.
+    stream: Option<Stream>,
     chunk_line: [u8; 20],
     chunk_line_len: usize,
 }
@@ -184,7 +192,9 @@ impl Frame {
     fn seal(&mut self) {
         let mut line = [0u8; 20];
         let mut at = 0;
-        let mut shift = 60;
+        // From the top nibble of a usize: 60 would overflow the shift on
+        // 32-bit targets (armv7), where release builds mask it to 28.
+        let mut shift = usize::BITS as i32 - 4;
         let mut started = false;
         while shift >= 0 {
             let nibble = (self.len >> shift) & 0xf;
@@ -199,6 +209,16 @@ impl Frame {
         line[at + 1] = b'\n';
         self.chunk_line = line;
         self.chunk_line_len = at + 2;
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The stream of an output event (`None` for `err`, `exit` and `gap`).
+    pub fn stream(&self) -> Option<Stream> {
+        self.stream
     }
 
     /// True when there is nothing to send (raw output that was only the LF of
@@ -298,7 +318,28 @@ impl Encoder {
         let id = self.next_id;
         self.next_id += 1;
         self.frame.number(id);
+        self.frame.id = id;
+        self.frame.stream = None;
         self.frame.lit(event);
+    }
+
+    /// Makes `id` the id of the next event: a viewer of a job encodes the
+    /// job's events with the ids the job gave them.
+    pub fn set_next_id(&mut self, id: u64) {
+        self.next_id = id;
+    }
+
+    /// The `gap` event of a job stream (contract §7.3): events `from` to
+    /// `to` were not kept; its id is `to`.
+    pub fn gap(&mut self, from: u64, to: u64) -> &Frame {
+        self.next_id = to;
+        self.start(b"\nevent: gap\ndata: {\"type\":\"gap\",\"from\":");
+        self.frame.number(from);
+        self.frame.lit(b",\"to\":");
+        self.frame.number(to);
+        self.frame.lit(b"}\n\n");
+        self.frame.seal();
+        &self.frame
     }
 
     /// Encodes `text` from `stream` as one event. Bytes that are not UTF-8
@@ -318,6 +359,7 @@ impl Encoder {
             Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"",
             Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",\"out\":\"",
         });
+        self.frame.stream = Some(stream);
         for_each_utf8_segment(text, &mut self.frame, push_json_escaped);
         self.frame.lit(b"\"}\n\n");
         self.frame.seal();
@@ -338,6 +380,7 @@ impl Encoder {
             Stream::Stdout => b"\nevent: stdout\ndata: ",
             Stream::Stderr => b"\nevent: stderr\ndata: ",
         });
+        self.frame.stream = Some(stream);
         let mut state = RawLines {
             base: skip,
             pending_cr: false,
@@ -363,24 +406,34 @@ impl Encoder {
 
     /// The `exit` event, the last of a stream.
     pub fn exit(&mut self, exit: &Exit) -> &Frame {
-        self.start(b"\nevent: exit\ndata: {\"type\":\"exit\",\"code\":");
-        let mut json = String::with_capacity(48);
-        match exit.code {
+        self.start(b"\nevent: exit\ndata: ");
+        self.frame.scratch_str(&exit.json());
+        self.frame.lit(b"\n\n");
+        self.frame.seal();
+        &self.frame
+    }
+}
+
+impl Exit {
+    /// The `exit` event's data: `{"type":"exit","code":0}`, with `signal`
+    /// and `timed_out` when they apply.
+    pub fn json(&self) -> String {
+        let mut json = String::with_capacity(64);
+        json.push_str("{\"type\":\"exit\",\"code\":");
+        match self.code {
             Some(code) => {
                 let _ = write!(json, "{code}");
             }
             None => json.push_str("null"),
         }
-        if let Some(signal) = exit.signal {
+        if let Some(signal) = self.signal {
             let _ = write!(json, ",\"signal\":{signal}");
         }
-        if exit.timed_out {
+        if self.timed_out {
             json.push_str(",\"timed_out\":true");
         }
-        json.push_str("}\n\n");
-        self.frame.scratch_str(&json);
-        self.frame.seal();
-        &self.frame
+        json.push('}');
+        json
     }
 }
 

@@ -93,6 +93,11 @@ impl<T> Table<T> {
         self.len == 0
     }
 
+    /// The values stored, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().flatten()
+    }
+
     /// The indices in use.
     pub fn indices(&self) -> Vec<usize> {
         self.slots

@@ -23,6 +23,8 @@ pub enum TimerKey {
     Flush(usize),
     /// A job: `--timeout`, or SIGKILL after the kill grace.
     Kill(usize),
+    /// A published job's record: forget it (`--keep`).
+    Forget(usize),
     /// The server: end of shutdown, or resuming accept after EMFILE.
     Server,
 }

@@ -158,8 +158,8 @@ pub struct Head {
     pub authorization: Option<String>,
     /// `Sec-Fetch-Site`, if sent with a value Fetch Metadata defines.
     pub fetch_site: Option<FetchSite>,
-    /// A `Last-Event-ID` header was sent (an EventSource reconnecting).
-    pub last_event_id: bool,
+    /// The `Last-Event-ID` header (an EventSource reconnecting), if sent.
+    pub last_event_id: Option<String>,
     /// The client allows the connection to stay open after the response.
     pub keep_alive: bool,
     /// The request carries a body (non-zero `Content-Length` or chunked).
@@ -277,7 +277,7 @@ fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize) -> Result
         origin: None,
         authorization: None,
         fetch_site: None,
-        last_event_id: false,
+        last_event_id: None,
         keep_alive: minor == 1,
         has_body: false,
     };
@@ -405,7 +405,7 @@ fn apply_header(head: &mut Head, framing: &mut BodyFraming, name: &str, value: &
             }
             head.fetch_site = FetchSite::from_value(header_str(value, "Sec-Fetch-Site is not text")?);
         }
-        "last-event-id" => head.last_event_id = true,
+        "last-event-id" => head.last_event_id = Some(String::from_utf8_lossy(value).trim().to_owned()),
         "connection" => {
             let value = header_str(value, "Connection is not text")?;
             for token in value.split(',').map(str::trim) {

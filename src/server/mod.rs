@@ -20,13 +20,16 @@ use crate::conn::{self, After, Conn, Phase};
 use crate::contain::Containment;
 use crate::http::request::{Head, HttpError};
 use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
-use crate::job::{Discard, Job, JobOptions, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
 use crate::route::{self, Decision, RunRequest};
-use crate::sse::{Encoder, HEARTBEAT};
+use crate::sse::{Encoder, Format, HEARTBEAT};
 use crate::sys;
 use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
+
+mod publish;
 
 /// The listener's poll token.
 const LISTENER: Token = Token(0);
@@ -96,6 +99,10 @@ pub struct Server {
     spawn_options: SpawnOptions,
     conns: Table<Conn>,
     jobs: Table<Job>,
+    /// Published jobs (contract §7), running and kept.
+    records: Table<Record>,
+    /// Jobs finished so far, to order the kept ones.
+    finished_seq: u64,
     timers: Timers,
     /// The one read buffer of the loop.
     buf: Box<[u8]>,
@@ -171,6 +178,8 @@ impl Server {
             spawn_options,
             conns: Table::default(),
             jobs: Table::default(),
+            records: Table::default(),
+            finished_seq: 0,
             timers: Timers::default(),
             buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
             state: State::Serving,
@@ -199,6 +208,7 @@ impl Server {
             // No event of the last batch can name a slot freed in it any more.
             self.conns.release_freed();
             self.jobs.release_freed();
+            self.records.release_freed();
             let timeout = if self.has_leftover_work() {
                 Some(Duration::ZERO)
             } else {
@@ -233,9 +243,9 @@ impl Server {
             return false;
         };
         let busy = self.conns.indices().into_iter().any(|i| {
-            self.conns
-                .get(i)
-                .is_some_and(|c| matches!(c.phase, Phase::Streaming { .. }) || c.pending_len() > 0)
+            self.conns.get(i).is_some_and(|c| {
+                matches!(c.phase, Phase::Streaming { .. } | Phase::Watching { .. }) || c.pending_len() > 0
+            })
         });
         if !busy && self.live_children == 0 {
             info!("shutdown complete");
@@ -401,6 +411,7 @@ impl Server {
             let progressed = match conn.phase {
                 Phase::ReadingHead { idle, .. } => self.next_request(index, idle, now),
                 Phase::Streaming { job } => self.stream_step(index, job, now),
+                Phase::Watching { record } => self.watch_step(index, record, now),
                 Phase::Draining { then } => self.drain_step(index, then, now),
                 Phase::Lingering => {
                     if conn.read_closed {
@@ -567,6 +578,10 @@ impl Server {
                 info!("{peer} {method} {path} 200");
                 self.start_stream(index, &head, run, now);
             }
+            Decision::Job(request) => {
+                let status = self.on_job_request(index, &head, request, now);
+                info!("{peer} {method} {path} {status}");
+            }
         }
     }
 
@@ -579,12 +594,35 @@ impl Server {
         } else {
             After::Close
         };
+        let started = self.spawn_job(&run.argv, run.format, Output::Direct(Some(index)), now);
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        let mut head_bytes = Vec::with_capacity(256);
+        response::write_stream_head(&mut head_bytes, chunked, after == After::Close, &run.headers);
+        conn.begin_response(chunked, after);
+        conn.queue(&head_bytes, now);
+        match started {
+            Ok(job_index) => {
+                conn.phase = Phase::Streaming { job: job_index };
+                self.start_heartbeat(index, now);
+                self.pump_job(job_index, now);
+            }
+            Err(message) => {
+                let mut encoder = Encoder::new(run.format);
+                conn.send(encoder.error(&message), b"");
+                conn.end_stream(now);
+            }
+        }
+    }
+
+    /// Starts `argv` as a job whose events go to `out`; its job table index,
+    /// or the `err` event's message.
+    fn spawn_job(&mut self, argv: &[String], format: Format, out: Output, now: Instant) -> Result<usize, String> {
         let job_index = self.jobs.next_index();
         let spawned = match self.containment.spawn_scope() {
-            Ok(scope) => child::spawn(&run.argv, &self.spawn_options, !self.sigchld, scope),
+            Ok(scope) => child::spawn(argv, &self.spawn_options, !self.sigchld, scope),
             Err(err) => Err(child::SpawnError::Contain(err)),
         };
-        let argv_for_log = self.argv_for_log(&run.argv);
+        let argv_for_log = self.argv_for_log(argv);
         let started = spawned.map_err(|err| err.to_string()).and_then(|spawned| {
             let options = JobOptions {
                 now,
@@ -593,37 +631,29 @@ impl Server {
                 argv_for_log,
                 timers: &mut self.timers,
             };
-            Job::start(spawned, job_index, run.format, options, self.poll.registry())
+            Job::start(spawned, job_index, format, options, self.poll.registry())
                 .map_err(|err| format!("cannot watch the command: {err}"))
         });
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        let mut head_bytes = Vec::with_capacity(256);
-        response::write_stream_head(&mut head_bytes, chunked, after == After::Close, &run.headers);
-        conn.begin_response(chunked, after);
-        conn.queue(&head_bytes, now);
         match started {
             Ok(mut job) => {
-                job.watcher = Some(index);
+                job.out = out;
                 self.live_children += 1;
-                self.jobs.insert(job);
-                conn.phase = Phase::Streaming { job: job_index };
-                if let Some(every) = self.config.heartbeat {
-                    conn.heartbeat.clear();
-                    conn.heartbeat
-                        .set(now + every, TimerKey::Heartbeat(index), &mut self.timers);
-                }
-                self.pump_job(job_index, now);
+                Ok(self.jobs.insert(job))
             }
             Err(message) => {
-                info!(
-                    "{}: {}",
-                    conn.peer,
-                    logsafe::safe(&message, self.config.token.as_deref())
-                );
-                let mut encoder = Encoder::new(run.format);
-                conn.send(encoder.error(&message), b"");
-                conn.end_stream(now);
+                info!("{}", logsafe::safe(&message, self.config.token.as_deref()));
+                Err(message)
             }
+        }
+    }
+
+    /// Heartbeats for a stream that begins now.
+    fn start_heartbeat(&mut self, index: usize, now: Instant) {
+        let Some(every) = self.config.heartbeat else { return };
+        if let Some(conn) = self.conns.get_mut(index) {
+            conn.heartbeat.clear();
+            conn.heartbeat
+                .set(now + every, TimerKey::Heartbeat(index), &mut self.timers);
         }
     }
 
@@ -637,11 +667,15 @@ impl Server {
     /// job is done.
     fn pump_job(&mut self, index: usize, now: Instant) {
         let Some(job) = self.jobs.get_mut(index) else { return };
-        let Some(watcher) = job.watcher else {
-            if job.pump(&mut self.buf, &mut Discard, &mut self.timers, self.poll.registry()) {
-                self.revisit_jobs.push(index);
+        let watcher = match job.out {
+            Output::Published(record) => return self.pump_published(index, record, now),
+            Output::Direct(None) => {
+                if job.pump(&mut self.buf, &mut Discard, &mut self.timers, self.poll.registry()) {
+                    self.revisit_jobs.push(index);
+                }
+                return self.reap_if_finished(index);
             }
-            return self.reap_if_finished(index);
+            Output::Direct(Some(watcher)) => watcher,
         };
         let Some(conn) = self.conns.get_mut(watcher) else {
             return;
@@ -650,7 +684,7 @@ impl Server {
             self.revisit_jobs.push(index);
         }
         if job.finish_if_done(conn) {
-            job.watcher = None;
+            job.out = Output::Direct(None);
             conn.end_stream(now);
             self.reap_if_finished(index);
             if self.conns.get(watcher).is_some_and(|c| c.failed) {
@@ -679,11 +713,15 @@ impl Server {
 
     fn close_conn(&mut self, index: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(index) else { return };
-        if let Phase::Streaming { job } = conn.phase {
-            if let Some(job_ref) = self.jobs.get_mut(job) {
-                job_ref.detach(now, &mut self.timers);
+        match conn.phase {
+            Phase::Streaming { job } => {
+                if let Some(job_ref) = self.jobs.get_mut(job) {
+                    job_ref.detach(now, &mut self.timers);
+                }
+                self.reap_if_finished(job);
             }
-            self.reap_if_finished(job);
+            Phase::Watching { record } => self.unwatch(index, record, now),
+            _ => {}
         }
         let Some(conn) = self.conns.get_mut(index) else { return };
         conn.phase = Phase::Closed;
@@ -769,7 +807,7 @@ impl Server {
             if key == TimerKey::Server {
                 return;
             }
-            let deadline = deadline_of(&mut self.conns, &mut self.jobs, key);
+            let deadline = deadline_of(&mut self.conns, &mut self.jobs, &mut self.records, key);
             if deadline.as_ref().is_some_and(|d| d.wants_wakeup_at(at)) {
                 return;
             }
@@ -785,7 +823,7 @@ impl Server {
     /// far more than the live owners need, rebuild it without them, so a
     /// burst of connections leaves no memory behind.
     fn compact_timers(&mut self) {
-        let live = 2 * (self.conns.len() + self.jobs.len()) + 2;
+        let live = 2 * (self.conns.len() + self.jobs.len()) + self.records.len() + 2;
         if self.timers.len() > 2 * live + 256 {
             self.rebuild_timers();
         }
@@ -798,7 +836,7 @@ impl Server {
                 self.timers.push(at, key);
                 continue;
             }
-            match deadline_of(&mut self.conns, &mut self.jobs, key) {
+            match deadline_of(&mut self.conns, &mut self.jobs, &mut self.records, key) {
                 Some(deadline) if deadline.wants_wakeup_at(at) => self.timers.push(at, key),
                 Some(deadline) => deadline.requeue(at, key, &mut self.timers),
                 None => {}
@@ -829,6 +867,7 @@ impl Server {
                 TimerKey::Heartbeat(index) => self.on_heartbeat(index, now),
                 TimerKey::Flush(index) => self.on_flush(index, now),
                 TimerKey::Kill(index) => self.on_kill(index, now),
+                TimerKey::Forget(index) => self.on_forget(index, now),
                 TimerKey::Server => {
                     if self.accept_pause.fire(now, key, &mut self.timers) {
                         self.on_listener(now);
@@ -853,6 +892,21 @@ impl Server {
                 self.reject(index, HttpError::Timeout, now);
                 self.drive_conn(index, now);
             }
+            Phase::Watching { .. } => {
+                // A viewer behind a running job: let go only after it has
+                // taken nothing for the whole stall time.
+                let quiet_until = conn.last_write + publish::VIEWER_STALL;
+                if quiet_until > now {
+                    conn.deadline.set(quiet_until, TimerKey::Conn(index), &mut self.timers);
+                } else {
+                    info!(
+                        "{}: viewer took nothing for {:?}: disconnected",
+                        conn.peer,
+                        publish::VIEWER_STALL
+                    );
+                    self.close_conn(index, now);
+                }
+            }
             _ => self.close_conn(index, now),
         }
     }
@@ -868,7 +922,7 @@ impl Server {
         if !conn.heartbeat.fire(now, TimerKey::Heartbeat(index), &mut self.timers) {
             return;
         }
-        if !matches!(conn.phase, Phase::Streaming { .. }) {
+        if !matches!(conn.phase, Phase::Streaming { .. } | Phase::Watching { .. }) {
             return;
         }
         let due = conn.last_write + every;
@@ -889,11 +943,17 @@ impl Server {
         if !job.flush.fire(now, TimerKey::Flush(index), &mut self.timers) {
             return;
         }
-        let Some(watcher) = job.watcher else { return };
-        let Some(conn) = self.conns.get_mut(watcher) else {
-            return;
+        let capped = match job.out {
+            Output::Direct(Some(watcher)) => {
+                let Some(conn) = self.conns.get_mut(watcher) else {
+                    return;
+                };
+                job.on_quiet(&mut self.buf, conn, now, &mut self.timers, self.poll.registry())
+            }
+            Output::Published(record) => self.quiet_published(index, record, now),
+            Output::Direct(None) => return,
         };
-        if job.on_quiet(&mut self.buf, conn, now, &mut self.timers, self.poll.registry()) {
+        if capped {
             self.revisit_jobs.push(index);
         }
         // Reading may have met the end of the pipes, or a dead client: the
@@ -921,12 +981,18 @@ impl Drop for Server {
 
 /// The deadline a (non-server) timer key stands for; `None` when its owner
 /// is gone.
-fn deadline_of<'a>(conns: &'a mut Table<Conn>, jobs: &'a mut Table<Job>, key: TimerKey) -> Option<&'a mut Deadline> {
+fn deadline_of<'a>(
+    conns: &'a mut Table<Conn>,
+    jobs: &'a mut Table<Job>,
+    records: &'a mut Table<Record>,
+    key: TimerKey,
+) -> Option<&'a mut Deadline> {
     match key {
         TimerKey::Conn(index) => conns.get_mut(index).map(|c| &mut c.deadline),
         TimerKey::Heartbeat(index) => conns.get_mut(index).map(|c| &mut c.heartbeat),
         TimerKey::Flush(index) => jobs.get_mut(index).map(|j| &mut j.flush),
         TimerKey::Kill(index) => jobs.get_mut(index).map(|j| &mut j.kill),
+        TimerKey::Forget(index) => records.get_mut(index).map(|r| &mut r.forget),
         TimerKey::Server => None,
     }
 }

@@ -1,0 +1,244 @@
+//! The record of a published job (contract §7): its id, what it ran, how it
+//! is doing, its log of events and who is watching it. A record outlives
+//! the command it describes, until it is forgotten (`--keep`,
+//! `--keep-jobs`, `DELETE`).
+//!
+//! The running command itself is a [`crate::job::Job`] in the server's job
+//! table; the record points at it while it runs. Viewers are connections
+//! that pull from the log; the record only lists them so the server knows
+//! whom to drive after the log grows.
+
+use std::io;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::eventlog::EventLog;
+use crate::sse::{self, Exit};
+use crate::timer::Deadline;
+
+/// Random bytes in a job id: 96 bits (contract §7.1), 16 base64url chars.
+const ID_BYTES: usize = 12;
+
+/// A new job id: 96 random bits in base64url, after `NAME-` with
+/// `--instance NAME`.
+pub fn new_id(instance: Option<&str>) -> io::Result<String> {
+    let mut bytes = [0u8; ID_BYTES];
+    crate::sys::getrandom(&mut bytes)?;
+    let random = crate::auth::base64url(&bytes);
+    Ok(match instance {
+        Some(name) => format!("{name}-{random}"),
+        None => random,
+    })
+}
+
+/// Milliseconds since the Unix epoch, for `started_ms` and `ended_ms`.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How far a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Its command runs as this entry of the server's job table.
+    Running {
+        /// The job table index.
+        job: usize,
+        /// The command's pid.
+        pid: i32,
+    },
+    /// The command ended; its `exit` event is the last in the log.
+    Exited {
+        /// The pid it had.
+        pid: i32,
+    },
+    /// The command could not start; `err` is the only event.
+    Failed,
+}
+
+/// One published job.
+#[derive(Debug)]
+pub struct Record {
+    /// Its id (contract §7.1).
+    pub id: String,
+    argv: Vec<String>,
+    /// Where it is.
+    pub state: State,
+    started_ms: u64,
+    ended_ms: Option<u64>,
+    exit: Option<Exit>,
+    /// Its events.
+    pub log: EventLog,
+    /// Connections watching it (their table indices).
+    pub viewers: Vec<usize>,
+    /// Bytes of output the command wrote.
+    pub bytes: u64,
+    /// Forgotten (`DELETE`, `--keep`, `--keep-jobs`): no longer found by id,
+    /// dropped once its last viewer leaves.
+    pub forgotten: bool,
+    /// When a finished job is forgotten (`--keep`).
+    pub forget: Deadline,
+    /// Order of finishing, to forget the oldest first (`--keep-jobs`).
+    pub finished_seq: u64,
+}
+
+impl Record {
+    /// A record for `argv`, started now.
+    pub fn new(id: String, argv: Vec<String>, state: State, log_limit: usize) -> Record {
+        Record {
+            id,
+            argv,
+            state,
+            started_ms: unix_ms(),
+            ended_ms: None,
+            exit: None,
+            log: EventLog::new(log_limit),
+            viewers: Vec::new(),
+            bytes: 0,
+            forgotten: false,
+            forget: Deadline::default(),
+            finished_seq: 0,
+        }
+    }
+
+    /// True once the command has ended or never started.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self.state, State::Running { .. })
+    }
+
+    /// The running command's job table index.
+    pub fn job(&self) -> Option<usize> {
+        match self.state {
+            State::Running { job, .. } => Some(job),
+            _ => None,
+        }
+    }
+
+    /// The command ended with `exit` (already in the log).
+    pub fn finish(&mut self, exit: Exit, seq: u64) {
+        if let State::Running { pid, .. } = self.state {
+            self.state = State::Exited { pid };
+        }
+        self.exit = Some(exit);
+        self.ended_ms = Some(unix_ms());
+        self.finished_seq = seq;
+    }
+
+    /// The command never started (its `err` is already in the log).
+    pub fn fail(&mut self, seq: u64) {
+        self.state = State::Failed;
+        self.ended_ms = Some(self.started_ms);
+        self.finished_seq = seq;
+    }
+
+    /// The first event some viewer still needs; the log keeps it and all
+    /// after it. `next` gives a viewer's next event id.
+    pub fn first_needed(&self, next: impl Fn(usize) -> Option<u64>) -> u64 {
+        self.viewers
+            .iter()
+            .filter_map(|&viewer| next(viewer))
+            .min()
+            .unwrap_or_else(|| self.log.next_id())
+    }
+
+    /// The record as JSON (contract §7.2).
+    pub fn json(&self) -> String {
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"id\":\"");
+        sse::escape_json_into(&mut out, &self.id);
+        out.push_str("\",\"argv\":[");
+        for (i, word) in self.argv.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            sse::escape_json_into(&mut out, word);
+            out.push('"');
+        }
+        let (state, pid) = match self.state {
+            State::Running { pid, .. } => ("running", Some(pid)),
+            State::Exited { pid } => ("exited", Some(pid)),
+            State::Failed => ("failed", None),
+        };
+        out.push_str("],\"state\":\"");
+        out.push_str(state);
+        out.push_str("\",\"pid\":");
+        push_opt(&mut out, pid.map(i64::from));
+        out.push_str(",\"started_ms\":");
+        out.push_str(&self.started_ms.to_string());
+        out.push_str(",\"ended_ms\":");
+        push_opt(&mut out, self.ended_ms.and_then(|ms| i64::try_from(ms).ok()));
+        out.push_str(",\"exit\":");
+        match &self.exit {
+            Some(exit) => out.push_str(&exit.json()),
+            None => out.push_str("null"),
+        }
+        out.push_str(&format!(
+            ",\"viewers\":{},\"events\":{},\"bytes\":{}}}",
+            self.viewers.len(),
+            self.log.count(),
+            self.bytes
+        ));
+        out
+    }
+}
+
+fn push_opt(out: &mut String, value: Option<i64>) {
+    match value {
+        Some(n) => out.push_str(&n.to_string()),
+        None => out.push_str("null"),
+    }
+}
+
+/// `{"jobs":[…]}` of `records`, newest first (contract §7.2).
+pub fn list_json<'a>(records: impl Iterator<Item = &'a Record>) -> String {
+    let mut shown: Vec<&Record> = records.filter(|r| !r.forgotten).collect();
+    shown.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.id.cmp(&a.id)));
+    let mut out = String::from("{\"jobs\":[");
+    for (i, record) in shown.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&record.json());
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_and_prefixed() {
+        let a = new_id(None).expect("random");
+        let b = new_id(Some("east")).expect("random");
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(b.starts_with("east-") && b.len() == 21);
+        assert_ne!(a, new_id(None).expect("random"));
+    }
+
+    #[test]
+    fn json_of_a_record() {
+        let mut r = Record::new(
+            "abc".into(),
+            vec!["echo".into(), "a\"b".into()],
+            State::Running { job: 0, pid: 42 },
+            1024,
+        );
+        let running = r.json();
+        assert!(running.starts_with("{\"id\":\"abc\",\"argv\":[\"echo\",\"a\\\"b\"],\"state\":\"running\",\"pid\":42,"));
+        assert!(running.ends_with(",\"ended_ms\":null,\"exit\":null,\"viewers\":0,\"events\":0,\"bytes\":0}"));
+        r.finish(
+            Exit {
+                code: Some(3),
+                signal: None,
+                timed_out: false,
+            },
+            1,
+        );
+        assert!(r.json().contains("\"state\":\"exited\",\"pid\":42,"));
+        assert!(r.json().contains("\"exit\":{\"type\":\"exit\",\"code\":3}"));
+    }
+}

@@ -1,0 +1,471 @@
+//! Published jobs (contract §7): the job routes, the job that writes into
+//! its record's log, and the viewers that pull from it.
+//!
+//! The flow stays one way: the command's output is cut into events and
+//! appended to the log ([`Publish`]); afterwards the server drives each
+//! viewer, which encodes the events it has not sent in its own format and
+//! writes them. The command is read again only when every viewer has caught
+//! up, so the slowest viewer paces it and none misses an event.
+
+use std::time::{Duration, Instant};
+
+use log::debug;
+
+use super::{Server, State as ServerState};
+use crate::conn::{After, Conn, Phase, Watch};
+use crate::eventlog::Logged;
+use crate::http::request::Head;
+use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
+use crate::job::{Output, Sink};
+use crate::jobs::{self, Record, State};
+use crate::route::{JobAction, JobRequest, RunRequest};
+use crate::sse::{Encoder, Format, Frame, Stream, HEARTBEAT, RETRY};
+use crate::table::Table;
+use crate::timer::TimerKey;
+
+/// A viewer that takes nothing for this long while it is behind is
+/// disconnected (contract §7.3); it can resume.
+pub const VIEWER_STALL: Duration = Duration::from_secs(30);
+
+/// Events a viewer encodes per turn before others get theirs.
+const PULL_STEP: usize = 64;
+
+/// The sink of a published job: its record's log. Ready (the command may be
+/// read) only while every viewer has taken every event.
+struct Publish<'a> {
+    record: &'a mut Record,
+    conns: &'a Table<Conn>,
+}
+
+impl Sink for Publish<'_> {
+    fn send(&mut self, frame: &Frame, text: &[u8]) {
+        let stream = frame.stream().unwrap_or(Stream::Stdout);
+        self.record.log.push(frame.id(), Logged::Output(stream, text.to_vec()));
+    }
+
+    fn ready(&self) -> bool {
+        let next = self.record.log.next_id();
+        self.record.viewers.iter().all(|&viewer| {
+            self.conns
+                .get(viewer)
+                .is_none_or(|conn| conn.pending_len() == 0 && conn.watch.as_ref().is_none_or(|w| w.next >= next))
+        })
+    }
+}
+
+/// The next event id a viewer needs, for trimming the log.
+fn next_of(conns: &Table<Conn>, viewer: usize) -> Option<u64> {
+    conns.get(viewer).and_then(|conn| conn.watch.as_ref()).map(|w| w.next)
+}
+
+impl Server {
+    /// Carries out a job request; returns the status for the access line.
+    pub(super) fn on_job_request(&mut self, index: usize, head: &Head, request: JobRequest, now: Instant) -> u16 {
+        let JobRequest { action, headers } = request;
+        let reply = match action {
+            JobAction::Start(run) => self.start_published(&run, now),
+            JobAction::List => json_reply(200, "OK", jobs::list_json(self.records.iter())),
+            JobAction::Show(id) => match self.find_record(&id) {
+                Some(record) => json_reply(
+                    200,
+                    "OK",
+                    self.records.get(record).map(Record::json).unwrap_or_default(),
+                ),
+                None => no_job(),
+            },
+            JobAction::Stop(id) => self.stop_published(&id, now),
+            JobAction::Watch { id, format, after } => {
+                match self.begin_watch(index, head, &id, format, after, &headers, now) {
+                    Ok(()) => return 200,
+                    Err(reply) => reply,
+                }
+            }
+        };
+        let status = reply.status;
+        let mut reply = reply;
+        reply.headers.extend(headers);
+        if !head.keep_alive || self.state != ServerState::Serving {
+            reply.close = true;
+        }
+        let head_only = head.method == crate::http::request::Method::Head;
+        self.send_reply(index, &reply, head.minor_version, head_only, now);
+        status
+    }
+
+    /// The record with this id, unless forgotten.
+    fn find_record(&self, id: &str) -> Option<usize> {
+        self.records
+            .indices()
+            .into_iter()
+            .find(|&i| self.records.get(i).is_some_and(|r| r.id == id && !r.forgotten))
+    }
+
+    /// `POST /jobs`: spawn, record, `201` (a command that cannot start is a
+    /// job too, `failed`, whose one event is `err`).
+    fn start_published(&mut self, run: &RunRequest, now: Instant) -> Reply {
+        if self.state != ServerState::Serving || self.live_children >= self.config.max_procs {
+            return Reply::text(
+                503,
+                "Service Unavailable",
+                "too many commands running: try again shortly",
+            )
+            .header("Retry-After", "1");
+        }
+        let id = match jobs::new_id(self.config.instance.as_deref()) {
+            Ok(id) => id,
+            Err(err) => return Reply::text(500, "Internal Server Error", &format!("cannot draw a job id: {err}")),
+        };
+        let record_index = self.records.next_index();
+        let mut record = Record::new(id, run.argv.clone(), State::Failed, self.config.job_log);
+        match self.spawn_job(&run.argv, Format::Json, Output::Published(record_index), now) {
+            Ok(job) => {
+                let pid = self.jobs.get(job).map_or(0, |j| j.pid());
+                record.state = State::Running { job, pid };
+            }
+            Err(message) => {
+                record.log.push(1, Logged::Error(message));
+                self.finished_seq += 1;
+                record.fail(self.finished_seq);
+            }
+        }
+        let location = format!("/jobs/{}", record.id);
+        let body = record.json();
+        let finished = record.is_finished();
+        let inserted = self.records.insert(record);
+        if finished {
+            self.keep_finished(inserted, now);
+        }
+        json_reply(201, "Created", body).header("Location", location)
+    }
+
+    /// `DELETE /jobs/ID`: stop a running job (`202`), forget a finished one
+    /// (`204`).
+    fn stop_published(&mut self, id: &str, now: Instant) -> Reply {
+        let Some(index) = self.find_record(id) else {
+            return no_job();
+        };
+        let Some(record) = self.records.get(index) else {
+            return no_job();
+        };
+        match record.job() {
+            Some(job) => {
+                let body = record.json();
+                if let Some(job) = self.jobs.get_mut(job) {
+                    job.terminate(now, &mut self.timers);
+                }
+                json_reply(202, "Accepted", body)
+            }
+            None => {
+                self.forget(index);
+                Reply::empty(204, "No Content")
+            }
+        }
+    }
+
+    /// `GET /jobs/ID/events`: the stream head, `retry:`, a `gap` if events
+    /// the viewer needs are gone, then the viewer pulls.
+    #[allow(clippy::too_many_arguments)]
+    fn begin_watch(
+        &mut self,
+        index: usize,
+        head: &Head,
+        id: &str,
+        format: Format,
+        after: Option<u64>,
+        headers: &[(&'static str, String)],
+        now: Instant,
+    ) -> Result<(), Reply> {
+        let record_index = self.find_record(id).ok_or_else(no_job)?;
+        let record = self.records.get_mut(record_index).ok_or_else(no_job)?;
+        let last = record.log.count();
+        if let Some(n) = after {
+            if n > last {
+                return Err(Reply::text(
+                    400,
+                    "Bad Request",
+                    &format!("bad request: Last-Event-ID {n} is past this job's last event ({last})"),
+                ));
+            }
+            if n == last && record.log.ended() {
+                return Err(Reply::empty(204, "No Content"));
+            }
+        }
+        let Some(conn) = self.conns.get_mut(index) else {
+            return Ok(());
+        };
+        let chunked = head.minor_version == 1;
+        let after_stream = if chunked && head.keep_alive && self.state == ServerState::Serving {
+            After::KeepAlive
+        } else {
+            After::Close
+        };
+        let mut bytes = Vec::with_capacity(256);
+        response::write_stream_head(&mut bytes, chunked, after_stream == After::Close, headers);
+        conn.begin_response(chunked, after_stream);
+        conn.queue(&bytes, now);
+        conn.queue(&chunk(RETRY, chunked), now);
+        let mut encoder = Encoder::new(format);
+        let mut next = after.map_or(1, |n| n + 1);
+        let first_held = record.log.first_held().unwrap_or_else(|| record.log.next_id());
+        if next < first_held {
+            let frame = encoder.gap(next, first_held - 1);
+            conn.send(frame, b"");
+            next = first_held;
+        }
+        conn.watch = Some(Watch { next, encoder });
+        conn.phase = Phase::Watching { record: record_index };
+        record.viewers.push(index);
+        self.start_heartbeat(index, now);
+        self.drive_conn(index, now);
+        Ok(())
+    }
+
+    /// One step of a watching connection: the FIN probe, then pull.
+    pub(super) fn watch_step(&mut self, index: usize, record: usize, now: Instant) -> bool {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return false;
+        };
+        if conn.read_closed && !conn.probed {
+            conn.probed = true;
+            if conn.pending_len() == 0 {
+                let beat = if conn.is_chunked() { HEARTBEAT_CHUNK } else { HEARTBEAT };
+                conn.queue(beat, now);
+            }
+            conn.heartbeat
+                .set(now + super::FIN_PROBE, TimerKey::Heartbeat(index), &mut self.timers);
+        }
+        if conn.failed {
+            self.close_conn(index, now);
+            return false;
+        }
+        if conn.pending_len() > 0 {
+            return false;
+        }
+        self.pull(index, record, now)
+    }
+
+    /// Sends the viewer the events it has not had, while its socket takes
+    /// them. Returns true when its stream ended (the connection moves on).
+    fn pull(&mut self, index: usize, record_index: usize, now: Instant) -> bool {
+        let Some(record) = self.records.get(record_index) else {
+            return false;
+        };
+        let Some(conn) = self.conns.get_mut(index) else {
+            return false;
+        };
+        let Some(mut watch) = conn.watch.take() else {
+            return false;
+        };
+        let mut ended = false;
+        let mut sent = 0;
+        while sent < PULL_STEP && conn.pending_len() == 0 && !conn.failed {
+            let Some(event) = record.log.get(watch.next) else { break };
+            watch.encoder.set_next_id(watch.next);
+            match event {
+                Logged::Output(stream, text) => {
+                    let frame = watch.encoder.output(*stream, text);
+                    if !frame.is_empty() {
+                        conn.send(frame, text);
+                    }
+                }
+                Logged::Error(message) => {
+                    conn.send(watch.encoder.error(message), b"");
+                    ended = true;
+                }
+                Logged::Exit(exit) => {
+                    conn.send(watch.encoder.exit(exit), b"");
+                    ended = true;
+                }
+            }
+            watch.next += 1;
+            sent += 1;
+            if ended {
+                break;
+            }
+        }
+        let caught_up = watch.next >= record.log.next_id() && conn.pending_len() == 0;
+        conn.watch = Some(watch);
+        if sent > 0 || caught_up {
+            conn.deadline.clear();
+        }
+        if !caught_up && !ended && !record.is_finished() {
+            // Behind a running command: it waits on this viewer; one that
+            // takes nothing for VIEWER_STALL is let go (see on_conn_deadline).
+            conn.deadline
+                .set(now + VIEWER_STALL, TimerKey::Conn(index), &mut self.timers);
+        }
+        if conn.failed {
+            self.close_conn(index, now);
+            return false;
+        }
+        if ended {
+            conn.end_stream(now);
+            conn.watch = None;
+            conn.deadline.clear();
+            self.leave_record(index, record_index, now);
+            return true;
+        }
+        if caught_up {
+            // The command may be waiting for this viewer: read it again.
+            if let Some(job) = record.job() {
+                self.revisit_jobs.push(job);
+            }
+        }
+        sent > 0 && conn_wants_more(self.conns.get(index))
+    }
+
+    /// A watching connection closes: the job goes on (unlike `/run`).
+    pub(super) fn unwatch(&mut self, index: usize, record: usize, now: Instant) {
+        if let Some(conn) = self.conns.get_mut(index) {
+            conn.watch = None;
+        }
+        self.leave_record(index, record, now);
+    }
+
+    fn leave_record(&mut self, index: usize, record_index: usize, _now: Instant) {
+        let Some(record) = self.records.get_mut(record_index) else {
+            return;
+        };
+        record.viewers.retain(|&viewer| viewer != index);
+        if record.forgotten && record.viewers.is_empty() && record.is_finished() {
+            self.records.remove(record_index);
+            return;
+        }
+        if let Some(job) = record.job() {
+            self.revisit_jobs.push(job);
+        }
+    }
+
+    /// Reads a published job into its log, then lets its viewers pull.
+    pub(super) fn pump_published(&mut self, job_index: usize, record_index: usize, now: Instant) {
+        let Some(job) = self.jobs.get_mut(job_index) else {
+            return;
+        };
+        let Some(record) = self.records.get_mut(record_index) else {
+            // No record (it cannot happen: records outlive their jobs): drop
+            // the output rather than block the command.
+            job.out = Output::Direct(None);
+            return self.pump_job(job_index, now);
+        };
+        let mut sink = Publish {
+            record,
+            conns: &self.conns,
+        };
+        if job.pump(&mut self.buf, &mut sink, &mut self.timers, self.poll.registry()) {
+            self.revisit_jobs.push(job_index);
+        }
+        record.bytes = job.bytes_read();
+        let exit = job.exit_if_done();
+        if let Some(exit) = exit {
+            let id = record.log.next_id();
+            record.log.push(id, Logged::Exit(exit));
+            self.finished_seq += 1;
+            record.finish(exit, self.finished_seq);
+            debug!("job {} finished", record.id);
+        }
+        let conns = &self.conns;
+        let keep_from = record.first_needed(|viewer| next_of(conns, viewer));
+        record.log.trim(keep_from);
+        let viewers = record.viewers.clone();
+        if exit.is_some() {
+            self.keep_finished(record_index, now);
+        }
+        if self.jobs.get(job_index).is_some_and(crate::job::Job::is_finished) {
+            self.jobs.remove(job_index);
+        }
+        for viewer in viewers {
+            self.drive_conn(viewer, now);
+        }
+    }
+
+    /// A job finished: keep it `--keep`, and at most `--keep-jobs` finished
+    /// jobs, forgetting the oldest first.
+    fn keep_finished(&mut self, record_index: usize, now: Instant) {
+        if let Some(record) = self.records.get_mut(record_index) {
+            record
+                .forget
+                .set(now + self.config.keep, TimerKey::Forget(record_index), &mut self.timers);
+        }
+        let mut finished: Vec<(u64, usize)> = self
+            .records
+            .indices()
+            .into_iter()
+            .filter_map(|i| {
+                let r = self.records.get(i)?;
+                (r.is_finished() && !r.forgotten).then_some((r.finished_seq, i))
+            })
+            .collect();
+        if finished.len() > self.config.keep_jobs {
+            finished.sort_unstable();
+            let excess = finished.len() - self.config.keep_jobs;
+            for &(_, index) in &finished[..excess] {
+                self.forget(index);
+            }
+        }
+    }
+
+    /// Forgets a finished record: not found by id any more, dropped as soon
+    /// as no viewer reads it.
+    fn forget(&mut self, index: usize) {
+        let Some(record) = self.records.get_mut(index) else {
+            return;
+        };
+        record.forgotten = true;
+        record.forget.clear();
+        if record.viewers.is_empty() && record.is_finished() {
+            self.records.remove(index);
+        }
+    }
+
+    /// `--keep` ran out for a finished record.
+    pub(super) fn on_forget(&mut self, index: usize, now: Instant) {
+        let Some(record) = self.records.get_mut(index) else {
+            return;
+        };
+        if record.forget.fire(now, TimerKey::Forget(index), &mut self.timers) {
+            self.forget(index);
+        }
+    }
+
+    /// The quiet time passed for a published job: its held partial lines
+    /// go into the log (see `Job::on_quiet`). True to revisit the job.
+    pub(super) fn quiet_published(&mut self, job_index: usize, record_index: usize, now: Instant) -> bool {
+        let Some(job) = self.jobs.get_mut(job_index) else {
+            return false;
+        };
+        let Some(record) = self.records.get_mut(record_index) else {
+            return false;
+        };
+        let mut sink = Publish {
+            record,
+            conns: &self.conns,
+        };
+        job.on_quiet(&mut self.buf, &mut sink, now, &mut self.timers, self.poll.registry())
+    }
+}
+
+fn conn_wants_more(conn: Option<&Conn>) -> bool {
+    conn.is_some_and(|c| c.pending_len() == 0 && matches!(c.phase, Phase::Watching { .. }))
+}
+
+fn chunk(bytes: &[u8], chunked: bool) -> Vec<u8> {
+    if !chunked {
+        return bytes.to_vec();
+    }
+    let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn json_reply(status: u16, reason: &'static str, body: String) -> Reply {
+    let mut reply = Reply::text(status, reason, "");
+    reply.body = body.into_bytes();
+    reply.body.push(b'\n');
+    reply.content_type = Some("application/json");
+    reply.header("Cache-Control", "no-store")
+}
+
+fn no_job() -> Reply {
+    Reply::text(404, "Not Found", "not found: no such job (unknown, or forgotten)")
+}
