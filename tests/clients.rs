@@ -259,6 +259,8 @@ with httpx.Client(timeout=30) as client:
         with connect_sse(client, "GET", url, headers=headers) as source:
             source.response.raise_for_status()
             for sse in source.iter_sse():
+                if not sse.id:
+                    continue  # the `retry: 1000` block carries no event
                 last = sse.id
                 if sse.event == "stdout":
                     report["ids"].append(int(sse.id))
