@@ -301,7 +301,10 @@ fn browser_reload_mid_run_reattaches_without_duplicates() {
         (1..=40).collect::<Vec<_>>(),
         "each line once, in order: {state:#}"
     );
-    let headers = lines_of(&state["output"]).iter().filter(|l| l.starts_with("$ ")).count();
+    let headers = lines_of(&state["output"])
+        .iter()
+        .filter(|l| l.starts_with("$ "))
+        .count();
     assert_eq!(headers, 1, "one command line at the top: {state:#}");
     poll_for("two event streams in the log", PAGE_TIMEOUT, || {
         (events_requests(&server, &job) >= 2).then_some(())
@@ -369,9 +372,11 @@ fn browser_network_drop_resumes_without_loss_or_repeat() {
         json!(0),
         "the resumed stream repeated events the page had drawn: {state:#}"
     );
-    poll_for("a second event stream (EventSource's own reconnect) in the log", PAGE_TIMEOUT, || {
-        (events_requests(&server, &job) >= 2).then_some(())
-    });
+    poll_for(
+        "a second event stream (EventSource's own reconnect) in the log",
+        PAGE_TIMEOUT,
+        || (events_requests(&server, &job) >= 2).then_some(()),
+    );
 }
 
 /// §7 in the page: the job list shows a running job, and a second tab that
@@ -405,9 +410,15 @@ fn browser_job_list_reattaches_from_second_tab() {
     browser.switch_to(&second);
     open_page_with_token(&browser, &server);
     let state = browser.wait_for("the job in the second tab's list", PAGE_TIMEOUT, |s| {
-        s["jobs"].as_array().is_some_and(|js| js.iter().any(|j| j["id"] == json!(job)))
+        s["jobs"]
+            .as_array()
+            .is_some_and(|js| js.iter().any(|j| j["id"] == json!(job)))
     });
-    assert_eq!(state["job"], Value::Null, "a new tab shows no job until asked: {state:#}");
+    assert_eq!(
+        state["job"],
+        Value::Null,
+        "a new tab shows no job until asked: {state:#}"
+    );
     browser.click(&format!("#joblist li[data-id=\"{job}\"] button"));
     let state = browser.wait_for("the second tab to show the job to its end", PAGE_TIMEOUT, |s| {
         status(s).contains("exit code 0")
@@ -454,7 +465,10 @@ fn browser_shows_a_gap_plainly() {
            function (e) { return e.textContent; });",
         json!([]),
     );
-    let gaps: Vec<&str> = gaps.as_array().map(|g| g.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let gaps: Vec<&str> = gaps
+        .as_array()
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     assert_eq!(gaps.len(), 1, "one gap notice: {gaps:?} {state:#}");
     assert!(
         gaps[0].starts_with("events 1–") && gaps[0].contains("were not kept"),

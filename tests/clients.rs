@@ -41,7 +41,11 @@ fn node_eventsource_reads_a_job_to_its_end() {
     let url = format!("{}{}", server.base, events_target(&server, &id));
     let report = run_client(Command::new("node").arg(dir.join("client.js")).arg(&url));
     check_report(&report, "eventsource");
-    assert_eq!(report["errors"], Value::from(0), "no error event on a clean stream: {report}");
+    assert_eq!(
+        report["errors"],
+        Value::from(0),
+        "no error event on a clean stream: {report}"
+    );
 }
 
 /// `eventsource` on Node.js, through a proxy that cuts its first connection
@@ -101,7 +105,11 @@ fn start_job(server: &common::Server) -> String {
 /// The events URL path, with the token as a query parameter (EventSource
 /// clients cannot always set headers).
 fn events_target(server: &common::Server, id: &str) -> String {
-    let token = server.token.as_deref().map(|t| format!("&token={t}")).unwrap_or_default();
+    let token = server
+        .token
+        .as_deref()
+        .map(|t| format!("&token={t}"))
+        .unwrap_or_default();
     format!("/jobs/{id}/events?format=json{token}")
 }
 
@@ -116,8 +124,17 @@ fn run_client(cmd: &mut Command) -> Value {
 fn check_report(report: &Value, what: &str) {
     let want: Vec<Value> = (1..=300).map(|i| Value::from(format!("line-{i}"))).collect();
     let lines = report["lines"].as_array().cloned().unwrap_or_default();
-    assert!(lines == want, "{what}: every line once, in order; got {} lines: {report}", lines.len());
-    let ids: Vec<u64> = report["ids"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+    assert!(
+        lines == want,
+        "{what}: every line once, in order; got {} lines: {report}",
+        lines.len()
+    );
+    let ids: Vec<u64> = report["ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
     assert!(
         ids.windows(2).all(|w| w[1] == w[0] + 1) && ids.first() == Some(&1),
         "{what}: ids 1, 2, 3… with none twice: {ids:?}"
@@ -311,7 +328,9 @@ impl CuttingProxy {
 /// until `limit` bytes, then closes both sides.
 fn proxy_one(mut client: TcpStream, upstream: std::net::SocketAddr, limit: usize, seen: &Mutex<Vec<String>>) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut server) = TcpStream::connect(upstream) else { return };
+    let Ok(mut server) = TcpStream::connect(upstream) else {
+        return;
+    };
     let _ = server.set_read_timeout(Some(Duration::from_secs(30)));
     let mut head = Vec::new();
     let mut buf = [0u8; 16 * 1024];
@@ -321,7 +340,9 @@ fn proxy_one(mut client: TcpStream, upstream: std::net::SocketAddr, limit: usize
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    seen.lock().unwrap_or_else(|p| p.into_inner()).push(String::from_utf8_lossy(&head).into_owned());
+    seen.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(String::from_utf8_lossy(&head).into_owned());
     if server.write_all(&head).is_err() {
         return;
     }

@@ -98,10 +98,11 @@ fn nginx_routes_jobs_and_resumes_byte_exact() {
     let command = common::pct(&format!("seq 1 {LINES}"));
     let mut ids: Vec<String> = (0..2)
         .map(|_| {
-            let reply = proxy.request("POST", &format!("/jobs?command={command}"), &[
-                headers[0],
-                ("Content-Length", "0"),
-            ]);
+            let reply = proxy.request(
+                "POST",
+                &format!("/jobs?command={command}"),
+                &[headers[0], ("Content-Length", "0")],
+            );
             reply.assert_status(201, "POST /jobs through nginx");
             let job: Value = serde_json::from_slice(&reply.body).expect("the job JSON");
             job["id"].as_str().expect("an id").to_owned()
@@ -122,8 +123,11 @@ fn nginx_routes_jobs_and_resumes_byte_exact() {
             assert_eq!(job["id"], Value::from(id.as_str()));
         }
         // ...though only its own instance knows it.
-        own.get(&format!("/jobs/{id}")).assert_status(200, "on its own instance");
-        other.get(&format!("/jobs/{id}")).assert_status(404, "on the other instance");
+        own.get(&format!("/jobs/{id}"))
+            .assert_status(200, "on its own instance");
+        other
+            .get(&format!("/jobs/{id}"))
+            .assert_status(404, "on the other instance");
     }
 
     // Watch b's job through the proxy, cut after about 300 KB, resume.
@@ -142,7 +146,10 @@ fn nginx_routes_jobs_and_resumes_byte_exact() {
         Some(last + 1),
         "the resumed stream starts at Last-Event-ID + 1"
     );
-    assert!(resumed.exit.is_some(), "the resumed stream ends with exit (last id {end})");
+    assert!(
+        resumed.exit.is_some(),
+        "the resumed stream ends with exit (last id {end})"
+    );
     out.extend_from_slice(&rest);
     let want = expected(LINES);
     assert!(
@@ -170,9 +177,9 @@ fn expected(n: u32) -> Vec<u8> {
 
 /// FNV-1a, to name a byte string in a failure message.
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// nginx in the foreground (`daemon off`) in its own process group, with a
@@ -212,12 +219,16 @@ impl Nginx {
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 panic!("nginx exited at start-up ({status}):\n{}", nginx.error_log());
             }
-            let up = std::net::TcpStream::connect(nginx.addr).is_ok()
-                && nginx.request("GET", "/healthz", &[]).status == 200;
+            let up =
+                std::net::TcpStream::connect(nginx.addr).is_ok() && nginx.request("GET", "/healthz", &[]).status == 200;
             if up {
                 return nginx;
             }
-            assert!(Instant::now() < deadline, "nginx did not answer:\n{}", nginx.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not answer:\n{}",
+                nginx.error_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
