@@ -13,9 +13,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::http::request::{self, Head, HttpError, Parsed};
-use crate::http::response::LAST_CHUNK;
+use crate::http::response::{HEARTBEAT_CHUNK, LAST_CHUNK};
 use crate::job::Sink;
-use crate::sse::{Encoder, Frame};
+use crate::sse::{Encoder, Frame, HEARTBEAT};
 use crate::timer::Deadline;
 
 /// `writev` takes at most this many slices (Linux's `IOV_MAX`).
@@ -329,6 +329,30 @@ impl Conn {
     /// Shuts our side: the client sees the end of a close-delimited body.
     pub fn shutdown_write(&mut self) {
         let _ = self.sock.shutdown(Shutdown::Write);
+    }
+
+    /// A FIN during a stream: the client left, or only half-closed its side
+    /// (nc, a script) and still reads. The first time, asks at once with a
+    /// heartbeat: a closed socket answers it with a reset, which ends the
+    /// stream within a round trip; a half-closed one reads a ping. Returns
+    /// true when it did (the caller keeps probing every `FIN_PROBE`).
+    pub fn probe_fin(&mut self, now: Instant) -> bool {
+        if !self.read_closed || self.probed {
+            return false;
+        }
+        log::debug!("{}: client sent FIN during its stream; probing", self.peer);
+        self.probed = true;
+        if self.pending_len() == 0 {
+            self.heartbeat_now(now);
+        }
+        true
+    }
+
+    /// Queues one heartbeat comment in the stream's framing.
+    pub fn heartbeat_now(&mut self, now: Instant) {
+        let beat = if self.chunked { HEARTBEAT_CHUNK } else { HEARTBEAT };
+        self.queue(beat, now);
+        self.last_write = now;
     }
 
     /// The framing of the current stream.

@@ -195,7 +195,7 @@ impl Containment {
     }
 
     /// True in subreaper mode: the server must watch SIGCHLD and call
-    /// [`Containment::reap_orphans`].
+    /// [`Containment::on_sigchld`].
     pub fn wants_sigchld(&self) -> bool {
         matches!(self.inner.borrow().mode, Mode::Subreaper(_))
     }
@@ -255,7 +255,7 @@ impl Containment {
     }
 
     /// At server exit: kills whatever any command left behind and removes
-    /// the cgroups. Waits at most [`EXIT_WAIT`] for killed cgroups to empty.
+    /// the cgroups. Waits at most `EXIT_WAIT` for killed cgroups to empty.
     pub fn shut_down(&self) {
         let mut inner = self.inner.borrow_mut();
         let own_pid = inner.own_pid;

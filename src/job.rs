@@ -53,6 +53,20 @@ pub trait Sink {
     fn ready(&self) -> bool;
 }
 
+impl Drop for Job {
+    /// Dropping a job can never leak a process: a child not yet reaped is
+    /// killed with all of its scope, and reaped (SIGKILL cannot be ignored,
+    /// so the wait is short).
+    fn drop(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        warn!("child {} {}: dropped while running: killing it", self.pgid, self.argv);
+        self.scope.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
 /// Where a job's events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {

@@ -9,11 +9,16 @@
 //! whom to drive after the log grows.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::eventlog::EventLog;
 use crate::sse::{self, Exit};
 use crate::timer::Deadline;
+
+/// Records made so far: the list's order, since ids are random and several
+/// jobs can start in the same millisecond.
+static CREATED: AtomicU64 = AtomicU64::new(0);
 
 /// Random bytes in a job id: 96 bits (contract §7.1), 16 base64url chars.
 const ID_BYTES: usize = 12;
@@ -80,6 +85,8 @@ pub struct Record {
     pub forget: Deadline,
     /// Order of finishing, to forget the oldest first (`--keep-jobs`).
     pub finished_seq: u64,
+    /// Order of creation, for "newest first" (contract §7.2).
+    created_seq: u64,
 }
 
 impl Record {
@@ -98,6 +105,7 @@ impl Record {
             forgotten: false,
             forget: Deadline::default(),
             finished_seq: 0,
+            created_seq: CREATED.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -193,7 +201,7 @@ fn push_opt(out: &mut String, value: Option<i64>) {
 /// `{"jobs":[…]}` of `records`, newest first (contract §7.2).
 pub fn list_json<'a>(records: impl Iterator<Item = &'a Record>) -> String {
     let mut shown: Vec<&Record> = records.filter(|r| !r.forgotten).collect();
-    shown.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.id.cmp(&a.id)));
+    shown.sort_by_key(|r| std::cmp::Reverse(r.created_seq));
     let mut out = String::from("{\"jobs\":[");
     for (i, record) in shown.iter().enumerate() {
         if i > 0 {

@@ -4,32 +4,51 @@
 //! # Layout
 //!
 //! Data flows one way: accept → read head → route → authorize → spawn → read
-//! pipe → encode → write → reap/kill.
+//! pipe → cut into events → (a `/run` stream: write) or (a job: append to its
+//! log → each viewer pulls and writes) → reap/kill. Nothing calls back up.
 //!
+//! **Jobs publish, connections subscribe.** A running command is a
+//! [`job::Job`]: child, pipes, encoder, containment scope. Where its events
+//! go is its [`job::Output`]:
+//! - `/run`: `Direct` — one viewer, no log; a caught-up viewer gets each
+//!   event written straight from the read buffer (`writev`), and what its
+//!   socket refuses is all that is kept. It stops when that viewer goes.
+//! - `POST /jobs`: `Published` — the events go into the bounded
+//!   [`eventlog::EventLog`] of a [`jobs::Record`] (id, argv, state, viewers),
+//!   which outlives the command until it is forgotten. A viewer connection
+//!   holds a cursor (the next event id) and its own encoder, and pulls from
+//!   the log when its socket is writable; the command is read again only when
+//!   every viewer has caught up (the slowest paces it).
+//!
+//! The modules:
 //! - [`cli`] turns the command line into a validated [`cli::Config`].
 //! - [`server`] owns the one `mio::Poll`: the listener, every client socket,
-//!   every child's pipes and pidfd, the signal self-pipe, and the [`timer`] queue that
-//!   sets the poll timeout. Only it decides what closes.
+//!   every child's pipes and pidfd, the signal self-pipe, and the [`timer`]
+//!   queue that sets the poll timeout; it owns the tables of connections,
+//!   jobs and records ([`table`]: a slot is reused only after the poll batch
+//!   that freed it). Only it decides what closes. Its `publish` part holds
+//!   the job routes and the viewers' pulling.
 //! - [`conn`] is one client socket: a phase enum, the head bytes so far, the
-//!   bytes the socket has not yet taken.
+//!   bytes the socket has not yet taken, and a viewer's cursor.
 //! - [`http`] parses request heads ([`http::request`]), percent-decodes
 //!   queries ([`http::query`]) and formats responses ([`http::response`]).
-//! - [`route`] maps a head to what to do; [`auth`] checks token, Host, Origin.
+//! - [`route`] maps a head to what to do; [`auth`] checks token, Host,
+//!   Origin, Fetch-Metadata.
 //! - [`argv`] splits a command line like a POSIX shell, without expansion.
-//! - [`job`] is one running command (child, pipes, encoder, event ids); a
-//!   connection watches a job by id and may leave before it ends.
+//! - [`job`] is one running command; [`jobs`] the record of a published one;
+//!   [`eventlog`] its events.
 //! - [`child`] spawns into a process group and reaps; [`contain`] keeps
 //!   whatever a command starts (a cgroup v2, else the child subreaper) so it
 //!   is stopped with it; [`sys`] holds every system call std lacks, and
 //!   every `unsafe` block.
 //! - [`logsafe`] escapes and redacts what clients and children control
 //!   before it reaches a log line.
-//! - [`sse`] encodes child output into SSE frames as `IoSlice` pieces that
-//!   point at the read buffer; it does no I/O.
+//! - [`sse`] cuts child output into events and encodes them as SSE frames,
+//!   `IoSlice` pieces that point at the bytes they encode; it does no I/O.
 //!
-//! `http`, `route`, `auth`, `argv` and `sse` are pure: values in, values out,
-//! no sockets and no clock, so they are fuzzed (`fuzz/`) and benched
-//! (`benches/`).
+//! `http`, `route`, `auth`, `argv`, `sse` and `eventlog` are pure: values in,
+//! values out, no sockets and no clock, so they are fuzzed (`fuzz/`) and
+//! benched (`benches/`).
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub mod argv;

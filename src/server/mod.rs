@@ -19,12 +19,12 @@ use crate::cli::Config;
 use crate::conn::{self, After, Conn, Phase};
 use crate::contain::Containment;
 use crate::http::request::{Head, HttpError};
-use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
+use crate::http::response::{self, Reply};
 use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
 use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
 use crate::route::{self, Decision, RunRequest};
-use crate::sse::{Encoder, Format, HEARTBEAT};
+use crate::sse::{Encoder, Format};
 use crate::sys;
 use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
@@ -459,34 +459,31 @@ impl Server {
     }
 
     fn stream_step(&mut self, index: usize, job: usize, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else {
+        if !self.probe_half_close(index, now) {
             return false;
-        };
-        if conn.read_closed && !conn.probed {
-            // A FIN: the client left, or only half-closed its side (nc, a
-            // script) and still reads. Ask at once with a heartbeat: a closed
-            // socket answers it with a reset, which ends the stream and stops
-            // the command within a round trip; a half-closed one reads a ping.
-            // Then go on probing at least every FIN_PROBE (contract §3.6),
-            // so a client that closes after half-closing is noticed in about
-            // a second whatever --heartbeat says.
-            debug!("{}: client sent FIN during its stream; probing", conn.peer);
-            conn.probed = true;
-            if conn.pending_len() == 0 {
-                let beat = if conn.is_chunked() { HEARTBEAT_CHUNK } else { HEARTBEAT };
-                conn.queue(beat, now);
-            }
-            conn.heartbeat
-                .set(now + FIN_PROBE, TimerKey::Heartbeat(index), &mut self.timers);
-            if conn.failed {
-                self.close_conn(index, now);
-                return false;
-            }
         }
-        if conn.pending_len() == 0 {
+        if self.conns.get(index).is_some_and(|conn| conn.pending_len() == 0) {
             self.pump_job(job, now);
         }
         false
+    }
+
+    /// The FIN rule of a streaming connection (`/run` or a job viewer): the
+    /// first FIN is answered with a heartbeat at once, and then probed at
+    /// least every FIN_PROBE (contract §3.6). False if the connection is gone.
+    fn probe_half_close(&mut self, index: usize, now: Instant) -> bool {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return false;
+        };
+        if conn.probe_fin(now) {
+            conn.heartbeat
+                .set(now + FIN_PROBE, TimerKey::Heartbeat(index), &mut self.timers);
+        }
+        if conn.failed {
+            self.close_conn(index, now);
+            return false;
+        }
+        true
     }
 
     fn drain_step(&mut self, index: usize, then: After, now: Instant) -> bool {
@@ -927,9 +924,7 @@ impl Server {
         }
         let due = conn.last_write + every;
         if due <= now && conn.pending_len() == 0 {
-            let beat = if conn.is_chunked() { HEARTBEAT_CHUNK } else { HEARTBEAT };
-            conn.queue(beat, now);
-            conn.last_write = now;
+            conn.heartbeat_now(now);
         }
         let next = if due <= now { now + every } else { due };
         conn.heartbeat.set(next, TimerKey::Heartbeat(index), &mut self.timers);

@@ -15,11 +15,11 @@ use super::{Server, State as ServerState};
 use crate::conn::{After, Conn, Phase, Watch};
 use crate::eventlog::Logged;
 use crate::http::request::Head;
-use crate::http::response::{self, Reply, HEARTBEAT_CHUNK};
+use crate::http::response::{self, Reply};
 use crate::job::{Output, Sink};
 use crate::jobs::{self, Record, State};
 use crate::route::{JobAction, JobRequest, RunRequest};
-use crate::sse::{Encoder, Format, Frame, Stream, HEARTBEAT, RETRY};
+use crate::sse::{Encoder, Format, Frame, Stream, RETRY};
 use crate::table::Table;
 use crate::timer::TimerKey;
 
@@ -222,23 +222,10 @@ impl Server {
 
     /// One step of a watching connection: the FIN probe, then pull.
     pub(super) fn watch_step(&mut self, index: usize, record: usize, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else {
-            return false;
-        };
-        if conn.read_closed && !conn.probed {
-            conn.probed = true;
-            if conn.pending_len() == 0 {
-                let beat = if conn.is_chunked() { HEARTBEAT_CHUNK } else { HEARTBEAT };
-                conn.queue(beat, now);
-            }
-            conn.heartbeat
-                .set(now + super::FIN_PROBE, TimerKey::Heartbeat(index), &mut self.timers);
-        }
-        if conn.failed {
-            self.close_conn(index, now);
+        if !self.probe_half_close(index, now) {
             return false;
         }
-        if conn.pending_len() > 0 {
+        if self.conns.get(index).is_none_or(|conn| conn.pending_len() > 0) {
             return false;
         }
         self.pull(index, record, now)
