@@ -76,6 +76,16 @@ const README_PROXYING: &str = r#"            proxy_http_version 1.1;
             proxy_read_timeout 1h;
 "#;
 
+/// The configuration tested is the one the README shows.
+#[test]
+fn readme_shows_the_tested_configuration() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("read README.md");
+    for part in [README_ROUTING, README_PROXYING, "proxy_pass http://$ssecommander;"] {
+        assert!(readme.contains(part), "README.md lacks, verbatim:\n{part}");
+    }
+}
+
 #[test]
 fn nginx_routes_jobs_and_resumes_byte_exact() {
     if !Path::new(NGINX).exists() {
