@@ -3,7 +3,10 @@
 //! `serde_json`): the cookie-less token flow (§4, v3: the printed URL, the
 //! token kept in the tab's `sessionStorage`, a reload), streaming output
 //! (§3.2, §3.3), Stop killing the child (§3.6), the page telling the user why
-//! a stream could not start, and an attacker page on another local port that
+//! a stream could not start; jobs (§7): a reload mid-run re-attaches without
+//! a repeated line, a network drop forced through the DevTools protocol is
+//! resumed by EventSource itself, the job list re-attaches from a second tab;
+//! and an attacker page on another local port that
 //! tries every way a page can make a browser send a request (§4, v3:
 //! `Sec-Fetch-Site`, `Origin`), with and without `--no-auth`.
 //!
@@ -260,6 +263,225 @@ fn browser_shows_start_error_and_unreachable_server() {
     browser.screenshot("browser-unreachable.png");
 }
 
+/// §7 in the page: a reload while a job prints re-attaches to the same job
+/// (kept in the tab's `sessionStorage`), redraws its output from the start
+/// into a cleared view with no line twice, and ends with its exit status.
+#[test]
+fn browser_reload_mid_run_reattaches_without_duplicates() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell"]);
+    let browser = Browser::start("reattach");
+    open_page_with_token(&browser, &server);
+
+    let command = "for i in $(seq 1 40); do echo line-$i; sleep 0.1; done";
+    browser.send_keys("#command", &format!("{command}{ENTER}"));
+    browser.wait_for("line-8 on the page", PAGE_TIMEOUT, |s| {
+        lines_of(&s["stdout"]).iter().any(|l| l == "line-8")
+    });
+    let job = kept_job(&browser);
+    assert!(!job.is_empty(), "the page keeps the job it shows in sessionStorage");
+    browser.exec("window.beforeReload = true;", json!([]));
+    browser.cmd("POST", &browser.path("/refresh"), Some(&json!({})));
+    assert_eq!(browser.exec("return !!window.beforeReload;", json!([])), json!(false));
+    // The reloaded page is attached again while the job still runs.
+    let state = browser.wait_for("the re-attached page, still running", PAGE_TIMEOUT, |s| {
+        s["job"] == json!(job) && status(s).contains("running")
+    });
+    let before_end = numbered(&state, "line-");
+    assert!(
+        before_end.len() < 40,
+        "the reload came after the job ended; the test proves nothing: {state:#}"
+    );
+    let state = browser.wait_for("exit code 0 after the reload", PAGE_TIMEOUT, |s| {
+        status(s).contains("exit code 0")
+    });
+    browser.screenshot("browser-reattach.png");
+    assert_eq!(
+        numbered(&state, "line-"),
+        (1..=40).collect::<Vec<_>>(),
+        "each line once, in order: {state:#}"
+    );
+    let headers = lines_of(&state["output"])
+        .iter()
+        .filter(|l| l.starts_with("$ "))
+        .count();
+    assert_eq!(headers, 1, "one command line at the top: {state:#}");
+    poll_for("two event streams in the log", PAGE_TIMEOUT, || {
+        (events_requests(&server, &job) >= 2).then_some(())
+    });
+    assert_eq!(
+        events_requests(&server, &job),
+        2,
+        "one event stream before the reload, one after:\n{}",
+        server.log()
+    );
+}
+
+/// §7 in the page: the network goes offline (DevTools protocol) while a job
+/// prints numbered lines (and its open connection is torn down), then online
+/// again. EventSource reconnects by
+/// itself with `Last-Event-ID`; the server goes on from the next event, so
+/// nothing is lost or repeated and the page does not have to drop repeats.
+#[test]
+fn browser_network_drop_resumes_without_loss_or_repeat() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell"]);
+    let browser = Browser::start("netdrop");
+    open_page_with_token(&browser, &server);
+
+    let command = "for i in $(seq 1 120); do echo n-$i; sleep 0.05; done";
+    browser.send_keys("#command", &format!("{command}{ENTER}"));
+    browser.wait_for("n-5 on the page", PAGE_TIMEOUT, |s| {
+        lines_of(&s["stdout"]).iter().any(|l| l == "n-5")
+    });
+    let job = kept_job(&browser);
+    browser.cdp("Network.enable", json!({}));
+    browser.cdp(
+        "Network.emulateNetworkConditions",
+        json!({"offline": true, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
+    );
+    // Offline emulation fails new requests but leaves an open response
+    // streaming (seen with Chromium 156), so the open connection is also
+    // torn down by the kernel (`ss -K`), as a real drop would.
+    kill_sockets_to(server.addr.port());
+    let state = browser.wait_for("the page to notice the drop", PAGE_TIMEOUT, |s| {
+        status(s).contains("reconnecting")
+    });
+    browser.screenshot("browser-netdrop-offline.png");
+    let seen_offline = numbered(&state, "n-");
+    std::thread::sleep(Duration::from_millis(1500));
+    browser.cdp(
+        "Network.emulateNetworkConditions",
+        json!({"offline": false, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
+    );
+    let state = browser.wait_for("exit code 0 after the drop", PAGE_TIMEOUT, |s| {
+        status(s).contains("exit code 0")
+    });
+    browser.screenshot("browser-netdrop.png");
+    assert!(
+        seen_offline.len() < 120,
+        "the job ended before the drop; the test proves nothing: {state:#}"
+    );
+    assert_eq!(
+        numbered(&state, "n-"),
+        (1..=120).collect::<Vec<_>>(),
+        "each line once, in order, after the drop: {state:#}"
+    );
+    assert_eq!(
+        state["repeats"],
+        json!(0),
+        "the resumed stream repeated events the page had drawn: {state:#}"
+    );
+    poll_for(
+        "a second event stream (EventSource's own reconnect) in the log",
+        PAGE_TIMEOUT,
+        || (events_requests(&server, &job) >= 2).then_some(()),
+    );
+}
+
+/// §7 in the page: the job list shows a running job, and a second tab that
+/// opens the page can re-attach to it from the list and see all its output
+/// (from the first event on) and its end, as the first tab does.
+#[test]
+fn browser_job_list_reattaches_from_second_tab() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell"]);
+    let browser = Browser::start("joblist");
+    open_page_with_token(&browser, &server);
+
+    let command = "for i in $(seq 1 30); do echo t-$i; sleep 0.1; done";
+    browser.send_keys("#command", &format!("{command}{ENTER}"));
+    browser.wait_for("t-3 on the page", PAGE_TIMEOUT, |s| {
+        lines_of(&s["stdout"]).iter().any(|l| l == "t-3")
+    });
+    let job = kept_job(&browser);
+    let state = browser.wait_for("the job listed as running and current", PAGE_TIMEOUT, |s| {
+        s["jobs"]
+            .as_array()
+            .is_some_and(|js| js.iter().any(|j| j["id"] == json!(job) && j["current"] == json!(true)))
+    });
+    assert!(
+        state["jobs"][0]["text"].as_str().unwrap_or("").contains("running"),
+        "the newest job is listed first, running: {state:#}"
+    );
+    let first = browser.window();
+
+    let second = browser.new_window();
+    browser.switch_to(&second);
+    open_page_with_token(&browser, &server);
+    let state = browser.wait_for("the job in the second tab's list", PAGE_TIMEOUT, |s| {
+        s["jobs"]
+            .as_array()
+            .is_some_and(|js| js.iter().any(|j| j["id"] == json!(job)))
+    });
+    assert_eq!(
+        state["job"],
+        Value::Null,
+        "a new tab shows no job until asked: {state:#}"
+    );
+    browser.click(&format!("#joblist li[data-id=\"{job}\"] button"));
+    let state = browser.wait_for("the second tab to show the job to its end", PAGE_TIMEOUT, |s| {
+        status(s).contains("exit code 0")
+    });
+    browser.screenshot("browser-joblist-second-tab.png");
+    assert_eq!(state["job"], json!(job), "{state:#}");
+    assert_eq!(numbered(&state, "t-"), (1..=30).collect::<Vec<_>>(), "{state:#}");
+
+    browser.switch_to(&first);
+    let state = browser.wait_for("the first tab to end too", PAGE_TIMEOUT, |s| {
+        status(s).contains("exit code 0")
+    });
+    assert_eq!(numbered(&state, "t-"), (1..=30).collect::<Vec<_>>(), "{state:#}");
+    let state = browser.wait_for("the list to show the job ended", PAGE_TIMEOUT, |s| {
+        s["jobs"][0]["text"].as_str().is_some_and(|t| t.contains("exit code 0"))
+    });
+    browser.screenshot("browser-joblist.png");
+    assert_eq!(state["jobs"][0]["id"], json!(job), "{state:#}");
+}
+
+/// §7.3 in the page: with a tiny `--job-log`, re-attaching after a reload
+/// finds the first events forgotten; the page says so plainly ("events 1–T
+/// were not kept") and then shows the held tail, to the end.
+#[test]
+fn browser_shows_a_gap_plainly() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell", "--job-log", "2K"]);
+    let browser = Browser::start("gap");
+    open_page_with_token(&browser, &server);
+
+    // One line per event (a pause after each), far more than 2 KiB of events.
+    let command = "for i in $(seq 1 300); do echo $i; sleep 0.002; done; sleep 1.5; echo done";
+    browser.send_keys("#command", &format!("{command}{ENTER}"));
+    browser.wait_for("300 on the page", PAGE_TIMEOUT, |s| {
+        lines_of(&s["stdout"]).iter().any(|l| l == "300")
+    });
+    browser.cmd("POST", &browser.path("/refresh"), Some(&json!({})));
+    let state = browser.wait_for("exit code 0 after the reload", PAGE_TIMEOUT, |s| {
+        status(s).contains("exit code 0")
+    });
+    browser.screenshot("browser-gap.png");
+    let gaps = browser.exec(
+        "return Array.prototype.map.call(document.querySelectorAll('#output .gap'),\
+           function (e) { return e.textContent; });",
+        json!([]),
+    );
+    let gaps: Vec<&str> = gaps
+        .as_array()
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(gaps.len(), 1, "one gap notice: {gaps:?} {state:#}");
+    assert!(
+        gaps[0].starts_with("events 1–") && gaps[0].contains("were not kept"),
+        "the notice names the missed ids: {gaps:?}"
+    );
+    let lines = lines_of(&state["stdout"]);
+    assert_eq!(lines.last().map(String::as_str), Some("done"), "{state:#}");
+    let numbers: Vec<u32> = lines.iter().filter_map(|l| l.parse().ok()).collect();
+    let first = *numbers.first().expect("some held lines after the gap");
+    assert!(first > 1, "the first lines were forgotten: {numbers:?}");
+    assert_eq!(numbers, (first..=300).collect::<Vec<_>>(), "the held tail, each once");
+}
+
 // ---------------------------------------------------------------- helpers
 
 /// `None` (after a loud SKIPPED line) when the browser is not installed and not
@@ -335,6 +557,42 @@ fn open_page_with_token(browser: &Browser, server: &common::Server) {
     );
 }
 
+/// The job id the page keeps in the tab's `sessionStorage`.
+fn kept_job(browser: &Browser) -> String {
+    let job = browser.exec("return sessionStorage.getItem('ssecommander_job');", json!([]));
+    job.as_str().unwrap_or_default().to_owned()
+}
+
+/// The numbers of the stdout lines `PREFIXn` on the page, in page order.
+fn numbered(state: &Value, prefix: &str) -> Vec<u32> {
+    lines_of(&state["stdout"])
+        .iter()
+        .filter_map(|l| l.strip_prefix(prefix).and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+/// How many requests for the job's event stream the server logged.
+fn events_requests(server: &common::Server, job: &str) -> usize {
+    let path = format!("/jobs/{job}/events");
+    server.log().lines().filter(|l| l.contains(&path)).count()
+}
+
+/// Tears down every TCP connection to `port` on 127.0.0.1 (the kernel's
+/// `SOCK_DESTROY` through `ss -K`): both ends see the connection reset.
+fn kill_sockets_to(port: u16) {
+    let filter = format!(":{port}");
+    let out = Command::new("ss")
+        .args(["-K", "-t", "dst", "127.0.0.1", "dport", "=", &filter])
+        .output()
+        .expect("run ss (iproute2)");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.lines().count() > 1,
+        "ss -K found no connection to port {port}: {listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// True when the page shows its "needs the token" notice.
 fn no_token_notice(state: &Value) -> bool {
     state["notice"].as_str().is_some_and(|n| n.contains("?token="))
@@ -356,7 +614,7 @@ fn attack(args: &[&str]) {
         // Without a token the page asks the server whether it needs one; under
         // --no-auth it must not then ask the user for one.
         let probed = "return performance.getEntriesByType('resource')\
-                      .some(function (e) { return e.name.indexOf('/run?command=true') >= 0; });";
+                      .some(function (e) { return /\\/jobs$/.test(e.name); });";
         poll_for("the page's token probe", PAGE_TIMEOUT, || {
             (browser.exec(probed, json!([])) == json!(true)).then_some(())
         });
@@ -715,6 +973,31 @@ impl Browser {
         )
     }
 
+    /// A DevTools protocol command through chromedriver's `goog/cdp/execute`.
+    fn cdp(&self, command: &str, params: Value) -> Value {
+        self.cmd(
+            "POST",
+            &self.path("/goog/cdp/execute"),
+            Some(&json!({"cmd": command, "params": params})),
+        )
+    }
+
+    /// The handle of the current window.
+    fn window(&self) -> String {
+        let handle = self.cmd("GET", &self.path("/window"), None);
+        handle.as_str().expect("a window handle").to_owned()
+    }
+
+    /// Opens a new tab; its handle.
+    fn new_window(&self) -> String {
+        let reply = self.cmd("POST", &self.path("/window/new"), Some(&json!({"type": "tab"})));
+        reply["handle"].as_str().expect("a window handle").to_owned()
+    }
+
+    fn switch_to(&self, handle: &str) {
+        self.cmd("POST", &self.path("/window"), Some(&json!({ "handle": handle })));
+    }
+
     /// The names of every cookie the browser holds for the current page.
     fn cookies(&self) -> Vec<String> {
         let cookies = self.cmd("GET", &self.path("/cookie"), None);
@@ -736,6 +1019,11 @@ impl Browser {
                status: st ? st.textContent : '', output: o ? o.innerText : '',\
                notice: n ? n.textContent : null,\
                stdout: q('#output .stdout'), stderr: q('#output .stderr'),\
+               job: sessionStorage.getItem('ssecommander_job'),\
+               repeats: Number(o ? o.dataset.repeats || 0 : 0),\
+               jobs: Array.prototype.map.call(document.querySelectorAll('#joblist li[data-id]'),\
+                 function(l){return {id: l.dataset.id, text: l.textContent,\
+                   current: l.classList.contains('current')};}),\
                body: document.body ? document.body.innerText.slice(0, 500) : ''};",
             json!([]),
         )

@@ -1,0 +1,351 @@
+//! Several instances behind Debian's real nginx (contract §7.5): two servers
+//! started with `--instance a` and `--instance b`, and the README's nginx
+//! configuration in front of them, which sends `/jobs/a-…` to `a`,
+//! `/jobs/b-…` to `b`, and everything else round-robin. Through the proxy: a
+//! job starts on either instance, is looked at and watched on the right one,
+//! the watching connection is cut, and a resume with `Last-Event-ID` gives
+//! the rest, so the output is byte-exact.
+//!
+//! Needs `nginx` (`apt-get install nginx`); without it the test prints
+//! `SKIPPED` and passes, unless `CI=true` (`.ci/run` installs it).
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where Debian installs nginx.
+const NGINX: &str = "/usr/sbin/nginx";
+/// Lines the watched job prints (`seq`): about 1.3 MB of output.
+const LINES: u32 = 200_000;
+
+/// The nginx configuration of the README (§ Jobs, several instances), with
+/// the test's ports and a private prefix for pid file, logs and temp files.
+fn nginx_conf(dir: &str, listen: u16, a: SocketAddr, b: SocketAddr) -> String {
+    format!(
+        r#"worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+{routing}
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://$ssecommander;
+{proxying}        }}
+    }}
+}}
+"#,
+        routing = README_ROUTING
+            .replace("127.0.0.1:3001", &a.to_string())
+            .replace("127.0.0.1:3002", &b.to_string()),
+        proxying = README_PROXYING,
+    )
+}
+
+/// The `http` part of the README's configuration, verbatim.
+const README_ROUTING: &str = r#"    upstream ssecommander_any { server 127.0.0.1:3001; server 127.0.0.1:3002; }
+    upstream ssecommander_a   { server 127.0.0.1:3001; }
+    upstream ssecommander_b   { server 127.0.0.1:3002; }
+    # /jobs/NAME-… goes to the instance started with --instance NAME.
+    map $uri $ssecommander {
+        ~^/jobs/a-  ssecommander_a;
+        ~^/jobs/b-  ssecommander_b;
+        default     ssecommander_any;
+    }
+"#;
+
+/// The `location` part of the README's configuration, verbatim.
+const README_PROXYING: &str = r#"            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+"#;
+
+/// The configuration tested is the one the README shows.
+#[test]
+fn readme_shows_the_tested_configuration() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("read README.md");
+    for part in [README_ROUTING, README_PROXYING, "proxy_pass http://$ssecommander;"] {
+        assert!(readme.contains(part), "README.md lacks, verbatim:\n{part}");
+    }
+}
+
+#[test]
+fn nginx_routes_jobs_and_resumes_byte_exact() {
+    if !Path::new(NGINX).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {NGINX} is missing (.ci/run installs nginx)"
+        );
+        eprintln!("\n*** SKIPPED nginx test: {NGINX} not found: apt-get install nginx ***\n");
+        return;
+    }
+    let token = format!("nginx-test-{}", common::next_id() + std::process::id());
+    let common_args = ["--token", token.as_str(), "--job-log", "64M"];
+    let a = common::Server::start(&[&common_args[..], &["--instance", "a"]].concat());
+    let b = common::Server::start(&[&common_args[..], &["--instance", "b"]].concat());
+    let proxy = Nginx::start(a.addr, b.addr);
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str())];
+
+    // POST anywhere: round-robin puts consecutive jobs on both instances.
+    let command = common::pct(&format!("seq 1 {LINES}"));
+    let mut ids: Vec<String> = (0..2)
+        .map(|_| {
+            let reply = proxy.request(
+                "POST",
+                &format!("/jobs?command={command}"),
+                &[headers[0], ("Content-Length", "0")],
+            );
+            reply.assert_status(201, "POST /jobs through nginx");
+            let job: Value = serde_json::from_slice(&reply.body).expect("the job JSON");
+            job["id"].as_str().expect("an id").to_owned()
+        })
+        .collect();
+    ids.sort();
+    assert!(
+        ids[0].starts_with("a-") && ids[1].starts_with("b-"),
+        "one job on each instance: {ids:?}"
+    );
+
+    for (id, own, other) in [(&ids[0], &a, &b), (&ids[1], &b, &a)] {
+        // Routed by id: through the proxy the job is found every time...
+        for _ in 0..3 {
+            let reply = proxy.request("GET", &format!("/jobs/{id}"), &headers);
+            reply.assert_status(200, "GET /jobs/ID through nginx");
+            let job: Value = serde_json::from_slice(&reply.body).expect("the job JSON");
+            assert_eq!(job["id"], Value::from(id.as_str()));
+        }
+        // ...though only its own instance knows it.
+        own.get(&format!("/jobs/{id}"))
+            .assert_status(200, "on its own instance");
+        other
+            .get(&format!("/jobs/{id}"))
+            .assert_status(404, "on the other instance");
+    }
+
+    // Watch b's job through the proxy, cut after about 300 KB, resume.
+    let id = &ids[1];
+    let target = format!("/jobs/{id}/events");
+    let mut first = proxy.events(&target, &[headers[0]]);
+    let (mut out, last) = first.read_until(|text, _| text.len() >= 300_000);
+    assert_eq!(first.first_id, Some(1), "a new viewer starts at event 1");
+    drop(first); // the cut: nginx closes its side to the instance as well
+    assert!(out.len() < expected(LINES).len(), "the cut came after the end");
+    let last_text = last.to_string();
+    let mut resumed = proxy.events(&target, &[headers[0], ("Last-Event-ID", last_text.as_str())]);
+    let (rest, end) = resumed.read_until(|_, _| false);
+    assert_eq!(
+        resumed.first_id,
+        Some(last + 1),
+        "the resumed stream starts at Last-Event-ID + 1"
+    );
+    assert!(
+        resumed.exit.is_some(),
+        "the resumed stream ends with exit (last id {end})"
+    );
+    out.extend_from_slice(&rest);
+    let want = expected(LINES);
+    assert!(
+        out == want,
+        "byte-exact output through nginx: got {} bytes (fnv {:016x}), want {} (fnv {:016x})",
+        out.len(),
+        fnv(&out),
+        want.len(),
+        fnv(&want)
+    );
+    assert_eq!(
+        resumed.exit.as_ref().map(|e| e["code"].clone()),
+        Some(Value::from(0)),
+        "exit code 0"
+    );
+    // Resuming after the end: 204, through the proxy too.
+    let reply = proxy.request("GET", &target, &[headers[0], ("Last-Event-ID", &end.to_string())]);
+    reply.assert_status(204, "resume after the last event");
+}
+
+/// What `seq 1 N` prints.
+fn expected(n: u32) -> Vec<u8> {
+    (1..=n).map(|i| format!("{i}\n")).collect::<String>().into_bytes()
+}
+
+/// FNV-1a, to name a byte string in a failure message.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// nginx in the foreground (`daemon off`) in its own process group, with a
+/// private prefix; killed by its group id when dropped.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    dir: common::TempPath,
+}
+
+impl Nginx {
+    fn start(a: SocketAddr, b: SocketAddr) -> Nginx {
+        let dir = common::scratch_dir("nginx");
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().expect("local addr").port()
+        };
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, nginx_conf(dir.str(), port, a, b)).expect("write nginx.conf");
+        let child = Command::new(NGINX)
+            .args(["-p", dir.str(), "-c"])
+            .arg(&conf)
+            .args(["-e", &format!("{}/error.log", dir.str()), "-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn nginx");
+        let mut nginx = Nginx {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                panic!("nginx exited at start-up ({status}):\n{}", nginx.error_log());
+            }
+            let up =
+                std::net::TcpStream::connect(nginx.addr).is_ok() && nginx.request("GET", "/healthz", &[]).status == 200;
+            if up {
+                return nginx;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not answer:\n{}",
+                nginx.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    fn head(&self, method: &str, target: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+        let mut headers = vec![("Host".to_owned(), self.addr.to_string())];
+        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        common::build_request(method, target, "HTTP/1.1", &headers)
+    }
+
+    /// One request on a new connection to nginx; the whole response.
+    fn request(&self, method: &str, target: &str, extra: &[(&str, &str)]) -> common::Response {
+        let mut conn = common::Conn::connect(self.addr);
+        conn.send(&self.head(method, target, extra));
+        conn.read_response()
+    }
+
+    /// Opens an event stream through nginx (200 expected).
+    fn events(&self, target: &str, extra: &[(&str, &str)]) -> Events {
+        let mut conn = common::Conn::connect(self.addr);
+        conn.send(&self.head("GET", target, extra));
+        let head = conn.read_head();
+        assert_eq!(head.status, 200, "events through nginx: {}", head.dump());
+        let body = conn.body(&head);
+        Events {
+            conn,
+            body,
+            pending: Vec::new(),
+            first_id: None,
+            exit: None,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let group = self.child.id() as libc::pid_t;
+        // SAFETY: kill() on the process group of the nginx we spawned; no memory.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above; its workers are in the same group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// An event stream read through nginx, decoded just enough: ids, the text
+/// of `stdout` events, the `exit` data. Nothing but the events of §3.2 and
+/// the `retry` line may come.
+struct Events {
+    conn: common::Conn,
+    body: common::Body,
+    pending: Vec<u8>,
+    first_id: Option<u64>,
+    exit: Option<Value>,
+}
+
+impl Events {
+    /// Reads until `stop(text so far, last id)` holds (checked after each
+    /// complete event) or the stream ends; the stdout text and the last id.
+    fn read_until(&mut self, mut stop: impl FnMut(&[u8], u64) -> bool) -> (Vec<u8>, u64) {
+        let (mut text, mut last) = (Vec::new(), 0u64);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while let Some((piece, _)) = self.conn.read_body_some(&mut self.body, 64 * 1024) {
+            assert!(Instant::now() < deadline, "the stream took over 120 s");
+            self.pending.extend_from_slice(&piece);
+            while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.pending.drain(..end + 2).collect();
+                if let Some(id) = self.on_block(&block, &mut text) {
+                    last = id;
+                    if stop(&text, last) {
+                        return (text, last);
+                    }
+                }
+            }
+        }
+        (text, last)
+    }
+
+    /// One blank-line-ended block: its id if it was an event.
+    fn on_block(&mut self, block: &[u8], text: &mut Vec<u8>) -> Option<u64> {
+        let block = std::str::from_utf8(block).expect("UTF-8 events");
+        let (mut id, mut name, mut data) = (None, "", String::new());
+        for line in block.lines().filter(|l| !l.is_empty()) {
+            match line.split_once(": ").or_else(|| line.split_once(':')) {
+                Some(("id", v)) => id = v.parse::<u64>().ok(),
+                Some(("event", v)) => name = v,
+                Some(("data", v)) => data.push_str(v),
+                Some(("retry", _)) | Some(("", _)) => {}
+                _ => panic!("unexpected SSE line {line:?} in {block:?}"),
+            }
+        }
+        let id = id?;
+        let value: Value = serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        match name {
+            "stdout" => text.extend_from_slice(value["out"].as_str().expect("out").as_bytes()),
+            "exit" => self.exit = Some(value),
+            other => panic!("unexpected event {other}: {data}"),
+        }
+        self.first_id.get_or_insert(id);
+        Some(id)
+    }
+}
