@@ -246,6 +246,14 @@ impl Server {
         let mut ended = false;
         let mut sent = 0;
         while sent < PULL_STEP && conn.pending_len() == 0 && !conn.failed {
+            if let Some(first) = record.log.first_held().filter(|&first| watch.next < first) {
+                // Never silent: had the log forgotten events this viewer
+                // still needed (the trim keeps them), it would say so.
+                conn.send(watch.encoder.gap(watch.next, first - 1), b"");
+                watch.next = first;
+                sent += 1;
+                continue;
+            }
             let Some(event) = record.log.get(watch.next) else { break };
             watch.encoder.set_next_id(watch.next);
             match event {
