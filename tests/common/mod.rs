@@ -1314,18 +1314,71 @@ pub enum Item {
     Comment(String, Instant),
 }
 
+/// SSE's line splitting, shared by the stream parsers: CR, LF and CRLF end a
+/// line, also when split across reads; keeps the last bytes seen for failure
+/// messages.
+#[derive(Default)]
+pub struct SseLines {
+    line: Vec<u8>,
+    after_cr: bool,
+    tail: Vec<u8>,
+}
+
+impl SseLines {
+    /// The lines `bytes` completes (without their line ends).
+    pub fn split(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.tail.extend_from_slice(&bytes[bytes.len().saturating_sub(2048)..]);
+        if self.tail.len() > 4096 {
+            let cut = self.tail.len() - 2048;
+            self.tail.drain(..cut);
+        }
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if self.after_cr {
+                self.after_cr = false;
+                if b == b'\n' {
+                    start = i + 1;
+                    continue;
+                }
+            }
+            if b == b'\n' || b == b'\r' {
+                self.line.extend_from_slice(&bytes[start..i]);
+                lines.push(std::mem::take(&mut self.line));
+                self.after_cr = b == b'\r';
+                start = i + 1;
+            }
+        }
+        self.line.extend_from_slice(&bytes[start..]);
+        assert!(self.line.len() < 64 << 20, "SSE line over 64 MiB without a line end");
+        lines
+    }
+
+    /// No unfinished line is pending.
+    pub fn is_empty(&self) -> bool {
+        self.line.is_empty()
+    }
+
+    /// The unfinished line, for failure messages.
+    pub fn unfinished(&self) -> String {
+        String::from_utf8_lossy(&self.line).into_owned()
+    }
+
+    /// The last bytes seen, for failure messages.
+    pub fn context(&self) -> String {
+        String::from_utf8_lossy(&self.tail).into_owned()
+    }
+}
+
 /// A strict incremental parser of `text/event-stream` (WHATWG rules), which
 /// panics on anything our wire (CONTRACT §3, WIRE.md) never sends.
 pub struct SseParser {
-    line: Vec<u8>,
-    after_cr: bool,
+    lines: SseLines,
     id: Option<u64>,
     event: Option<String>,
     data: Vec<String>,
     in_event: bool,
     last_id: u64,
-    /// The last bytes seen, for failure messages.
-    tail: Vec<u8>,
     pub bytes: u64,
 }
 
@@ -1338,59 +1391,25 @@ impl Default for SseParser {
 impl SseParser {
     pub fn new() -> SseParser {
         SseParser {
-            line: Vec::new(),
-            after_cr: false,
+            lines: SseLines::default(),
             id: None,
             event: None,
             data: Vec::new(),
             in_event: false,
             last_id: 0,
-            tail: Vec::new(),
             bytes: 0,
         }
     }
 
     fn context(&self) -> String {
-        String::from_utf8_lossy(&self.tail).into_owned()
+        self.lines.context()
     }
 
     /// Feeds decoded body bytes that arrived at `at`; returns the items completed.
     pub fn feed(&mut self, bytes: &[u8], at: Instant) -> Vec<Item> {
-        let mut items = Vec::new();
         self.bytes += bytes.len() as u64;
-        self.tail.extend_from_slice(bytes);
-        if self.tail.len() > 4096 {
-            let cut = self.tail.len() - 2048;
-            self.tail.drain(..cut);
-        }
-        let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if self.after_cr {
-                self.after_cr = false;
-                if b == b'\n' {
-                    i += 1;
-                    start = i;
-                    continue;
-                }
-            }
-            if b == b'\n' || b == b'\r' {
-                self.line.extend_from_slice(&bytes[start..i]);
-                let line = std::mem::take(&mut self.line);
-                self.after_cr = b == b'\r';
-                if let Some(item) = self.on_line(&line, at) {
-                    items.push(item);
-                }
-                i += 1;
-                start = i;
-                continue;
-            }
-            i += 1;
-        }
-        self.line.extend_from_slice(&bytes[start..]);
-        assert!(self.line.len() < 64 << 20, "SSE line over 64 MiB without a line end");
-        items
+        let lines = self.lines.split(bytes);
+        lines.iter().filter_map(|line| self.on_line(line, at)).collect()
     }
 
     fn on_line(&mut self, line: &[u8], at: Instant) -> Option<Item> {
@@ -1498,9 +1517,9 @@ impl SseParser {
     /// Asserts the stream ended between events.
     pub fn finish(&self) {
         assert!(
-            self.line.is_empty() && !self.in_event,
+            self.lines.is_empty() && !self.in_event,
             "SSE stream ended in the middle of an event or line: pending line {:?}\ncontext:\n{}",
-            String::from_utf8_lossy(&self.line),
+            self.lines.unfinished(),
             self.context()
         );
     }
@@ -2256,8 +2275,7 @@ pub enum JobItem {
 /// at `first` (1, or N+1 on a resume) and then go up by one, a `gap` event
 /// carrying the last id it covers.
 pub struct JobSse {
-    line: Vec<u8>,
-    after_cr: bool,
+    lines: SseLines,
     id: Option<u64>,
     event: Option<String>,
     data: Vec<String>,
@@ -2265,59 +2283,29 @@ pub struct JobSse {
     in_block: bool,
     /// The id the next event must have (or a gap must start at).
     pub next: u64,
-    tail: Vec<u8>,
 }
 
 impl JobSse {
     pub fn new(first: u64) -> JobSse {
         JobSse {
-            line: Vec::new(),
-            after_cr: false,
+            lines: SseLines::default(),
             id: None,
             event: None,
             data: Vec::new(),
             retry: None,
             in_block: false,
             next: first,
-            tail: Vec::new(),
         }
     }
 
     fn context(&self) -> String {
-        String::from_utf8_lossy(&self.tail).into_owned()
+        self.lines.context()
     }
 
     /// Feeds decoded body bytes; the items they complete.
     pub fn feed(&mut self, bytes: &[u8], at: Instant) -> Vec<JobItem> {
-        let mut items = Vec::new();
-        self.tail.extend_from_slice(&bytes[bytes.len().saturating_sub(2048)..]);
-        if self.tail.len() > 4096 {
-            let cut = self.tail.len() - 2048;
-            self.tail.drain(..cut);
-        }
-        let mut start = 0;
-        for i in 0..bytes.len() {
-            let b = bytes[i];
-            if self.after_cr {
-                self.after_cr = false;
-                if b == b'\n' {
-                    start = i + 1;
-                    continue;
-                }
-            }
-            if b == b'\n' || b == b'\r' {
-                self.line.extend_from_slice(&bytes[start..i]);
-                let line = std::mem::take(&mut self.line);
-                self.after_cr = b == b'\r';
-                if let Some(item) = self.on_line(&line, at) {
-                    items.push(item);
-                }
-                start = i + 1;
-            }
-        }
-        self.line.extend_from_slice(&bytes[start..]);
-        assert!(self.line.len() < 64 << 20, "SSE line over 64 MiB without a line end");
-        items
+        let lines = self.lines.split(bytes);
+        lines.iter().filter_map(|line| self.on_line(line, at)).collect()
     }
 
     fn on_line(&mut self, line: &[u8], at: Instant) -> Option<JobItem> {
@@ -2427,9 +2415,9 @@ impl JobSse {
     /// Asserts the stream stopped between events.
     pub fn finish(&self) {
         assert!(
-            self.line.is_empty() && !self.in_block,
+            self.lines.is_empty() && !self.in_block,
             "stream ended inside an event: {:?}\n{}",
-            String::from_utf8_lossy(&self.line),
+            self.lines.unfinished(),
             self.context()
         );
     }
