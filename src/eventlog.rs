@@ -78,9 +78,10 @@ impl EventLog {
 
     /// Forgets the oldest events while the log is over its bound, keeping
     /// every event from `keep_from` on (the first one some attached viewer
-    /// still needs).
+    /// still needs), and always the last one: a job's `exit` is never
+    /// forgotten, so a late viewer always learns how it ended.
     pub fn trim(&mut self, keep_from: u64) {
-        while self.bytes > self.limit && self.first_id < keep_from {
+        while self.bytes > self.limit && self.first_id < keep_from && self.events.len() > 1 {
             let Some(event) = self.events.pop_front() else { break };
             self.bytes -= cost(&event);
             self.first_id += 1;
@@ -150,6 +151,18 @@ mod tests {
             })
         ));
         assert!(log.ended());
+        // Even a bound of nothing keeps the last event: the exit.
+        let mut tiny = EventLog::new(0);
+        assert!(tiny.push(1, out("x")));
+        let exit = Exit {
+            code: Some(0),
+            signal: None,
+            timed_out: false,
+        };
+        assert!(tiny.push(2, Logged::Exit(exit)));
+        tiny.trim(3);
+        assert_eq!(tiny.first_held(), Some(2));
+        assert!(tiny.ended());
         assert_eq!(log.count(), 6);
     }
 }

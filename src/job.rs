@@ -509,10 +509,17 @@ impl Job {
     }
 
     /// True when nothing of the job needs the loop any more: reaped, pipes
-    /// closed, no `/run` watcher, and the kill grace (if any) over.
+    /// closed, every byte of output handed on, no `/run` watcher, a published
+    /// job's `exit` logged, and the kill grace (if any) over.
     pub fn is_finished(&self) -> bool {
+        let handed_on = match self.out {
+            Output::Direct(Some(_)) => false,
+            Output::Direct(None) => true,
+            Output::Published(_) => self.exit_sent,
+        };
         self.status.is_some()
-            && !matches!(self.out, Output::Direct(Some(_)))
+            && handed_on
+            && !self.text.iter().any(PipeText::has_backlog)
             && self.pipes.iter().all(Option::is_none)
             && !matches!(self.stopping, Stopping::Terminating { .. })
     }

@@ -1101,3 +1101,44 @@ fn cors_preflight_for_jobs() {
         r.raw_head
     );
 }
+
+/// Regression (review): with a viewer attached, a command whose last,
+/// unfinished line escapes to more than one event's worth (50,000 NUL bytes,
+/// no newline) must still end with every byte and its `exit`: the job used
+/// to be dropped with the rest of that line unsent, its record stuck
+/// `running` and its viewers waiting forever.
+#[test]
+fn escape_heavy_last_line_still_ends_the_job() {
+    let s = Server::start(&["--shell"]);
+    let id = id_of(&job_start(&s, "sleep 1; head -c 50000 /dev/zero"));
+    let run = job_watch(&s, &id, "", &[], 1);
+    assert_eq!(run.end(), End::code(0), "{}", run.resp.body_str());
+    let out = run.stdout();
+    assert_eq!(out.len(), 50_000, "every NUL byte arrives");
+    assert!(out.bytes().all(|b| b == 0));
+    let job = job_wait_ended(&s, &id, Duration::from_secs(5));
+    assert_eq!(job["state"], "exited", "{job}");
+}
+
+/// Regression (review): `--job-log 0` keeps nothing but the last event, and
+/// that is the `exit`: a late viewer gets a gap, then the exit; a resume
+/// from the exit's id gets 204 (it used to hang, the exit trimmed away).
+#[test]
+fn a_tiny_job_log_still_holds_the_exit() {
+    let s = Server::start(&["--job-log", "0"]);
+    let id = id_of(&job_start(&s, "seq 1 3"));
+    let job = job_wait_ended(&s, &id, Duration::from_secs(5));
+    let last = job["events"].as_u64().expect("events");
+    let run = job_watch(&s, &id, "", &[], 1);
+    assert_eq!(run.events[0].event, "gap", "{}", run.resp.body_str());
+    assert_eq!(gap_of(&run.events[0]), (1, last - 1));
+    assert_eq!(run.end(), End::code(0));
+    let mut c = s.connect();
+    c.send(&s.req(
+        "GET",
+        &format!("/jobs/{id}/events"),
+        &[("Last-Event-ID", &last.to_string())],
+    ));
+    let resp = c.read_response();
+    resp.assert_status(204, "resume after the end with a --job-log of 0");
+}
