@@ -174,15 +174,11 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
 
 /// The job routes: token, body, then the route's own input.
 fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec<(&'static str, String)>) -> Decision {
-    if !authorized(head, query, config) {
-        return unauthorized();
-    }
-    if head.has_body {
-        let err = HttpError::BodyNotAllowed;
-        return Decision::Reply(Reply::text(413, err.status().1, &err.to_string()).closing());
+    if let Some(refusal) = gate(head, query, config) {
+        return refusal;
     }
     let action = match (route, head.method.as_str()) {
-        (Route::Jobs, "POST") => match command(query, config) {
+        (Route::Jobs, "POST") => match command(query, config, "/jobs") {
             Ok(argv) => JobAction::Start(RunRequest {
                 argv,
                 format: Format::Json,
@@ -229,13 +225,14 @@ fn format_of(query: &Query) -> Result<Format, Decision> {
     }
 }
 
-/// The argv of the `command` parameter, split (or `sh -c` under `--shell`).
-fn command(query: &Query, config: &Config) -> Result<Vec<String>, Decision> {
+/// The argv of the `command` parameter, split (or `sh -c` under `--shell`);
+/// `path` names the route in the message for a missing parameter.
+fn command(query: &Query, config: &Config, path: &str) -> Result<Vec<String>, Decision> {
     let Some(line) = query.get("command") else {
         return Err(text(
             400,
             "Bad Request",
-            "bad request: missing the command parameter (?command=...)",
+            &format!("bad request: missing the command parameter ({path}?command=...)"),
         ));
     };
     let split = if config.shell {
@@ -373,46 +370,41 @@ fn csp_hash(text: &str) -> String {
 }
 
 fn run(head: &Head, query: &Query, config: &Config, cors: Vec<(&'static str, String)>) -> Decision {
-    if !authorized(head, query, config) {
-        return unauthorized();
-    }
-    if head.has_body {
-        let err = HttpError::BodyNotAllowed;
-        return Decision::Reply(Reply::text(413, err.status().1, &err.to_string()).closing());
+    if let Some(refusal) = gate(head, query, config) {
+        return refusal;
     }
     if head.last_event_id.is_some() {
         // An EventSource reconnecting: never run the command again; 204 tells
         // it to stop reconnecting (contract §3.8).
         return Decision::Reply(with_headers(Reply::empty(204, "No Content"), cors));
     }
-    let format = match query.get("format").map(Format::from_query) {
-        None => Format::Json,
-        Some(Some(format)) => format,
-        Some(None) => return text(400, "Bad Request", "bad request: format must be json or raw"),
+    let format = match format_of(query) {
+        Ok(format) => format,
+        Err(refusal) => return refusal,
     };
-    let Some(line) = query.get("command") else {
-        return text(
-            400,
-            "Bad Request",
-            "bad request: missing the command parameter (/run?command=...)",
-        );
-    };
-    let argv = if config.shell {
-        match shell_argv(line) {
-            Ok(argv) => argv,
-            Err(err) => return text(400, "Bad Request", &format!("bad request: {err}")),
-        }
-    } else {
-        match argv::command(line) {
-            Ok(argv) => argv,
-            Err(err) => return text(400, "Bad Request", &format!("bad request: {err}")),
-        }
-    };
-    Decision::Run(RunRequest {
-        argv,
-        format,
-        headers: cors,
-    })
+    match command(query, config, "/run") {
+        Ok(argv) => Decision::Run(RunRequest {
+            argv,
+            format,
+            headers: cors,
+        }),
+        Err(refusal) => refusal,
+    }
+}
+
+/// What every command route checks before its own input: the token, then
+/// that no body came (a body would leave the framing unknown).
+fn gate(head: &Head, query: &Query, config: &Config) -> Option<Decision> {
+    if !authorized(head, query, config) {
+        return Some(unauthorized());
+    }
+    if head.has_body {
+        let err = HttpError::BodyNotAllowed;
+        return Some(Decision::Reply(
+            Reply::text(413, err.status().1, &err.to_string()).closing(),
+        ));
+    }
+    None
 }
 
 /// `/bin/sh -c LINE`, refusing what the splitter would refuse anyway.
