@@ -13,7 +13,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::http::request::{self, Head, HttpError, Parsed};
-use crate::http::response::{HEARTBEAT_CHUNK, LAST_CHUNK};
+use crate::http::response::{write_stream_head, HEARTBEAT_CHUNK, LAST_CHUNK};
 use crate::job::Sink;
 use crate::sse::{Encoder, Frame, HEARTBEAT};
 use crate::timer::Deadline;
@@ -244,6 +244,22 @@ impl Conn {
         !self.inbuf.is_empty()
     }
 
+    /// Starts an SSE response to `head` (contract §3.1): chunked for
+    /// HTTP/1.1, and kept alive after it when the client and `reuse` allow;
+    /// close-delimited for HTTP/1.0.
+    pub fn begin_stream(&mut self, head: &Head, reuse: bool, headers: &[(&'static str, String)], now: Instant) {
+        let chunked = head.minor_version == 1;
+        let after = if chunked && head.keep_alive && reuse {
+            After::KeepAlive
+        } else {
+            After::Close
+        };
+        let mut bytes = Vec::with_capacity(256);
+        write_stream_head(&mut bytes, chunked, after == After::Close, headers);
+        self.begin_response(chunked, after);
+        self.queue(&bytes, now);
+    }
+
     /// Sets the framing of the response about to be written.
     pub fn begin_response(&mut self, chunked: bool, after: After) {
         self.chunked = chunked;
@@ -385,9 +401,15 @@ impl Conn {
 
     /// Queues one heartbeat comment in the stream's framing.
     pub fn heartbeat_now(&mut self, now: Instant) {
-        let beat = if self.chunked { HEARTBEAT_CHUNK } else { HEARTBEAT };
-        self.queue(beat, now);
+        self.queue_block(HEARTBEAT, HEARTBEAT_CHUNK, now);
         self.last_write = now;
+    }
+
+    /// Queues a fixed SSE block: `plain`, or `chunk` (the same block wrapped
+    /// in one chunk) when the stream is chunked.
+    pub fn queue_block(&mut self, plain: &[u8], chunk: &[u8], now: Instant) {
+        let block = if self.chunked { chunk } else { plain };
+        self.queue(block, now);
     }
 
     /// The framing of the current stream.

@@ -101,11 +101,6 @@ impl EventLog {
     pub fn ended(&self) -> bool {
         matches!(self.events.back(), Some(Logged::Exit(_) | Logged::Error(_)))
     }
-
-    /// Bytes held, as the bound counts them.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
 }
 
 fn cost(event: &Logged) -> usize {

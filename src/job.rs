@@ -503,11 +503,6 @@ impl Job {
         self.bytes_read
     }
 
-    /// True while the command has been asked to stop and may still run.
-    pub fn is_stopping(&self) -> bool {
-        !matches!(self.stopping, Stopping::No { .. })
-    }
-
     /// True when nothing of the job needs the loop any more: reaped, pipes
     /// closed, every byte of output handed on, no `/run` watcher, a published
     /// job's `exit` logged, and the kill grace (if any) over.

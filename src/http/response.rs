@@ -8,6 +8,9 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 /// The heartbeat comment wrapped in one chunk.
 pub const HEARTBEAT_CHUNK: &[u8] = b"8\r\n: ping\n\n\r\n";
 
+/// The `retry:` block that opens a job stream, wrapped in one chunk.
+pub const RETRY_CHUNK: &[u8] = b"d\r\nretry: 1000\n\n\r\n";
+
 /// A complete reply that is not a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -127,11 +130,15 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_chunk_is_one_chunk() {
-        let body = crate::sse::HEARTBEAT;
-        assert_eq!(
-            HEARTBEAT_CHUNK,
-            [format!("{:x}\r\n", body.len()).as_bytes(), body, b"\r\n"].concat()
-        );
+    fn heartbeat_and_retry_chunks_are_one_chunk_each() {
+        for (chunk, body) in [
+            (HEARTBEAT_CHUNK, crate::sse::HEARTBEAT),
+            (RETRY_CHUNK, crate::sse::RETRY),
+        ] {
+            assert_eq!(
+                chunk,
+                [format!("{:x}\r\n", body.len()).as_bytes(), body, b"\r\n"].concat()
+            );
+        }
     }
 }

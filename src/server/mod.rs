@@ -19,7 +19,7 @@ use crate::cli::Config;
 use crate::conn::{self, After, Conn, Phase};
 use crate::contain::Containment;
 use crate::http::request::{Head, HttpError};
-use crate::http::response::{self, Reply};
+use crate::http::response::Reply;
 use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
 use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
@@ -521,30 +521,19 @@ impl Server {
         let path = logsafe::target(&head.target, token);
         let method = logsafe::safe(head.method.as_str(), token).to_string();
         match decision {
-            Decision::Reply(mut reply) => {
+            Decision::Reply(reply) => {
                 info!("{peer} {method} {path} {}", reply.status);
-                // A body we did not read leaves the framing unknown: close.
-                if !head.keep_alive || head.has_body || self.state != State::Serving {
-                    reply.close = true;
-                }
-                let head_only = head.method == crate::http::request::Method::Head;
-                self.send_reply(index, &reply, head.minor_version, head_only, now);
+                self.answer(index, &head, reply, now);
             }
             Decision::Run(run) => {
-                if self.state != State::Serving || self.live_children >= self.config.max_procs {
+                if self.refuses_commands() {
                     info!(
                         "{peer} {method} {path} 503 (--max-procs {} reached)",
                         self.config.max_procs
                     );
-                    let mut reply = Reply::text(
-                        503,
-                        "Service Unavailable",
-                        "too many commands running: try again shortly",
-                    )
-                    .header("Retry-After", "1");
-                    reply.close = !head.keep_alive;
+                    let mut reply = too_many_commands();
                     reply.headers.extend(run.headers);
-                    self.send_reply(index, &reply, head.minor_version, false, now);
+                    self.answer(index, &head, reply, now);
                     return;
                 }
                 info!("{peer} {method} {path} 200");
@@ -557,21 +546,29 @@ impl Server {
         }
     }
 
+    /// True when no command may start now: shutting down, or `--max-procs`
+    /// commands (`/run` and jobs together) are running.
+    fn refuses_commands(&self) -> bool {
+        self.state != State::Serving || self.live_children >= self.config.max_procs
+    }
+
+    /// Sends a fixed reply to the request `head`; the connection closes
+    /// after it when the client asked, when a body we did not read leaves
+    /// the framing unknown, or when the server is shutting down.
+    fn answer(&mut self, index: usize, head: &Head, mut reply: Reply, now: Instant) {
+        if !head.keep_alive || head.has_body || self.state != State::Serving {
+            reply.close = true;
+        }
+        let head_only = head.method == crate::http::request::Method::Head;
+        self.send_reply(index, &reply, head.minor_version, head_only, now);
+    }
+
     // ----- streams and jobs ------------------------------------------------
 
     fn start_stream(&mut self, index: usize, head: &Head, run: RunRequest, now: Instant) {
-        let chunked = head.minor_version == 1;
-        let after = if chunked && head.keep_alive {
-            After::KeepAlive
-        } else {
-            After::Close
-        };
         let started = self.spawn_job(&run.argv, run.format, Output::Direct(Some(index)), now);
         let Some(conn) = self.conns.get_mut(index) else { return };
-        let mut head_bytes = Vec::with_capacity(256);
-        response::write_stream_head(&mut head_bytes, chunked, after == After::Close, &run.headers);
-        conn.begin_response(chunked, after);
-        conn.queue(&head_bytes, now);
+        conn.begin_stream(head, true, &run.headers, now);
         match started {
             Ok(job_index) => {
                 conn.phase = Phase::Streaming { job: job_index };
@@ -947,6 +944,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.containment.shut_down();
     }
+}
+
+/// `503` for a command past `--max-procs` (or during shutdown).
+fn too_many_commands() -> Reply {
+    Reply::text(
+        503,
+        "Service Unavailable",
+        "too many commands running: try again shortly",
+    )
+    .header("Retry-After", "1")
 }
 
 /// The deadline a (non-server) timer key stands for; `None` when its owner

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use super::{Server, State as ServerState};
-use crate::conn::{After, Conn, Phase, Watch};
+use crate::conn::{Conn, Phase, Watch};
 use crate::eventlog::Logged;
 use crate::http::request::Head;
-use crate::http::response::{self, Reply};
+use crate::http::response::{Reply, RETRY_CHUNK};
 use crate::job::{Output, Sink};
 use crate::jobs::{self, Record, State};
 use crate::route::{JobAction, JobRequest, RunRequest};
@@ -81,14 +81,10 @@ impl Server {
                 }
             }
         };
-        let status = reply.status;
         let mut reply = reply;
         reply.headers.extend(headers);
-        if !head.keep_alive || self.state != ServerState::Serving {
-            reply.close = true;
-        }
-        let head_only = head.method == crate::http::request::Method::Head;
-        self.send_reply(index, &reply, head.minor_version, head_only, now);
+        let status = reply.status;
+        self.answer(index, head, reply, now);
         status
     }
 
@@ -103,13 +99,8 @@ impl Server {
     /// `POST /jobs`: spawn, record, `201` (a command that cannot start is a
     /// job too, `failed`, whose one event is `err`).
     fn start_published(&mut self, run: &RunRequest, now: Instant) -> Reply {
-        if self.state != ServerState::Serving || self.live_children >= self.config.max_procs {
-            return Reply::text(
-                503,
-                "Service Unavailable",
-                "too many commands running: try again shortly",
-            )
-            .header("Retry-After", "1");
+        if self.refuses_commands() {
+            return super::too_many_commands();
         }
         let id = match jobs::new_id(self.config.instance.as_deref()) {
             Ok(id) => id,
@@ -193,17 +184,8 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else {
             return Ok(());
         };
-        let chunked = head.minor_version == 1;
-        let after_stream = if chunked && head.keep_alive && self.state == ServerState::Serving {
-            After::KeepAlive
-        } else {
-            After::Close
-        };
-        let mut bytes = Vec::with_capacity(256);
-        response::write_stream_head(&mut bytes, chunked, after_stream == After::Close, headers);
-        conn.begin_response(chunked, after_stream);
-        conn.queue(&bytes, now);
-        conn.queue(&chunk(RETRY, chunked), now);
+        conn.begin_stream(head, self.state == ServerState::Serving, headers, now);
+        conn.queue_block(RETRY, RETRY_CHUNK, now);
         let mut encoder = Encoder::new(format);
         let mut next = after.map_or(1, |n| n + 1);
         let first_held = record.log.first_held().unwrap_or_else(|| record.log.next_id());
@@ -441,16 +423,6 @@ impl Server {
 
 fn conn_wants_more(conn: Option<&Conn>) -> bool {
     conn.is_some_and(|c| c.pending_len() == 0 && matches!(c.phase, Phase::Watching { .. }))
-}
-
-fn chunk(bytes: &[u8], chunked: bool) -> Vec<u8> {
-    if !chunked {
-        return bytes.to_vec();
-    }
-    let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
-    out.extend_from_slice(bytes);
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 fn json_reply(status: u16, reason: &'static str, body: String) -> Reply {
