@@ -1370,13 +1370,85 @@ impl SseLines {
     }
 }
 
+/// The fields of the event being read, shared by the stream parsers: one
+/// decimal `id`, one known `event` name, and `data` lines.
+#[derive(Default)]
+pub struct SseFields {
+    id: Option<u64>,
+    event: Option<String>,
+    data: Vec<String>,
+}
+
+impl SseFields {
+    /// Takes an `id`, `event` (one of `names`) or `data` field; false for
+    /// any other field name. `lines` gives failure messages their context.
+    fn take(&mut self, field: &str, value: &str, names: &[&str], lines: &SseLines) -> bool {
+        match field {
+            "id" => {
+                assert!(
+                    self.id.is_none(),
+                    "two id lines in one event\ncontext:\n{}",
+                    lines.context()
+                );
+                assert!(
+                    !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()),
+                    "id is not a decimal number: {:?}\ncontext:\n{}",
+                    value,
+                    lines.context()
+                );
+                self.id = Some(value.parse().expect("id fits u64"));
+            }
+            "event" => {
+                assert!(
+                    self.event.is_none(),
+                    "two event lines in one event\ncontext:\n{}",
+                    lines.context()
+                );
+                assert!(
+                    names.contains(&value),
+                    "unknown event name {:?} (§3.2)\ncontext:\n{}",
+                    value,
+                    lines.context()
+                );
+                self.event = Some(value.to_owned());
+            }
+            "data" => self.data.push(value.to_owned()),
+            _ => return false,
+        }
+        true
+    }
+
+    /// True while no field of an event has come.
+    fn is_empty(&self) -> bool {
+        self.id.is_none() && self.event.is_none() && self.data.is_empty()
+    }
+
+    /// The completed event's id, name and data lines; panics when one of
+    /// them is missing.
+    fn finish(&mut self, lines: &SseLines) -> (u64, String, Vec<String>) {
+        let Some(id) = self.id.take() else {
+            panic!("SSE event without an id line (§3.2)\ncontext:\n{}", lines.context())
+        };
+        let Some(event) = self.event.take() else {
+            panic!("SSE event without an event line\ncontext:\n{}", lines.context())
+        };
+        let data = std::mem::take(&mut self.data);
+        assert!(
+            !data.is_empty(),
+            "SSE event {} ({}) without data\ncontext:\n{}",
+            id,
+            event,
+            lines.context()
+        );
+        (id, event, data)
+    }
+}
+
 /// A strict incremental parser of `text/event-stream` (WHATWG rules), which
 /// panics on anything our wire (CONTRACT §3, WIRE.md) never sends.
 pub struct SseParser {
     lines: SseLines,
-    id: Option<u64>,
-    event: Option<String>,
-    data: Vec<String>,
+    fields: SseFields,
     in_event: bool,
     last_id: u64,
     pub bytes: u64,
@@ -1392,9 +1464,7 @@ impl SseParser {
     pub fn new() -> SseParser {
         SseParser {
             lines: SseLines::default(),
-            id: None,
-            event: None,
-            data: Vec::new(),
+            fields: SseFields::default(),
             in_event: false,
             last_id: 0,
             bytes: 0,
@@ -1427,22 +1497,7 @@ impl SseParser {
                 return None;
             }
             self.in_event = false;
-            let id = self.id.take();
-            let event = self.event.take();
-            let data = std::mem::take(&mut self.data);
-            let Some(id) = id else {
-                panic!("SSE event without an id line (§3.2)\ncontext:\n{}", self.context())
-            };
-            let Some(event) = event else {
-                panic!("SSE event without an event line\ncontext:\n{}", self.context())
-            };
-            assert!(
-                !data.is_empty(),
-                "SSE event {} ({}) without data\ncontext:\n{}",
-                id,
-                event,
-                self.context()
-            );
+            let (id, event, data) = self.fields.finish(&self.lines);
             assert_eq!(
                 id,
                 self.last_id + 1,
@@ -1474,42 +1529,16 @@ impl SseParser {
         };
         let value = value.strip_prefix(' ').unwrap_or(value);
         self.in_event = true;
-        match field {
-            "id" => {
-                assert!(
-                    self.id.is_none(),
-                    "two id lines in one event\ncontext:\n{}",
-                    self.context()
-                );
-                assert!(
-                    !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()),
-                    "id is not a decimal number: {:?}\ncontext:\n{}",
-                    value,
-                    self.context()
-                );
-                self.id = Some(value.parse().expect("id fits u64"));
-            }
-            "event" => {
-                assert!(
-                    self.event.is_none(),
-                    "two event lines in one event\ncontext:\n{}",
-                    self.context()
-                );
-                assert!(
-                    ["stdout", "stderr", "err", "exit"].contains(&value),
-                    "unknown event name {:?} (§3.2)\ncontext:\n{}",
-                    value,
-                    self.context()
-                );
-                self.event = Some(value.to_owned());
-            }
-            "data" => self.data.push(value.to_owned()),
-            other => panic!(
+        if !self
+            .fields
+            .take(field, value, &["stdout", "stderr", "err", "exit"], &self.lines)
+        {
+            panic!(
                 "unknown SSE field {:?} in line {:?}\ncontext:\n{}",
-                other,
+                field,
                 text,
                 self.context()
-            ),
+            );
         }
         None
     }
@@ -2276,9 +2305,7 @@ pub enum JobItem {
 /// carrying the last id it covers.
 pub struct JobSse {
     lines: SseLines,
-    id: Option<u64>,
-    event: Option<String>,
-    data: Vec<String>,
+    fields: SseFields,
     retry: Option<u64>,
     in_block: bool,
     /// The id the next event must have (or a gap must start at).
@@ -2289,9 +2316,7 @@ impl JobSse {
     pub fn new(first: u64) -> JobSse {
         JobSse {
             lines: SseLines::default(),
-            id: None,
-            event: None,
-            data: Vec::new(),
+            fields: SseFields::default(),
             retry: None,
             in_block: false,
             next: first,
@@ -2328,33 +2353,14 @@ impl JobSse {
             .unwrap_or_else(|| panic!("SSE line without a colon: {:?}\n{}", text, self.context()));
         let value = value.strip_prefix(' ').unwrap_or(value);
         self.in_block = true;
-        match field {
-            "retry" => {
-                assert!(self.retry.is_none(), "two retry lines\n{}", self.context());
-                self.retry = Some(value.parse().unwrap_or_else(|_| panic!("retry {:?}", value)));
-            }
-            "id" => {
-                assert!(self.id.is_none(), "two id lines in one event\n{}", self.context());
-                assert!(
-                    !value.is_empty() && value.bytes().all(|c| c.is_ascii_digit()),
-                    "id {:?} is not a decimal number\n{}",
-                    value,
-                    self.context()
-                );
-                self.id = Some(value.parse().expect("id fits u64"));
-            }
-            "event" => {
-                assert!(self.event.is_none(), "two event lines\n{}", self.context());
-                assert!(
-                    ["stdout", "stderr", "err", "exit", "gap"].contains(&value),
-                    "unknown event name {:?}\n{}",
-                    value,
-                    self.context()
-                );
-                self.event = Some(value.to_owned());
-            }
-            "data" => self.data.push(value.to_owned()),
-            other => panic!("unknown SSE field {:?} in {:?}\n{}", other, text, self.context()),
+        if field == "retry" {
+            assert!(self.retry.is_none(), "two retry lines\n{}", self.context());
+            self.retry = Some(value.parse().unwrap_or_else(|_| panic!("retry {:?}", value)));
+        } else if !self
+            .fields
+            .take(field, value, &["stdout", "stderr", "err", "exit", "gap"], &self.lines)
+        {
+            panic!("unknown SSE field {:?} in {:?}\n{}", field, text, self.context());
         }
         None
     }
@@ -2366,22 +2372,13 @@ impl JobSse {
         self.in_block = false;
         if let Some(r) = self.retry.take() {
             assert!(
-                self.id.is_none() && self.event.is_none() && self.data.is_empty(),
+                self.fields.is_empty(),
                 "retry line mixed into an event\n{}",
                 self.context()
             );
             return Some(JobItem::Retry(r));
         }
-        let id = self
-            .id
-            .take()
-            .unwrap_or_else(|| panic!("event without id\n{}", self.context()));
-        let event = self
-            .event
-            .take()
-            .unwrap_or_else(|| panic!("event without name\n{}", self.context()));
-        let data = std::mem::take(&mut self.data);
-        assert!(!data.is_empty(), "event {} without data\n{}", id, self.context());
+        let (id, event, data) = self.fields.finish(&self.lines);
         let ev = Event {
             id,
             event,
