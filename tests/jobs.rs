@@ -767,17 +767,7 @@ fn pacing_slow_viewer_blocks_child_then_is_dropped_after_30s() {
 #[test]
 fn delete_running_then_finished() {
     let s = Server::start(&[]);
-    let m = sleep_marker();
-    let _g = MarkerGuard(vec![m.clone()]);
-    let job = job_start(&s, &format!("sleep {}", m));
-    let id = id_of(&job);
-    let pid = job["pid"].as_u64().unwrap() as u32;
-    let mut c = s.connect();
-    c.send(&job_events_req(&s, &id, "", &[]));
-    let head = job_stream_head(&mut c);
-    wait_until(Duration::from_secs(2), "the viewer to be counted", || {
-        job_info(&s, &id)["viewers"] == 1
-    });
+    let (_g, id, pid, mut c, head) = watched_sleep_job(&s);
 
     let r = job_delete(&s, &id);
     r.assert_status(202, "DELETE a running job");
@@ -856,17 +846,7 @@ fn keep_jobs_forgets_oldest_finished() {
 #[test]
 fn shutdown_stops_jobs_and_tells_viewers() {
     let mut s = Server::start(&["--kill-grace", "1"]);
-    let m = sleep_marker();
-    let _g = MarkerGuard(vec![m.clone()]);
-    let job = job_start(&s, &format!("sleep {}", m));
-    let id = id_of(&job);
-    let pid = job["pid"].as_u64().unwrap() as u32;
-    let mut c = s.connect();
-    c.send(&job_events_req(&s, &id, "", &[]));
-    let head = job_stream_head(&mut c);
-    wait_until(Duration::from_secs(2), "the viewer to be counted", || {
-        job_info(&s, &id)["viewers"] == 1
-    });
+    let (guard, _id, pid, mut c, head) = watched_sleep_job(&s);
     let t0 = Instant::now();
     s.signal(libc::SIGTERM);
     let run = job_read_stream(&mut c, head, 1);
@@ -880,7 +860,7 @@ fn shutdown_stops_jobs_and_tells_viewers() {
         took
     );
     assert!(!is_alive(pid), "the job's command outlived the server");
-    assert!(live_marked(&m).is_empty());
+    assert!(live_marked(&guard.0[0]).is_empty());
 }
 
 // ---------------------------------------------------------------------------
@@ -1141,4 +1121,22 @@ fn a_tiny_job_log_still_holds_the_exit() {
     ));
     let resp = c.read_response();
     resp.assert_status(204, "resume after the end with a --job-log of 0");
+}
+
+/// A running `sleep` job (killed by its marker on drop) and one viewer
+/// attached and counted: the guard, the job's id and pid, the viewer's
+/// connection and its stream head.
+fn watched_sleep_job(s: &Server) -> (MarkerGuard, String, u32, Conn, Response) {
+    let m = sleep_marker();
+    let guard = MarkerGuard(vec![m.clone()]);
+    let job = job_start(s, &format!("sleep {}", m));
+    let id = id_of(&job);
+    let pid = job["pid"].as_u64().unwrap() as u32;
+    let mut c = s.connect();
+    c.send(&job_events_req(s, &id, "", &[]));
+    let head = job_stream_head(&mut c);
+    wait_until(Duration::from_secs(2), "the viewer to be counted", || {
+        job_info(s, &id)["viewers"] == 1
+    });
+    (guard, id, pid, c, head)
 }
