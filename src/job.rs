@@ -221,11 +221,6 @@ impl Job {
         self.pgid
     }
 
-    /// True once the child has been reaped.
-    pub fn has_exited(&self) -> bool {
-        self.status.is_some()
-    }
-
     /// Marks a pipe as readable after a poll event.
     pub fn set_ready(&mut self, kind: usize) {
         let which = if kind == TOKEN_STDOUT { 0 } else { 1 };

@@ -58,8 +58,14 @@ pub fn kill_group(pgid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
         // killpg(0 or 1) would hit our own group or everything: never.
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
-    // SAFETY: killpg takes two integers and touches no memory.
-    match check(unsafe { libc::killpg(pgid, signal) }) {
+    send_signal(-pgid, signal)
+}
+
+/// `kill(2)` of `target`: a pid, or a process group as `-pgid`. A target
+/// that is already gone is not an error.
+fn send_signal(target: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes two integers and touches no memory.
+    match check(unsafe { libc::kill(target, signal) }) {
         Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         other => other.map(drop),
     }
@@ -330,11 +336,7 @@ pub fn kill_pid(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     if pid <= 1 {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
-    // SAFETY: kill takes two integers and touches no memory.
-    match check(unsafe { libc::kill(pid, signal) }) {
-        Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-        other => other.map(drop),
-    }
+    send_signal(pid, signal)
 }
 
 /// Reaps the child `pid` if it has exited; true if it did (or is no child

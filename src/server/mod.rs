@@ -248,13 +248,8 @@ impl Server {
                 "shutdown deadline reached with {} children and streams left",
                 self.live_children
             );
-            for index in self.jobs.indices() {
-                if let Some(job) = self.jobs.get(index) {
-                    if !job.has_exited() {
-                        let _ = sys::kill_group(job.pid(), libc::SIGKILL);
-                    }
-                }
-            }
+            // What still runs is killed (its whole scope) and reaped as the
+            // server drops its jobs on the way out: see `Drop for Job`.
             return true;
         }
         false
