@@ -15,6 +15,7 @@ use mio::{Interest, Registry, Token};
 use crate::http::request::{self, Head, HttpError, Parsed};
 use crate::http::response::{write_stream_head, HEARTBEAT_CHUNK, LAST_CHUNK};
 use crate::job::Sink;
+use crate::metrics::Sent;
 use crate::sse::{Encoder, Frame, HEARTBEAT};
 use crate::timer::Deadline;
 
@@ -135,6 +136,8 @@ pub struct Conn {
     pub requests: u64,
     /// Its place in the job it watches (`Phase::Watching`).
     pub watch: Option<Watch>,
+    /// What it wrote, for `/metrics`; the server adds it up.
+    counts: Sent,
 }
 
 impl Conn {
@@ -163,6 +166,7 @@ impl Conn {
             counted,
             requests: 0,
             watch: None,
+            counts: Sent::default(),
         }
     }
 
@@ -175,6 +179,11 @@ impl Conn {
     /// Removes the socket from the poll (it closes when the conn is dropped).
     pub fn deregister(&mut self, registry: &Registry) {
         let _ = registry.deregister(&mut self.sock);
+    }
+
+    /// What it wrote so far (bytes, events, pauses).
+    pub fn counts(&self) -> &Sent {
+        &self.counts
     }
 
     /// Bytes queued and unsent.
@@ -285,7 +294,8 @@ impl Conn {
         }
         let written = if self.pending_len() == 0 && self.writable {
             match write_parts(&mut self.sock, parts.clone()) {
-                Ok(Written::All) => {
+                Ok(Written::All(n)) => {
+                    self.counts.bytes += n as u64;
                     self.last_write = now;
                     return;
                 }
@@ -302,8 +312,10 @@ impl Conn {
             0
         };
         if written > 0 {
+            self.counts.bytes += written as u64;
             self.last_write = now;
         }
+        let was_empty = self.pending_len() == 0;
         // Queue what the socket did not take: these bytes live in the shared
         // read buffer or a pipe's held line, which the next event reuses.
         let mut skip = written;
@@ -315,6 +327,10 @@ impl Conn {
             self.pending.extend_from_slice(&part[skip..]);
             skip = 0;
         }
+        if was_empty && self.pending_len() > 0 && matches!(self.phase, Phase::Streaming { .. } | Phase::Watching { .. }) {
+            // The stream now waits on this socket (see `Sent::pauses`).
+            self.counts.pauses += 1;
+        }
     }
 
     /// Writes queued bytes while the socket takes them. Returns true when
@@ -325,6 +341,7 @@ impl Conn {
                 Ok(0) => self.failed = true,
                 Ok(n) => {
                     self.sent += n;
+                    self.counts.bytes += n as u64;
                     self.last_write = now;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
@@ -421,6 +438,9 @@ impl Conn {
 impl Sink for Conn {
     fn send(&mut self, frame: &Frame, text: &[u8]) {
         self.send_parts(frame.parts(text, self.chunked), Instant::now());
+        if !self.failed && !frame.is_empty() {
+            self.counts.events[frame.name().index()] += 1;
+        }
     }
 
     fn ready(&self) -> bool {
@@ -430,7 +450,9 @@ impl Sink for Conn {
 
 /// How much of a vectored write the socket took.
 enum Written {
-    All,
+    /// All of it: this many bytes.
+    All(usize),
+    /// This many bytes, and the socket is full.
     Part(usize),
 }
 
@@ -454,7 +476,7 @@ where
             }
         }
         if count == 0 {
-            return Ok(Written::All);
+            return Ok(Written::All(written));
         }
         let n = loop {
             match sock.write_vectored(&slices[..count]) {

@@ -410,12 +410,15 @@ impl Job {
     }
 
     /// Stops the command: SIGTERM to its group now, SIGKILL after the grace.
-    pub fn terminate(&mut self, now: Instant, timers: &mut Timers) {
+    /// True if this began the stop (it was running and not being stopped).
+    pub fn terminate(&mut self, now: Instant, timers: &mut Timers) -> bool {
         if let Stopping::No { .. } = self.stopping {
             debug!("child {}: SIGTERM to its group", self.pgid);
             self.scope.signal(libc::SIGTERM);
             self.begin_kill_grace(now, timers);
+            return true;
         }
+        false
     }
 
     fn begin_kill_grace(&mut self, now: Instant, timers: &mut Timers) {
@@ -429,13 +432,14 @@ impl Job {
     }
 
     /// The kill deadline fell: a `--timeout` starts the stop; the end of the
-    /// grace sends SIGKILL to whatever of the group is left.
-    pub fn on_kill_deadline(&mut self, now: Instant, timers: &mut Timers) {
+    /// grace sends SIGKILL to whatever of the group is left. True when it
+    /// was the `--timeout` that began a stop.
+    pub fn on_kill_deadline(&mut self, now: Instant, timers: &mut Timers) -> bool {
         match self.stopping {
             Stopping::No { timeout_at: Some(_) } => {
                 info!("child {} {}: --timeout expired", self.pgid, self.argv);
                 self.timed_out = true;
-                self.terminate(now, timers);
+                return self.terminate(now, timers);
             }
             Stopping::Terminating { .. } => {
                 if !self.scope.is_empty() {
@@ -449,18 +453,17 @@ impl Job {
             }
             Stopping::No { timeout_at: None } | Stopping::Done => {}
         }
+        false
     }
 
     /// The watcher left: stop the child. Its pipes stay open and are read
     /// into [`Discard`] until they end or the grace is over, so a command
     /// that prints while cleaning up on SIGTERM is not killed by SIGPIPE
-    /// first (contract §3.6).
-    pub fn detach(&mut self, now: Instant, timers: &mut Timers) {
+    /// first (contract §3.6). True if this began stopping a running command.
+    pub fn detach(&mut self, now: Instant, timers: &mut Timers) -> bool {
         self.out = Output::Direct(None);
         self.flush.clear();
-        if self.status.is_none() {
-            self.terminate(now, timers);
-        }
+        self.status.is_none() && self.terminate(now, timers)
     }
 
     /// Stops reading an unwatched job's pipes once its grace is over: what

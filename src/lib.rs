@@ -43,6 +43,8 @@
 //!   every `unsafe` block.
 //! - [`logsafe`] escapes and redacts what clients and children control
 //!   before it reaches a log line.
+//! - [`metrics`] counts what `/metrics` reports: integers bumped where it
+//!   happens (a connection counts what it writes), rendered on a scrape.
 //! - [`sse`] cuts child output into events and encodes them as SSE frames,
 //!   `IoSlice` pieces that point at the bytes they encode; it does no I/O.
 //!
@@ -62,6 +64,7 @@ pub mod http;
 pub mod job;
 pub mod jobs;
 pub mod logsafe;
+pub mod metrics;
 #[doc(hidden)]
 pub mod oracle;
 pub mod route;

@@ -39,6 +39,9 @@ pub enum Decision {
     Run(RunRequest),
     /// Act on jobs (contract §7); the server holds them.
     Job(JobRequest),
+    /// `GET /metrics` (contract §8): the server renders its counters; these
+    /// are extra response headers (CORS).
+    Metrics(Vec<(&'static str, String)>),
 }
 
 /// A request about jobs, checked as far as it can be without the jobs.
@@ -82,6 +85,7 @@ enum Route<'a> {
     Jobs,
     Job(&'a str),
     JobEvents(&'a str),
+    Metrics,
 }
 
 impl Route<'_> {
@@ -91,6 +95,7 @@ impl Route<'_> {
             "/run" => return Some(Route::Run),
             "/healthz" => return Some(Route::Healthz),
             "/jobs" => return Some(Route::Jobs),
+            "/metrics" => return Some(Route::Metrics),
             _ => {}
         }
         let rest = path.strip_prefix("/jobs/")?;
@@ -136,7 +141,7 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         return text(
             404,
             "Not Found",
-            "not found: the routes are /, /run, /jobs, /jobs/ID, /jobs/ID/events and /healthz",
+            "not found: the routes are /, /run, /jobs, /jobs/ID, /jobs/ID/events, /metrics and /healthz",
         );
     };
     let origin = auth::check_origin(
@@ -169,6 +174,10 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         Route::Run => run(head, &query, config, cors),
         Route::Healthz => healthz(head),
         Route::Jobs | Route::Job(_) | Route::JobEvents(_) => jobs(head, route, &query, config, cors),
+        Route::Metrics => match gate(head, &query, config) {
+            Some(refusal) => refusal,
+            None => Decision::Metrics(cors),
+        },
     }
 }
 
@@ -265,11 +274,11 @@ fn method_not_allowed(allow: &'static str) -> Decision {
 /// otherwise.
 fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Config) -> Option<Decision> {
     match (route, &head.method) {
-        (Route::Page, Method::Get | Method::Head) | (Route::Run, Method::Get) => None,
+        (Route::Page | Route::Metrics, Method::Get | Method::Head) | (Route::Run, Method::Get) => None,
         (Route::Run, Method::Options) if config.cors_origin.is_some() => Some(preflight(origin)),
         (Route::Run, _) if config.cors_origin.is_some() => Some(method_not_allowed("GET, OPTIONS")),
         (Route::Run, _) => Some(method_not_allowed("GET")),
-        (Route::Page | Route::Healthz, _) => Some(method_not_allowed("GET, HEAD")),
+        (Route::Page | Route::Healthz | Route::Metrics, _) => Some(method_not_allowed("GET, HEAD")),
         (Route::Jobs, Method::Get) | (Route::JobEvents(_), Method::Get) | (Route::Job(_), Method::Get) => None,
         (Route::Jobs, Method::Other(m)) if m == "POST" => None,
         (Route::Job(_), Method::Other(m)) if m == "DELETE" => None,
@@ -557,8 +566,28 @@ mod tests {
     fn status(req: &str, config: &Config) -> u16 {
         match decide(&head(req), config) {
             Decision::Reply(reply) => reply.status,
-            Decision::Run(_) | Decision::Job(_) => 200,
+            Decision::Run(_) | Decision::Job(_) | Decision::Metrics(_) => 200,
         }
+    }
+
+    #[test]
+    fn metrics_has_the_gate_of_the_token_routes() {
+        let c = config();
+        let get = |rest: &str| status(&format!("GET /metrics{rest}"), &c);
+        assert_eq!(get(" HTTP/1.1\r\nHost: localhost\r\n\r\n"), 401);
+        assert_eq!(get("?token=nope HTTP/1.1\r\nHost: localhost\r\n\r\n"), 401);
+        assert_eq!(get("?token=T0k HTTP/1.1\r\nHost: localhost\r\n\r\n"), 200);
+        assert_eq!(get(" HTTP/1.1\r\nHost: evil\r\nAuthorization: Bearer T0k\r\n\r\n"), 403);
+        assert_eq!(
+            get(" HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer T0k\r\nSec-Fetch-Site: cross-site\r\n\r\n"),
+            403
+        );
+        let auth = "Host: localhost\r\nAuthorization: Bearer T0k\r\n\r\n";
+        assert!(matches!(
+            decide(&head(&format!("HEAD /metrics HTTP/1.1\r\n{auth}")), &c),
+            Decision::Metrics(_)
+        ));
+        assert_eq!(status(&format!("POST /metrics HTTP/1.1\r\n{auth}"), &c), 405);
     }
 
     fn job_action(req: &str) -> Option<JobAction> {

@@ -82,6 +82,59 @@ impl Stream {
     }
 }
 
+/// The name of an event (contract §3.2, §7.3), so what is sent can be
+/// counted by name without looking at its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventName {
+    /// Output from the child's stdout.
+    #[default]
+    Stdout,
+    /// Output from the child's stderr.
+    Stderr,
+    /// The command could not start.
+    Err,
+    /// The command ended.
+    Exit,
+    /// A job viewer missed events the log no longer holds.
+    Gap,
+}
+
+impl EventName {
+    /// Every name, in the order of [`EventName::index`].
+    pub const ALL: [EventName; 5] = [
+        EventName::Stdout,
+        EventName::Stderr,
+        EventName::Err,
+        EventName::Exit,
+        EventName::Gap,
+    ];
+
+    /// The name as the `event:` line spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::Stdout => "stdout",
+            EventName::Stderr => "stderr",
+            EventName::Err => "err",
+            EventName::Exit => "exit",
+            EventName::Gap => "gap",
+        }
+    }
+
+    /// Its place in [`EventName::ALL`], for counters kept in an array.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<Stream> for EventName {
+    fn from(stream: Stream) -> EventName {
+        match stream {
+            Stream::Stdout => EventName::Stdout,
+            Stream::Stderr => EventName::Stderr,
+        }
+    }
+}
+
 /// How a command ended, as the `exit` event reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
@@ -121,6 +174,8 @@ pub struct Frame {
     id: u64,
     /// The stream an output event carries; `None` for `err`, `exit`, `gap`.
     stream: Option<Stream>,
+    /// The event's name.
+    name: EventName,
     chunk_line: [u8; 20],
     chunk_line_len: usize,
 }
@@ -221,6 +276,11 @@ impl Frame {
         self.stream
     }
 
+    /// The event's name.
+    pub fn name(&self) -> EventName {
+        self.name
+    }
+
     /// True when there is nothing to send (raw output that was only the LF of
     /// a CRLF already sent as a line end).
     pub fn is_empty(&self) -> bool {
@@ -312,8 +372,9 @@ impl Encoder {
         self.next_id
     }
 
-    fn start(&mut self, event: &'static [u8]) {
+    fn start(&mut self, name: EventName, event: &'static [u8]) {
         self.frame.clear();
+        self.frame.name = name;
         self.frame.lit(b"id: ");
         let id = self.next_id;
         self.next_id += 1;
@@ -333,7 +394,7 @@ impl Encoder {
     /// `to` were not kept; its id is `to`.
     pub fn gap(&mut self, from: u64, to: u64) -> &Frame {
         self.next_id = to;
-        self.start(b"\nevent: gap\ndata: {\"type\":\"gap\",\"from\":");
+        self.start(EventName::Gap, b"\nevent: gap\ndata: {\"type\":\"gap\",\"from\":");
         self.frame.number(from);
         self.frame.lit(b",\"to\":");
         self.frame.number(to);
@@ -355,7 +416,7 @@ impl Encoder {
     }
 
     fn json_output(&mut self, stream: Stream, text: &[u8]) {
-        self.start(match stream {
+        self.start(stream.into(), match stream {
             Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"",
             Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",\"out\":\"",
         });
@@ -376,7 +437,7 @@ impl Encoder {
             self.frame.clear();
             return;
         }
-        self.start(match stream {
+        self.start(stream.into(), match stream {
             Stream::Stdout => b"\nevent: stdout\ndata: ",
             Stream::Stderr => b"\nevent: stderr\ndata: ",
         });
@@ -395,7 +456,7 @@ impl Encoder {
 
     /// The `err` event: the command could not start. The stream ends after it.
     pub fn error(&mut self, message: &str) -> &Frame {
-        self.start(b"\nevent: err\ndata: {\"type\":\"error\",\"out\":\"");
+        self.start(EventName::Err, b"\nevent: err\ndata: {\"type\":\"error\",\"out\":\"");
         let mut escaped = String::with_capacity(message.len() + 8);
         escape_json_into(&mut escaped, message);
         self.frame.scratch_str(&escaped);
@@ -406,7 +467,7 @@ impl Encoder {
 
     /// The `exit` event, the last of a stream.
     pub fn exit(&mut self, exit: &Exit) -> &Frame {
-        self.start(b"\nevent: exit\ndata: ");
+        self.start(EventName::Exit, b"\nevent: exit\ndata: ");
         self.frame.scratch_str(&exit.json());
         self.frame.lit(b"\n\n");
         self.frame.seal();

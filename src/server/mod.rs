@@ -23,6 +23,7 @@ use crate::http::response::Reply;
 use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
 use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
+use crate::metrics::{Metrics, StopReason};
 use crate::route::{self, Decision, RunRequest};
 use crate::sse::{Encoder, Format};
 use crate::sys;
@@ -30,6 +31,7 @@ use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
 
 mod publish;
+mod scrape;
 
 /// The listener's poll token.
 const LISTENER: Token = Token(0);
@@ -123,6 +125,8 @@ pub struct Server {
     containment: Containment,
     /// Next look at ended commands' cgroups still waiting to be removed.
     tidy: Deadline,
+    /// The counters `/metrics` reports (contract §8).
+    metrics: Metrics,
 }
 
 fn would_block(err: &io::Error) -> bool {
@@ -186,6 +190,7 @@ impl Server {
             reserve: File::open("/dev/null").ok(),
             containment,
             tidy: Deadline::default(),
+            metrics: Metrics::default(),
         })
     }
 
@@ -499,6 +504,7 @@ impl Server {
 
     fn send_reply(&mut self, index: usize, reply: &Reply, minor: u8, head_only: bool, now: Instant) {
         let Some(conn) = self.conns.get_mut(index) else { return };
+        self.metrics.response(reply.status);
         let mut bytes = Vec::with_capacity(256 + reply.body.len());
         reply.write_to(&mut bytes, minor, head_only);
         let after = if reply.close { After::Close } else { After::KeepAlive };
@@ -538,6 +544,11 @@ impl Server {
                 let status = self.on_job_request(index, &head, request, now);
                 info!("{peer} {method} {path} {status}");
             }
+            Decision::Metrics(headers) => {
+                info!("{peer} {method} {path} 200");
+                let reply = self.scrape(headers);
+                self.answer(index, &head, reply, now);
+            }
         }
     }
 
@@ -564,6 +575,7 @@ impl Server {
         let started = self.spawn_job(&run.argv, run.format, Output::Direct(Some(index)), now);
         let Some(conn) = self.conns.get_mut(index) else { return };
         conn.begin_stream(head, true, &run.headers, now);
+        self.metrics.response(200);
         match started {
             Ok(job_index) => {
                 conn.phase = Phase::Streaming { job: job_index };
@@ -602,9 +614,11 @@ impl Server {
             Ok(mut job) => {
                 job.out = out;
                 self.live_children += 1;
+                self.metrics.command_started();
                 Ok(self.jobs.insert(job))
             }
             Err(message) => {
+                self.metrics.command_failed_to_start();
                 info!("{}", logsafe::safe(&message, self.config.token.as_deref()));
                 Err(message)
             }
@@ -679,8 +693,8 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else { return };
         match conn.phase {
             Phase::Streaming { job } => {
-                if let Some(job_ref) = self.jobs.get_mut(job) {
-                    job_ref.detach(now, &mut self.timers);
+                if self.jobs.get_mut(job).is_some_and(|j| j.detach(now, &mut self.timers)) {
+                    self.metrics.command_stopped(StopReason::ClientGone);
                 }
                 self.reap_if_finished(job);
             }
@@ -689,6 +703,7 @@ impl Server {
         }
         let Some(conn) = self.conns.get_mut(index) else { return };
         conn.phase = Phase::Closed;
+        self.metrics.conn_closed(conn.counts());
         conn.deregister(self.poll.registry());
         if conn.counted {
             self.counted_conns -= 1;
@@ -746,8 +761,8 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         for index in self.jobs.indices() {
-            if let Some(job) = self.jobs.get_mut(index) {
-                job.terminate(now, &mut self.timers);
+            if self.jobs.get_mut(index).is_some_and(|j| j.terminate(now, &mut self.timers)) {
+                self.metrics.command_stopped(StopReason::Shutdown);
             }
         }
         for index in self.conns.indices() {
@@ -928,7 +943,10 @@ impl Server {
         if !job.kill.fire(now, TimerKey::Kill(index), &mut self.timers) {
             return;
         }
-        job.on_kill_deadline(now, &mut self.timers);
+        if job.on_kill_deadline(now, &mut self.timers) {
+            self.metrics.command_stopped(StopReason::Timeout);
+        }
+        let Some(job) = self.jobs.get_mut(index) else { return };
         job.stop_draining(self.poll.registry());
         self.reap_if_finished(index);
     }

@@ -18,6 +18,7 @@ use crate::http::request::Head;
 use crate::http::response::{Reply, RETRY_CHUNK};
 use crate::job::{Output, Sink};
 use crate::jobs::{self, Record, State};
+use crate::metrics::StopReason;
 use crate::route::{JobAction, JobRequest, RunRequest};
 use crate::sse::{Encoder, Format, Frame, Stream, RETRY};
 use crate::table::Table;
@@ -141,8 +142,8 @@ impl Server {
         match record.job() {
             Some(job) => {
                 let body = record.json();
-                if let Some(job) = self.jobs.get_mut(job) {
-                    job.terminate(now, &mut self.timers);
+                if self.jobs.get_mut(job).is_some_and(|j| j.terminate(now, &mut self.timers)) {
+                    self.metrics.command_stopped(StopReason::Deleted);
                 }
                 json_reply(202, "Accepted", body)
             }
@@ -185,6 +186,7 @@ impl Server {
             return Ok(());
         };
         conn.begin_stream(head, self.state == ServerState::Serving, headers, now);
+        self.metrics.response(200);
         conn.queue_block(RETRY, RETRY_CHUNK, now);
         let mut encoder = Encoder::new(format);
         let mut next = after.map_or(1, |n| n + 1);
