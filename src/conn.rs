@@ -327,7 +327,8 @@ impl Conn {
             self.pending.extend_from_slice(&part[skip..]);
             skip = 0;
         }
-        if was_empty && self.pending_len() > 0 && matches!(self.phase, Phase::Streaming { .. } | Phase::Watching { .. }) {
+        if was_empty && self.pending_len() > 0 && matches!(self.phase, Phase::Streaming { .. } | Phase::Watching { .. })
+        {
             // The stream now waits on this socket (see `Sent::pauses`).
             self.counts.pauses += 1;
         }

@@ -209,7 +209,12 @@ impl Metrics {
             sample(&mut out, name, "", value);
         }
         let name = "commands_stopped_total";
-        family(&mut out, name, "counter", "Running commands the server stopped, by reason.");
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Running commands the server stopped, by reason.",
+        );
         for reason in StopReason::ALL {
             labelled(&mut out, name, "reason", reason.as_str(), self.stopped[reason as usize]);
         }
@@ -333,17 +338,21 @@ mod tests {
     #[test]
     fn counts_add_up_across_closed_and_open_connections() {
         let mut metrics = Metrics::default();
-        let mut one = Sent::default();
-        one.bytes = 10;
+        let mut one = Sent {
+            bytes: 10,
+            ..Sent::default()
+        };
         one.events[EventName::Exit.index()] = 1;
         metrics.conn_closed(&one);
         metrics.response(200);
         metrics.response(200);
         metrics.response(299);
         metrics.command_stopped(StopReason::Deleted);
-        let mut open = Sent::default();
-        open.bytes = 5;
-        open.pauses = 2;
+        let open = Sent {
+            bytes: 5,
+            pauses: 2,
+            ..Sent::default()
+        };
         let text = metrics.render(&Gauges {
             open_sent: open,
             ..Gauges::default()

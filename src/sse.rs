@@ -416,10 +416,13 @@ impl Encoder {
     }
 
     fn json_output(&mut self, stream: Stream, text: &[u8]) {
-        self.start(stream.into(), match stream {
-            Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"",
-            Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",\"out\":\"",
-        });
+        self.start(
+            stream.into(),
+            match stream {
+                Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"",
+                Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",\"out\":\"",
+            },
+        );
         self.frame.stream = Some(stream);
         for_each_utf8_segment(text, &mut self.frame, push_json_escaped);
         self.frame.lit(b"\"}\n\n");
@@ -437,10 +440,13 @@ impl Encoder {
             self.frame.clear();
             return;
         }
-        self.start(stream.into(), match stream {
-            Stream::Stdout => b"\nevent: stdout\ndata: ",
-            Stream::Stderr => b"\nevent: stderr\ndata: ",
-        });
+        self.start(
+            stream.into(),
+            match stream {
+                Stream::Stdout => b"\nevent: stdout\ndata: ",
+                Stream::Stderr => b"\nevent: stderr\ndata: ",
+            },
+        );
         self.frame.stream = Some(stream);
         let mut state = RawLines {
             base: skip,

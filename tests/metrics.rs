@@ -213,7 +213,10 @@ impl Seen {
 
 fn json_field(ex: &Exchange, field: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(ex.body()).expect("a JSON body");
-    v[field].as_str().unwrap_or_else(|| panic!("no {field} in {v}")).to_owned()
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+        .to_owned()
 }
 
 #[test]
@@ -260,7 +263,10 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
     // Commands that run to their end: JSON and raw, stdout and stderr.
     for target in [
         format!("/run?command={}", pct("echo hello")),
-        format!("/run?command={}&format=raw", pct("sh -c 'echo out; echo err >&2; echo two'")),
+        format!(
+            "/run?command={}&format=raw",
+            pct("sh -c 'echo out; echo err >&2; echo two'")
+        ),
     ] {
         let ex = exchange(&server, &server.req("GET", &target, &[close()]));
         assert_eq!(ex.status, 200);
@@ -278,7 +284,11 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
     let _guard = MarkerGuard(vec![marker.clone()]);
     {
         let mut c = server.connect();
-        c.send(&server.req("GET", &format!("/run?command={}", pct(&format!("sleep 30 {marker}"))), &[close()]));
+        c.send(&server.req(
+            "GET",
+            &format!("/run?command={}", pct(&format!("sleep 30 {marker}"))),
+            &[close()],
+        ));
         let head = c.read_head();
         assert_eq!(head.status, 200);
         assert!(c.pending().is_empty(), "nothing but the head came");
@@ -290,14 +300,20 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
     }
     seen.bytes += b"8\r\n: ping\n\n\r\n".len() as u64;
     // Jobs: one deleted while running, one read to its end, one that fails.
-    let started = exchange(&server, &server.req("POST", &format!("/jobs?command={}", pct("sleep 30")), &[close()]));
+    let started = exchange(
+        &server,
+        &server.req("POST", &format!("/jobs?command={}", pct("sleep 30")), &[close()]),
+    );
     assert_eq!(started.status, 201);
     seen.add(&started);
     let id = json_field(&started, "id");
     let deleted = exchange(&server, &server.req("DELETE", &format!("/jobs/{id}"), &[close()]));
     assert_eq!(deleted.status, 202);
     seen.add(&deleted);
-    let echo = exchange(&server, &server.req("POST", &format!("/jobs?command={}", pct("echo job")), &[close()]));
+    let echo = exchange(
+        &server,
+        &server.req("POST", &format!("/jobs?command={}", pct("echo job")), &[close()]),
+    );
     seen.add(&echo);
     let watched = exchange(
         &server,
@@ -308,7 +324,11 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
     seen.add(&watched);
     let failed = exchange(
         &server,
-        &server.req("POST", &format!("/jobs?command={}", pct("/nonexistent/metrics-job")), &[close()]),
+        &server.req(
+            "POST",
+            &format!("/jobs?command={}", pct("/nonexistent/metrics-job")),
+            &[close()],
+        ),
     );
     assert_eq!(json_field(&failed, "state"), "failed");
     seen.add(&failed);
@@ -355,7 +375,11 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
     assert_eq!(delta("commands_started_total"), 6, "echo, sh, 2 × sleep /run, 2 jobs");
     assert_eq!(delta("commands_failed_to_start_total"), 2);
     for (reason, n) in [("client_gone", 1), ("timeout", 1), ("deleted", 1), ("shutdown", 0)] {
-        assert_eq!(delta(&format!("commands_stopped_total{{reason=\"{reason}\"}}")), n, "{reason}");
+        assert_eq!(
+            delta(&format!("commands_stopped_total{{reason=\"{reason}\"}}")),
+            n,
+            "{reason}"
+        );
     }
     for name in EVENT_NAMES {
         assert_eq!(
@@ -366,13 +390,21 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
     }
     assert_eq!(delta("bytes_sent_total"), seen.bytes, "every byte the clients read");
     for (status, n) in &seen.statuses {
-        assert_eq!(delta(&format!("requests_total{{status=\"{status}\"}}")), *n, "status {status}");
+        assert_eq!(
+            delta(&format!("requests_total{{status=\"{status}\"}}")),
+            *n,
+            "status {status}"
+        );
     }
     for (series, value) in &after.samples {
         if let Some(status) = series.strip_prefix("ssecommander_requests_total{status=\"") {
             let status: u16 = status.trim_end_matches("\"}").parse().unwrap();
             if !seen.statuses.contains_key(&status) {
-                assert_eq!(*value as u64, before.get(&series["ssecommander_".len()..]), "status {status}");
+                assert_eq!(
+                    *value as u64,
+                    before.get(&series["ssecommander_".len()..]),
+                    "status {status}"
+                );
             }
         }
     }
@@ -391,7 +423,7 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
     assert_eq!(after.get("jobs_kept"), 3);
     assert!(after.get("process_resident_memory_bytes") > 1024 * 1024);
     let fds = after.get("process_open_fds");
-    assert!(fds >= 4 && fds < 64, "open fds {fds}");
+    assert!((4..64).contains(&fds), "open fds {fds}");
 }
 
 fn print_excerpt(before: &Scrape, after: &Scrape) {
@@ -465,7 +497,10 @@ fn a_reader_that_lags_is_counted_as_a_pause_and_every_byte_still_counts() {
     thread::sleep(Duration::from_millis(200));
     let (after, _) = scrape(&server);
     let delta = |s: &str| after.get(s) - before.get(s);
-    assert!(delta("slow_reader_pauses_total") >= 1, "a full socket paused the stream");
+    assert!(
+        delta("slow_reader_pauses_total") >= 1,
+        "a full socket paused the stream"
+    );
     assert_eq!(delta("bytes_sent_total"), (first.raw.len() + raw.len()) as u64);
     assert_eq!(
         delta("events_sent_total{event=\"stdout\"}"),

@@ -761,7 +761,11 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         for index in self.jobs.indices() {
-            if self.jobs.get_mut(index).is_some_and(|j| j.terminate(now, &mut self.timers)) {
+            if self
+                .jobs
+                .get_mut(index)
+                .is_some_and(|j| j.terminate(now, &mut self.timers))
+            {
                 self.metrics.command_stopped(StopReason::Shutdown);
             }
         }

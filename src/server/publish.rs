@@ -142,7 +142,11 @@ impl Server {
         match record.job() {
             Some(job) => {
                 let body = record.json();
-                if self.jobs.get_mut(job).is_some_and(|j| j.terminate(now, &mut self.timers)) {
+                if self
+                    .jobs
+                    .get_mut(job)
+                    .is_some_and(|j| j.terminate(now, &mut self.timers))
+                {
                     self.metrics.command_stopped(StopReason::Deleted);
                 }
                 json_reply(202, "Accepted", body)
