@@ -527,7 +527,10 @@ fn browser_wire_inspector_shows_the_exact_bytes_of_run() {
 
         let blocks = wire["blocks"].as_array().expect("blocks");
         let times: Vec<f64> = blocks.iter().map(|b| b["ms"].as_f64().unwrap_or(-1.0)).collect();
-        assert!(blocks.len() >= 3, "{format}: two sleeps make at least three reads: {times:?}");
+        assert!(
+            blocks.len() >= 3,
+            "{format}: two sleeps make at least three reads: {times:?}"
+        );
         assert!(times.windows(2).all(|t| t[0] <= t[1]) && times[0] >= 0.0, "{times:?}");
         assert!(
             times[times.len() - 1] - times[0] >= 350.0,
@@ -539,11 +542,18 @@ fn browser_wire_inspector_shows_the_exact_bytes_of_run() {
         }
         assert!(wire["head"].as_str().unwrap_or("").contains("200 OK"), "{wire:#}");
         assert!(
-            wire["head"].as_str().unwrap_or("").contains("content-type: text/event-stream"),
+            wire["head"]
+                .as_str()
+                .unwrap_or("")
+                .contains("content-type: text/event-stream"),
             "{wire:#}"
         );
         let marks = &wire["marks"];
-        assert_eq!(marks["end"], json!(4), "{format}: one end-of-event mark per event: {marks}");
+        assert_eq!(
+            marks["end"],
+            json!(4),
+            "{format}: one end-of-event mark per event: {marks}"
+        );
         assert_eq!(marks["id"], json!(4), "{format}: four id: fields coloured: {marks}");
         assert!(marks["bad"].as_u64() >= Some(1), "{format}: U+FFFD marked: {marks}");
         // raw carries the tab itself; json escapes it as the two characters \t.
@@ -569,7 +579,9 @@ fn browser_wire_inspector_reads_a_job_stream() {
     let wire = wait_inspector(&browser, "the stream to end", |w| w["state"] == json!("ended"));
     let job = kept_job(&browser);
     assert!(
-        wire["path"].as_str().is_some_and(|p| p == format!("/jobs/{job}/events?format=json")),
+        wire["path"]
+            .as_str()
+            .is_some_and(|p| p == format!("/jobs/{job}/events?format=json")),
         "the inspector read the job's stream: {wire:#}"
     );
     let socket = server.get(&format!("/jobs/{job}/events?format=json"));
@@ -619,7 +631,11 @@ fn browser_wire_inspector_bounds_a_flood_and_stop_ends_it() {
     server.wait_no_children(KILL_GRACE + Duration::from_secs(3));
     let wire = wait_inspector(&browser, "the fetch aborted", |w| w["state"] == json!("aborted"));
     let kept = wire["blocks"].as_array().map_or(0, Vec::len) as u64;
-    assert!(wire["reads"].as_u64() > Some(kept), "reads {} > kept {kept}", wire["reads"]);
+    assert!(
+        wire["reads"].as_u64() > Some(kept),
+        "reads {} > kept {kept}",
+        wire["reads"]
+    );
 }
 
 // ---------------------------------------------------------------- helpers
@@ -1032,11 +1048,7 @@ fn event_rows(body: &[u8]) -> Vec<[String; 3]> {
     text[..text.len() - 2]
         .split("\n\n")
         .map(|event| {
-            let field = |name: &str| {
-                event
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name).map(str::to_owned))
-            };
+            let field = |name: &str| event.lines().find_map(|l| l.strip_prefix(name).map(str::to_owned));
             let name = field("event: ").unwrap_or_else(|| {
                 let kind = if field("data:").is_some() {
                     "message"
