@@ -482,6 +482,162 @@ fn browser_shows_a_gap_plainly() {
     assert_eq!(numbers, (first..=300).collect::<Vec<_>>(), "the held tail, each once");
 }
 
+/// Issue 13, the wire inspector: a `/run` stream read with `fetch()` shows,
+/// read by read, exactly the body bytes a raw socket gets for the same
+/// request (chunked framing removed), in json and raw; the event table lists
+/// each event's id, name and size; tab and U+FFFD are marked.
+#[test]
+fn browser_wire_inspector_shows_the_exact_bytes_of_run() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell"]);
+    let browser = Browser::start("wire");
+    open_page_with_token(&browser, &server);
+
+    // Tab, CRLF, an invalid byte, a 3-byte character on stderr; the sleeps
+    // make each printf one read of the pipe, so both runs cut the same events.
+    let command = r"printf 'a\tb\r\nc\377d\n'; sleep 0.2; printf 'two\n'; sleep 0.2; printf 'x\342\202\254y\n' >&2";
+    browser.click("#wire");
+    browser.click("#via option[value=run]");
+    for format in ["raw", "json"] {
+        browser.click(&format!("#fmt option[value={format}]"));
+        browser.clear("#command");
+        browser.send_keys("#command", &format!("{command}{ENTER}"));
+        let state = browser.wait_for("exit code 0", PAGE_TIMEOUT, |s| status(s).contains("exit code 0"));
+        let wire = wait_inspector(&browser, "the stream to end", |w| w["state"] == json!("ended"));
+        if format == "raw" {
+            // The first read holds the tab and the U+FFFD: show it (docs/inspector.png).
+            browser.exec("document.getElementById('blocks').scrollTop = 0;", json!([]));
+            browser.screenshot("browser-wire.png");
+            assert!(lines_of(&state["stdout"]).iter().any(|l| l == "two"), "{state:#}");
+        }
+
+        let target = format!("/run?command={}&format={format}", common::pct(command));
+        let socket = server.run_target(&target);
+        let seen = captured(&wire);
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            String::from_utf8_lossy(&socket.resp.body),
+            "{format}: the inspector's bytes are the body a raw socket reads"
+        );
+        assert_eq!(seen, socket.resp.body, "{format}: byte for byte");
+        let want_rows = event_rows(&socket.resp.body);
+        let names: Vec<&str> = want_rows.iter().map(|r| r[1].as_str()).collect();
+        assert_eq!(names, ["stdout", "stdout", "stderr", "exit"], "{format}: {want_rows:?}");
+        assert_eq!(table_rows(&wire), want_rows, "{format}: id, event, bytes of each event");
+
+        let blocks = wire["blocks"].as_array().expect("blocks");
+        let times: Vec<f64> = blocks.iter().map(|b| b["ms"].as_f64().unwrap_or(-1.0)).collect();
+        assert!(
+            blocks.len() >= 3,
+            "{format}: two sleeps make at least three reads: {times:?}"
+        );
+        assert!(times.windows(2).all(|t| t[0] <= t[1]) && times[0] >= 0.0, "{times:?}");
+        assert!(
+            times[times.len() - 1] - times[0] >= 350.0,
+            "{format}: the reads arrived 400 ms apart at least (two sleeps of 0.2 s): {times:?}"
+        );
+        for block in blocks {
+            let hex = block["hex"].as_str().unwrap_or("");
+            assert_eq!(block["size"].as_u64(), Some(hex.len() as u64 / 2), "{block}");
+        }
+        assert!(wire["head"].as_str().unwrap_or("").contains("200 OK"), "{wire:#}");
+        assert!(
+            wire["head"]
+                .as_str()
+                .unwrap_or("")
+                .contains("content-type: text/event-stream"),
+            "{wire:#}"
+        );
+        let marks = &wire["marks"];
+        assert_eq!(
+            marks["end"],
+            json!(4),
+            "{format}: one end-of-event mark per event: {marks}"
+        );
+        assert_eq!(marks["id"], json!(4), "{format}: four id: fields coloured: {marks}");
+        assert!(marks["bad"].as_u64() >= Some(1), "{format}: U+FFFD marked: {marks}");
+        // raw carries the tab itself; json escapes it as the two characters \t.
+        let tabs = if format == "raw" { 1 } else { 0 };
+        assert_eq!(marks["tab"], json!(tabs), "{format}: tab marks: {marks}");
+    }
+}
+
+/// The inspector on a job stream (§7.3): the bytes of `/jobs/ID/events`,
+/// `retry:` block first, match what a raw socket reads from the same
+/// (finished) job; the table starts with the `retry` block.
+#[test]
+fn browser_wire_inspector_reads_a_job_stream() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell"]);
+    let browser = Browser::start("wire-job");
+    open_page_with_token(&browser, &server);
+
+    browser.click("#wire");
+    let command = r"printf 'one\n'; sleep 0.2; printf 'two\n'";
+    browser.send_keys("#command", &format!("{command}{ENTER}"));
+    browser.wait_for("exit code 0", PAGE_TIMEOUT, |s| status(s).contains("exit code 0"));
+    let wire = wait_inspector(&browser, "the stream to end", |w| w["state"] == json!("ended"));
+    let job = kept_job(&browser);
+    assert!(
+        wire["path"]
+            .as_str()
+            .is_some_and(|p| p == format!("/jobs/{job}/events?format=json")),
+        "the inspector read the job's stream: {wire:#}"
+    );
+    let socket = server.get(&format!("/jobs/{job}/events?format=json"));
+    socket.assert_status(200, "the finished job's events");
+    assert_eq!(
+        String::from_utf8_lossy(&captured(&wire)),
+        String::from_utf8_lossy(&socket.body),
+        "the inspector's bytes are what a raw socket reads from the job"
+    );
+    let rows = table_rows(&wire);
+    assert_eq!(rows, event_rows(&socket.body));
+    let names: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(names, ["retry", "stdout", "stdout", "exit"], "{rows:?}");
+    assert_eq!(rows[0], ["", "retry", "13"], "`retry: 1000\\n\\n` is 13 bytes");
+}
+
+/// `cat /dev/zero` in the inspector: the page keeps reading, keeps at most
+/// its bound of reads and says older ones were dropped; Stop aborts the
+/// fetch, and the server stops the command (§3.6).
+#[test]
+fn browser_wire_inspector_bounds_a_flood_and_stop_ends_it() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell"]);
+    let browser = Browser::start("wire-flood");
+    open_page_with_token(&browser, &server);
+
+    browser.click("#wire");
+    browser.click("#via option[value=run]");
+    browser.send_keys("#command", &format!("cat /dev/zero{ENTER}"));
+    let wire = wait_inspector(&browser, "8 MiB read", |w| w["bytes"].as_u64() > Some(8 << 20));
+    browser.screenshot("browser-wire-flood.png");
+    let blocks = wire["blocks"].as_array().expect("blocks");
+    let kept: u64 = blocks.iter().filter_map(|b| b["size"].as_u64()).sum();
+    let largest = blocks.iter().filter_map(|b| b["size"].as_u64()).max().unwrap_or(0);
+    assert!(blocks.len() <= 300, "at most 300 reads kept: {}", blocks.len());
+    assert!(kept <= (256 << 10) + largest, "about 256 KiB kept, not {kept}");
+    assert!(wire["dropped"].as_u64() > Some(0), "{wire:#}");
+    assert!(
+        wire["note"].as_str().unwrap_or("").contains("older reads"),
+        "the page says older reads were dropped: {}",
+        wire["note"]
+    );
+    assert!(!server.children().is_empty(), "cat runs while the stream is read");
+
+    browser.click("#stop");
+    browser.wait_for("status stopped", PAGE_TIMEOUT, |s| status(s).contains("stopped"));
+    server.wait_no_children(KILL_GRACE + Duration::from_secs(3));
+    let wire = wait_inspector(&browser, "the fetch aborted", |w| w["state"] == json!("aborted"));
+    let kept = wire["blocks"].as_array().map_or(0, Vec::len) as u64;
+    assert!(
+        wire["reads"].as_u64() > Some(kept),
+        "reads {} > kept {kept}",
+        wire["reads"]
+    );
+}
+
 // ---------------------------------------------------------------- helpers
 
 /// `None` (after a loud SKIPPED line) when the browser is not installed and not
@@ -810,6 +966,103 @@ fn attacker_serve(mut stream: TcpStream, seen: &Mutex<Vec<String>>, victim: &str
         None => "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_owned(),
     };
     let _ = stream.write_all(reply.as_bytes());
+}
+
+/// The inspector as the tests read it: its state, the head it shows, each
+/// kept read (number, size, ms, bytes as hex), the table rows, and counts of
+/// its marks (tab, U+FFFD, end of event, coloured `id:` names).
+fn inspector(browser: &Browser) -> Value {
+    browser.exec(
+        "var i=document.getElementById('inspector'),all=function(s){return document.querySelectorAll(s);},\
+           map=function(s,f){return Array.prototype.map.call(all(s),f);},\
+           count=function(s,t){return Array.prototype.filter.call(all(s),\
+             function(e){return e.textContent.indexOf(t)>=0;}).length;},\
+           note=document.querySelector('#blocks .dropped');\
+         return {state:i.dataset.state, path:i.dataset.path, reads:Number(i.dataset.reads),\
+           bytes:Number(i.dataset.bytes), dropped:Number(i.dataset.dropped),\
+           head:document.getElementById('ihead').textContent, note:note?note.textContent:'',\
+           blocks:map('#blocks .blk',function(b){return {n:Number(b.dataset.n),\
+             size:Number(b.dataset.size), ms:Number(b.dataset.ms), hex:b.dataset.hex};}),\
+           rows:map('#erows tr',function(r){return Array.prototype.map.call(r.cells,\
+             function(c){return c.textContent;});}),\
+           marks:{tab:count('#blocks .ctl','⇥'), bad:all('#blocks .bad').length,\
+             end:all('#blocks .evb').length, id:all('#blocks .n-id').length}};",
+        json!([]),
+    )
+}
+
+/// Polls the inspector until `ok`; on timeout saves a screenshot.
+fn wait_inspector(browser: &Browser, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    loop {
+        let wire = inspector(browser);
+        if ok(&wire) {
+            return wire;
+        }
+        if Instant::now() >= deadline {
+            browser.screenshot(&format!("browser-{}-timeout.png", browser.name));
+            wire_panic(what, &wire);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wire_panic(what: &str, wire: &Value) -> ! {
+    let mut shown = wire.clone();
+    shown["blocks"] = json!(wire["blocks"].as_array().map_or(0, Vec::len));
+    panic!("timed out after {PAGE_TIMEOUT:?} waiting for {what}; inspector: {shown:#}");
+}
+
+/// The bytes of every read the inspector kept, in order.
+fn captured(wire: &Value) -> Vec<u8> {
+    let blocks = wire["blocks"].as_array().expect("blocks");
+    let numbers: Vec<u64> = blocks.iter().filter_map(|b| b["n"].as_u64()).collect();
+    assert_eq!(
+        numbers,
+        (1..=blocks.len() as u64).collect::<Vec<_>>(),
+        "every read kept, in order"
+    );
+    let hex: String = blocks.iter().filter_map(|b| b["hex"].as_str()).collect();
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The inspector's table as (id, event, bytes) rows.
+fn table_rows(wire: &Value) -> Vec<[String; 3]> {
+    let rows = wire["rows"].as_array().expect("rows");
+    rows.iter()
+        .map(|r| {
+            let cell = |i: usize| r[i].as_str().unwrap_or("?").to_owned();
+            [cell(0), cell(1), cell(2)]
+        })
+        .collect()
+}
+
+/// (id, event, bytes) of each event of an SSE body whose lines end in LF, as
+/// the table should list them: an event without a name is `message`, `retry`
+/// or `comment` by what it holds; its bytes include the blank line.
+fn event_rows(body: &[u8]) -> Vec<[String; 3]> {
+    let text = std::str::from_utf8(body).expect("§3.3: the stream is UTF-8");
+    assert!(text.ends_with("\n\n"), "the body ends with an event: {text:?}");
+    text[..text.len() - 2]
+        .split("\n\n")
+        .map(|event| {
+            let field = |name: &str| event.lines().find_map(|l| l.strip_prefix(name).map(str::to_owned));
+            let name = field("event: ").unwrap_or_else(|| {
+                let kind = if field("data:").is_some() {
+                    "message"
+                } else if field("retry:").is_some() {
+                    "retry"
+                } else {
+                    "comment"
+                };
+                kind.to_owned()
+            });
+            let bytes = event.len() + 2;
+            [field("id: ").unwrap_or_default(), name, bytes.to_string()]
+        })
+        .collect()
 }
 
 fn status(state: &Value) -> String {
