@@ -46,7 +46,8 @@
 //! - [`sse`] cuts child output into events and encodes them as SSE frames,
 //!   `IoSlice` pieces that point at the bytes they encode; it does no I/O.
 //! - [`client`] is the other side of the wire (URL, HTTP response, SSE
-//!   parser, payload decoding) for `ssecommander bench` and the tests.
+//!   parser, payload decoding) for `ssecommander bench` and the tests;
+//!   [`bench`] is that load client (contract §9), one mio thread.
 //!
 //! `http`, `route`, `auth`, `argv`, `sse` and `eventlog` are pure: values in,
 //! values out, no sockets and no clock, so they are fuzzed (`fuzz/`) and
@@ -55,6 +56,7 @@
 
 pub mod argv;
 pub mod auth;
+pub mod bench;
 pub mod child;
 pub mod cli;
 pub mod client;
