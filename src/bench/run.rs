@@ -98,7 +98,6 @@ pub fn run(plan: &Plan, addr: SocketAddr, progress: &mut dyn FnMut(&Progress)) -
     let mut open = streams.iter().flatten().count();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; READ_BUF];
-    let mut scratch = Vec::new();
     let mut again: Vec<usize> = Vec::new();
     let mut queued = vec![false; plan.streams];
     let mut work: Vec<(usize, bool, bool)> = Vec::new();
@@ -133,7 +132,7 @@ pub fn run(plan: &Plan, addr: SocketAddr, progress: &mut dyn FnMut(&Progress)) -
             let Some(Some(stream)) = streams.get_mut(i) else {
                 continue;
             };
-            match stream.step(writable, readable, &request, &mut buf, &mut scratch, &mut totals) {
+            match stream.step(writable, readable, &request, &mut buf, &mut totals) {
                 Step::Wait => {}
                 Step::Again if !queued[i] => {
                     queued[i] = true;

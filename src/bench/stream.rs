@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::stats::{Failure, Totals};
-use crate::client::payload::{self, Kind};
+use crate::client::payload::{self, Kind, Piece};
 use crate::client::sse::{End, Item, SseParser};
 use crate::client::ResponseReader;
 
@@ -54,11 +54,42 @@ pub struct Stream {
     reader: ResponseReader,
     sse: SseParser,
     seen: Seen,
-    /// The unfinished last line of output so far, while it may still be a
-    /// timestamp (at most [`MAX_STAMP`] bytes).
-    carry: Vec<u8>,
-    /// The unfinished line is longer than a timestamp.
-    carry_long: bool,
+    /// The unfinished last line of output so far.
+    carry: Carry,
+}
+
+/// The current output line, kept while it may still be a timestamp.
+#[derive(Debug, Default)]
+struct Carry {
+    /// Its bytes so far (at most [`MAX_STAMP`]).
+    bytes: Vec<u8>,
+    /// It is longer than a timestamp.
+    long: bool,
+}
+
+impl Carry {
+    /// Text of the line. A line split across events is judged when its end
+    /// arrives (so its latency is that of its last byte).
+    fn text(&mut self, text: &[u8]) {
+        if self.long {
+            return;
+        }
+        if self.bytes.len() + text.len() <= MAX_STAMP {
+            self.bytes.extend_from_slice(text);
+        } else {
+            self.bytes.clear();
+            self.long = true;
+        }
+    }
+
+    /// The line ended: time it if it is a timestamp.
+    fn end(&mut self, arrived: u64, totals: &mut Totals) {
+        if !self.long {
+            time_line(&self.bytes, arrived, totals);
+        }
+        self.bytes.clear();
+        self.long = false;
+    }
 }
 
 impl Stream {
@@ -76,8 +107,7 @@ impl Stream {
             reader: ResponseReader::new(false),
             sse: SseParser::with_max(MAX_EVENT),
             seen: Seen::default(),
-            carry: Vec::with_capacity(MAX_STAMP),
-            carry_long: false,
+            carry: Carry::default(),
         })
     }
 
@@ -95,7 +125,6 @@ impl Stream {
         readable: bool,
         request: &[u8],
         buf: &mut [u8],
-        scratch: &mut Vec<u8>,
         totals: &mut Totals,
     ) -> Step {
         if writable && self.sent < request.len() {
@@ -123,7 +152,7 @@ impl Stream {
                     return Step::Done;
                 }
             };
-            if let Some(done) = self.on_bytes(&buf[..n], scratch, totals) {
+            if let Some(done) = self.on_bytes(&buf[..n], totals) {
                 return done;
             }
         }
@@ -154,7 +183,7 @@ impl Stream {
     }
 
     /// Feeds one read; `Some` when the stream ended.
-    fn on_bytes(&mut self, bytes: &[u8], scratch: &mut Vec<u8>, totals: &mut Totals) -> Option<Step> {
+    fn on_bytes(&mut self, bytes: &[u8], totals: &mut Totals) -> Option<Step> {
         let arrived = crate::sys::monotonic_ns();
         totals.wire_bytes += bytes.len() as u64;
         if !self.got_byte {
@@ -168,12 +197,11 @@ impl Stream {
                 sse,
                 seen,
                 carry,
-                carry_long,
                 ..
             } = self;
             let res = reader.feed(bytes, &mut |body: &[u8]| {
                 if sse_err.is_none() {
-                    sse_err = feed_sse(sse, body, arrived, seen, carry, carry_long, scratch, totals).err();
+                    sse_err = feed_sse(sse, body, arrived, seen, carry, totals).err();
                 }
             });
             match (res, sse_err) {
@@ -182,7 +210,7 @@ impl Stream {
                 (Ok(_), None) => Ok(()),
             }
         } else {
-            self.on_first_bytes(bytes, arrived, scratch, totals)
+            self.on_first_bytes(bytes, arrived, totals)
         };
         if let Err(why) = fed {
             totals.fail(why);
@@ -193,13 +221,7 @@ impl Stream {
 
     /// Bytes while the head is incomplete: the status decides whether the
     /// body is an event stream at all.
-    fn on_first_bytes(
-        &mut self,
-        bytes: &[u8],
-        arrived: u64,
-        scratch: &mut Vec<u8>,
-        totals: &mut Totals,
-    ) -> Result<(), Failure> {
+    fn on_first_bytes(&mut self, bytes: &[u8], arrived: u64, totals: &mut Totals) -> Result<(), Failure> {
         let mut body = Vec::new();
         self.reader
             .feed(bytes, &mut |b: &[u8]| body.extend_from_slice(b))
@@ -207,14 +229,8 @@ impl Stream {
         match self.reader.head().map(|h| h.status) {
             None => Ok(()),
             Some(200) => {
-                let Stream {
-                    sse,
-                    seen,
-                    carry,
-                    carry_long,
-                    ..
-                } = self;
-                feed_sse(sse, &body, arrived, seen, carry, carry_long, scratch, totals)
+                let Stream { sse, seen, carry, .. } = self;
+                feed_sse(sse, &body, arrived, seen, carry, totals)
             }
             Some(status) => Err(Failure::Status(status)),
         }
@@ -253,15 +269,12 @@ impl Stream {
 }
 
 /// Body bytes → SSE → counted events.
-#[allow(clippy::too_many_arguments)]
 fn feed_sse(
     sse: &mut SseParser,
     body: &[u8],
     arrived: u64,
     seen: &mut Seen,
-    carry: &mut Vec<u8>,
-    carry_long: &mut bool,
-    scratch: &mut Vec<u8>,
+    carry: &mut Carry,
     totals: &mut Totals,
 ) -> Result<(), Failure> {
     sse.feed(body, &mut |item: Item<'_>| match item {
@@ -270,10 +283,17 @@ fn feed_sse(
             match Kind::of(ev.name) {
                 kind if kind.is_output() => {
                     totals.output_events += 1;
-                    scratch.clear();
-                    payload::output(ev.data, scratch);
-                    totals.payload_bytes += scratch.len() as u64;
-                    count_lines(scratch, arrived, carry, carry_long, totals);
+                    payload::output_pieces(ev.data, &mut |piece| match piece {
+                        Piece::Text(text) => {
+                            totals.payload_bytes += text.len() as u64;
+                            carry.text(text);
+                        }
+                        Piece::Newline => {
+                            totals.payload_bytes += 1;
+                            totals.lines += 1;
+                            carry.end(arrived, totals);
+                        }
+                    });
                 }
                 Kind::Exit => {
                     seen.exit = true;
@@ -289,33 +309,6 @@ fn feed_sse(
         _ => {}
     })
     .map_err(|_| Failure::BadSse)
-}
-
-/// Counts the lines of `out` and times those that are `CLOCK_MONOTONIC`
-/// nanosecond stamps; a line split across events is judged when its end
-/// arrives (so its latency is that of its last byte).
-fn count_lines(out: &[u8], arrived: u64, carry: &mut Vec<u8>, carry_long: &mut bool, totals: &mut Totals) {
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', out) {
-        totals.lines += 1;
-        let piece = &out[start..end];
-        start = end + 1;
-        if carry.is_empty() && !*carry_long {
-            time_line(piece, arrived, totals);
-        } else if !*carry_long && carry.len() + piece.len() <= MAX_STAMP {
-            carry.extend_from_slice(piece);
-            time_line(carry, arrived, totals);
-        }
-        carry.clear();
-        *carry_long = false;
-    }
-    let rest = &out[start..];
-    if !*carry_long && carry.len() + rest.len() <= MAX_STAMP {
-        carry.extend_from_slice(rest);
-    } else {
-        carry.clear();
-        *carry_long = true;
-    }
 }
 
 fn time_line(line: &[u8], arrived: u64, totals: &mut Totals) {

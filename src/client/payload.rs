@@ -50,17 +50,37 @@ pub enum Encoding {
     Raw,
 }
 
+/// A piece of decoded child output, as [`output_pieces`] hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// Text with no LF in it (unless the sender broke JSON by putting a raw
+    /// LF inside a string: that is passed through as text).
+    Text(&'a [u8]),
+    /// One LF.
+    Newline,
+}
+
 /// Appends the child output that event data `data` carries to `out`: the
 /// decoded `out` member when `data` is a JSON object that has one as a
 /// string (a malformed escape inside it becomes U+FFFD), else `data` plus
 /// `\n` (raw format: exact when events carry whole lines, as ours do).
 pub fn output(data: &[u8], out: &mut Vec<u8>) -> Encoding {
+    output_pieces(data, &mut |piece| match piece {
+        Piece::Text(text) => out.extend_from_slice(text),
+        Piece::Newline => out.push(b'\n'),
+    })
+}
+
+/// The same output as [`output`], handed to `on` in pieces without copying
+/// it: text runs (borrowed from `data` where no escape intervenes) and line
+/// ends, so a caller that counts bytes and lines needs no buffer.
+pub fn output_pieces<F: FnMut(Piece<'_>)>(data: &[u8], on: &mut F) -> Encoding {
     if let Some(at) = member(data, b"out").filter(|&at| data.get(at) == Some(&b'"')) {
-        decode_string(data, at + 1, out);
+        decode_string(data, at + 1, on);
         return Encoding::Json;
     }
-    out.extend_from_slice(data);
-    out.push(b'\n');
+    text_run(data, on);
+    on(Piece::Newline);
     Encoding::Raw
 }
 
@@ -174,13 +194,17 @@ fn hex4(data: &[u8], at: usize) -> Option<u32> {
     u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
-/// Decodes the JSON string whose contents start at `i` into `out`, up to its
-/// closing quote (or the end of `data`). A lone surrogate or a bad escape
-/// becomes U+FFFD.
-fn decode_string(data: &[u8], mut i: usize, out: &mut Vec<u8>) {
+/// Decodes the JSON string whose contents start at `i`, up to its closing
+/// quote (or the end of `data`), into pieces for `on`. A lone surrogate or a
+/// bad escape becomes U+FFFD. A JSON string holds no raw control bytes, so
+/// the runs between escapes are passed on unscanned; a `\n` escape is a
+/// line end.
+fn decode_string<F: FnMut(Piece<'_>)>(data: &[u8], mut i: usize, on: &mut F) {
     while let Some(n) = memchr::memchr2(b'"', b'\\', &data[i..]) {
         let j = i + n;
-        out.extend_from_slice(&data[i..j]);
+        if j > i {
+            on(Piece::Text(&data[i..j]));
+        }
         if data[j] == b'"' {
             return;
         }
@@ -202,10 +226,31 @@ fn decode_string(data: &[u8], mut i: usize, out: &mut Vec<u8>) {
             }
             _ => '\u{fffd}',
         };
-        let mut utf8 = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
+        if ch == '\n' {
+            on(Piece::Newline);
+        } else {
+            let mut utf8 = [0u8; 4];
+            on(Piece::Text(ch.encode_utf8(&mut utf8).as_bytes()));
+        }
     }
-    out.extend_from_slice(&data[i..]);
+    if i < data.len() {
+        on(Piece::Text(&data[i..]));
+    }
+}
+
+/// Raw text, cut into pieces at each LF.
+fn text_run<F: FnMut(Piece<'_>)>(run: &[u8], on: &mut F) {
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', run) {
+        if end > start {
+            on(Piece::Text(&run[start..end]));
+        }
+        on(Piece::Newline);
+        start = end + 1;
+    }
+    if start < run.len() {
+        on(Piece::Text(&run[start..]));
+    }
 }
 
 /// The character of a `\u` escape whose hex digits start at `i`, joining a
@@ -255,6 +300,23 @@ mod tests {
         );
         assert_eq!(text(b"plain line"), ("plain line\n".to_owned(), Encoding::Raw));
         assert_eq!(text(br#"{"out":12}"#).1, Encoding::Raw);
+    }
+
+    #[test]
+    fn pieces_borrow_runs_and_mark_line_ends() {
+        let mut pieces = Vec::new();
+        let mut collect = |p: Piece<'_>| {
+            pieces.push(match p {
+                Piece::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                Piece::Newline => "NL".to_owned(),
+            })
+        };
+        assert_eq!(
+            output_pieces(br#"{"out":"ab\ncd\u000a\t"}"#, &mut collect),
+            Encoding::Json
+        );
+        assert_eq!(output_pieces(b"x\n\ny", &mut collect), Encoding::Raw);
+        assert_eq!(pieces, ["ab", "NL", "cd", "NL", "\t", "x", "NL", "NL", "y", "NL"]);
     }
 
     #[test]
