@@ -9,7 +9,7 @@
 //!   the table, the JSON object, the progress line.
 //!
 //! Bounds: at most [`args::MAX_STREAMS`] streams, [`args::MAX_DURATION`],
-//! one 256 KiB read buffer, per stream a response head of 16 KiB and SSE
+//! one 64 KiB read buffer, per stream a response head of 16 KiB and SSE
 //! lines and event data of 4 MiB. It contacts only the URL's address.
 
 pub mod args;
