@@ -326,3 +326,41 @@ fn time_line(line: &[u8], arrived: u64, totals: &mut Totals) {
         None => totals.future_stamps += 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals() -> Totals {
+        Totals {
+            stamp_floor: 1_000,
+            ..Totals::default()
+        }
+    }
+
+    #[test]
+    fn a_stamp_split_across_events_is_timed_at_its_end() {
+        let mut t = totals();
+        let mut carry = Carry::default();
+        carry.text(b"15");
+        carry.text(b"00");
+        carry.end(1_600, &mut t);
+        assert_eq!((t.latency.count(), t.latency.quantile(0.5)), (1, Some(100)));
+    }
+
+    #[test]
+    fn only_plausible_stamps_count() {
+        let mut t = totals();
+        let mut carry = Carry::default();
+        for line in [&b"999"[..], b"1500x", b"", b"123456789012345678901", b"3000"] {
+            carry.text(line);
+            carry.end(2_000, &mut t);
+        }
+        // 999 is below the floor (seq's numbers); 3000 is later than its arrival.
+        assert_eq!((t.latency.count(), t.future_stamps), (0, 1));
+        carry.text(b"1234567890");
+        carry.text(b"12345678901");
+        carry.end(u64::MAX, &mut t);
+        assert_eq!(t.latency.count(), 0, "21 digits is no u64 stamp");
+    }
+}
