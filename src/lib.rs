@@ -58,12 +58,12 @@ pub mod cli;
 pub mod conn;
 pub mod contain;
 pub mod eventlog;
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod http;
 pub mod job;
 pub mod jobs;
 pub mod logsafe;
-#[doc(hidden)]
-pub mod oracle;
 pub mod route;
 pub mod server;
 pub mod sse;

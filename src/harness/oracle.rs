@@ -4,9 +4,9 @@
 //! The first bytes of an input steer the oracle (where reads are cut, which
 //! format, when the flush timer fires); the rest is the data under test. The
 //! layout of each input is given in the doc of its function, so a seed can be
-//! written by hand. Nothing here is used by the server: it is `#[doc(hidden)]`
-//! and exists so that `fuzz/` (nightly, libFuzzer) and `tests/corpus.rs`
-//! (stable `cargo test`) check exactly the same promises.
+//! written by hand. Nothing here is used by the server: it is behind the
+//! `harness` feature and exists so that `fuzz/` (nightly, libFuzzer) and
+//! `tests/corpus.rs` (stable `cargo test`) check exactly the same promises.
 //!
 //! The checks parse what the library emits with deliberately strict, separate
 //! implementations (an SSE parser, a JSON string decoder, a chunked decoder),
