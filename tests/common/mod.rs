@@ -1,9 +1,10 @@
 //! Test harness for driving the real `ssecommander` binary (STYLE.md, "Tests
 //! that drive the real binary").
 //!
-//! - [`Server`]: starts the binary on `127.0.0.1:0`, reads the URL line within
-//!   5 s, sends its stderr to a file under the target directory (shown when a
-//!   test fails), and stops it by PID on drop (SIGTERM, then SIGKILL).
+//! - [`Server`]: starts the binary on `127.0.0.1:0` through the shared guard
+//!   `ssecommander::harness::server::Server` (which reads the URL line within
+//!   5 s and stops it by PID on drop: SIGTERM, then SIGKILL), with its stderr
+//!   in a file under the target directory (shown when a test fails).
 //! - [`Conn`]: a raw HTTP/1.x client over `std::net::TcpStream` with read
 //!   timeouts: send any bytes, read one response (chunked, Content-Length or
 //!   close-delimited), keep the connection for keep-alive or pipelining, or
@@ -12,24 +13,31 @@
 //!   anything our wire never sends (malformed lines, unknown fields, events
 //!   without id / event / data, ids that are not 1, 2, 3…).
 //! - `/proc` helpers (fd count, RSS, children, state, wchan, io counters,
-//!   pids by argv marker) and [`wait_until`], the only way tests wait.
+//!   pids by argv marker), re-exported from `ssecommander::harness::procfs`,
+//!   and [`wait_until`], the only way tests wait.
 //!
 //! Every wait is bounded in time and count and panics saying what it waited
 //! for; every process is ended by its PID.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::ops::{Deref, DerefMut};
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ssecommander::harness;
+/// The /proc helpers (fd count, RSS, children, state, wchan, io counters,
+/// pids by argv marker) and `send_signal`.
+pub use ssecommander::harness::procfs::*;
+/// Percent-encodes a query value: everything but `A-Z a-z 0-9 - . _ ~`.
+pub use ssecommander::http::query::encode as pct;
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ssecommander");
@@ -154,14 +162,6 @@ pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 // Signals
 // ---------------------------------------------------------------------------
 
-/// Sends `sig` to `pid` (a process this test started, directly or through the server).
-pub fn send_signal(pid: u32, sig: i32) {
-    // SAFETY: kill() takes a pid and a signal number and touches no memory of ours.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
 /// SIGKILLs every process whose argv contains `marker` (a unique marker of
 /// this test). Used on cleanup so a failing test leaves nothing behind.
 pub fn kill_marked(marker: &str) {
@@ -185,18 +185,22 @@ impl Drop for MarkerGuard {
 // The server under test
 // ---------------------------------------------------------------------------
 
-/// A running server, stopped by PID when the test ends, even on panic.
-pub struct Server {
-    /// The URL line's URL, e.g. `http://127.0.0.1:PORT/?token=T`.
-    pub url: String,
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    pub addr: SocketAddr,
-    pub token: Option<String>,
-    child: Child,
-    log_path: PathBuf,
-    stdout_rest: Arc<Mutex<String>>,
-    exited: Option<ExitStatus>,
+/// A running server (`ssecommander::harness::server::Server`, which it
+/// derefs to: `url`, `addr`, `token`, `pid()`, `log()`, `wait_exit()`, …),
+/// with the requests of the tests on top; its log is shown if the test fails.
+pub struct Server(harness::server::Server);
+
+impl Deref for Server {
+    type Target = harness::server::Server;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 fn log_path(tag: &str) -> PathBuf {
@@ -221,7 +225,6 @@ impl Server {
     /// before it is spawned (a `pre_exec` hook: another uid, a leaked fd).
     pub fn start_with(args: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Server {
         let log_path = log_path("server");
-        let log = File::create(&log_path).expect("create server log file");
         let mut cmd = Command::new(BIN);
         if !args
             .iter()
@@ -237,138 +240,20 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
         setup(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn ssecommander");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stdout_rest = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<io::Result<String>>();
-        let rest = stdout_rest.clone();
-        // read_line on a thread, recv_timeout here: a silent server fails in 5 s.
-        // The thread then keeps draining stdout so the server never blocks on it.
-        thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut line = String::new();
-            let res = r.read_line(&mut line).map(|_| line);
-            let _ = tx.send(res);
-            let mut more = String::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                match r.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        more.push_str(&String::from_utf8_lossy(&buf[..n]));
-                        *rest.lock().unwrap() = more.clone();
-                    }
-                }
-            }
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(l)) if !l.is_empty() => l,
-            other => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!(
-                    "server did not print its URL line within 5 s (got {:?}, status {:?}); args {:?}; stderr:\n{}",
-                    other.map(|r| r.map_err(|e| e.to_string())),
-                    status,
-                    args,
-                    fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            }
-        };
-        let url = match line.trim_end_matches('\n').strip_prefix("ssecommander listening on ") {
-            Some(u) => u.to_owned(),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("URL line not as the contract prints it (§1): {:?}", line);
-            }
-        };
-        let (base, token) = split_url(&url);
-        let hostport = base.strip_prefix("http://").expect("URL starts with http://");
-        let addr: SocketAddr = hostport
-            .parse()
-            .unwrap_or_else(|e| panic!("URL host:port {:?} is not an IP address and port: {}", hostport, e));
-        Server {
-            url,
-            base,
-            addr,
-            token,
-            child,
-            log_path,
-            stdout_rest,
-            exited: None,
+        match harness::server::Server::spawn(cmd, log_path.clone()) {
+            Ok(server) => Server(server),
+            Err(err) => panic!(
+                "{err}; args {:?}; stderr:\n{}",
+                args,
+                fs::read_to_string(&log_path).unwrap_or_default()
+            ),
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The server's stderr so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
-    /// Anything the server printed on stdout after the URL line.
-    pub fn stdout_rest(&self) -> String {
-        self.stdout_rest.lock().unwrap().clone()
-    }
-
-    /// Sends a signal to the server process.
-    pub fn signal(&self, sig: i32) {
-        if self.exited.is_none() {
-            send_signal(self.pid(), sig);
-        }
-    }
-
-    /// Waits up to `within` for the server to exit; its status, if it did.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        if let Some(s) = self.exited {
-            return Some(s);
-        }
-        let start = Instant::now();
-        let max_polls = within.as_millis() as u64 / 5 + 2;
-        for _ in 0..max_polls {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                self.exited = Some(s);
-                return Some(s);
-            }
-            if start.elapsed() >= within {
-                break;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        None
-    }
-
-    /// Has the server exited (without waiting)?
-    pub fn has_exited(&mut self) -> Option<ExitStatus> {
-        self.wait_exit(Duration::ZERO)
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        if let Some(s) = self.exited {
-            return s;
-        }
-        self.signal(libc::SIGTERM);
-        if let Some(s) = self.wait_exit(Duration::from_secs(5)) {
-            return s;
-        }
-        let _ = self.child.kill();
-        let s = self.child.wait().expect("wait for killed server");
-        self.exited = Some(s);
-        s
     }
 
     /// SIGTERM, wait up to 5 s, then SIGKILL; the exit status.
     pub fn stop(mut self) -> ExitStatus {
-        self.terminate()
+        self.0.stop().status
     }
 
     /// The `Host` header value for this server (`127.0.0.1:PORT`, `[::1]:PORT`).
@@ -444,19 +329,9 @@ impl Server {
         c.read_run(t0)
     }
 
-    /// Number of open file descriptors of the server.
-    pub fn fd_count(&self) -> usize {
-        fd_count(self.pid())
-    }
-
     /// Resident memory of the server, KiB.
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid()).expect("server is alive")
-    }
-
-    /// PIDs of the server's direct children.
-    pub fn children(&self) -> Vec<u32> {
-        children_of(self.pid())
     }
 
     /// The server's children that are zombies.
@@ -522,29 +397,19 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let panicking = thread::panicking();
-        let status = self.terminate();
-        if panicking {
+        let status = self.0.stop().status;
+        if thread::panicking() {
             eprintln!(
                 "---- server log {} (exit {:?}) ----\n{}\n---- end of server log ----",
-                self.log_path.display(),
+                self.log_path().display(),
                 status,
                 self.log()
             );
         } else {
             // Keep the logs of failed tests only.
-            let _ = fs::remove_file(&self.log_path);
+            let _ = fs::remove_file(self.log_path());
         }
     }
-}
-
-fn split_url(url: &str) -> (String, Option<String>) {
-    let (base, rest) = match url.find("/?") {
-        Some(i) => (&url[..i], Some(&url[i + 2..])),
-        None => (url.trim_end_matches('/'), None),
-    };
-    let token = rest.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(str::to_owned)));
-    (base.to_owned(), token)
 }
 
 /// Runs the binary with `args` (no `--listen` added) and `env`, with stdin
@@ -618,23 +483,6 @@ pub fn build_request(method: &str, target: &str, version: &str, headers: &[(Stri
     }
     s.push_str("\r\n");
     s.into_bytes()
-}
-
-/// Percent-encodes a query value: everything but `A-Z a-z 0-9 - . _ ~`.
-pub fn pct(s: &str) -> String {
-    pct_bytes(s.as_bytes())
-}
-
-pub fn pct_bytes(b: &[u8]) -> String {
-    let mut out = String::with_capacity(b.len() * 3);
-    for &c in b {
-        if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
-            out.push(c as char);
-        } else {
-            out.push_str(&format!("%{:02X}", c));
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------
@@ -1837,140 +1685,6 @@ pub fn check_events(events: &[Event], resp: &Response) -> End {
 pub fn run(server: &Server, command: &str) -> (Vec<Event>, End) {
     let r = server.run(command);
     (r.events, r.end)
-}
-
-// ---------------------------------------------------------------------------
-// /proc helpers
-// ---------------------------------------------------------------------------
-
-/// Number of open file descriptors of `pid` (0 if it is gone).
-pub fn fd_count(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{}/fd", pid))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// The open descriptors of `pid` and what they point at.
-pub fn fd_list(pid: u32) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(format!("/proc/{}/fd", pid))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| {
-                    let target = fs::read_link(e.path())
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default();
-                    format!("{}->{}", e.file_name().to_string_lossy(), target)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// VmRSS of `pid` in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{}/status", pid)).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// The argv of `pid`, NUL-separated arguments joined by spaces.
-pub fn cmdline(pid: u32) -> Option<String> {
-    let b = fs::read(format!("/proc/{}/cmdline", pid)).ok()?;
-    Some(String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_owned())
-}
-
-fn all_pids() -> Vec<u32> {
-    fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// PIDs (other than ours) whose /proc/PID/cmdline contains `marker`.
-pub fn pids_with_marker(marker: &str) -> Vec<u32> {
-    let me = std::process::id();
-    all_pids()
-        .into_iter()
-        .filter(|&p| p != me)
-        .filter(|&p| cmdline(p).is_some_and(|c| c.contains(marker)))
-        .collect()
-}
-
-/// Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, …].
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let s = fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
-    let i = s.rfind(')')?;
-    Some(s[i + 1..].split_whitespace().map(str::to_owned).collect())
-}
-
-/// The state letter of `pid` (`R`, `S`, `D`, `Z`, …), None if gone.
-pub fn state(pid: u32) -> Option<char> {
-    stat_fields(pid).and_then(|f| f.first().and_then(|s| s.chars().next()))
-}
-
-pub fn is_zombie(pid: u32) -> bool {
-    state(pid) == Some('Z')
-}
-
-/// Alive and not a zombie.
-pub fn is_alive(pid: u32) -> bool {
-    matches!(state(pid), Some(c) if c != 'Z' && c != 'X')
-}
-
-/// Parent pid of `pid`.
-pub fn ppid(pid: u32) -> Option<u32> {
-    stat_fields(pid).and_then(|f| f.get(1).and_then(|s| s.parse().ok()))
-}
-
-/// Process group of `pid`.
-pub fn pgrp(pid: u32) -> Option<u32> {
-    stat_fields(pid).and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
-}
-
-/// Direct children of `pid` (scans /proc/*/stat).
-pub fn children_of(pid: u32) -> Vec<u32> {
-    all_pids().into_iter().filter(|&p| ppid(p) == Some(pid)).collect()
-}
-
-/// /proc/PID/wchan.
-pub fn wchan(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{}/wchan", pid)).unwrap_or_default()
-}
-
-/// `wchar` of /proc/PID/io (bytes the process has written).
-pub fn io_wchar(pid: u32) -> Option<u64> {
-    io_field(pid, "wchar")
-}
-
-pub fn io_rchar(pid: u32) -> Option<u64> {
-    io_field(pid, "rchar")
-}
-
-fn io_field(pid: u32, name: &str) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{}/io", pid)).ok()?;
-    s.lines().find_map(|l| {
-        l.strip_prefix(name)
-            .and_then(|r| r.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
-/// For failure messages: pid, state and argv of each.
-pub fn describe_pids(pids: &[u32]) -> Vec<String> {
-    pids.iter()
-        .map(|&p| format!("{} [{}] {}", p, state(p).unwrap_or('?'), cmdline(p).unwrap_or_default()))
-        .collect()
-}
-
-/// Set of pids carrying `marker` that are alive (not zombies).
-pub fn live_marked(marker: &str) -> BTreeSet<u32> {
-    pids_with_marker(marker).into_iter().filter(|&p| is_alive(p)).collect()
 }
 
 // ---------------------------------------------------------------------------
