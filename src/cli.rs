@@ -12,6 +12,9 @@ pub const HELP: &str = "\
 ssecommander: runs a command sent over HTTP and streams its output as Server-Sent Events
 
 Usage: ssecommander [OPTIONS]
+       ssecommander bench [--streams N] [--duration SECS] [--command CMD]
+                          [--format json|raw] [--json] URL
+                          (load client; see ssecommander bench --help)
 
 Options:
   -l, --listen ADDR:PORT   address to listen on [default: 127.0.0.1:3000]; port 0 picks one

@@ -45,6 +45,9 @@
 //!   before it reaches a log line.
 //! - [`sse`] cuts child output into events and encodes them as SSE frames,
 //!   `IoSlice` pieces that point at the bytes they encode; it does no I/O.
+//! - [`client`] is the other side of the wire (URL, HTTP response, SSE
+//!   parser, payload decoding) for `ssecommander bench` and the tests;
+//!   [`bench`] is that load client (contract §9), one mio thread.
 //!
 //! `http`, `route`, `auth`, `argv`, `sse` and `eventlog` are pure: values in,
 //! values out, no sockets and no clock, so they are fuzzed (`fuzz/`) and
@@ -53,8 +56,10 @@
 
 pub mod argv;
 pub mod auth;
+pub mod bench;
 pub mod child;
 pub mod cli;
+pub mod client;
 pub mod conn;
 pub mod contain;
 pub mod eventlog;

@@ -8,6 +8,13 @@ use ssecommander::cli::{self, Command};
 use ssecommander::{auth, child, server, sys};
 
 fn main() -> ExitCode {
+    // `ssecommander bench …` is the load client (contract §9): it starts no
+    // server, so none of the server's start-up below applies to it.
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|first| first == "bench") {
+        args.next();
+        return ExitCode::from(ssecommander::bench::main(args));
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {

@@ -247,6 +247,16 @@ pub fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
 
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock a command's timestamps are
+/// compared with by `ssecommander bench` (std's `Instant` hides the value).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec we own; CLOCK_MONOTONIC
+    // always exists on Linux, so it cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
 // ----- Start-up hygiene: what the server keeps from its children ---------
 
 /// Makes the process non-dumpable (`PR_SET_DUMPABLE` 0): a process without
