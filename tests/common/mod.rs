@@ -32,12 +32,12 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ssecommander::harness;
 /// The /proc helpers (fd count, RSS, children, state, wchan, io counters,
 /// pids by argv marker) and `send_signal`.
 pub use ssecommander::harness::procfs::*;
 /// Percent-encodes a query value: everything but `A-Z a-z 0-9 - . _ ~`.
 pub use ssecommander::http::query::encode as pct;
+use ssecommander::{client, harness};
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ssecommander");
@@ -571,7 +571,7 @@ impl Response {
 #[derive(Debug)]
 pub struct Body {
     pub framing: Framing,
-    chunked: ChunkedDecoder,
+    chunked: client::BodyDecoder,
     remaining: u64,
     pub done: bool,
 }
@@ -836,7 +836,7 @@ impl Conn {
         let remaining = if let Framing::Length(n) = resp.framing { n } else { 0 };
         Body {
             framing: resp.framing,
-            chunked: ChunkedDecoder::default(),
+            chunked: client::BodyDecoder::new(client::Framing::Chunked),
             remaining,
             done: matches!(resp.framing, Framing::None | Framing::Length(0)),
         }
@@ -868,7 +868,7 @@ impl Conn {
                     }
                     _ => panic!(
                         "connection closed in the middle of a {:?} body (decoder state {:?}, {} bytes left)",
-                        body.framing, body.chunked.state, body.remaining
+                        body.framing, body.chunked, body.remaining
                     ),
                 }
             }
@@ -895,7 +895,10 @@ impl Conn {
                 }
             }
             Framing::Chunked => {
-                let used = body.chunked.feed(&self.buf, &mut out);
+                let used = body
+                    .chunked
+                    .decode(&self.buf, &mut |bytes| out.extend_from_slice(bytes))
+                    .unwrap_or_else(|err| panic!("bad chunked body: {err}"));
                 if let Some(r) = raw {
                     r.extend_from_slice(&self.buf[..used]);
                 }
@@ -1033,111 +1036,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading the chunk-size line.
-    Size,
-    /// In chunk data, bytes left.
-    Data(u64),
-    /// Expecting the CRLF after chunk data.
-    DataEnd,
-    /// Reading trailer lines after the last chunk.
-    Trailer,
-    Done,
-}
-
-/// A strict decoder for `Transfer-Encoding: chunked`.
-#[derive(Debug)]
-struct ChunkedDecoder {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-impl Default for ChunkedDecoder {
-    fn default() -> Self {
-        ChunkedDecoder {
-            state: ChunkState::Size,
-            line: Vec::new(),
-        }
-    }
-}
-
-impl ChunkedDecoder {
-    fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Decodes from `input` into `out`; returns how many input bytes it used
-    /// (it stops right after the final CRLF, leaving what follows).
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
-        let mut i = 0;
-        while i < input.len() {
-            match self.state {
-                ChunkState::Done => break,
-                ChunkState::Size | ChunkState::Trailer | ChunkState::DataEnd => {
-                    let b = input[i];
-                    i += 1;
-                    self.line.push(b);
-                    assert!(
-                        self.line.len() < 1024,
-                        "chunk framing line too long: {:?}",
-                        String::from_utf8_lossy(&self.line)
-                    );
-                    if !self.line.ends_with(b"\r\n") {
-                        if self.state == ChunkState::DataEnd && self.line.len() >= 2 {
-                            panic!(
-                                "chunk data not followed by CRLF: {:?}",
-                                String::from_utf8_lossy(&self.line)
-                            );
-                        }
-                        continue;
-                    }
-                    let line = std::mem::take(&mut self.line);
-                    let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
-                    match self.state {
-                        ChunkState::DataEnd => {
-                            assert!(text.is_empty(), "chunk data not followed by CRLF");
-                            self.state = ChunkState::Size;
-                        }
-                        ChunkState::Size => {
-                            let hex = text.split(';').next().unwrap().trim();
-                            assert!(
-                                !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()),
-                                "bad chunk-size line {:?}",
-                                text
-                            );
-                            let n = u64::from_str_radix(hex, 16).expect("chunk size fits u64");
-                            self.state = if n == 0 {
-                                ChunkState::Trailer
-                            } else {
-                                ChunkState::Data(n)
-                            };
-                        }
-                        ChunkState::Trailer => {
-                            if text.is_empty() {
-                                self.state = ChunkState::Done;
-                            }
-                        }
-                        _ => unreachable!(),
-                    }
-                }
-                ChunkState::Data(n) => {
-                    let take = (n as usize).min(input.len() - i);
-                    out.extend_from_slice(&input[i..i + take]);
-                    i += take;
-                    let left = n - take as u64;
-                    self.state = if left == 0 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left)
-                    };
-                }
-            }
-        }
-        i
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Strict SSE parser
 // ---------------------------------------------------------------------------
@@ -1162,54 +1060,77 @@ pub enum Item {
     Comment(String, Instant),
 }
 
-/// SSE's line splitting, shared by the stream parsers: CR, LF and CRLF end a
-/// line, also when split across reads; keeps the last bytes seen for failure
-/// messages.
+/// One line of an event stream, as `ssecommander::client::SseParser` split
+/// it (one space after the colon dropped), UTF-8 checked.
+pub enum SseLine {
+    /// An empty line: the end of an event (or of a `retry` block).
+    Blank,
+    /// A comment: the text after the `:`.
+    Comment(String),
+    /// A field line: name and value.
+    Field(String, String),
+}
+
+/// SSE's line splitting, shared by the stream parsers: the client's parser
+/// (CR, LF and CRLF end a line, also when split across reads), each line
+/// reported as it completes; keeps the last bytes seen for failure messages.
 #[derive(Default)]
 pub struct SseLines {
-    line: Vec<u8>,
-    after_cr: bool,
+    parser: client::SseParser,
     tail: Vec<u8>,
 }
 
 impl SseLines {
-    /// The lines `bytes` completes (without their line ends).
-    pub fn split(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+    /// The lines `bytes` completes.
+    pub fn split(&mut self, bytes: &[u8]) -> Vec<SseLine> {
         self.tail.extend_from_slice(&bytes[bytes.len().saturating_sub(2048)..]);
         if self.tail.len() > 4096 {
             let cut = self.tail.len() - 2048;
             self.tail.drain(..cut);
         }
         let mut lines = Vec::new();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if self.after_cr {
-                self.after_cr = false;
-                if b == b'\n' {
-                    start = i + 1;
-                    continue;
+        let mut not_utf8 = None;
+        let mut no_colon = false;
+        let mut text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(err) => {
+                not_utf8.get_or_insert((err, bytes.to_vec()));
+                String::new()
+            }
+        };
+        let fed = self.parser.feed(bytes, &mut |item| {
+            lines.push(match item {
+                client::Item::Event(_) | client::Item::Blank => SseLine::Blank,
+                client::Item::Comment(comment) => SseLine::Comment(text(comment)),
+                client::Item::Field { name, value, colon } => {
+                    no_colon = no_colon || !colon;
+                    SseLine::Field(text(name), text(value))
                 }
-            }
-            if b == b'\n' || b == b'\r' {
-                self.line.extend_from_slice(&bytes[start..i]);
-                lines.push(std::mem::take(&mut self.line));
-                self.after_cr = b == b'\r';
-                start = i + 1;
-            }
+            })
+        });
+        if let Err(err) = fed {
+            panic!("{err}\ncontext:\n{}", self.context());
         }
-        self.line.extend_from_slice(&bytes[start..]);
-        assert!(self.line.len() < 64 << 20, "SSE line over 64 MiB without a line end");
+        assert!(!no_colon, "SSE line without a colon\ncontext:\n{}", self.context());
+        if let Some((err, bytes)) = not_utf8 {
+            panic!(
+                "SSE line is not UTF-8 ({}): {:?}\ncontext:\n{}",
+                err,
+                String::from_utf8_lossy(&bytes),
+                self.context()
+            );
+        }
         lines
     }
 
     /// No unfinished line is pending.
     pub fn is_empty(&self) -> bool {
-        self.line.is_empty()
+        self.parser.pending_line().is_empty()
     }
 
     /// The unfinished line, for failure messages.
     pub fn unfinished(&self) -> String {
-        String::from_utf8_lossy(&self.line).into_owned()
+        String::from_utf8_lossy(self.parser.pending_line()).into_owned()
     }
 
     /// The last bytes seen, for failure messages.
@@ -1330,65 +1251,57 @@ impl SseParser {
         lines.iter().filter_map(|line| self.on_line(line, at)).collect()
     }
 
-    fn on_line(&mut self, line: &[u8], at: Instant) -> Option<Item> {
-        let text = match std::str::from_utf8(line) {
-            Ok(t) => t,
-            Err(e) => panic!(
-                "SSE line is not UTF-8 ({}): {:?}\ncontext:\n{}",
-                e,
-                String::from_utf8_lossy(line),
-                self.context()
-            ),
-        };
-        if text.is_empty() {
-            if !self.in_event {
-                return None;
+    fn on_line(&mut self, line: &SseLine, at: Instant) -> Option<Item> {
+        let (field, value) = match line {
+            SseLine::Blank => return self.dispatch(at),
+            SseLine::Comment(c) => {
+                assert!(
+                    !self.in_event,
+                    "comment in the middle of an event: {:?}\ncontext:\n{}",
+                    c,
+                    self.context()
+                );
+                return Some(Item::Comment(c.clone(), at));
             }
-            self.in_event = false;
-            let (id, event, data) = self.fields.finish(&self.lines);
-            assert_eq!(
-                id,
-                self.last_id + 1,
-                "SSE ids must be 1, 2, 3… in order (§3.2): after {} came {}\ncontext:\n{}",
-                self.last_id,
-                id,
-                self.context()
-            );
-            self.last_id = id;
-            return Some(Item::Event(Event {
-                id,
-                event,
-                data: data.join("\n"),
-                data_lines: data,
-                at,
-            }));
-        }
-        if let Some(c) = text.strip_prefix(':') {
-            assert!(
-                !self.in_event,
-                "comment in the middle of an event: {:?}\ncontext:\n{}",
-                text,
-                self.context()
-            );
-            return Some(Item::Comment(c.to_owned(), at));
-        }
-        let Some((field, value)) = text.split_once(':') else {
-            panic!("SSE line without a colon: {:?}\ncontext:\n{}", text, self.context())
+            SseLine::Field(field, value) => (field, value),
         };
-        let value = value.strip_prefix(' ').unwrap_or(value);
         self.in_event = true;
         if !self
             .fields
             .take(field, value, &["stdout", "stderr", "err", "exit"], &self.lines)
         {
             panic!(
-                "unknown SSE field {:?} in line {:?}\ncontext:\n{}",
+                "unknown SSE field {:?} (value {:?})\ncontext:\n{}",
                 field,
-                text,
+                value,
                 self.context()
             );
         }
         None
+    }
+
+    fn dispatch(&mut self, at: Instant) -> Option<Item> {
+        if !self.in_event {
+            return None;
+        }
+        self.in_event = false;
+        let (id, event, data) = self.fields.finish(&self.lines);
+        assert_eq!(
+            id,
+            self.last_id + 1,
+            "SSE ids must be 1, 2, 3… in order (§3.2): after {} came {}\ncontext:\n{}",
+            self.last_id,
+            id,
+            self.context()
+        );
+        self.last_id = id;
+        Some(Item::Event(Event {
+            id,
+            event,
+            data: data.join("\n"),
+            data_lines: data,
+            at,
+        }))
     }
 
     /// Asserts the stream ended between events.
@@ -2047,25 +1960,15 @@ impl JobSse {
         lines.iter().filter_map(|line| self.on_line(line, at)).collect()
     }
 
-    fn on_line(&mut self, line: &[u8], at: Instant) -> Option<JobItem> {
-        let text = std::str::from_utf8(line)
-            .unwrap_or_else(|e| panic!("SSE line is not UTF-8 ({}); context:\n{}", e, self.context()));
-        if text.is_empty() {
-            return self.dispatch(at);
-        }
-        if let Some(c) = text.strip_prefix(':') {
-            assert!(
-                !self.in_block,
-                "comment inside an event: {:?}\n{}",
-                text,
-                self.context()
-            );
-            return Some(JobItem::Comment(c.to_owned()));
-        }
-        let (field, value) = text
-            .split_once(':')
-            .unwrap_or_else(|| panic!("SSE line without a colon: {:?}\n{}", text, self.context()));
-        let value = value.strip_prefix(' ').unwrap_or(value);
+    fn on_line(&mut self, line: &SseLine, at: Instant) -> Option<JobItem> {
+        let (field, value) = match line {
+            SseLine::Blank => return self.dispatch(at),
+            SseLine::Comment(c) => {
+                assert!(!self.in_block, "comment inside an event: {:?}\n{}", c, self.context());
+                return Some(JobItem::Comment(c.clone()));
+            }
+            SseLine::Field(field, value) => (field, value),
+        };
         self.in_block = true;
         if field == "retry" {
             assert!(self.retry.is_none(), "two retry lines\n{}", self.context());
@@ -2074,7 +1977,7 @@ impl JobSse {
             .fields
             .take(field, value, &["stdout", "stderr", "err", "exit", "gap"], &self.lines)
         {
-            panic!("unknown SSE field {:?} in {:?}\n{}", field, text, self.context());
+            panic!("unknown SSE field {:?} (value {:?})\n{}", field, value, self.context());
         }
         None
     }
