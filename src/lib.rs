@@ -48,6 +48,9 @@
 //! - [`client`] is the other side of the wire (URL, HTTP response, SSE
 //!   parser, payload decoding) for `ssecommander bench` and the tests;
 //!   [`bench`] is that load client (contract §9), one mio thread.
+//! - `harness` (cargo feature `harness`: tests, benches and `fuzz/` only,
+//!   never the shipped binary) is the test side: the server guard, `/proc`
+//!   helpers and the fuzz oracles.
 //!
 //! `http`, `route`, `auth`, `argv`, `sse` and `eventlog` are pure: values in,
 //! values out, no sockets and no clock, so they are fuzzed (`fuzz/`) and
