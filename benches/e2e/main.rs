@@ -9,7 +9,9 @@
 //! `--listen 127.0.0.1:0 --no-auth --max-procs 20000 --max-conns 20000`
 //! (address read from its stdout URL line, log on stderr into
 //! `target/bench-data/e2e-server.log`), and stopped at the end by PID
-//! (SIGTERM, SIGKILL after 5 s). Children are only ever signalled by PID.
+//! (SIGTERM, SIGKILL after 5 s): the tests' guard,
+//! `ssecommander::harness::server::Server`. Children are only ever signalled
+//! by PID.
 //!
 //! The **floor** is a relay written here, in the spirit of
 //! `shared/bench/relay.c --sse`: accept one connection at a time on
@@ -20,11 +22,20 @@
 //! `{"type":"stdout","out":"…"}` event escaped by a plain byte loop, like
 //! `relay.c --json`. No HTTP parsing, no exit event, nothing else.
 //!
-//! The client is here too: std `TcpStream` (a mio loop for W4), the head
-//! parsed by `httparse`, the body de-chunked, SSE parsed the WHATWG way (CR,
-//! LF, CRLF, `data:` lines joined, one leading space dropped), JSON `out`
-//! strings decoded (escapes and `\u` surrogates), payload bytes counted and
-//! checked against what the command wrote.
+//! The client: std `TcpStream` (a mio loop for W4) here, the bytes read
+//! through `ssecommander::client` — the head parsed by `httparse`, the body
+//! de-chunked, SSE parsed the WHATWG way (CR, LF, CRLF, `data:` lines
+//! joined, one leading space dropped), JSON `out` strings decoded (escapes
+//! and `\u` surrogates) — payload bytes counted and checked against what the
+//! command wrote.
+//!
+//! # Files
+//!
+//! `main.rs` (plan, run order, server), one file a workload (`w1.rs`,
+//! `latency.rs` W2, `load.rs` W3, `hold.rs` W4, `idle.rs`), and their tools:
+//! `http.rs` (a request, its response through the client), `relay.rs` (the
+//! floor), `sample.rs` (CPU and RSS from /proc), `report.rs` (progress and
+//! the table), `emit.rs` (the W2/W4 emitter).
 //!
 //! # Workloads
 //!
