@@ -1,6 +1,9 @@
 //! The emitter (`e2e --emit INTERVAL_US SECS [COUNT_FILE]`).
 
-use crate::*;
+use std::fs;
+use std::io::{self, ErrorKind, Write};
+
+use crate::sample::now_ns;
 
 /// Writes `<CLOCK_MONOTONIC ns>\n` every INTERVAL_US µs for SECS s, one
 /// `write(2)` per line, on absolute deadlines (a late line goes at once and

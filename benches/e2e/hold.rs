@@ -1,7 +1,17 @@
 //! W4: many streams held at once by one mio loop.
 
-use crate::*;
 use std::collections::HashMap;
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ssecommander::harness::server::Server;
+
+use crate::http::{decode_event, Ev, Response};
+use crate::report::{fmt_opt, percentile};
+use crate::sample::Sampler;
+use crate::Bench;
 
 impl Bench {
     pub(crate) fn w4(&mut self, server: &Server) {

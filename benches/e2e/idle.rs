@@ -1,7 +1,14 @@
 //! `idle`: RSS after start, wake-ups and CPU over idle seconds, and what is
 //! left (fds, children) once the workloads are over.
 
-use crate::*;
+use std::thread;
+use std::time::Duration;
+
+use ssecommander::harness::procfs::{self, fd_count, rss_kib as rss_kb};
+use ssecommander::harness::server::Server;
+
+use crate::sample::ProcSnap;
+use crate::Bench;
 
 impl Bench {
     pub(crate) fn idle(&mut self, server: &Server, when: &str) {

@@ -1,7 +1,19 @@
 //! W2: per-line latency of an emitter's lines.
 
-use crate::*;
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ssecommander::harness::server::Server;
+
+use crate::http::{decode_event, get, Ev};
+use crate::relay::{Relay, RelayMode};
+use crate::report::{fmt_opt, median_of, percentile, ratio};
+use crate::sample::now_ns;
+use crate::Bench;
 
 impl Bench {
     pub(crate) fn w2(&mut self, server: &Server) {

@@ -1,7 +1,19 @@
 //! W3: request rate of short commands, new connections and keep-alive.
 
-use crate::*;
-use std::thread::JoinHandle;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use ssecommander::harness::server::Server;
+
+use crate::http::{connect, decode_event, exchange, Ev};
+use crate::relay::{Relay, RelayMode};
+use crate::report::{fmt_opt, median_of, percentile, ratio};
+use crate::sample::Sampler;
+use crate::Bench;
 
 impl Bench {
     pub(crate) fn w3(&mut self, server: &Server) {

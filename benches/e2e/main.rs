@@ -88,27 +88,19 @@ mod report;
 mod sample;
 mod w1;
 
-use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{self, BufWriter, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ssecommander::harness::procfs::{self, fd_count, rss_kib as rss_kb};
+use ssecommander::harness::procfs::fd_count;
 use ssecommander::harness::server::Server;
-use ssecommander::http::query::encode as query_encode;
+use ssecommander::http::query;
 
 use emit::emit;
-use http::*;
-use relay::*;
-use report::*;
-use sample::*;
+use report::Row;
 
 const USAGE: &str = "usage: e2e [--quick] [--reps N] [w1|w2|w3|w4|idle]...
   runs target/release/ssecommander (or $SSECOMMANDER_BIN) against an in-process relay floor;
@@ -292,7 +284,7 @@ struct Bench {
 
 impl Bench {
     fn target(&self, command: &str, format: Option<&str>) -> String {
-        let mut t = format!("/run?command={}", query_encode(command));
+        let mut t = format!("/run?command={}", query::encode(command));
         if let Some(f) = format {
             t.push_str("&format=");
             t.push_str(f);

@@ -1,8 +1,12 @@
 //! The floor: a pipe → socket relay.
 
-use crate::*;
-use std::sync::atomic::AtomicBool;
-use std::thread::JoinHandle;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 #[derive(Clone, Copy)]
 pub(crate) enum RelayMode {

@@ -1,7 +1,11 @@
 //! The report: progress lines on stderr, the markdown table on stdout, and
 //! the statistics its cells are made of.
 
-use crate::*;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::Bench;
 
 pub(crate) struct Row {
     workload: String,

@@ -1,8 +1,21 @@
 //! W1: payload throughput of one long stream (`cat` of a big file), every
 //! byte checked.
 
-use crate::*;
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ssecommander::harness::server::Server;
+
+use crate::http::{decode_event, get, Ev};
+use crate::relay::{Relay, RelayMode};
+use crate::report::{fmt_opt, median_of, ratio};
+use crate::sample::Sampler;
+use crate::Bench;
 
 impl Bench {
     pub(crate) fn w1_files(&self) -> Result<[W1File; 2], String> {
