@@ -50,6 +50,9 @@
 //! - [`client`] is the other side of the wire (URL, HTTP response, SSE
 //!   parser, payload decoding) for `ssecommander bench` and the tests;
 //!   [`bench`] is that load client (contract §9), one mio thread.
+//! - `harness` (cargo feature `harness`: tests, benches and `fuzz/` only,
+//!   never the shipped binary) is the test side: the server guard, `/proc`
+//!   helpers and the fuzz oracles.
 //!
 //! `http`, `route`, `auth`, `argv`, `sse` and `eventlog` are pure: values in,
 //! values out, no sockets and no clock, so they are fuzzed (`fuzz/`) and
@@ -65,13 +68,13 @@ pub mod client;
 pub mod conn;
 pub mod contain;
 pub mod eventlog;
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod http;
 pub mod job;
 pub mod jobs;
 pub mod logsafe;
 pub mod metrics;
-#[doc(hidden)]
-pub mod oracle;
 pub mod route;
 pub mod server;
 pub mod sse;

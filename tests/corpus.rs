@@ -29,20 +29,20 @@ fn replay(target: &str, oracle: fn(&[u8])) {
 
 #[test]
 fn http_head_corpus() {
-    replay("http_head", ssecommander::oracle::http_head);
+    replay("http_head", ssecommander::harness::oracle::http_head);
 }
 
 #[test]
 fn query_argv_corpus() {
-    replay("query_argv", ssecommander::oracle::query_argv);
+    replay("query_argv", ssecommander::harness::oracle::query_argv);
 }
 
 #[test]
 fn sse_encoder_corpus() {
-    replay("sse_encoder", ssecommander::oracle::sse_encoder);
+    replay("sse_encoder", ssecommander::harness::oracle::sse_encoder);
 }
 
 #[test]
 fn chunked_corpus() {
-    replay("chunked", ssecommander::oracle::chunked);
+    replay("chunked", ssecommander::harness::oracle::chunked);
 }

@@ -1,8 +1,8 @@
-//! Fuzz target: every input goes through `ssecommander::oracle::http_head`, which
+//! Fuzz target: every input goes through `ssecommander::harness::oracle::http_head`, which
 //! panics on a broken promise. `tests/corpus.rs` replays the corpus through
 //! the same function under plain `cargo test`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| ssecommander::oracle::http_head(data));
+fuzz_target!(|data: &[u8]| ssecommander::harness::oracle::http_head(data));

@@ -1,8 +1,8 @@
-//! Fuzz target: every input goes through `ssecommander::oracle::query_argv`, which
+//! Fuzz target: every input goes through `ssecommander::harness::oracle::query_argv`, which
 //! panics on a broken promise. `tests/corpus.rs` replays the corpus through
 //! the same function under plain `cargo test`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| ssecommander::oracle::query_argv(data));
+fuzz_target!(|data: &[u8]| ssecommander::harness::oracle::query_argv(data));

@@ -65,6 +65,9 @@ pub enum Item<'a> {
         name: &'a [u8],
         /// The value.
         value: &'a [u8],
+        /// The line had a colon (false: the whole line is the name), so a
+        /// caller checking its own wire can refuse `data` without one.
+        colon: bool,
     },
     /// A blank line with no data pending: nothing is dispatched (it may
     /// still end an event that had only `id`/`event`/`retry` lines).
@@ -277,14 +280,14 @@ impl SseParser {
             on(Item::Comment(comment));
             return Ok(());
         }
-        let (name, value) = match memchr::memchr(b':', line) {
+        let (name, value, colon) = match memchr::memchr(b':', line) {
             Some(i) => {
                 let value = &line[i + 1..];
-                (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
+                (&line[..i], value.strip_prefix(b" ").unwrap_or(value), true)
             }
-            None => (line, &b""[..]),
+            None => (line, &b""[..], false),
         };
-        on(Item::Field { name, value });
+        on(Item::Field { name, value, colon });
         self.in_event = true;
         match name {
             b"data" => {
@@ -356,7 +359,7 @@ mod tests {
                             ev.data_lines
                         ),
                         Item::Comment(c) => format!("comment [{}]", text(c)),
-                        Item::Field { name, value } => format!("field {}={}", text(name), text(value)),
+                        Item::Field { name, value, .. } => format!("field {}={}", text(name), text(value)),
                         Item::Blank => "blank".to_owned(),
                     });
                 })

@@ -5,6 +5,8 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use crate::http::query::encode;
+
 /// A URL the client cannot use, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlError(String);
@@ -111,7 +113,8 @@ impl Url {
     /// The target of a tutorial-style run request: the URL's path with `run`
     /// appended (kept when it already ends in `/run`), then
     /// `?command=CMD`, then `extra` pairs, then the URL's own query (so a
-    /// `token=` in it rides on the request). Values are percent-encoded.
+    /// `token=` in it rides on the request). Values are percent-encoded by
+    /// [`crate::http::query::encode`], the inverse of the server's decoder.
     pub fn run_target(&self, command: &str, extra: &[(&str, &str)]) -> String {
         let mut target = self.path.clone();
         if !target.ends_with("/run") {
@@ -121,12 +124,12 @@ impl Url {
             target.push_str("run");
         }
         target.push_str("?command=");
-        target.push_str(&encode_component(command.as_bytes()));
+        target.push_str(&encode(command));
         for (name, value) in extra {
             target.push('&');
-            target.push_str(&encode_component(name.as_bytes()));
+            target.push_str(&encode(name));
             target.push('=');
-            target.push_str(&encode_component(value.as_bytes()));
+            target.push_str(&encode(value));
         }
         if let Some(query) = &self.query {
             target.push('&');
@@ -184,24 +187,6 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), &'static str> {
         },
     };
     Ok((host, port))
-}
-
-/// Percent-encodes one query component: unreserved characters (RFC 3986)
-/// and `/` stay, every other byte becomes `%XX`, so `+`, `&`, `=`, `%`,
-/// spaces and non-ASCII reach the server as typed.
-pub fn encode_component(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
-    out
 }
 
 /// A query with each `token=` value replaced by `…`.

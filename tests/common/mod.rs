@@ -1,9 +1,10 @@
 //! Test harness for driving the real `ssecommander` binary (STYLE.md, "Tests
 //! that drive the real binary").
 //!
-//! - [`Server`]: starts the binary on `127.0.0.1:0`, reads the URL line within
-//!   5 s, sends its stderr to a file under the target directory (shown when a
-//!   test fails), and stops it by PID on drop (SIGTERM, then SIGKILL).
+//! - [`Server`]: starts the binary on `127.0.0.1:0` through the shared guard
+//!   `ssecommander::harness::server::Server` (which reads the URL line within
+//!   5 s and stops it by PID on drop: SIGTERM, then SIGKILL), with its stderr
+//!   in a file under the target directory (shown when a test fails).
 //! - [`Conn`]: a raw HTTP/1.x client over `std::net::TcpStream` with read
 //!   timeouts: send any bytes, read one response (chunked, Content-Length or
 //!   close-delimited), keep the connection for keep-alive or pipelining, or
@@ -12,24 +13,31 @@
 //!   anything our wire never sends (malformed lines, unknown fields, events
 //!   without id / event / data, ids that are not 1, 2, 3…).
 //! - `/proc` helpers (fd count, RSS, children, state, wchan, io counters,
-//!   pids by argv marker) and [`wait_until`], the only way tests wait.
+//!   pids by argv marker), re-exported from `ssecommander::harness::procfs`,
+//!   and [`wait_until`], the only way tests wait.
 //!
 //! Every wait is bounded in time and count and panics saying what it waited
 //! for; every process is ended by its PID.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::ops::{Deref, DerefMut};
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The /proc helpers (fd count, RSS, children, state, wchan, io counters,
+/// pids by argv marker) and `send_signal`.
+pub use ssecommander::harness::procfs::*;
+/// Percent-encodes a query value: everything but `A-Z a-z 0-9 - . _ ~`.
+pub use ssecommander::http::query::encode as pct;
+use ssecommander::{client, harness};
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ssecommander");
@@ -154,14 +162,6 @@ pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 // Signals
 // ---------------------------------------------------------------------------
 
-/// Sends `sig` to `pid` (a process this test started, directly or through the server).
-pub fn send_signal(pid: u32, sig: i32) {
-    // SAFETY: kill() takes a pid and a signal number and touches no memory of ours.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
 /// SIGKILLs every process whose argv contains `marker` (a unique marker of
 /// this test). Used on cleanup so a failing test leaves nothing behind.
 pub fn kill_marked(marker: &str) {
@@ -185,18 +185,22 @@ impl Drop for MarkerGuard {
 // The server under test
 // ---------------------------------------------------------------------------
 
-/// A running server, stopped by PID when the test ends, even on panic.
-pub struct Server {
-    /// The URL line's URL, e.g. `http://127.0.0.1:PORT/?token=T`.
-    pub url: String,
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    pub addr: SocketAddr,
-    pub token: Option<String>,
-    child: Child,
-    log_path: PathBuf,
-    stdout_rest: Arc<Mutex<String>>,
-    exited: Option<ExitStatus>,
+/// A running server (`ssecommander::harness::server::Server`, which it
+/// derefs to: `url`, `addr`, `token`, `pid()`, `log()`, `wait_exit()`, …),
+/// with the requests of the tests on top; its log is shown if the test fails.
+pub struct Server(harness::server::Server);
+
+impl Deref for Server {
+    type Target = harness::server::Server;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 fn log_path(tag: &str) -> PathBuf {
@@ -221,7 +225,6 @@ impl Server {
     /// before it is spawned (a `pre_exec` hook: another uid, a leaked fd).
     pub fn start_with(args: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Server {
         let log_path = log_path("server");
-        let log = File::create(&log_path).expect("create server log file");
         let mut cmd = Command::new(BIN);
         if !args
             .iter()
@@ -237,138 +240,20 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
         setup(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn ssecommander");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stdout_rest = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<io::Result<String>>();
-        let rest = stdout_rest.clone();
-        // read_line on a thread, recv_timeout here: a silent server fails in 5 s.
-        // The thread then keeps draining stdout so the server never blocks on it.
-        thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut line = String::new();
-            let res = r.read_line(&mut line).map(|_| line);
-            let _ = tx.send(res);
-            let mut more = String::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                match r.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        more.push_str(&String::from_utf8_lossy(&buf[..n]));
-                        *rest.lock().unwrap() = more.clone();
-                    }
-                }
-            }
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(l)) if !l.is_empty() => l,
-            other => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!(
-                    "server did not print its URL line within 5 s (got {:?}, status {:?}); args {:?}; stderr:\n{}",
-                    other.map(|r| r.map_err(|e| e.to_string())),
-                    status,
-                    args,
-                    fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            }
-        };
-        let url = match line.trim_end_matches('\n').strip_prefix("ssecommander listening on ") {
-            Some(u) => u.to_owned(),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("URL line not as the contract prints it (§1): {:?}", line);
-            }
-        };
-        let (base, token) = split_url(&url);
-        let hostport = base.strip_prefix("http://").expect("URL starts with http://");
-        let addr: SocketAddr = hostport
-            .parse()
-            .unwrap_or_else(|e| panic!("URL host:port {:?} is not an IP address and port: {}", hostport, e));
-        Server {
-            url,
-            base,
-            addr,
-            token,
-            child,
-            log_path,
-            stdout_rest,
-            exited: None,
+        match harness::server::Server::spawn(cmd, log_path.clone()) {
+            Ok(server) => Server(server),
+            Err(err) => panic!(
+                "{err}; args {:?}; stderr:\n{}",
+                args,
+                fs::read_to_string(&log_path).unwrap_or_default()
+            ),
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The server's stderr so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
-    /// Anything the server printed on stdout after the URL line.
-    pub fn stdout_rest(&self) -> String {
-        self.stdout_rest.lock().unwrap().clone()
-    }
-
-    /// Sends a signal to the server process.
-    pub fn signal(&self, sig: i32) {
-        if self.exited.is_none() {
-            send_signal(self.pid(), sig);
-        }
-    }
-
-    /// Waits up to `within` for the server to exit; its status, if it did.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        if let Some(s) = self.exited {
-            return Some(s);
-        }
-        let start = Instant::now();
-        let max_polls = within.as_millis() as u64 / 5 + 2;
-        for _ in 0..max_polls {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                self.exited = Some(s);
-                return Some(s);
-            }
-            if start.elapsed() >= within {
-                break;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        None
-    }
-
-    /// Has the server exited (without waiting)?
-    pub fn has_exited(&mut self) -> Option<ExitStatus> {
-        self.wait_exit(Duration::ZERO)
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        if let Some(s) = self.exited {
-            return s;
-        }
-        self.signal(libc::SIGTERM);
-        if let Some(s) = self.wait_exit(Duration::from_secs(5)) {
-            return s;
-        }
-        let _ = self.child.kill();
-        let s = self.child.wait().expect("wait for killed server");
-        self.exited = Some(s);
-        s
     }
 
     /// SIGTERM, wait up to 5 s, then SIGKILL; the exit status.
     pub fn stop(mut self) -> ExitStatus {
-        self.terminate()
+        self.0.stop().status
     }
 
     /// The `Host` header value for this server (`127.0.0.1:PORT`, `[::1]:PORT`).
@@ -444,19 +329,9 @@ impl Server {
         c.read_run(t0)
     }
 
-    /// Number of open file descriptors of the server.
-    pub fn fd_count(&self) -> usize {
-        fd_count(self.pid())
-    }
-
     /// Resident memory of the server, KiB.
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid()).expect("server is alive")
-    }
-
-    /// PIDs of the server's direct children.
-    pub fn children(&self) -> Vec<u32> {
-        children_of(self.pid())
     }
 
     /// The server's children that are zombies.
@@ -522,29 +397,19 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let panicking = thread::panicking();
-        let status = self.terminate();
-        if panicking {
+        let status = self.0.stop().status;
+        if thread::panicking() {
             eprintln!(
                 "---- server log {} (exit {:?}) ----\n{}\n---- end of server log ----",
-                self.log_path.display(),
+                self.log_path().display(),
                 status,
                 self.log()
             );
         } else {
             // Keep the logs of failed tests only.
-            let _ = fs::remove_file(&self.log_path);
+            let _ = fs::remove_file(self.log_path());
         }
     }
-}
-
-fn split_url(url: &str) -> (String, Option<String>) {
-    let (base, rest) = match url.find("/?") {
-        Some(i) => (&url[..i], Some(&url[i + 2..])),
-        None => (url.trim_end_matches('/'), None),
-    };
-    let token = rest.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(str::to_owned)));
-    (base.to_owned(), token)
 }
 
 /// Runs the binary with `args` (no `--listen` added) and `env`, with stdin
@@ -618,23 +483,6 @@ pub fn build_request(method: &str, target: &str, version: &str, headers: &[(Stri
     }
     s.push_str("\r\n");
     s.into_bytes()
-}
-
-/// Percent-encodes a query value: everything but `A-Z a-z 0-9 - . _ ~`.
-pub fn pct(s: &str) -> String {
-    pct_bytes(s.as_bytes())
-}
-
-pub fn pct_bytes(b: &[u8]) -> String {
-    let mut out = String::with_capacity(b.len() * 3);
-    for &c in b {
-        if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
-            out.push(c as char);
-        } else {
-            out.push_str(&format!("%{:02X}", c));
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------
@@ -723,7 +571,7 @@ impl Response {
 #[derive(Debug)]
 pub struct Body {
     pub framing: Framing,
-    chunked: ChunkedDecoder,
+    chunked: client::BodyDecoder,
     remaining: u64,
     pub done: bool,
 }
@@ -988,7 +836,7 @@ impl Conn {
         let remaining = if let Framing::Length(n) = resp.framing { n } else { 0 };
         Body {
             framing: resp.framing,
-            chunked: ChunkedDecoder::default(),
+            chunked: client::BodyDecoder::new(client::Framing::Chunked),
             remaining,
             done: matches!(resp.framing, Framing::None | Framing::Length(0)),
         }
@@ -1020,7 +868,7 @@ impl Conn {
                     }
                     _ => panic!(
                         "connection closed in the middle of a {:?} body (decoder state {:?}, {} bytes left)",
-                        body.framing, body.chunked.state, body.remaining
+                        body.framing, body.chunked, body.remaining
                     ),
                 }
             }
@@ -1047,7 +895,10 @@ impl Conn {
                 }
             }
             Framing::Chunked => {
-                let used = body.chunked.feed(&self.buf, &mut out);
+                let used = body
+                    .chunked
+                    .decode(&self.buf, &mut |bytes| out.extend_from_slice(bytes))
+                    .unwrap_or_else(|err| panic!("bad chunked body: {err}"));
                 if let Some(r) = raw {
                     r.extend_from_slice(&self.buf[..used]);
                 }
@@ -1185,111 +1036,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading the chunk-size line.
-    Size,
-    /// In chunk data, bytes left.
-    Data(u64),
-    /// Expecting the CRLF after chunk data.
-    DataEnd,
-    /// Reading trailer lines after the last chunk.
-    Trailer,
-    Done,
-}
-
-/// A strict decoder for `Transfer-Encoding: chunked`.
-#[derive(Debug)]
-struct ChunkedDecoder {
-    state: ChunkState,
-    line: Vec<u8>,
-}
-
-impl Default for ChunkedDecoder {
-    fn default() -> Self {
-        ChunkedDecoder {
-            state: ChunkState::Size,
-            line: Vec::new(),
-        }
-    }
-}
-
-impl ChunkedDecoder {
-    fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Decodes from `input` into `out`; returns how many input bytes it used
-    /// (it stops right after the final CRLF, leaving what follows).
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
-        let mut i = 0;
-        while i < input.len() {
-            match self.state {
-                ChunkState::Done => break,
-                ChunkState::Size | ChunkState::Trailer | ChunkState::DataEnd => {
-                    let b = input[i];
-                    i += 1;
-                    self.line.push(b);
-                    assert!(
-                        self.line.len() < 1024,
-                        "chunk framing line too long: {:?}",
-                        String::from_utf8_lossy(&self.line)
-                    );
-                    if !self.line.ends_with(b"\r\n") {
-                        if self.state == ChunkState::DataEnd && self.line.len() >= 2 {
-                            panic!(
-                                "chunk data not followed by CRLF: {:?}",
-                                String::from_utf8_lossy(&self.line)
-                            );
-                        }
-                        continue;
-                    }
-                    let line = std::mem::take(&mut self.line);
-                    let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
-                    match self.state {
-                        ChunkState::DataEnd => {
-                            assert!(text.is_empty(), "chunk data not followed by CRLF");
-                            self.state = ChunkState::Size;
-                        }
-                        ChunkState::Size => {
-                            let hex = text.split(';').next().unwrap().trim();
-                            assert!(
-                                !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()),
-                                "bad chunk-size line {:?}",
-                                text
-                            );
-                            let n = u64::from_str_radix(hex, 16).expect("chunk size fits u64");
-                            self.state = if n == 0 {
-                                ChunkState::Trailer
-                            } else {
-                                ChunkState::Data(n)
-                            };
-                        }
-                        ChunkState::Trailer => {
-                            if text.is_empty() {
-                                self.state = ChunkState::Done;
-                            }
-                        }
-                        _ => unreachable!(),
-                    }
-                }
-                ChunkState::Data(n) => {
-                    let take = (n as usize).min(input.len() - i);
-                    out.extend_from_slice(&input[i..i + take]);
-                    i += take;
-                    let left = n - take as u64;
-                    self.state = if left == 0 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left)
-                    };
-                }
-            }
-        }
-        i
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Strict SSE parser
 // ---------------------------------------------------------------------------
@@ -1314,54 +1060,77 @@ pub enum Item {
     Comment(String, Instant),
 }
 
-/// SSE's line splitting, shared by the stream parsers: CR, LF and CRLF end a
-/// line, also when split across reads; keeps the last bytes seen for failure
-/// messages.
+/// One line of an event stream, as `ssecommander::client::SseParser` split
+/// it (one space after the colon dropped), UTF-8 checked.
+pub enum SseLine {
+    /// An empty line: the end of an event (or of a `retry` block).
+    Blank,
+    /// A comment: the text after the `:`.
+    Comment(String),
+    /// A field line: name and value.
+    Field(String, String),
+}
+
+/// SSE's line splitting, shared by the stream parsers: the client's parser
+/// (CR, LF and CRLF end a line, also when split across reads), each line
+/// reported as it completes; keeps the last bytes seen for failure messages.
 #[derive(Default)]
 pub struct SseLines {
-    line: Vec<u8>,
-    after_cr: bool,
+    parser: client::SseParser,
     tail: Vec<u8>,
 }
 
 impl SseLines {
-    /// The lines `bytes` completes (without their line ends).
-    pub fn split(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+    /// The lines `bytes` completes.
+    pub fn split(&mut self, bytes: &[u8]) -> Vec<SseLine> {
         self.tail.extend_from_slice(&bytes[bytes.len().saturating_sub(2048)..]);
         if self.tail.len() > 4096 {
             let cut = self.tail.len() - 2048;
             self.tail.drain(..cut);
         }
         let mut lines = Vec::new();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if self.after_cr {
-                self.after_cr = false;
-                if b == b'\n' {
-                    start = i + 1;
-                    continue;
+        let mut not_utf8 = None;
+        let mut no_colon = false;
+        let mut text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(err) => {
+                not_utf8.get_or_insert((err, bytes.to_vec()));
+                String::new()
+            }
+        };
+        let fed = self.parser.feed(bytes, &mut |item| {
+            lines.push(match item {
+                client::Item::Event(_) | client::Item::Blank => SseLine::Blank,
+                client::Item::Comment(comment) => SseLine::Comment(text(comment)),
+                client::Item::Field { name, value, colon } => {
+                    no_colon = no_colon || !colon;
+                    SseLine::Field(text(name), text(value))
                 }
-            }
-            if b == b'\n' || b == b'\r' {
-                self.line.extend_from_slice(&bytes[start..i]);
-                lines.push(std::mem::take(&mut self.line));
-                self.after_cr = b == b'\r';
-                start = i + 1;
-            }
+            })
+        });
+        if let Err(err) = fed {
+            panic!("{err}\ncontext:\n{}", self.context());
         }
-        self.line.extend_from_slice(&bytes[start..]);
-        assert!(self.line.len() < 64 << 20, "SSE line over 64 MiB without a line end");
+        assert!(!no_colon, "SSE line without a colon\ncontext:\n{}", self.context());
+        if let Some((err, bytes)) = not_utf8 {
+            panic!(
+                "SSE line is not UTF-8 ({}): {:?}\ncontext:\n{}",
+                err,
+                String::from_utf8_lossy(&bytes),
+                self.context()
+            );
+        }
         lines
     }
 
     /// No unfinished line is pending.
     pub fn is_empty(&self) -> bool {
-        self.line.is_empty()
+        self.parser.pending_line().is_empty()
     }
 
     /// The unfinished line, for failure messages.
     pub fn unfinished(&self) -> String {
-        String::from_utf8_lossy(&self.line).into_owned()
+        String::from_utf8_lossy(self.parser.pending_line()).into_owned()
     }
 
     /// The last bytes seen, for failure messages.
@@ -1482,65 +1251,57 @@ impl SseParser {
         lines.iter().filter_map(|line| self.on_line(line, at)).collect()
     }
 
-    fn on_line(&mut self, line: &[u8], at: Instant) -> Option<Item> {
-        let text = match std::str::from_utf8(line) {
-            Ok(t) => t,
-            Err(e) => panic!(
-                "SSE line is not UTF-8 ({}): {:?}\ncontext:\n{}",
-                e,
-                String::from_utf8_lossy(line),
-                self.context()
-            ),
-        };
-        if text.is_empty() {
-            if !self.in_event {
-                return None;
+    fn on_line(&mut self, line: &SseLine, at: Instant) -> Option<Item> {
+        let (field, value) = match line {
+            SseLine::Blank => return self.dispatch(at),
+            SseLine::Comment(c) => {
+                assert!(
+                    !self.in_event,
+                    "comment in the middle of an event: {:?}\ncontext:\n{}",
+                    c,
+                    self.context()
+                );
+                return Some(Item::Comment(c.clone(), at));
             }
-            self.in_event = false;
-            let (id, event, data) = self.fields.finish(&self.lines);
-            assert_eq!(
-                id,
-                self.last_id + 1,
-                "SSE ids must be 1, 2, 3… in order (§3.2): after {} came {}\ncontext:\n{}",
-                self.last_id,
-                id,
-                self.context()
-            );
-            self.last_id = id;
-            return Some(Item::Event(Event {
-                id,
-                event,
-                data: data.join("\n"),
-                data_lines: data,
-                at,
-            }));
-        }
-        if let Some(c) = text.strip_prefix(':') {
-            assert!(
-                !self.in_event,
-                "comment in the middle of an event: {:?}\ncontext:\n{}",
-                text,
-                self.context()
-            );
-            return Some(Item::Comment(c.to_owned(), at));
-        }
-        let Some((field, value)) = text.split_once(':') else {
-            panic!("SSE line without a colon: {:?}\ncontext:\n{}", text, self.context())
+            SseLine::Field(field, value) => (field, value),
         };
-        let value = value.strip_prefix(' ').unwrap_or(value);
         self.in_event = true;
         if !self
             .fields
             .take(field, value, &["stdout", "stderr", "err", "exit"], &self.lines)
         {
             panic!(
-                "unknown SSE field {:?} in line {:?}\ncontext:\n{}",
+                "unknown SSE field {:?} (value {:?})\ncontext:\n{}",
                 field,
-                text,
+                value,
                 self.context()
             );
         }
         None
+    }
+
+    fn dispatch(&mut self, at: Instant) -> Option<Item> {
+        if !self.in_event {
+            return None;
+        }
+        self.in_event = false;
+        let (id, event, data) = self.fields.finish(&self.lines);
+        assert_eq!(
+            id,
+            self.last_id + 1,
+            "SSE ids must be 1, 2, 3… in order (§3.2): after {} came {}\ncontext:\n{}",
+            self.last_id,
+            id,
+            self.context()
+        );
+        self.last_id = id;
+        Some(Item::Event(Event {
+            id,
+            event,
+            data: data.join("\n"),
+            data_lines: data,
+            at,
+        }))
     }
 
     /// Asserts the stream ended between events.
@@ -1837,140 +1598,6 @@ pub fn check_events(events: &[Event], resp: &Response) -> End {
 pub fn run(server: &Server, command: &str) -> (Vec<Event>, End) {
     let r = server.run(command);
     (r.events, r.end)
-}
-
-// ---------------------------------------------------------------------------
-// /proc helpers
-// ---------------------------------------------------------------------------
-
-/// Number of open file descriptors of `pid` (0 if it is gone).
-pub fn fd_count(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{}/fd", pid))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// The open descriptors of `pid` and what they point at.
-pub fn fd_list(pid: u32) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(format!("/proc/{}/fd", pid))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| {
-                    let target = fs::read_link(e.path())
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default();
-                    format!("{}->{}", e.file_name().to_string_lossy(), target)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// VmRSS of `pid` in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{}/status", pid)).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// The argv of `pid`, NUL-separated arguments joined by spaces.
-pub fn cmdline(pid: u32) -> Option<String> {
-    let b = fs::read(format!("/proc/{}/cmdline", pid)).ok()?;
-    Some(String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_owned())
-}
-
-fn all_pids() -> Vec<u32> {
-    fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// PIDs (other than ours) whose /proc/PID/cmdline contains `marker`.
-pub fn pids_with_marker(marker: &str) -> Vec<u32> {
-    let me = std::process::id();
-    all_pids()
-        .into_iter()
-        .filter(|&p| p != me)
-        .filter(|&p| cmdline(p).is_some_and(|c| c.contains(marker)))
-        .collect()
-}
-
-/// Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, …].
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let s = fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
-    let i = s.rfind(')')?;
-    Some(s[i + 1..].split_whitespace().map(str::to_owned).collect())
-}
-
-/// The state letter of `pid` (`R`, `S`, `D`, `Z`, …), None if gone.
-pub fn state(pid: u32) -> Option<char> {
-    stat_fields(pid).and_then(|f| f.first().and_then(|s| s.chars().next()))
-}
-
-pub fn is_zombie(pid: u32) -> bool {
-    state(pid) == Some('Z')
-}
-
-/// Alive and not a zombie.
-pub fn is_alive(pid: u32) -> bool {
-    matches!(state(pid), Some(c) if c != 'Z' && c != 'X')
-}
-
-/// Parent pid of `pid`.
-pub fn ppid(pid: u32) -> Option<u32> {
-    stat_fields(pid).and_then(|f| f.get(1).and_then(|s| s.parse().ok()))
-}
-
-/// Process group of `pid`.
-pub fn pgrp(pid: u32) -> Option<u32> {
-    stat_fields(pid).and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
-}
-
-/// Direct children of `pid` (scans /proc/*/stat).
-pub fn children_of(pid: u32) -> Vec<u32> {
-    all_pids().into_iter().filter(|&p| ppid(p) == Some(pid)).collect()
-}
-
-/// /proc/PID/wchan.
-pub fn wchan(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{}/wchan", pid)).unwrap_or_default()
-}
-
-/// `wchar` of /proc/PID/io (bytes the process has written).
-pub fn io_wchar(pid: u32) -> Option<u64> {
-    io_field(pid, "wchar")
-}
-
-pub fn io_rchar(pid: u32) -> Option<u64> {
-    io_field(pid, "rchar")
-}
-
-fn io_field(pid: u32, name: &str) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{}/io", pid)).ok()?;
-    s.lines().find_map(|l| {
-        l.strip_prefix(name)
-            .and_then(|r| r.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
-/// For failure messages: pid, state and argv of each.
-pub fn describe_pids(pids: &[u32]) -> Vec<String> {
-    pids.iter()
-        .map(|&p| format!("{} [{}] {}", p, state(p).unwrap_or('?'), cmdline(p).unwrap_or_default()))
-        .collect()
-}
-
-/// Set of pids carrying `marker` that are alive (not zombies).
-pub fn live_marked(marker: &str) -> BTreeSet<u32> {
-    pids_with_marker(marker).into_iter().filter(|&p| is_alive(p)).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -2333,25 +1960,15 @@ impl JobSse {
         lines.iter().filter_map(|line| self.on_line(line, at)).collect()
     }
 
-    fn on_line(&mut self, line: &[u8], at: Instant) -> Option<JobItem> {
-        let text = std::str::from_utf8(line)
-            .unwrap_or_else(|e| panic!("SSE line is not UTF-8 ({}); context:\n{}", e, self.context()));
-        if text.is_empty() {
-            return self.dispatch(at);
-        }
-        if let Some(c) = text.strip_prefix(':') {
-            assert!(
-                !self.in_block,
-                "comment inside an event: {:?}\n{}",
-                text,
-                self.context()
-            );
-            return Some(JobItem::Comment(c.to_owned()));
-        }
-        let (field, value) = text
-            .split_once(':')
-            .unwrap_or_else(|| panic!("SSE line without a colon: {:?}\n{}", text, self.context()));
-        let value = value.strip_prefix(' ').unwrap_or(value);
+    fn on_line(&mut self, line: &SseLine, at: Instant) -> Option<JobItem> {
+        let (field, value) = match line {
+            SseLine::Blank => return self.dispatch(at),
+            SseLine::Comment(c) => {
+                assert!(!self.in_block, "comment inside an event: {:?}\n{}", c, self.context());
+                return Some(JobItem::Comment(c.clone()));
+            }
+            SseLine::Field(field, value) => (field, value),
+        };
         self.in_block = true;
         if field == "retry" {
             assert!(self.retry.is_none(), "two retry lines\n{}", self.context());
@@ -2360,7 +1977,7 @@ impl JobSse {
             .fields
             .take(field, value, &["stdout", "stderr", "err", "exit", "gap"], &self.lines)
         {
-            panic!("unknown SSE field {:?} in {:?}\n{}", field, text, self.context());
+            panic!("unknown SSE field {:?} (value {:?})\n{}", field, value, self.context());
         }
         None
     }

@@ -4,9 +4,9 @@
 //! The first bytes of an input steer the oracle (where reads are cut, which
 //! format, when the flush timer fires); the rest is the data under test. The
 //! layout of each input is given in the doc of its function, so a seed can be
-//! written by hand. Nothing here is used by the server: it is `#[doc(hidden)]`
-//! and exists so that `fuzz/` (nightly, libFuzzer) and `tests/corpus.rs`
-//! (stable `cargo test`) check exactly the same promises.
+//! written by hand. Nothing here is used by the server: it is behind the
+//! `harness` feature and exists so that `fuzz/` (nightly, libFuzzer) and
+//! `tests/corpus.rs` (stable `cargo test`) check exactly the same promises.
 //!
 //! The checks parse what the library emits with deliberately strict, separate
 //! implementations (an SSE parser, a JSON string decoder, a chunked decoder),
@@ -15,6 +15,8 @@
 use std::borrow::Cow;
 
 use crate::argv;
+use crate::client::sse::End;
+use crate::client::{BodyDecoder, Framing, Item, SseParser};
 use crate::http::query::{self, Query};
 use crate::http::request::{self, HttpError, Parsed};
 use crate::sse::{self, Encoder, Exit, Format, Frame, PipeText, Stream};
@@ -230,7 +232,8 @@ struct Event {
 /// rule strips one space after the colon); `id` first, counting up by one
 /// from `first_id`; then one `event` from `names`; then at least one `data`;
 /// a blank line ends each event; no comments, no empty events, nothing after
-/// the last blank line.
+/// the last blank line. The lines are split by the client's parser
+/// ([`crate::client::SseParser`]); the rules on top are our wire's.
 fn parse_sse(bytes: &[u8], first_id: u64, names: &[&str]) -> Vec<Event> {
     let text = std::str::from_utf8(bytes).unwrap_or_else(|err| panic!("SSE stream is not UTF-8: {err}"));
     assert!(!text.contains('\r'), "CR in SSE stream {text:?}");
@@ -238,60 +241,90 @@ fn parse_sse(bytes: &[u8], first_id: u64, names: &[&str]) -> Vec<Event> {
         text.is_empty() || text.ends_with("\n\n"),
         "stream does not end with a blank line: {text:?}"
     );
-    let mut events = Vec::new();
-    let mut next_id = first_id;
-    let mut current: Option<Event> = None;
-    let mut seen_event = false;
-    // Every line ends with LF; the final split piece is the empty rest.
-    let mut lines: Vec<&str> = text.split('\n').collect();
-    lines.pop();
-    for line in lines {
-        if line.is_empty() {
-            let event = current.take().unwrap_or_else(|| panic!("empty event in {text:?}"));
-            assert!(seen_event, "event without an event name in {text:?}");
-            assert!(!event.data.is_empty(), "event without data in {text:?}");
-            events.push(event);
-            seen_event = false;
-            continue;
+    let mut strict = StrictSse {
+        text,
+        names,
+        next_id: first_id,
+        current: None,
+        seen_event: false,
+        events: Vec::new(),
+    };
+    let mut parser = SseParser::new();
+    let fed = parser.feed(bytes, &mut |item| match item {
+        Item::Event(_) | Item::Blank => strict.blank(),
+        Item::Comment(_) => panic!("comment line in {text:?}"),
+        Item::Field { name, value, colon } => {
+            assert!(colon, "line without a colon in {text:?}");
+            // Both are UTF-8: the whole text is, and they end at ASCII bytes.
+            strict.field(&String::from_utf8_lossy(name), &String::from_utf8_lossy(value));
         }
-        let (field, value) = line
-            .split_once(':')
-            .unwrap_or_else(|| panic!("line without a colon: {line:?}"));
-        assert!(!field.is_empty(), "comment line {line:?}");
-        let value = value.strip_prefix(' ').unwrap_or(value);
+    });
+    fed.unwrap_or_else(|err| panic!("{err} in {text:?}"));
+    assert_eq!(parser.finish(), End::Clean, "unfinished event in {text:?}");
+    assert!(strict.current.is_none(), "unfinished event in {text:?}");
+    strict.events
+}
+
+/// The rules of [`parse_sse`] on top of the client's line splitting.
+struct StrictSse<'a> {
+    text: &'a str,
+    names: &'a [&'a str],
+    next_id: u64,
+    current: Option<Event>,
+    seen_event: bool,
+    events: Vec<Event>,
+}
+
+impl StrictSse<'_> {
+    fn blank(&mut self) {
+        let text = self.text;
+        let event = self.current.take().unwrap_or_else(|| panic!("empty event in {text:?}"));
+        assert!(self.seen_event, "event without an event name in {text:?}");
+        assert!(!event.data.is_empty(), "event without data in {text:?}");
+        self.events.push(event);
+        self.seen_event = false;
+    }
+
+    fn field(&mut self, field: &str, value: &str) {
+        let text = self.text;
         match field {
+            "" => panic!("comment line in {text:?}"),
             "id" => {
-                assert!(current.is_none(), "id inside an event: {line:?} in {text:?}");
+                assert!(self.current.is_none(), "id inside an event: {value:?} in {text:?}");
                 let id: u64 = value.parse().unwrap_or_else(|_| panic!("bad id {value:?}"));
                 assert_eq!(value, id.to_string(), "id not in plain decimal");
-                assert_eq!(id, next_id, "ids must count up by one");
-                next_id += 1;
-                current = Some(Event {
+                assert_eq!(id, self.next_id, "ids must count up by one");
+                self.next_id += 1;
+                self.current = Some(Event {
                     id,
                     name: String::new(),
                     data: Vec::new(),
                 });
             }
             "event" => {
-                let event = current.as_mut().unwrap_or_else(|| panic!("event before id: {text:?}"));
+                let event = self
+                    .current
+                    .as_mut()
+                    .unwrap_or_else(|| panic!("event before id: {text:?}"));
                 assert!(
-                    !seen_event && event.data.is_empty(),
+                    !self.seen_event && event.data.is_empty(),
                     "event name out of place: {text:?}"
                 );
-                assert!(names.contains(&value), "event name {value:?}");
+                assert!(self.names.contains(&value), "event name {value:?}");
                 event.name = value.to_owned();
-                seen_event = true;
+                self.seen_event = true;
             }
             "data" => {
-                let event = current.as_mut().unwrap_or_else(|| panic!("data before id: {text:?}"));
-                assert!(seen_event, "data before the event name: {text:?}");
+                let event = self
+                    .current
+                    .as_mut()
+                    .unwrap_or_else(|| panic!("data before id: {text:?}"));
+                assert!(self.seen_event, "data before the event name: {text:?}");
                 event.data.push(value.to_owned());
             }
             other => panic!("unknown field {other:?} in {text:?}"),
         }
     }
-    assert!(current.is_none(), "unfinished event in {text:?}");
-    events
 }
 
 /// A JSON value of the kinds the encoder writes.
@@ -962,19 +995,15 @@ fn chunk_size_line(bytes: &[u8]) -> Option<(usize, &[u8])> {
     Some((size, after))
 }
 
-/// Decodes a whole chunked body strictly (RFC 9112 §7.1 without extensions
-/// or trailers): `None` if it is malformed or has bytes after its end.
-fn decode_chunked(mut body: &[u8]) -> Option<Vec<u8>> {
+/// Decodes a whole chunked body with the client's decoder
+/// ([`crate::client::BodyDecoder`]): `None` if it is malformed, unfinished or
+/// has bytes after its end. (Each frame's own size line is checked strictly,
+/// without extension or leading zero, by [`check_chunked_frame`].)
+fn decode_chunked(body: &[u8]) -> Option<Vec<u8>> {
+    let mut decoder = BodyDecoder::new(Framing::Chunked);
     let mut out = Vec::new();
-    loop {
-        let (size, after) = chunk_size_line(body)?;
-        if size == 0 {
-            return (after == b"\r\n").then_some(out);
-        }
-        let data = after.get(..size)?;
-        out.extend_from_slice(data);
-        body = after[size..].strip_prefix(b"\r\n")?;
-    }
+    let used = decoder.decode(body, &mut |bytes| out.extend_from_slice(bytes)).ok()?;
+    (used == body.len() && decoder.is_done()).then_some(out)
 }
 
 #[cfg(test)]
@@ -994,7 +1023,7 @@ mod tests {
 
     #[test]
     fn strict_sse_parser_refuses() {
-        let bad: [&[u8]; 8] = [
+        let bad: [&[u8]; 9] = [
             b"id: 1\nevent: stdout\ndata: a\n",
             b"id: 2\nevent: stdout\ndata: a\n\n",
             b"id: 1\nevent: stdout\n\n",
@@ -1003,6 +1032,7 @@ mod tests {
             b"\n",
             b": ping\n\n",
             b"id: 01\nevent: stdout\ndata: a\n\n",
+            b"id: 1\nevent: stdout\ndata\n\n",
         ];
         for stream in bad {
             let result = std::panic::catch_unwind(|| parse_sse(stream, 1, &["stdout"]));
@@ -1038,9 +1068,12 @@ mod tests {
     #[test]
     fn chunk_decoder() {
         assert_eq!(decode_chunked(b"3\r\nabc\r\n0\r\n\r\n"), Some(b"abc".to_vec()));
-        assert_eq!(decode_chunked(b"3;x\r\nabc\r\n0\r\n\r\n"), None);
-        assert_eq!(decode_chunked(b"03\r\nabc\r\n0\r\n\r\n"), None);
         assert_eq!(decode_chunked(b"3\r\nabc\r\n0\r\n\r\nx"), None);
+        assert_eq!(decode_chunked(b"3\r\nabc\r\n"), None);
+        assert_eq!(decode_chunked(b"3\r\nabcd\r\n0\r\n\r\n"), None);
+        assert_eq!(chunk_size_line(b"3\r\nabc"), Some((3, &b"abc"[..])));
+        assert_eq!(chunk_size_line(b"3;x\r\nabc"), None);
+        assert_eq!(chunk_size_line(b"03\r\nabc"), None);
     }
 
     #[test]

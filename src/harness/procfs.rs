@@ -1,0 +1,200 @@
+//! What `/proc` says about a process: descriptors, memory, CPU time, state,
+//! parent and children, argv. Every function answers `None` (or an empty
+//! list) for a process that is gone or unreadable, never panics: a test or a
+//! bench decides what a missing process means.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+
+/// Number of open file descriptors of `pid`.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// The open descriptors of `pid` and what they point at, as `N->target`.
+pub fn fd_list(pid: u32) -> Vec<String> {
+    let mut list: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|entry| {
+                    let target = fs::read_link(entry.path())
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    format!("{}->{}", entry.file_name().to_string_lossy(), target)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    list.sort();
+    list
+}
+
+/// The numeric fields of `/proc/PID/status` (`VmRSS`, `Threads`,
+/// `voluntary_ctxt_switches`, …), by name, units dropped.
+pub fn status_fields(pid: u32) -> Option<HashMap<String, u64>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(
+        status
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                Some((name.to_owned(), value.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+/// VmRSS of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_fields(pid)?.get("VmRSS").copied()
+}
+
+/// utime + stime of `pid` itself (not its children), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let fields = stat_fields(pid)?;
+    // Fields 14 and 15 of the line; the first after ')' is field 3.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU time of `pid` itself in ns from `/proc/PID/schedstat` (ns
+/// resolution; absent on kernels without schedstats).
+pub fn schedstat_ns(pid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The argv of `pid`, NUL-separated arguments joined by spaces.
+pub fn cmdline(pid: u32) -> Option<String> {
+    let bytes = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(String::from_utf8_lossy(&bytes).replace('\0', " ").trim_end().to_owned())
+}
+
+/// Every pid in `/proc`.
+fn all_pids() -> Vec<u32> {
+    fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pids (other than ours) whose `/proc/PID/cmdline` contains `marker`.
+pub fn pids_with_marker(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter(|&pid| cmdline(pid).is_some_and(|c| c.contains(marker)))
+        .collect()
+}
+
+/// Pids carrying `marker` that are alive (not zombies).
+pub fn live_marked(marker: &str) -> BTreeSet<u32> {
+    pids_with_marker(marker).into_iter().filter(|&p| is_alive(p)).collect()
+}
+
+/// Fields of `/proc/PID/stat` after the command name: [state, ppid, pgrp, …]
+/// (the name is skipped by its last `)`: it may hold spaces and parentheses).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let name_end = stat.rfind(')')?;
+    Some(stat[name_end + 1..].split_whitespace().map(str::to_owned).collect())
+}
+
+/// The state letter of `pid` (`R`, `S`, `D`, `Z`, …).
+pub fn state(pid: u32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// Exited and not yet reaped.
+pub fn is_zombie(pid: u32) -> bool {
+    state(pid) == Some('Z')
+}
+
+/// Alive and not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    matches!(state(pid), Some(c) if c != 'Z' && c != 'X')
+}
+
+/// Parent pid of `pid`.
+pub fn ppid(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// Process group of `pid`.
+pub fn pgrp(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(2)?.parse().ok()
+}
+
+/// Direct children of `pid`, zombies included (scans `/proc/*/stat`, which
+/// works on every kernel, unlike `/proc/PID/task/*/children`).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    all_pids().into_iter().filter(|&p| ppid(p) == Some(pid)).collect()
+}
+
+/// `/proc/PID/wchan`: where a sleeping process waits.
+pub fn wchan(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+}
+
+/// `wchar` of `/proc/PID/io`: bytes the process has written.
+pub fn io_wchar(pid: u32) -> Option<u64> {
+    io_field(pid, "wchar")
+}
+
+/// `rchar` of `/proc/PID/io`: bytes the process has read.
+pub fn io_rchar(pid: u32) -> Option<u64> {
+    io_field(pid, "rchar")
+}
+
+/// One `name: value` line of `/proc/PID/io`.
+fn io_field(pid: u32, name: &str) -> Option<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+/// For failure messages: pid, state and argv of each.
+pub fn describe_pids(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .map(|&p| format!("{} [{}] {}", p, state(p).unwrap_or('?'), cmdline(p).unwrap_or_default()))
+        .collect()
+}
+
+/// Sends `signal` to `pid` (a process the caller started, directly or
+/// through the server); a pid already gone is not an error worth a panic.
+pub fn send_signal(pid: u32, signal: i32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        let _ = crate::sys::kill_pid(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(fd_count(me).is_some_and(|n| n >= 3));
+        assert!(rss_kib(me).is_some_and(|kib| kib > 0));
+        assert!(is_alive(me));
+        assert!(cpu_ticks(me).is_some());
+        assert!(!children_of(ppid(me).expect("a parent")).is_empty());
+    }
+
+    #[test]
+    fn a_gone_pid_reads_as_nothing() {
+        // Above the kernel's pid_max limit (4194304): never a process.
+        let gone = 4_194_305;
+        assert_eq!(fd_count(gone), None);
+        assert_eq!(state(gone), None);
+        assert!(!is_alive(gone));
+    }
+}
