@@ -49,7 +49,8 @@
 //!   `IoSlice` pieces that point at the bytes they encode; it does no I/O.
 //! - [`client`] is the other side of the wire (URL, HTTP response, SSE
 //!   parser, payload decoding) for `ssecommander bench` and the tests;
-//!   [`bench`] is that load client (contract §9), one mio thread.
+//!   [`bench`] is that load client (contract §9), one mio thread. Both are
+//!   the cargo feature `bench` (default on; the armv7 box build leaves it out).
 //! - `harness` (cargo feature `harness`: tests, benches and `fuzz/` only,
 //!   never the shipped binary) is the test side: the server guard, `/proc`
 //!   helpers and the fuzz oracles.
@@ -61,9 +62,11 @@
 
 pub mod argv;
 pub mod auth;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod child;
 pub mod cli;
+#[cfg(feature = "bench")]
 pub mod client;
 pub mod conn;
 pub mod contain;
