@@ -135,6 +135,23 @@ smoke() {
   [ "$status" -eq 0 ] || fail "exit status $status after SIGTERM"
   echo "ok [$label] SIGTERM exits 0"
   echo "   [$label] $(grep -m1 'containment' "$work/log" || echo 'no containment line')"
+
+  # 4. `bench`: the armv7 build has no load client and must say so (exit 2,
+  # one line); the others print the client's help.
+  local rc=0
+  "${run[@]}" bench --help >"$work/bench" 2>&1 || rc=$?
+  case $binary in
+    *armv7*)
+      if [ "$rc" -ne 2 ] || ! grep -q 'no load client' "$work/bench"; then
+        fail "bench on the build without the client: status $rc, $(cat "$work/bench")"
+      fi
+      echo "ok [$label] bench: says the build has no load client" ;;
+    *)
+      if [ "$rc" -ne 0 ] || ! grep -q -- '--streams' "$work/bench"; then
+        fail "bench --help: status $rc, $(head -3 "$work/bench")"
+      fi
+      echo "ok [$label] bench --help" ;;
+  esac
 }
 
 for pair in "${pairs[@]}"; do
