@@ -704,6 +704,22 @@ impl PipeText {
         self.held.len()
     }
 
+    /// Takes `n` bytes just read into `buf[at..]` (only when there is no
+    /// backlog). `buf[..at]` is free room: a held partial line that fits
+    /// there is moved in front of the new bytes, so the event that ends it
+    /// is encoded from one slice of the read buffer. Without the room, the
+    /// whole read would be appended to the held line: a copy of every byte
+    /// when lines are short (every read ends inside one).
+    pub fn feed_after(&mut self, enc: &mut Encoder, buf: &mut [u8], at: usize, n: usize, emit: &mut Emit<'_>) {
+        let held = self.held.len();
+        if held == 0 || held > at {
+            return self.feed(enc, &buf[at..at + n], emit);
+        }
+        buf[at - held..at].copy_from_slice(&self.held);
+        self.held.clear();
+        self.feed(enc, &buf[at - held..at + n], emit);
+    }
+
     /// Takes newly read bytes (only when there is no backlog).
     pub fn feed(&mut self, enc: &mut Encoder, bytes: &[u8], emit: &mut Emit<'_>) {
         let cut = last_line_end(bytes);
