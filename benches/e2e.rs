@@ -32,7 +32,8 @@
 //!   once into `target/bench-data/`, the same bytes as
 //!   `shared/bench/gen-data.py`): payload MB/s (MB = 10^6 B) for `format=json`
 //!   and `format=raw`, relay-sse and relay-json; every byte checked; server
-//!   CPU (its own, not `cat`'s) and peak RSS. REPS repetitions, order rotated.
+//!   CPU (its own, not `cat`'s: cores, and seconds per GB of payload) and
+//!   peak RSS. REPS repetitions, order rotated.
 //! - `w2`: an emitter (this binary, `e2e --emit INTERVAL_US SECS COUNT_FILE`,
 //!   one `write(2)` of `<CLOCK_MONOTONIC ns>\n` per line) at 1000 µs and 50 µs
 //!   for 3 s: per-line latency (arrival stamped with CLOCK_MONOTONIC right
@@ -466,6 +467,7 @@ impl Bench {
                 let mbps = median_of(rs, |r| r.ok().then_some(r.mbps()));
                 let complete = rs.iter().filter(|r| r.ok()).count();
                 let cpu = median_of(rs, |r| r.cpu_cores);
+                let cpu_gb = median_of(rs, |r| r.ok().then(|| r.cpu_per_gb()).flatten());
                 let rss = rs.iter().filter_map(|r| r.peak_rss_kb).max();
                 let per_rep: Vec<String> = rs
                     .iter()
@@ -478,10 +480,11 @@ impl Bench {
                     })
                     .collect();
                 let mut notes = format!(
-                    "per rep {}; complete {complete}/{}; server CPU {} cores, peak RSS {}",
+                    "per rep {}; complete {complete}/{}; server CPU {} cores, {} s per GB, peak RSS {}",
                     per_rep.join(" / "),
                     rs.len(),
                     fmt_opt(cpu, 2),
+                    fmt_opt(cpu_gb, 3),
                     rss.map_or("?".into(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0)),
                 );
                 if kind == "json" {
@@ -900,6 +903,12 @@ impl W1Run {
         self.size as f64 / 1e6 / self.wall_s
     }
 
+    /// The server's own CPU seconds per GB (10^9 B) of payload: what a
+    /// small box has left for everything else, whatever the wall time.
+    fn cpu_per_gb(&self) -> Option<f64> {
+        self.cpu_cores.map(|c| c * self.wall_s / (self.size as f64 / 1e9))
+    }
+
     fn wire_mbps(&self) -> f64 {
         self.wire as f64 / 1e6 / self.wall_s
     }
@@ -915,8 +924,8 @@ impl W1Run {
             self.expect_text,
             self.lines
         );
-        if let Some(c) = self.cpu_cores {
-            let _ = write!(s, ", server CPU {c:.2}");
+        if let (Some(c), Some(gb)) = (self.cpu_cores, self.cpu_per_gb()) {
+            let _ = write!(s, ", server CPU {c:.2} ({gb:.3} s/GB)");
         }
         if let Some(kb) = self.peak_rss_kb {
             let _ = write!(s, ", peak RSS {kb} kB");

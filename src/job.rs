@@ -130,6 +130,10 @@ pub struct Job {
     last_read: usize,
     /// Bytes read from both pipes so far.
     bytes_read: u64,
+    /// The last pump stopped because the sink was full, not because the
+    /// pipes were empty: only then does a viewer catching up need to
+    /// revisit the job (else the next poll event will).
+    held_back: bool,
     /// Where its events go.
     pub out: Output,
     status: Option<ExitStatus>,
@@ -201,6 +205,7 @@ impl Job {
             text: [PipeText::new(Stream::Stdout), PipeText::new(Stream::Stderr)],
             encoder: Encoder::new(format),
             last_read: 1,
+            held_back: false,
             bytes_read: 0,
             out: Output::Direct(None),
             status: None,
@@ -251,8 +256,10 @@ impl Job {
     /// the pipes would block, the sink is full, or [`FAIR_READS`] reads.
     /// Returns true if it stopped at the read cap with readiness left.
     pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, timers: &mut Timers, registry: &Registry) -> bool {
+        self.held_back = false;
         for _ in 0..FAIR_READS {
             if !sink.ready() || !self.drain_backlog(sink) {
+                self.held_back = true;
                 // Paused on a slow client: hold only what must be held.
                 self.encoder.release_scratch();
                 return false;
@@ -498,6 +505,12 @@ impl Job {
         self.exit_sent = true;
         self.flush.clear();
         Some(child::exit_of(status, self.timed_out))
+    }
+
+    /// True if the last pump stopped on a full sink (a viewer behind), with
+    /// the command's output left unread.
+    pub fn is_held_back(&self) -> bool {
+        self.held_back
     }
 
     /// Bytes of output the command wrote so far.
