@@ -10,7 +10,7 @@
 # default 4), FORMAT (json|raw, default json), PORT (default 3790).
 # Prints one line per run: viewers, server CPU s, payload GB per viewer,
 # CPU s per GB of one viewer's stream, and per GB delivered (all viewers).
-# The job's command sleeps 0.5 s first so every viewer is attached (and
+# The job's command sleeps WAIT s (default 1) first so every viewer is attached (and
 # caught up) before the first byte. The server is stopped by its PID.
 set -u
 BIN=$(realpath "$1"); shift
@@ -35,7 +35,7 @@ trap 'kill -TERM $SPID 2>/dev/null; sleep 0.5; kill -KILL $SPID 2>/dev/null' EXI
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
 
 for n in "${VIEWERS[@]}"; do
-  cmd="sh -c 'sleep 0.5; exec cat$FILES'"
+  cmd="sh -c 'sleep ${WAIT:-1}; exec cat$FILES'"
   enc=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1]))' "$cmd")
   id=$(curl -s -X POST "http://127.0.0.1:$PORT/jobs?command=$enc" | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')
   before=$(cpu_ticks $SPID)

@@ -514,6 +514,13 @@ fn for_each_utf8_segment<F>(text: &[u8], frame: &mut Frame, mut f: F)
 where
     F: FnMut(&mut Frame, Segment<'_>, usize),
 {
+    if text.is_ascii() {
+        // The usual case, checked with vector compares: `from_utf8` walks
+        // plain ASCII a word at a time, the largest cost of encoding 100-byte
+        // raw lines after the copy itself.
+        f(frame, Segment::Valid(text), 0);
+        return;
+    }
     let mut at = 0;
     while at < text.len() {
         match std::str::from_utf8(&text[at..]) {
