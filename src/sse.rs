@@ -582,14 +582,32 @@ fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize) {
     let mut run = 0;
     // One searcher for the common escapes (`"`, `\\`, and the LF of every
     // line), not a `memchr3` call with its dispatch per line.
+    // Most output has no control byte but LF: one pass over the whole
+    // segment settles that, instead of a check of each line's stretch.
+    let controls = has_rare_control(bytes);
     for hit in memchr::memchr3_iter(b'\n', b'"', b'\\', bytes) {
-        run = escape_controls(frame, bytes, off, run, hit);
+        if controls {
+            run = escape_controls(frame, bytes, off, run, hit);
+        }
         frame.text(&bytes[run..hit], off + run);
         frame.lit(json_escape(bytes[hit]));
         run = hit + 1;
     }
-    run = escape_controls(frame, bytes, off, run, bytes.len());
+    if controls {
+        run = escape_controls(frame, bytes, off, run, bytes.len());
+    }
     frame.text(&bytes[run..], off + run);
+}
+
+/// True if `bytes` holds a byte below 0x20 other than LF (CR, tab, ESC…).
+/// Fixed-size blocks with no early exit inside compile to vector compares.
+fn has_rare_control(bytes: &[u8]) -> bool {
+    let rare = |b: u8| u8::from(b < 0x20) & u8::from(b != b'\n');
+    let mut blocks = bytes.chunks_exact(64);
+    let found = blocks
+        .by_ref()
+        .any(|block| block.iter().fold(0u8, |seen, &b| seen | rare(b)) != 0);
+    found || blocks.remainder().iter().any(|&b| rare(b) != 0)
 }
 
 /// Adds `bytes[from..to]` up to and including its last rarer control byte
