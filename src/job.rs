@@ -30,6 +30,11 @@ pub const QUIET_FLUSH: Duration = Duration::from_millis(20);
 /// starve the others; the job is revisited before the next poll.
 pub const FAIR_READS: usize = 16;
 
+/// Room kept in front of each pipe read in the loop's read buffer, where a
+/// held partial line is moved to join the bytes that finish it (see
+/// [`PipeText::feed_after`]); the buffer is this much longer than a read.
+pub const HOLD_ROOM: usize = 4 * 1024;
+
 /// Poll token kinds in the low bits of a job's tokens.
 pub const TOKEN_STDOUT: usize = 2;
 /// See [`TOKEN_STDOUT`].
@@ -125,6 +130,10 @@ pub struct Job {
     last_read: usize,
     /// Bytes read from both pipes so far.
     bytes_read: u64,
+    /// The last pump stopped because the sink was full, not because the
+    /// pipes were empty: only then does a viewer catching up need to
+    /// revisit the job (else the next poll event will).
+    held_back: bool,
     /// Where its events go.
     pub out: Output,
     status: Option<ExitStatus>,
@@ -196,6 +205,7 @@ impl Job {
             text: [PipeText::new(Stream::Stdout), PipeText::new(Stream::Stderr)],
             encoder: Encoder::new(format),
             last_read: 1,
+            held_back: false,
             bytes_read: 0,
             out: Output::Direct(None),
             status: None,
@@ -241,12 +251,15 @@ impl Job {
             .find(|&i| self.pipes[i].as_ref().is_some_and(|pipe| pipe.ready))
     }
 
-    /// Reads ready pipes into `buf` and sends what they hold to `sink`, until
+    /// Reads ready pipes into `buf` (after its first [`HOLD_ROOM`] bytes)
+    /// and sends what they hold to `sink`, until
     /// the pipes would block, the sink is full, or [`FAIR_READS`] reads.
     /// Returns true if it stopped at the read cap with readiness left.
     pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, timers: &mut Timers, registry: &Registry) -> bool {
+        self.held_back = false;
         for _ in 0..FAIR_READS {
             if !sink.ready() || !self.drain_backlog(sink) {
+                self.held_back = true;
                 // Paused on a slow client: hold only what must be held.
                 self.encoder.release_scratch();
                 return false;
@@ -258,10 +271,11 @@ impl Job {
             let Some(pipe) = &mut self.pipes[which] else {
                 return false;
             };
-            match pipe.rx.read(buf) {
+            let room = buf.len().min(HOLD_ROOM);
+            match pipe.rx.read(&mut buf[room..]) {
                 Ok(0) => self.close_pipe(which, Some(sink), registry),
                 Ok(n) => {
-                    if n < buf.len() && self.status.is_none() {
+                    if n < buf.len() - room && self.status.is_none() {
                         // A pipe read takes all that is buffered (up to the
                         // buffer): a short read left it empty, and the next
                         // write wakes the poll again. This saves a read that
@@ -271,7 +285,7 @@ impl Job {
                     }
                     self.bytes_read += n as u64;
                     let (text, encoder) = (&mut self.text[which], &mut self.encoder);
-                    text.feed(encoder, &buf[..n], &mut |frame, bytes| send_to(sink, frame, bytes));
+                    text.feed_after(encoder, buf, room, n, &mut |frame, bytes| send_to(sink, frame, bytes));
                     if text.has_held() {
                         // The clock is read here, not taken from the top of
                         // the loop's turn: if the server was held up since
@@ -494,6 +508,12 @@ impl Job {
         self.exit_sent = true;
         self.flush.clear();
         Some(child::exit_of(status, self.timed_out))
+    }
+
+    /// True if the last pump stopped on a full sink (a viewer behind), with
+    /// the command's output left unread.
+    pub fn is_held_back(&self) -> bool {
+        self.held_back
     }
 
     /// Bytes of output the command wrote so far.

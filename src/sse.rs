@@ -196,6 +196,7 @@ impl Frame {
     }
 
     /// Adds `run`, which lies at `start` in the frame's text.
+    #[inline]
     fn text(&mut self, run: &[u8], start: usize) {
         if run.len() >= POINT_AT {
             self.len += run.len();
@@ -207,6 +208,7 @@ impl Frame {
 
     /// Adds bytes by copying them into the scratch, extending the last piece
     /// when it is the scratch's tail.
+    #[inline]
     fn copy(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
@@ -525,33 +527,29 @@ impl RawLines {
             }
             Segment::Valid(bytes) => {
                 let base = self.base + off;
-                let mut at = 0;
-                if self.pending_cr && bytes.first() == Some(&b'\n') {
-                    at = 1;
-                }
+                let mut at = usize::from(self.pending_cr && bytes.first() == Some(&b'\n'));
                 self.pending_cr = false;
-                while at < bytes.len() {
-                    match memchr::memchr2(b'\r', b'\n', &bytes[at..]) {
-                        Some(i) => {
-                            self.open(frame);
-                            frame.text(&bytes[at..at + i], base + at);
-                            self.line_open = false;
-                            let end = at + i;
-                            at = end + 1;
-                            if bytes[end] == b'\r' {
-                                if bytes.get(at) == Some(&b'\n') {
-                                    at += 1;
-                                } else if at == bytes.len() {
-                                    self.pending_cr = true;
-                                }
-                            }
-                        }
-                        None => {
-                            self.open(frame);
-                            frame.text(&bytes[at..], base + at);
-                            at = bytes.len();
+                // One searcher for the whole run: a `memchr2` call per line
+                // paid its CPU-feature dispatch and setup for every 100 bytes.
+                for end in memchr::memchr2_iter(b'\r', b'\n', bytes) {
+                    if end < at {
+                        continue; // the LF of a CRLF already taken
+                    }
+                    self.open(frame);
+                    frame.text(&bytes[at..end], base + at);
+                    self.line_open = false;
+                    at = end + 1;
+                    if bytes[end] == b'\r' {
+                        if bytes.get(at) == Some(&b'\n') {
+                            at += 1;
+                        } else if at == bytes.len() {
+                            self.pending_cr = true;
                         }
                     }
+                }
+                if at < bytes.len() {
+                    self.open(frame);
+                    frame.text(&bytes[at..], base + at);
                 }
             }
         }
@@ -583,6 +581,13 @@ fn for_each_utf8_segment<F>(text: &[u8], frame: &mut Frame, mut f: F)
 where
     F: FnMut(&mut Frame, Segment<'_>, usize),
 {
+    if text.is_ascii() {
+        // The usual case, checked with vector compares: `from_utf8` walks
+        // plain ASCII a word at a time, the largest cost of encoding 100-byte
+        // raw lines after the copy itself.
+        f(frame, Segment::Valid(text), 0);
+        return;
+    }
     let mut at = 0;
     while at < text.len() {
         match std::str::from_utf8(&text[at..]) {
@@ -642,30 +647,53 @@ fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize) {
         Segment::Valid(bytes) => bytes,
     };
     let mut run = 0;
-    let mut hit = common_escape_from(bytes, 0);
-    while let Some(i) = next_escape(bytes, run, hit) {
-        frame.text(&bytes[run..i], off + run);
-        frame.lit(json_escape(bytes[i]));
-        run = i + 1;
-        if i == hit {
-            hit = common_escape_from(bytes, run);
+    // One searcher for the common escapes (`"`, `\\`, and the LF of every
+    // line), not a `memchr3` call with its dispatch per line.
+    // Most output has no control byte but LF: one pass over the whole
+    // segment settles that, instead of a check of each line's stretch.
+    let controls = has_rare_control(bytes);
+    for hit in memchr::memchr3_iter(b'\n', b'"', b'\\', bytes) {
+        if controls {
+            run = escape_controls(frame, bytes, off, run, hit);
         }
+        frame.text(&bytes[run..hit], off + run);
+        frame.lit(json_escape(bytes[hit]));
+        run = hit + 1;
+    }
+    if controls {
+        run = escape_controls(frame, bytes, off, run, bytes.len());
     }
     frame.text(&bytes[run..], off + run);
 }
 
-/// Index of the next `"`, `\` or LF at or after `from` (one per line of
-/// ordinary output), found with `memchr3`; `bytes.len()` if none.
-fn common_escape_from(bytes: &[u8], from: usize) -> usize {
-    memchr::memchr3(b'\n', b'"', b'\\', &bytes[from..]).map_or(bytes.len(), |i| from + i)
+/// True if `bytes` holds a byte below 0x20 other than LF (CR, tab, ESC…).
+/// Fixed-size blocks with no early exit inside compile to vector compares.
+fn has_rare_control(bytes: &[u8]) -> bool {
+    let rare = |b: u8| u8::from(b < 0x20) & u8::from(b != b'\n');
+    let mut blocks = bytes.chunks_exact(64);
+    let found = blocks
+        .by_ref()
+        .any(|block| block.iter().fold(0u8, |seen, &b| seen | rare(b)) != 0);
+    found || blocks.remainder().iter().any(|&b| rare(b) != 0)
 }
 
-/// The next byte to escape at or after `from`, given the next common one at
-/// `hit`: a rarer control byte (CR, tab, ESC…) before `hit`, else `hit`.
-/// The stretch is checked a block at a time, so a run of progress-bar CRs
-/// costs one block each, not a rescan to the next LF.
-fn next_escape(bytes: &[u8], from: usize, hit: usize) -> Option<usize> {
-    let stretch = &bytes[from..hit];
+/// Adds `bytes[from..to]` up to and including its last rarer control byte
+/// (CR, tab, ESC…), escaped; returns where the plain rest begins. The
+/// stretch is checked a block at a time, so a run of progress-bar CRs costs
+/// one block each, not a rescan to the next LF.
+fn escape_controls(frame: &mut Frame, bytes: &[u8], off: usize, from: usize, to: usize) -> usize {
+    let mut run = from;
+    while let Some(i) = next_control(bytes, run, to) {
+        frame.text(&bytes[run..i], off + run);
+        frame.lit(json_escape(bytes[i]));
+        run = i + 1;
+    }
+    run
+}
+
+/// The first byte below 0x20 in `bytes[from..to]`.
+fn next_control(bytes: &[u8], from: usize, to: usize) -> Option<usize> {
+    let stretch = &bytes[from..to];
     for (n, block) in stretch.chunks(64).enumerate() {
         // No early exit inside the block: this compiles to vector compares.
         if block.iter().fold(0u8, |seen, &b| seen | u8::from(b < 0x20)) != 0 {
@@ -673,7 +701,7 @@ fn next_escape(bytes: &[u8], from: usize, hit: usize) -> Option<usize> {
             return block.iter().position(|&b| b < 0x20).map(|i| start + i);
         }
     }
-    (hit < bytes.len()).then_some(hit)
+    None
 }
 
 /// Appends `text` to `out` as the inside of a JSON string (RFC 8259).
@@ -769,6 +797,22 @@ impl PipeText {
     /// Bytes held, for accounting.
     pub fn held_len(&self) -> usize {
         self.held.len()
+    }
+
+    /// Takes `n` bytes just read into `buf[at..]` (only when there is no
+    /// backlog). `buf[..at]` is free room: a held partial line that fits
+    /// there is moved in front of the new bytes, so the event that ends it
+    /// is encoded from one slice of the read buffer. Without the room, the
+    /// whole read would be appended to the held line: a copy of every byte
+    /// when lines are short (every read ends inside one).
+    pub fn feed_after(&mut self, enc: &mut Encoder, buf: &mut [u8], at: usize, n: usize, emit: &mut Emit<'_>) {
+        let held = self.held.len();
+        if held == 0 || held > at {
+            return self.feed(enc, &buf[at..at + n], emit);
+        }
+        buf[at - held..at].copy_from_slice(&self.held);
+        self.held.clear();
+        self.feed(enc, &buf[at - held..at + n], emit);
     }
 
     /// Takes newly read bytes (only when there is no backlog).

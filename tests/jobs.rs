@@ -1140,3 +1140,82 @@ fn watched_sleep_job(s: &Server) -> (MarkerGuard, String, u32, Conn, Response) {
     });
     (guard, id, pid, c, head)
 }
+
+// ---------------------------------------------------------------------------
+// Revisits: a caught-up viewer wakes its job once, and only when it waits
+// ---------------------------------------------------------------------------
+
+/// CPU ticks (user + system) the process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server's /proc stat");
+    let after = &stat[stat.rfind(')').expect("stat has a command name") + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of stat(5), 12th and 13th here.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// A viewer that has every event of a running, quiet job costs nothing:
+/// the loop sleeps in poll until the command writes again. (It used to
+/// queue the job for a revisit each turn, spinning a core at 100 %.)
+#[test]
+fn caught_up_viewer_of_quiet_job_leaves_the_loop_idle() {
+    let s = Server::start(&[]);
+    let job = job_start(&s, "sh -c 'echo first; sleep 2; echo second'");
+    let id = id_of(&job);
+    let mut c = s.connect();
+    c.send(&job_events_req(&s, &id, "", &[]));
+    let head = job_stream_head(&mut c);
+    let attached = poll_until(Duration::from_secs(2), || job_info(&s, &id)["viewers"] == 1);
+    assert!(attached, "the viewer never showed: {}", job_info(&s, &id));
+    // `first` is out and taken (the socket buffers it); the command sleeps.
+    thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(s.pid());
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(s.pid()) - before;
+    assert!(
+        used <= 10,
+        "server used {used} ticks in 1 s of a quiet job with one viewer"
+    );
+    let run = job_read_stream(&mut c, head, 1);
+    assert_eq!(run.stdout(), "first\nsecond\n");
+    assert_eq!(run.end(), End::code(0));
+}
+
+/// Several viewers of a command that writes as fast as it can: each gets
+/// every byte, and the server's memory stays small (they pace the command;
+/// revisits used to be queued once per viewer per turn, multiplying each
+/// turn: memory grew about 100 MB/s until the OOM killer came).
+#[test]
+fn three_viewers_of_a_fast_job_every_byte_and_bounded_memory() {
+    const LINES: u64 = 2_000_000;
+    const MAX_RSS_KIB: u64 = 96 * 1024;
+    let s = Server::start(&[]);
+    let job = job_start(&s, &format!("sh -c 'sleep 0.5; seq 1 {LINES}'"));
+    let id = id_of(&job);
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        let mut c = s.connect();
+        c.send(&job_events_req(&s, &id, "", &[]));
+        let head = job_stream_head(&mut c);
+        handles.push(thread::spawn(move || job_read_stream(&mut c, head, 1)));
+    }
+    let started = Instant::now();
+    let mut peak = 0;
+    while handles.iter().any(|h| !h.is_finished()) && started.elapsed() < Duration::from_secs(60) {
+        peak = peak.max(s.rss_kib());
+        assert!(peak <= MAX_RSS_KIB, "server RSS reached {peak} KiB with 3 viewers");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let want = seq_text(1, LINES);
+    for h in handles {
+        let run = h.join().expect("viewer thread");
+        assert!(
+            run.stdout() == want,
+            "a viewer got {} bytes, not {}",
+            run.stdout().len(),
+            want.len()
+        );
+        assert_eq!(run.end(), End::code(0));
+    }
+    eprintln!("peak server RSS {peak} KiB");
+}

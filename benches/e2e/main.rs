@@ -43,7 +43,8 @@
 //!   once into `target/bench-data/`, the same bytes as
 //!   `shared/bench/gen-data.py`): payload MB/s (MB = 10^6 B) for `format=json`
 //!   and `format=raw`, relay-sse and relay-json; every byte checked; server
-//!   CPU (its own, not `cat`'s) and peak RSS. REPS repetitions, order rotated.
+//!   CPU (its own, not `cat`'s: cores, and seconds per GB of payload) and
+//!   peak RSS. REPS repetitions, order rotated.
 //! - `w2`: an emitter (this binary, `e2e --emit INTERVAL_US SECS COUNT_FILE`,
 //!   one `write(2)` of `<CLOCK_MONOTONIC ns>\n` per line) at 1000 µs and 50 µs
 //!   for 3 s: per-line latency (arrival stamped with CLOCK_MONOTONIC right

@@ -92,6 +92,7 @@ impl Bench {
                 let mbps = median_of(rs, |r| r.ok().then_some(r.mbps()));
                 let complete = rs.iter().filter(|r| r.ok()).count();
                 let cpu = median_of(rs, |r| r.cpu_cores);
+                let cpu_gb = median_of(rs, |r| r.ok().then(|| r.cpu_per_gb()).flatten());
                 let rss = rs.iter().filter_map(|r| r.peak_rss_kb).max();
                 let per_rep: Vec<String> = rs
                     .iter()
@@ -104,10 +105,11 @@ impl Bench {
                     })
                     .collect();
                 let mut notes = format!(
-                    "per rep {}; complete {complete}/{}; server CPU {} cores, peak RSS {}",
+                    "per rep {}; complete {complete}/{}; server CPU {} cores, {} s per GB, peak RSS {}",
                     per_rep.join(" / "),
                     rs.len(),
                     fmt_opt(cpu, 2),
+                    fmt_opt(cpu_gb, 3),
                     rss.map_or("?".into(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0)),
                 );
                 if kind == "json" {
@@ -242,6 +244,12 @@ impl W1Run {
         self.size as f64 / 1e6 / self.wall_s
     }
 
+    /// The server's own CPU seconds per GB (10^9 B) of payload: what a
+    /// small box has left for everything else, whatever the wall time.
+    pub(crate) fn cpu_per_gb(&self) -> Option<f64> {
+        self.cpu_cores.map(|c| c * self.wall_s / (self.size as f64 / 1e9))
+    }
+
     pub(crate) fn wire_mbps(&self) -> f64 {
         self.wire as f64 / 1e6 / self.wall_s
     }
@@ -257,8 +265,8 @@ impl W1Run {
             self.expect_text,
             self.lines
         );
-        if let Some(c) = self.cpu_cores {
-            let _ = write!(s, ", server CPU {c:.2}");
+        if let (Some(c), Some(gb)) = (self.cpu_cores, self.cpu_per_gb()) {
+            let _ = write!(s, ", server CPU {c:.2} ({gb:.3} s/GB)");
         }
         if let Some(kb) = self.peak_rss_kb {
             let _ = write!(s, ", peak RSS {kb} kB");

@@ -177,7 +177,7 @@ impl Server {
             records: Table::default(),
             finished_seq: 0,
             timers: Timers::default(),
-            buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
+            buf: vec![0u8; crate::job::HOLD_ROOM + READ_BUFFER].into_boxed_slice(),
             state: State::Serving,
             live_children: 0,
             counted_conns: 0,

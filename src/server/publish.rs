@@ -289,9 +289,16 @@ impl Server {
             return true;
         }
         if caught_up {
-            // The command may be waiting for this viewer: read it again.
+            // The command may be waiting for this viewer: read it again,
+            // once. Every viewer of a pump catches up in it: queueing the
+            // job per viewer, or when it waits on its pipes and not on a
+            // viewer, made the revisits multiply each turn (memory without
+            // bound with 2 viewers, a busy loop with 1).
             if let Some(job) = record.job() {
-                self.revisit_jobs.push(job);
+                let held_back = self.jobs.get(job).is_some_and(crate::job::Job::is_held_back);
+                if held_back && !self.revisit_jobs.contains(&job) {
+                    self.revisit_jobs.push(job);
+                }
             }
         }
         sent > 0 && conn_wants_more(self.conns.get(index))
