@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -42,7 +41,7 @@ pub enum SpawnError {
     NotAllowed(String),
     /// The program could not be started (not found, not executable…).
     Start(String, io::Error),
-    /// A pipe or pidfd could not be set up.
+    /// A pipe could not be set up.
     Setup(io::Error),
     /// The command's cgroup could not be made or entered (contract §3.6).
     Contain(io::Error),
@@ -70,9 +69,6 @@ pub struct Spawned {
     pub stdout: Receiver,
     /// Read end of its stderr.
     pub stderr: Receiver,
-    /// A pidfd that turns readable when it exits; `None` on kernels without
-    /// `pidfd_open` (the server then watches SIGCHLD).
-    pub pidfd: Option<OwnedFd>,
     /// Everything the command starts, even what leaves its process group.
     pub scope: Scope,
 }
@@ -118,9 +114,10 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Starts `argv` as described in the module doc, inside `scope` (from
-/// [`crate::contain::Containment::spawn_scope`]); `pidfd` says whether the
-/// kernel has `pidfd_open`.
-pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool, mut scope: Scope) -> Result<Spawned, SpawnError> {
+/// [`crate::contain::Containment::spawn_scope`]). Its exit is found by the
+/// server's SIGCHLD path, not by a descriptor of its own: a stream costs
+/// three descriptors (socket and two pipes).
+pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Result<Spawned, SpawnError> {
     let Some((program, args)) = argv.split_first() else {
         return Err(SpawnError::NotAllowed(String::new()));
     };
@@ -143,12 +140,11 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool, mut scope: Sc
         .map_err(SpawnError::Contain)?
         .map_err(|err| SpawnError::Start(program.clone(), err))?;
     scope.set_leader(child.id() as libc::pid_t);
-    match pipes_of(&mut child, pidfd) {
-        Ok((stdout, stderr, pidfd)) => Ok(Spawned {
+    match pipes_of(&mut child) {
+        Ok((stdout, stderr)) => Ok(Spawned {
             child,
             stdout,
             stderr,
-            pidfd,
             scope,
         }),
         Err(err) => {
@@ -161,9 +157,7 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool, mut scope: Sc
     }
 }
 
-type Pipes = (Receiver, Receiver, Option<OwnedFd>);
-
-fn pipes_of(child: &mut Child, pidfd: bool) -> io::Result<Pipes> {
+fn pipes_of(child: &mut Child) -> io::Result<(Receiver, Receiver)> {
     let missing = || io::Error::other("child pipe missing");
     let stdout = Receiver::from(child.stdout.take().ok_or_else(missing)?);
     let stderr = Receiver::from(child.stderr.take().ok_or_else(missing)?);
@@ -175,12 +169,7 @@ fn pipes_of(child: &mut Child, pidfd: bool) -> io::Result<Pipes> {
     // busy, so it blocks (and switches out) less often. Failure is harmless:
     // the pipe keeps its default size.
     let _ = sys::set_pipe_size(&stdout, PIPE_SIZE);
-    let pidfd = if pidfd {
-        sys::pidfd_open(child.id() as libc::pid_t)?
-    } else {
-        None
-    };
-    Ok((stdout, stderr, pidfd))
+    Ok((stdout, stderr))
 }
 
 /// How a reaped child ended, as the `exit` event says it.

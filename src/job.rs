@@ -6,13 +6,12 @@
 //! [`Sink`] the server hands it, and never learns what a socket is.
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::unix::pipe::Receiver;
-use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::child::{self, Spawned};
@@ -34,8 +33,6 @@ pub const FAIR_READS: usize = 16;
 pub const TOKEN_STDOUT: usize = 2;
 /// See [`TOKEN_STDOUT`].
 pub const TOKEN_STDERR: usize = 3;
-/// See [`TOKEN_STDOUT`].
-pub const TOKEN_PIDFD: usize = 4;
 /// Bits of a token that hold its kind.
 pub const TOKEN_KIND_BITS: usize = 3;
 
@@ -117,7 +114,6 @@ pub struct Job {
     pgid: libc::pid_t,
     /// Its process group and whatever left it (contract §3.6).
     scope: Scope,
-    pidfd: Option<OwnedFd>,
     pipes: [Option<Pipe>; 2],
     text: [PipeText; 2],
     encoder: Encoder,
@@ -141,7 +137,8 @@ pub struct Job {
 }
 
 impl Job {
-    /// Registers a spawned child's pipes and pidfd under tokens of `index`.
+    /// Registers a spawned child's pipes under tokens of `index`. Its exit
+    /// comes through the server's SIGCHLD path ([`Job::on_exited`]).
     pub fn start(
         spawned: Spawned,
         index: usize,
@@ -153,20 +150,11 @@ impl Job {
             mut child,
             mut stdout,
             mut stderr,
-            pidfd,
             scope,
         } = spawned;
         let registered = registry
             .register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)
-            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE))
-            .and_then(|()| match &pidfd {
-                Some(fd) => registry.register(
-                    &mut SourceFd(&fd.as_raw_fd()),
-                    token(index, TOKEN_PIDFD),
-                    Interest::READABLE,
-                ),
-                None => Ok(()),
-            });
+            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE));
         if let Err(err) = registered {
             // Nothing will watch this child: end and reap it now, so no
             // process or zombie is left behind.
@@ -182,7 +170,6 @@ impl Job {
             child,
             pgid,
             scope,
-            pidfd,
             pipes: [
                 Some(Pipe {
                     rx: stdout,
@@ -359,25 +346,18 @@ impl Job {
         capped
     }
 
-    /// The child may have exited (pidfd readable, or SIGCHLD): if so, signal
-    /// what is left of its group, reap it, and return true.
-    pub fn check_exit(&mut self, now: Instant, timers: &mut Timers, registry: &Registry) -> bool {
+    /// The child has exited (the server saw its zombie after SIGCHLD, not
+    /// yet reaped): signal what is left of its group, reap it, and return
+    /// true. False if it could not be reaped after all.
+    pub fn on_exited(&mut self, now: Instant, timers: &mut Timers) -> bool {
         if self.status.is_some() {
             return false;
-        }
-        match sys::has_exited(self.pgid) {
-            Ok(true) => {}
-            Ok(false) => return false,
-            Err(err) => {
-                debug!("child {}: waitid failed: {err}", self.pgid);
-                return false;
-            }
         }
         // Signal the group before reaping the leader: while its zombie exists
         // the group id cannot be reused, so no stranger gets the signal.
         self.scope.signal(libc::SIGTERM);
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => status,
+        let status = match sys::reap_status(self.pgid) {
+            Ok(Some(raw)) => ExitStatus::from_raw(raw),
             Ok(None) => return false,
             Err(err) => {
                 warn!("child {}: cannot reap it: {err}", self.pgid);
@@ -385,16 +365,13 @@ impl Job {
             }
         };
         self.status = Some(status);
-        if let Some(fd) = self.pidfd.take() {
-            let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
-        }
         info!(
             "child {} {} exited: {}",
             self.pgid,
             self.argv,
             describe(status, self.timed_out)
         );
-        // Drain both pipes once more: the pidfd can fire while the child's
+        // Drain both pipes once more: SIGCHLD can come while the child's
         // last write is still in the pipe, with no new edge to announce it.
         for pipe in self.pipes.iter_mut().flatten() {
             pipe.ready = true;
@@ -536,7 +513,6 @@ pub struct JobOptions<'a> {
 }
 
 fn describe(status: ExitStatus, timed_out: bool) -> String {
-    use std::os::unix::process::ExitStatusExt;
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("code {code}"),
         (None, Some(signal)) => format!("signal {signal}"),

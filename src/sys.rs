@@ -6,7 +6,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 /// Converts a `-1` return into the current `errno`.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -15,40 +15,6 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
-}
-
-/// Opens a pidfd for `pid`; `Ok(None)` if the kernel lacks `pidfd_open`
-/// (then the caller watches SIGCHLD instead).
-pub fn pidfd_open(pid: libc::pid_t) -> io::Result<Option<OwnedFd>> {
-    // SAFETY: pidfd_open reads two integers and writes no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::ENOSYS) => Ok(None),
-            _ => Err(err),
-        };
-    }
-    // SAFETY: on success the kernel returned a new descriptor nothing else owns.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
-}
-
-/// True once `pid` (our child) has exited, without reaping it: the zombie
-/// keeps its pid and process group alive until we have signalled the group.
-pub fn has_exited(pid: libc::pid_t) -> io::Result<bool> {
-    // SAFETY: siginfo_t is plain data; zeroed is a valid value for it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid writes only into `info`, which lives for the call.
-    check(unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    })?;
-    // SAFETY: si_pid is valid to read for a siginfo_t filled by waitid.
-    Ok(unsafe { info.si_pid() } == pid)
 }
 
 /// Sends `signal` to every process of group `pgid`. A group that is already
@@ -109,7 +75,7 @@ pub fn set_listen_backlog(fd: &impl AsRawFd, backlog: i32) -> io::Result<()> {
 
 /// Raises the open-file limit as far as allowed: with the privilege to (root),
 /// both limits to the kernel's `fs.nr_open`; otherwise the soft limit to the
-/// hard one. Each stream costs four descriptors (socket, two pipes, pidfd).
+/// hard one. Each stream costs three descriptors (socket, two pipes).
 /// Returns the new soft limit, as the platform's `rlim_t` (32 bits on 32-bit
 /// ARM, 64 elsewhere), so no width is assumed.
 pub fn raise_nofile_limit() -> io::Result<libc::rlim_t> {
@@ -163,9 +129,18 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
 /// Write end of the self-pipe the signal handler writes to; -1 until set.
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
-/// The handler: writes the signal number as one byte to the self-pipe. Only
-/// async-signal-safe calls; `errno` is saved and restored around `write`.
+/// Signals caught and not yet taken, one bit per signal number (all the
+/// server handles are below 64). A bit cannot be lost the way a byte in a
+/// full pipe can: the pipe only wakes the loop.
+static PENDING_SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+/// The handler: marks the signal pending and writes its number as one byte
+/// to the self-pipe. Only async-signal-safe calls (a lock-free atomic,
+/// `write`); `errno` is saved and restored around `write`.
 extern "C" fn on_signal(signal: libc::c_int) {
+    if (0..64).contains(&signal) {
+        PENDING_SIGNALS.fetch_or(1 << signal, Ordering::SeqCst);
+    }
     let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
     if fd < 0 {
         return;
@@ -181,7 +156,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
 }
 
 /// Routes `signals` to a non-blocking, close-on-exec self-pipe and returns its
-/// read end: each signal arrives as one byte, its number.
+/// read end: a signal makes it readable, and [`take_signals`] says which came.
 ///
 /// A handler rather than a signalfd: a signalfd needs the signals blocked,
 /// and std's spawn lets children inherit that mask, so a command would
@@ -212,27 +187,30 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     Ok(read)
 }
 
-/// Reads one pending signal number from the self-pipe; `Ok(None)` when none
-/// is pending.
-pub fn read_signal(fd: &OwnedFd) -> io::Result<Option<libc::c_int>> {
-    let mut byte = 0u8;
-    loop {
-        // SAFETY: read writes at most one byte into `byte`.
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+/// Empties the self-pipe and takes the signals caught since the last call,
+/// as a bit set (`1 << signal`). A burst of SIGCHLD costs one or two reads,
+/// not one per exit.
+pub fn take_signals(fd: &OwnedFd) -> io::Result<u64> {
+    let mut buf = [0u8; 256];
+    // The pipe holds at most its capacity (64 KiB), and epoll reports it
+    // by edges: read it empty, within a bound.
+    for _ in 0..1024 {
+        // SAFETY: read writes at most buf.len() bytes into `buf`.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            continue;
+        }
         if n < 0 {
             let err = io::Error::last_os_error();
-            return match err.kind() {
+            match err.kind() {
                 io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => Ok(None),
-                _ => Err(err),
-            };
+                io::ErrorKind::WouldBlock => break,
+                _ => return Err(err),
+            }
         }
-        return if n == 0 {
-            Ok(None)
-        } else {
-            Ok(Some(byte as libc::c_int))
-        };
+        break;
     }
+    Ok(PENDING_SIGNALS.swap(0, Ordering::SeqCst))
 }
 
 /// Hands free heap memory back to the kernel (glibc keeps it otherwise), so
@@ -342,17 +320,35 @@ pub fn kill_pid(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
 /// Reaps the child `pid` if it has exited; true if it did (or is no child
 /// of ours any more). Never waits.
 pub fn reap_pid(pid: libc::pid_t) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let mut status = 0;
-    // SAFETY: waitpid writes one integer into `status`, which lives for the call.
-    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    ret == pid || (ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+    !matches!(reap_status(pid), Ok(None))
 }
 
-/// The pid of one exited child not yet reaped, left unreaped; `None` if
-/// there is none (or no child at all).
+/// Reaps the child `pid` if it has exited and returns its raw wait status
+/// (for `ExitStatus::from_raw`); `Ok(None)` while it runs. Never waits.
+pub fn reap_status(pid: libc::pid_t) -> io::Result<Option<libc::c_int>> {
+    if pid <= 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes one integer into `status`, which lives for the call.
+        let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        match ret {
+            0 => return Ok(None),
+            r if r == pid => return Ok(Some(status)),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+/// The pid of one exited child not yet reaped, left unreaped (its zombie
+/// keeps its pid and process group from being reused until it is reaped);
+/// `None` if there is none (or no child at all).
 pub fn peek_exited_child() -> Option<libc::pid_t> {
     // SAFETY: siginfo_t is plain data; zeroed is a valid value for it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
