@@ -878,8 +878,20 @@ impl Server {
         match conn.phase {
             Phase::ReadingHead { idle: true, .. } if conn.requests > 0 => self.close_conn(index, now),
             Phase::ReadingHead { .. } => {
-                self.reject(index, HttpError::Timeout, now);
+                // A loop held up (a burst of thousands of spawns) may not
+                // have come to this socket's event yet: a head that is
+                // already there is served, not refused.
+                let requests = conn.requests;
+                conn.readable = true;
                 self.drive_conn(index, now);
+                let still_waiting = self
+                    .conns
+                    .get(index)
+                    .is_some_and(|c| c.requests == requests && matches!(c.phase, Phase::ReadingHead { .. }));
+                if still_waiting {
+                    self.reject(index, HttpError::Timeout, now);
+                    self.drive_conn(index, now);
+                }
             }
             Phase::Watching { .. } => {
                 // A viewer behind a running job: let go only after it has
