@@ -1,15 +1,19 @@
 //! Starting a command: the allow-list, then a child in its own process group
 //! with stdin from `/dev/null` and stdout and stderr on two non-blocking pipes.
 //!
-//! std's `Command` spawns with `posix_spawn` (vfork-like) when, as here, no
-//! `pre_exec` hook is set, so the server is never fully forked. Knows nothing
-//! of HTTP or SSE.
+//! The child is a vfork-like clone that shares and then drops our
+//! descriptor table ([`sys::spawn_plan`]): the cost of a spawn does not grow
+//! with the number of streams open. Knows nothing of HTTP or SSE.
 
+use std::ffi::{CString, OsStr};
 use std::fmt;
+use std::fs::File;
 use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 
 use mio::unix::pipe::Receiver;
 
@@ -63,8 +67,8 @@ impl std::error::Error for SpawnError {}
 /// A started child and the read ends of its pipes, all non-blocking.
 #[derive(Debug)]
 pub struct Spawned {
-    /// The child; its pid is also its process group id.
-    pub child: Child,
+    /// The child's pid, also its process group id.
+    pub pid: libc::pid_t,
     /// Read end of its stdout.
     pub stdout: Receiver,
     /// Read end of its stderr.
@@ -124,25 +128,23 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Resul
     if !is_allowed(program, options) {
         return Err(SpawnError::NotAllowed(program.clone()));
     }
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove(TOKEN_ENV)
-        .process_group(0);
-    if let Some(dir) = &options.cwd {
-        command.current_dir(dir);
-    }
-    let mut child = scope
-        .run_inside(|| command.spawn())
+    let plan = plan_of(program, args, options).map_err(|err| SpawnError::Start(program.clone(), err))?;
+    let (stdout, stdout_w) = sys::pipe().map_err(SpawnError::Setup)?;
+    let (stderr, stderr_w) = sys::pipe().map_err(SpawnError::Setup)?;
+    let null = File::open("/dev/null").map_err(SpawnError::Setup)?;
+    let stdio = [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
+    let pid = scope
+        .run_inside(|| sys::spawn_plan(&plan, stdio))
         .map_err(SpawnError::Contain)?
         .map_err(|err| SpawnError::Start(program.clone(), err))?;
-    scope.set_leader(child.id() as libc::pid_t);
-    match pipes_of(&mut child) {
-        Ok((stdout, stderr)) => Ok(Spawned {
-            child,
+    scope.set_leader(pid);
+    // Our copies of the child's ends go now: its exit then ends the pipes.
+    drop((null, stdout_w, stderr_w));
+    let stdout = Receiver::from(stdout);
+    let stderr = Receiver::from(stderr);
+    match set_up_pipes(&stdout, &stderr) {
+        Ok(()) => Ok(Spawned {
+            pid,
             stdout,
             stderr,
             scope,
@@ -151,25 +153,53 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Resul
             // Setup failed after the child started: end it now so nothing
             // leaks (dropping the scope ends what it started).
             scope.signal(libc::SIGKILL);
-            let _ = child.wait();
+            let _ = sys::wait_blocking(pid);
             Err(SpawnError::Setup(err))
         }
     }
 }
 
-fn pipes_of(child: &mut Child) -> io::Result<(Receiver, Receiver)> {
-    let missing = || io::Error::other("child pipe missing");
-    let stdout = Receiver::from(child.stdout.take().ok_or_else(missing)?);
-    let stderr = Receiver::from(child.stderr.take().ok_or_else(missing)?);
-    // mio's From<ChildStdout> leaves the pipe blocking: a blocking read would
-    // stall the whole loop.
-    sys::set_nonblocking(&stdout)?;
-    sys::set_nonblocking(&stderr)?;
+/// The paths `execve` tries (as `execvp` searches `PATH` for a bare name),
+/// the arguments, and our environment without the token, as C strings.
+fn plan_of(program: &str, args: &[String], options: &SpawnOptions) -> io::Result<sys::ExecPlan> {
+    let c = |bytes: &[u8]| CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let paths = if program.contains('/') {
+        vec![c(program.as_bytes())?]
+    } else {
+        let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&search)
+            .map(|dir| c(dir.join(program).as_os_str().as_bytes()))
+            .collect::<io::Result<_>>()?
+    };
+    let argv = std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .map(|arg| c(arg.as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let env = std::env::vars_os()
+        .filter(|(name, _)| name != OsStr::new(TOKEN_ENV))
+        .filter_map(|(name, value)| {
+            let mut pair = name.as_bytes().to_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(value.as_bytes());
+            CString::new(pair).ok()
+        })
+        .collect();
+    let cwd = match &options.cwd {
+        Some(dir) => Some(c(dir.as_os_str().as_bytes())?),
+        None => None,
+    };
+    Ok(sys::ExecPlan { paths, argv, env, cwd })
+}
+
+fn set_up_pipes(stdout: &Receiver, stderr: &Receiver) -> io::Result<()> {
+    // Read ends only: the child's ends stay blocking, as programs expect.
+    sys::set_nonblocking(stdout)?;
+    sys::set_nonblocking(stderr)?;
     // A deeper stdout pipe lets a fast child write ahead while the loop is
     // busy, so it blocks (and switches out) less often. Failure is harmless:
     // the pipe keeps its default size.
-    let _ = sys::set_pipe_size(&stdout, PIPE_SIZE);
-    Ok((stdout, stderr))
+    let _ = sys::set_pipe_size(stdout, PIPE_SIZE);
+    Ok(())
 }
 
 /// How a reaped child ended, as the `exit` event says it.

@@ -7,7 +7,7 @@
 
 use std::io::{self, Read};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -60,7 +60,7 @@ impl Drop for Job {
         }
         warn!("child {} {}: dropped while running: killing it", self.pgid, self.argv);
         self.scope.signal(libc::SIGKILL);
-        let _ = self.child.wait();
+        let _ = sys::wait_blocking(self.pgid);
     }
 }
 
@@ -110,7 +110,6 @@ struct Pipe {
 #[derive(Debug)]
 pub struct Job {
     index: usize,
-    child: Child,
     pgid: libc::pid_t,
     /// Its process group and whatever left it (contract §3.6).
     scope: Scope,
@@ -147,7 +146,7 @@ impl Job {
         registry: &Registry,
     ) -> io::Result<Job> {
         let Spawned {
-            mut child,
+            pid,
             mut stdout,
             mut stderr,
             scope,
@@ -161,13 +160,12 @@ impl Job {
             let _ = registry.deregister(&mut stdout);
             let _ = registry.deregister(&mut stderr);
             scope.signal(libc::SIGKILL);
-            let _ = child.wait();
+            let _ = sys::wait_blocking(pid);
             return Err(err);
         }
-        let pgid = child.id() as libc::pid_t;
+        let pgid = pid;
         let mut job = Job {
             index,
-            child,
             pgid,
             scope,
             pipes: [
