@@ -11,9 +11,13 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use log::warn;
 
 use mio::unix::pipe::Receiver;
 
@@ -128,20 +132,19 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Resul
     if !is_allowed(program, options) {
         return Err(SpawnError::NotAllowed(program.clone()));
     }
-    let plan = plan_of(program, args, options).map_err(|err| SpawnError::Start(program.clone(), err))?;
-    let (stdout, stdout_w) = sys::pipe().map_err(SpawnError::Setup)?;
-    let (stderr, stderr_w) = sys::pipe().map_err(SpawnError::Setup)?;
-    let null = File::open("/dev/null").map_err(SpawnError::Setup)?;
-    let stdio = [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
-    let pid = scope
-        .run_inside(|| sys::spawn_plan(&plan, stdio))
-        .map_err(SpawnError::Contain)?
-        .map_err(|err| SpawnError::Start(program.clone(), err))?;
+    let (pid, stdout, stderr) = if CLONE_UNSUPPORTED.load(Ordering::Relaxed) {
+        start_std(program, args, options, &scope)?
+    } else {
+        match start_fast(program, args, options, &scope) {
+            Err(SpawnError::Start(_, err)) if err.kind() == io::ErrorKind::Unsupported => {
+                warn!("spawning without copying the descriptor table is not possible here ({err}): using posix_spawn");
+                CLONE_UNSUPPORTED.store(true, Ordering::Relaxed);
+                start_std(program, args, options, &scope)?
+            }
+            other => other?,
+        }
+    };
     scope.set_leader(pid);
-    // Our copies of the child's ends go now: its exit then ends the pipes.
-    drop((null, stdout_w, stderr_w));
-    let stdout = Receiver::from(stdout);
-    let stderr = Receiver::from(stderr);
     match set_up_pipes(&stdout, &stderr) {
         Ok(()) => Ok(Spawned {
             pid,
@@ -155,6 +158,57 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Resul
             scope.signal(libc::SIGKILL);
             let _ = sys::wait_blocking(pid);
             Err(SpawnError::Setup(err))
+        }
+    }
+}
+
+/// Set once [`sys::spawn_plan`] turned out impossible on this system: every
+/// later spawn goes through std's `posix_spawn` path.
+static CLONE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+type Started = (libc::pid_t, Receiver, Receiver);
+
+/// Starts the child with [`sys::spawn_plan`], inside `scope`.
+fn start_fast(program: &str, args: &[String], options: &SpawnOptions, scope: &Scope) -> Result<Started, SpawnError> {
+    let plan = plan_of(program, args, options).map_err(|err| SpawnError::Start(program.to_owned(), err))?;
+    let (stdout, stdout_w) = sys::pipe().map_err(SpawnError::Setup)?;
+    let (stderr, stderr_w) = sys::pipe().map_err(SpawnError::Setup)?;
+    let null = File::open("/dev/null").map_err(SpawnError::Setup)?;
+    let stdio = [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
+    let pid = scope
+        .run_inside(|| sys::spawn_plan(&plan, stdio))
+        .map_err(SpawnError::Contain)?
+        .map_err(|err| SpawnError::Start(program.to_owned(), err))?;
+    // Our copies of the child's ends close as this returns: its exit then
+    // ends the pipes.
+    Ok((pid, Receiver::from(stdout), Receiver::from(stderr)))
+}
+
+/// Starts the child with std's `Command` (`posix_spawn`), inside `scope`:
+/// the fallback where [`sys::spawn_plan`] cannot work.
+fn start_std(program: &str, args: &[String], options: &SpawnOptions, scope: &Scope) -> Result<Started, SpawnError> {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove(TOKEN_ENV)
+        .process_group(0);
+    if let Some(dir) = &options.cwd {
+        command.current_dir(dir);
+    }
+    let mut child = scope
+        .run_inside(|| command.spawn())
+        .map_err(SpawnError::Contain)?
+        .map_err(|err| SpawnError::Start(program.to_owned(), err))?;
+    let pid = child.id() as libc::pid_t;
+    match (child.stdout.take(), child.stderr.take()) {
+        (Some(stdout), Some(stderr)) => Ok((pid, Receiver::from(stdout), Receiver::from(stderr))),
+        _ => {
+            scope.signal(libc::SIGKILL);
+            let _ = sys::wait_blocking(pid);
+            Err(SpawnError::Setup(io::Error::other("child pipe missing")))
         }
     }
 }

@@ -518,6 +518,9 @@ struct ChildArgs {
     mask: libc::sigset_t,
     /// errno of the failed step, 0 if `execve` succeeded.
     error: libc::c_int,
+    /// The failed step was dropping the descriptor table: this kernel (or
+    /// emulator) cannot do what this path needs.
+    unsupported: bool,
 }
 
 /// Stack of the vfork child: it only makes a few system calls.
@@ -555,20 +558,36 @@ pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t>
         // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
         mask: unsafe { std::mem::zeroed() },
         error: 0,
+        unsupported: false,
     };
-    let mut stack = vec![0u8; CHILD_STACK];
+    // Left uninitialised: only the few pages the child uses are touched
+    // (zeroing it would make all of it resident in the server).
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     let saved = save_stdio()?;
     let placed = place_stdio(stdio);
     let pid = placed.and_then(|()| clone_child(&mut args, &mut stack));
     restore_stdio(saved);
-    let pid = pid?;
+    let pid = match pid {
+        Ok(pid) => pid,
+        // qemu-user and the like refuse CLONE_VM | CLONE_FILES without a thread.
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => return Err(unsupported(err)),
+        Err(err) => return Err(err),
+    };
     if args.error != 0 {
         // The child has exited already (a vfork parent resumes only then or
         // at its execve): reap it, and say why it failed.
         let _ = wait_blocking(pid);
-        return Err(io::Error::from_raw_os_error(args.error));
+        let err = io::Error::from_raw_os_error(args.error);
+        return Err(if args.unsupported { unsupported(err) } else { err });
     }
     Ok(pid)
+}
+
+/// [`spawn_plan`] cannot work here (`ErrorKind::Unsupported`): a kernel
+/// before 5.9 has no `CLOSE_RANGE_UNSHARE`; the caller falls back to
+/// `posix_spawn`.
+fn unsupported(err: io::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, err)
 }
 
 /// Copies of our descriptors 0, 1 and 2 (`None` for one that is closed).
@@ -614,7 +633,7 @@ fn restore_stdio(saved: [Option<OwnedFd>; 3]) {
 
 /// `clone(CLONE_VM | CLONE_VFORK | CLONE_FILES)` of [`child_main`] with every
 /// signal blocked around it; returns once the child has exec'd or exited.
-fn clone_child(args: &mut ChildArgs, stack: &mut [u8]) -> io::Result<libc::pid_t> {
+fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>) -> io::Result<libc::pid_t> {
     // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: sigfillset writes only into `all`.
@@ -625,7 +644,7 @@ fn clone_child(args: &mut ChildArgs, stack: &mut [u8]) -> io::Result<libc::pid_t
         return Err(io::Error::from_raw_os_error(blocked));
     }
     // The stack grows down: the child starts at its top, 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let top = (stack.as_mut_ptr() as usize + stack.capacity()) & !15;
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
     // SAFETY: the child runs child_main on its own stack (`stack`, alive
     // until clone returns: CLONE_VFORK suspends us until the child has
@@ -681,6 +700,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::CLOSE_RANGE_UNSHARE,
         ) != 0
         {
+            args.unsupported = true;
             fail(args, errno());
         }
         if !args.cwd.is_null() && libc::chdir(args.cwd) != 0 {
