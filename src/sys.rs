@@ -179,6 +179,10 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
+        if signal == libc::SIGCHLD {
+            // Only exits matter: a child stopped or continued is no wake-up.
+            action.sa_flags |= libc::SA_NOCLDSTOP;
+        }
         // SAFETY: sigemptyset writes only into the action's mask.
         check(unsafe { libc::sigemptyset(&mut action.sa_mask) })?;
         // SAFETY: sigaction reads `action`; the old action is not requested.
