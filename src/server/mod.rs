@@ -4,7 +4,7 @@
 //!
 //! A failed system call ends one connection or one job, never the loop.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -92,8 +92,9 @@ pub struct Server {
     listener: Option<TcpListener>,
     signals: OwnedFd,
     /// The job each running child (by pid) belongs to: SIGCHLD says only
-    /// that some child exited.
-    children: HashMap<libc::pid_t, usize>,
+    /// that some child exited. A B-tree, not a hash map: no random keys to
+    /// seed (a syscall and code pages) before the first command.
+    children: BTreeMap<libc::pid_t, usize>,
     /// Exited children may be left to reap (SIGCHLD came, or a turn's reap
     /// cap was reached).
     reap_pending: bool,
@@ -169,7 +170,7 @@ impl Server {
             poll,
             listener: Some(listener),
             signals: signal_fd,
-            children: HashMap::new(),
+            children: BTreeMap::new(),
             reap_pending: false,
             config,
             spawn_options,
