@@ -7,11 +7,9 @@
 //!   command runs in a cgroup of its own (`<subtree>/cmd-<n>`). Stopping
 //!   signals the process group and every process the cgroup lists;
 //!   `cgroup.kill` ends what is left after the grace, and the cgroup is
-//!   removed once empty. The child is put there without a race: it moves
-//!   itself (through [`Scope::procs_file`]) before `execve`, so no code of
-//!   the command runs outside it. Where the server falls back to
-//!   `posix_spawn`, it moves itself into the command's cgroup, spawns, and
-//!   moves back instead ([`Scope::run_inside`]).
+//!   removed once empty. The child is put there without a race: the server
+//!   (one thread) moves itself into the command's cgroup, spawns, and moves
+//!   back, so std keeps its `posix_spawn` path.
 //! - **subreaper** elsewhere: the server is the child subreaper, so orphans
 //!   are re-parented to it; it reaps them, and stops them with the command
 //!   they were found under (by walking `/proc`). Best effort: see README.
