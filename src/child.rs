@@ -170,25 +170,15 @@ type Started = (libc::pid_t, Receiver, Receiver);
 
 /// Starts the child with [`sys::spawn_plan`], inside `scope`.
 fn start_fast(program: &str, args: &[String], options: &SpawnOptions, scope: &Scope) -> Result<Started, SpawnError> {
-    let procs = scope.procs_file().transpose().map_err(SpawnError::Contain)?;
-    let mut plan = plan_of(program, args, options).map_err(|err| SpawnError::Start(program.to_owned(), err))?;
-    plan.cgroup_procs = procs.as_ref().map_or(-1, |file| file.as_raw_fd());
+    let plan = plan_of(program, args, options).map_err(|err| SpawnError::Start(program.to_owned(), err))?;
     let (stdout, stdout_w) = sys::pipe().map_err(SpawnError::Setup)?;
     let (stderr, stderr_w) = sys::pipe().map_err(SpawnError::Setup)?;
     let null = File::open("/dev/null").map_err(SpawnError::Setup)?;
     let stdio = [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
-    let pid = sys::spawn_plan(&plan, stdio).map_err(|err| {
-        match err
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<sys::ContainFailed>())
-        {
-            Some(failed) => SpawnError::Contain(failed.0.raw_os_error().map_or_else(
-                || io::Error::other("cannot enter the cgroup"),
-                io::Error::from_raw_os_error,
-            )),
-            None => SpawnError::Start(program.to_owned(), err),
-        }
-    })?;
+    let pid = scope
+        .run_inside(|| sys::spawn_plan(&plan, stdio))
+        .map_err(SpawnError::Contain)?
+        .map_err(|err| SpawnError::Start(program.to_owned(), err))?;
     // Our copies of the child's ends close as this returns: its exit then
     // ends the pipes.
     Ok((pid, Receiver::from(stdout), Receiver::from(stderr)))
@@ -252,13 +242,7 @@ fn plan_of(program: &str, args: &[String], options: &SpawnOptions) -> io::Result
         Some(dir) => Some(c(dir.as_os_str().as_bytes())?),
         None => None,
     };
-    Ok(sys::ExecPlan {
-        paths,
-        argv,
-        env,
-        cwd,
-        cgroup_procs: -1,
-    })
+    Ok(sys::ExecPlan { paths, argv, env, cwd })
 }
 
 fn set_up_pipes(stdout: &Receiver, stderr: &Receiver) -> io::Result<()> {

@@ -287,17 +287,6 @@ impl Scope {
         Ok(spawned)
     }
 
-    /// In cgroup mode, the command cgroup's `cgroup.procs`, opened for
-    /// writing: a child that writes `0` to it before `execve` moves itself
-    /// there, and the server need not move in and out (two migrations, each
-    /// about 0.1 ms of waiting). `None` in subreaper mode.
-    pub fn procs_file(&self) -> Option<io::Result<File>> {
-        let Place::Cgroup(path) = &self.place else {
-            return None;
-        };
-        Some(OpenOptions::new().write(true).open(path.join("cgroup.procs")))
-    }
-
     /// Records the command's leader (its pid is its process group).
     pub fn set_leader(&mut self, pid: libc::pid_t) {
         self.pgid = pid;

@@ -509,9 +509,6 @@ pub struct ExecPlan {
     pub env: Vec<std::ffi::CString>,
     /// Directory to change to before `execve`.
     pub cwd: Option<std::ffi::CString>,
-    /// A cgroup's `cgroup.procs` open for writing: the child moves itself
-    /// there first, before any code of the command runs (-1: stay).
-    pub cgroup_procs: RawFd,
 }
 
 /// What the vfork child reads (the plan, as C pointers) and writes (why
@@ -521,7 +518,6 @@ struct ChildArgs {
     argv: Vec<*const libc::c_char>,
     env: Vec<*const libc::c_char>,
     cwd: *const libc::c_char,
-    cgroup_procs: RawFd,
     /// The signal mask to restore before `execve`.
     mask: libc::sigset_t,
     /// errno of the failed step, 0 if `execve` succeeded.
@@ -529,8 +525,6 @@ struct ChildArgs {
     /// The failed step was dropping the descriptor table: this kernel (or
     /// emulator) cannot do what this path needs.
     unsupported: bool,
-    /// The failed step was moving into the command's cgroup.
-    contain_failed: bool,
 }
 
 /// Stack of the vfork child: it only makes a few system calls.
@@ -565,12 +559,10 @@ pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t>
         argv: with_null(&plan.argv),
         env: with_null(&plan.env),
         cwd: plan.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-        cgroup_procs: plan.cgroup_procs,
         // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
         mask: unsafe { std::mem::zeroed() },
         error: 0,
         unsupported: false,
-        contain_failed: false,
     };
     // Left uninitialised: only the few pages the child uses are touched
     // (zeroing it would make all of it resident in the server).
@@ -590,27 +582,10 @@ pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t>
         // at its execve): reap it, and say why it failed.
         let _ = wait_blocking(pid);
         let err = io::Error::from_raw_os_error(args.error);
-        return Err(match (args.unsupported, args.contain_failed) {
-            (true, _) => unsupported(err),
-            (_, true) => io::Error::new(io::ErrorKind::PermissionDenied, ContainFailed(err)),
-            _ => err,
-        });
+        return Err(if args.unsupported { unsupported(err) } else { err });
     }
     Ok(pid)
 }
-
-/// The child could not move into the command's cgroup (the error
-/// [`spawn_plan`] wraps; the command did not start).
-#[derive(Debug)]
-pub struct ContainFailed(pub io::Error);
-
-impl std::fmt::Display for ContainFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for ContainFailed {}
 
 /// [`spawn_plan`] cannot work here (`ErrorKind::Unsupported`): a kernel
 /// before 5.9 has no `CLOSE_RANGE_UNSHARE`; the caller falls back to
@@ -720,12 +695,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // outlives the child; none returns into Rust code that could unwind.
     unsafe {
         if libc::setpgid(0, 0) != 0 {
-            fail(args, errno());
-        }
-        // Into the command's cgroup while the table (and this descriptor)
-        // is still shared; a failure is the containment's.
-        if args.cgroup_procs >= 0 && libc::write(args.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
-            args.contain_failed = true;
             fail(args, errno());
         }
         if libc::syscall(
