@@ -1,16 +1,23 @@
 //! Starting a command: the allow-list, then a child in its own process group
 //! with stdin from `/dev/null` and stdout and stderr on two non-blocking pipes.
 //!
-//! std's `Command` spawns with `posix_spawn` (vfork-like) when, as here, no
-//! `pre_exec` hook is set, so the server is never fully forked. Knows nothing
-//! of HTTP or SSE.
+//! The child is a vfork-like clone that shares and then drops our
+//! descriptor table ([`sys::spawn_plan`]): the cost of a spawn does not grow
+//! with the number of streams open. Knows nothing of HTTP or SSE.
 
+use std::ffi::{CString, OsStr};
 use std::fmt;
+use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use log::warn;
 
 use mio::unix::pipe::Receiver;
 
@@ -42,7 +49,7 @@ pub enum SpawnError {
     NotAllowed(String),
     /// The program could not be started (not found, not executable…).
     Start(String, io::Error),
-    /// A pipe or pidfd could not be set up.
+    /// A pipe could not be set up.
     Setup(io::Error),
     /// The command's cgroup could not be made or entered (contract §3.6).
     Contain(io::Error),
@@ -64,15 +71,12 @@ impl std::error::Error for SpawnError {}
 /// A started child and the read ends of its pipes, all non-blocking.
 #[derive(Debug)]
 pub struct Spawned {
-    /// The child; its pid is also its process group id.
-    pub child: Child,
+    /// The child's pid, also its process group id.
+    pub pid: libc::pid_t,
     /// Read end of its stdout.
     pub stdout: Receiver,
     /// Read end of its stderr.
     pub stderr: Receiver,
-    /// A pidfd that turns readable when it exits; `None` on kernels without
-    /// `pidfd_open` (the server then watches SIGCHLD).
-    pub pidfd: Option<OwnedFd>,
     /// Everything the command starts, even what leaves its process group.
     pub scope: Scope,
 }
@@ -118,15 +122,71 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Starts `argv` as described in the module doc, inside `scope` (from
-/// [`crate::contain::Containment::spawn_scope`]); `pidfd` says whether the
-/// kernel has `pidfd_open`.
-pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool, mut scope: Scope) -> Result<Spawned, SpawnError> {
+/// [`crate::contain::Containment::spawn_scope`]). Its exit is found by the
+/// server's SIGCHLD path, not by a descriptor of its own: a stream costs
+/// three descriptors (socket and two pipes).
+pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Result<Spawned, SpawnError> {
     let Some((program, args)) = argv.split_first() else {
         return Err(SpawnError::NotAllowed(String::new()));
     };
     if !is_allowed(program, options) {
         return Err(SpawnError::NotAllowed(program.clone()));
     }
+    let (pid, stdout, stderr) = if CLONE_UNSUPPORTED.load(Ordering::Relaxed) {
+        start_std(program, args, options, &scope)?
+    } else {
+        match start_fast(program, args, options, &scope) {
+            Err(SpawnError::Start(_, err)) if err.kind() == io::ErrorKind::Unsupported => {
+                warn!("spawning without copying the descriptor table is not possible here ({err}): using posix_spawn");
+                CLONE_UNSUPPORTED.store(true, Ordering::Relaxed);
+                start_std(program, args, options, &scope)?
+            }
+            other => other?,
+        }
+    };
+    scope.set_leader(pid);
+    match set_up_pipes(&stdout, &stderr) {
+        Ok(()) => Ok(Spawned {
+            pid,
+            stdout,
+            stderr,
+            scope,
+        }),
+        Err(err) => {
+            // Setup failed after the child started: end it now so nothing
+            // leaks (dropping the scope ends what it started).
+            scope.signal(libc::SIGKILL);
+            let _ = sys::wait_blocking(pid);
+            Err(SpawnError::Setup(err))
+        }
+    }
+}
+
+/// Set once [`sys::spawn_plan`] turned out impossible on this system: every
+/// later spawn goes through std's `posix_spawn` path.
+static CLONE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+type Started = (libc::pid_t, Receiver, Receiver);
+
+/// Starts the child with [`sys::spawn_plan`], inside `scope`.
+fn start_fast(program: &str, args: &[String], options: &SpawnOptions, scope: &Scope) -> Result<Started, SpawnError> {
+    let plan = plan_of(program, args, options).map_err(|err| SpawnError::Start(program.to_owned(), err))?;
+    let (stdout, stdout_w) = sys::pipe().map_err(SpawnError::Setup)?;
+    let (stderr, stderr_w) = sys::pipe().map_err(SpawnError::Setup)?;
+    let null = File::open("/dev/null").map_err(SpawnError::Setup)?;
+    let stdio = [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
+    let pid = scope
+        .run_inside(|| sys::spawn_plan(&plan, stdio))
+        .map_err(SpawnError::Contain)?
+        .map_err(|err| SpawnError::Start(program.to_owned(), err))?;
+    // Our copies of the child's ends close as this returns: its exit then
+    // ends the pipes.
+    Ok((pid, Receiver::from(stdout), Receiver::from(stderr)))
+}
+
+/// Starts the child with std's `Command` (`posix_spawn`), inside `scope`:
+/// the fallback where [`sys::spawn_plan`] cannot work.
+fn start_std(program: &str, args: &[String], options: &SpawnOptions, scope: &Scope) -> Result<Started, SpawnError> {
     let mut command = Command::new(program);
     command
         .args(args)
@@ -141,46 +201,59 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, pidfd: bool, mut scope: Sc
     let mut child = scope
         .run_inside(|| command.spawn())
         .map_err(SpawnError::Contain)?
-        .map_err(|err| SpawnError::Start(program.clone(), err))?;
-    scope.set_leader(child.id() as libc::pid_t);
-    match pipes_of(&mut child, pidfd) {
-        Ok((stdout, stderr, pidfd)) => Ok(Spawned {
-            child,
-            stdout,
-            stderr,
-            pidfd,
-            scope,
-        }),
-        Err(err) => {
-            // Setup failed after the child started: end it now so nothing
-            // leaks (dropping the scope ends what it started).
+        .map_err(|err| SpawnError::Start(program.to_owned(), err))?;
+    let pid = child.id() as libc::pid_t;
+    match (child.stdout.take(), child.stderr.take()) {
+        (Some(stdout), Some(stderr)) => Ok((pid, Receiver::from(stdout), Receiver::from(stderr))),
+        _ => {
             scope.signal(libc::SIGKILL);
-            let _ = child.wait();
-            Err(SpawnError::Setup(err))
+            let _ = sys::wait_blocking(pid);
+            Err(SpawnError::Setup(io::Error::other("child pipe missing")))
         }
     }
 }
 
-type Pipes = (Receiver, Receiver, Option<OwnedFd>);
+/// The paths `execve` tries (as `execvp` searches `PATH` for a bare name),
+/// the arguments, and our environment without the token, as C strings.
+fn plan_of(program: &str, args: &[String], options: &SpawnOptions) -> io::Result<sys::ExecPlan> {
+    let c = |bytes: &[u8]| CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let paths = if program.contains('/') {
+        vec![c(program.as_bytes())?]
+    } else {
+        let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&search)
+            .map(|dir| c(dir.join(program).as_os_str().as_bytes()))
+            .collect::<io::Result<_>>()?
+    };
+    let argv = std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .map(|arg| c(arg.as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let env = std::env::vars_os()
+        .filter(|(name, _)| name != OsStr::new(TOKEN_ENV))
+        .filter_map(|(name, value)| {
+            let mut pair = name.as_bytes().to_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(value.as_bytes());
+            CString::new(pair).ok()
+        })
+        .collect();
+    let cwd = match &options.cwd {
+        Some(dir) => Some(c(dir.as_os_str().as_bytes())?),
+        None => None,
+    };
+    Ok(sys::ExecPlan { paths, argv, env, cwd })
+}
 
-fn pipes_of(child: &mut Child, pidfd: bool) -> io::Result<Pipes> {
-    let missing = || io::Error::other("child pipe missing");
-    let stdout = Receiver::from(child.stdout.take().ok_or_else(missing)?);
-    let stderr = Receiver::from(child.stderr.take().ok_or_else(missing)?);
-    // mio's From<ChildStdout> leaves the pipe blocking: a blocking read would
-    // stall the whole loop.
-    sys::set_nonblocking(&stdout)?;
-    sys::set_nonblocking(&stderr)?;
+fn set_up_pipes(stdout: &Receiver, stderr: &Receiver) -> io::Result<()> {
+    // Read ends only: the child's ends stay blocking, as programs expect.
+    sys::set_nonblocking(stdout)?;
+    sys::set_nonblocking(stderr)?;
     // A deeper stdout pipe lets a fast child write ahead while the loop is
     // busy, so it blocks (and switches out) less often. Failure is harmless:
     // the pipe keeps its default size.
-    let _ = sys::set_pipe_size(&stdout, PIPE_SIZE);
-    let pidfd = if pidfd {
-        sys::pidfd_open(child.id() as libc::pid_t)?
-    } else {
-        None
-    };
-    Ok((stdout, stderr, pidfd))
+    let _ = sys::set_pipe_size(stdout, PIPE_SIZE);
+    Ok(())
 }
 
 /// How a reaped child ended, as the `exit` event says it.

@@ -46,10 +46,6 @@ const SPARE_CGROUPS: usize = 16;
 /// forked by a process it saw, which then still counts as alive.
 const SNAPSHOT_AGE: Duration = Duration::from_millis(2);
 
-/// Exited children reaped one by one, per tidy, before a walk of `/proc`
-/// takes over.
-const REAPS_PER_TIDY: usize = 256;
-
 /// How long the exit clean-up waits for killed commands' cgroups to empty
 /// before removing them: `cgroup.kill` is asynchronous.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
@@ -109,8 +105,6 @@ struct Tree {
     scopes: HashMap<u64, Tracked>,
     /// The last walk of `/proc` and when it was taken (see [`SNAPSHOT_AGE`]).
     snapshot: Option<(Instant, Vec<Stat>)>,
-    /// A SIGCHLD came: orphans may wait to be reaped.
-    reap_due: bool,
 }
 
 /// One command in subreaper mode.
@@ -194,12 +188,6 @@ impl Containment {
         &self.description
     }
 
-    /// True in subreaper mode: the server must watch SIGCHLD and call
-    /// [`Containment::on_sigchld`].
-    pub fn wants_sigchld(&self) -> bool {
-        matches!(self.inner.borrow().mode, Mode::Subreaper(_))
-    }
-
     /// A new, empty scope for the next command. Fails if its cgroup cannot be
     /// made; the command must then not start.
     pub fn spawn_scope(&self) -> io::Result<Scope> {
@@ -225,32 +213,21 @@ impl Containment {
         })
     }
 
-    /// Subreaper mode, on SIGCHLD: orphans may have exited. They are reaped
-    /// at the next [`Containment::tidy`], so a burst of exits costs one pass.
-    pub fn on_sigchld(&self) {
-        if let Mode::Subreaper(tree) = &mut self.inner.borrow_mut().mode {
-            tree.reap_due = true;
-        }
-    }
-
     /// Retries removing the cgroups of ended commands that were still
-    /// populated; reaps exited orphans (never a command's leader: that is
-    /// std's `Child` to reap). Never blocks.
+    /// populated (cgroup mode; subreaper mode has nothing to retry: the
+    /// server's SIGCHLD path reaps orphans). Never blocks.
     pub fn tidy(&self) {
-        let mut inner = self.inner.borrow_mut();
-        let own_pid = inner.own_pid;
-        match &mut inner.mode {
-            Mode::Cgroup(cgroups) => cgroups.tidy(),
-            Mode::Subreaper(tree) => tree.reap_orphans(own_pid),
+        if let Mode::Cgroup(cgroups) = &mut self.inner.borrow_mut().mode {
+            cgroups.tidy();
         }
     }
 
     /// True while [`Containment::tidy`] has work: cgroups of ended commands
-    /// not yet empty, or orphans to reap.
+    /// not yet empty.
     pub fn has_pending(&self) -> bool {
         match &self.inner.borrow().mode {
             Mode::Cgroup(cgroups) => !cgroups.pending.is_empty(),
-            Mode::Subreaper(tree) => tree.reap_due,
+            Mode::Subreaper(_) => false,
         }
     }
 
@@ -720,32 +697,6 @@ impl Tree {
         members.retain(|p| p.pid != leader && !known.contains(p));
         tracked.members = members.clone();
         members
-    }
-}
-
-impl Tree {
-    /// Reaps exited children that lead no command: one by one while the
-    /// kernel shows such a one first, else by a walk of `/proc`.
-    fn reap_orphans(&mut self, own_pid: libc::pid_t) {
-        self.reap_due = false;
-        let leaders: HashSet<libc::pid_t> = self.scopes.values().map(|t| t.leader).collect();
-        for _ in 0..REAPS_PER_TIDY {
-            match sys::peek_exited_child() {
-                None => return,
-                Some(pid) if leaders.contains(&pid) => break,
-                Some(pid) => {
-                    debug!("reaped orphan {pid}");
-                    sys::reap_pid(pid);
-                }
-            }
-        }
-        // A leader's exit hides the others: look at every child.
-        for stat in processes() {
-            if stat.ppid == own_pid && stat.zombie && !leaders.contains(&stat.proc.pid) {
-                debug!("reaped orphan {}", stat.proc.pid);
-                sys::reap_pid(stat.proc.pid);
-            }
-        }
     }
 }
 

@@ -6,13 +6,12 @@
 //! [`Sink`] the server hands it, and never learns what a socket is.
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, ExitStatus};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::unix::pipe::Receiver;
-use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::child::{self, Spawned};
@@ -39,8 +38,6 @@ pub const HOLD_ROOM: usize = 4 * 1024;
 pub const TOKEN_STDOUT: usize = 2;
 /// See [`TOKEN_STDOUT`].
 pub const TOKEN_STDERR: usize = 3;
-/// See [`TOKEN_STDOUT`].
-pub const TOKEN_PIDFD: usize = 4;
 /// Bits of a token that hold its kind.
 pub const TOKEN_KIND_BITS: usize = 3;
 
@@ -68,7 +65,7 @@ impl Drop for Job {
         }
         warn!("child {} {}: dropped while running: killing it", self.pgid, self.argv);
         self.scope.signal(libc::SIGKILL);
-        let _ = self.child.wait();
+        let _ = sys::wait_blocking(self.pgid);
     }
 }
 
@@ -118,11 +115,9 @@ struct Pipe {
 #[derive(Debug)]
 pub struct Job {
     index: usize,
-    child: Child,
     pgid: libc::pid_t,
     /// Its process group and whatever left it (contract §3.6).
     scope: Scope,
-    pidfd: Option<OwnedFd>,
     pipes: [Option<Pipe>; 2],
     text: [PipeText; 2],
     encoder: Encoder,
@@ -150,7 +145,8 @@ pub struct Job {
 }
 
 impl Job {
-    /// Registers a spawned child's pipes and pidfd under tokens of `index`.
+    /// Registers a spawned child's pipes under tokens of `index`. Its exit
+    /// comes through the server's SIGCHLD path ([`Job::on_exited`]).
     pub fn start(
         spawned: Spawned,
         index: usize,
@@ -159,39 +155,28 @@ impl Job {
         registry: &Registry,
     ) -> io::Result<Job> {
         let Spawned {
-            mut child,
+            pid,
             mut stdout,
             mut stderr,
-            pidfd,
             scope,
         } = spawned;
         let registered = registry
             .register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)
-            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE))
-            .and_then(|()| match &pidfd {
-                Some(fd) => registry.register(
-                    &mut SourceFd(&fd.as_raw_fd()),
-                    token(index, TOKEN_PIDFD),
-                    Interest::READABLE,
-                ),
-                None => Ok(()),
-            });
+            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE));
         if let Err(err) = registered {
             // Nothing will watch this child: end and reap it now, so no
             // process or zombie is left behind.
             let _ = registry.deregister(&mut stdout);
             let _ = registry.deregister(&mut stderr);
             scope.signal(libc::SIGKILL);
-            let _ = child.wait();
+            let _ = sys::wait_blocking(pid);
             return Err(err);
         }
-        let pgid = child.id() as libc::pid_t;
+        let pgid = pid;
         let mut job = Job {
             index,
-            child,
             pgid,
             scope,
-            pidfd,
             pipes: [
                 Some(Pipe {
                     rx: stdout,
@@ -373,25 +358,18 @@ impl Job {
         capped
     }
 
-    /// The child may have exited (pidfd readable, or SIGCHLD): if so, signal
-    /// what is left of its group, reap it, and return true.
-    pub fn check_exit(&mut self, now: Instant, timers: &mut Timers, registry: &Registry) -> bool {
+    /// The child has exited (the server saw its zombie after SIGCHLD, not
+    /// yet reaped): signal what is left of its group, reap it, and return
+    /// true. False if it could not be reaped after all.
+    pub fn on_exited(&mut self, now: Instant, timers: &mut Timers) -> bool {
         if self.status.is_some() {
             return false;
-        }
-        match sys::has_exited(self.pgid) {
-            Ok(true) => {}
-            Ok(false) => return false,
-            Err(err) => {
-                debug!("child {}: waitid failed: {err}", self.pgid);
-                return false;
-            }
         }
         // Signal the group before reaping the leader: while its zombie exists
         // the group id cannot be reused, so no stranger gets the signal.
         self.scope.signal(libc::SIGTERM);
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => status,
+        let status = match sys::reap_status(self.pgid) {
+            Ok(Some(raw)) => ExitStatus::from_raw(raw),
             Ok(None) => return false,
             Err(err) => {
                 warn!("child {}: cannot reap it: {err}", self.pgid);
@@ -399,16 +377,13 @@ impl Job {
             }
         };
         self.status = Some(status);
-        if let Some(fd) = self.pidfd.take() {
-            let _ = registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
-        }
         info!(
             "child {} {} exited: {}",
             self.pgid,
             self.argv,
             describe(status, self.timed_out)
         );
-        // Drain both pipes once more: the pidfd can fire while the child's
+        // Drain both pipes once more: SIGCHLD can come while the child's
         // last write is still in the pipe, with no new edge to announce it.
         for pipe in self.pipes.iter_mut().flatten() {
             pipe.ready = true;
@@ -559,7 +534,6 @@ pub struct JobOptions<'a> {
 }
 
 fn describe(status: ExitStatus, timed_out: bool) -> String {
-    use std::os::unix::process::ExitStatusExt;
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("code {code}"),
         (None, Some(signal)) => format!("signal {signal}"),

@@ -23,7 +23,7 @@
 //! The modules:
 //! - [`cli`] turns the command line into a validated [`cli::Config`].
 //! - [`server`] owns the one `mio::Poll`: the listener, every client socket,
-//!   every child's pipes and pidfd, the signal self-pipe, and the [`timer`]
+//!   every child's pipes, the signal self-pipe (SIGCHLD for exits), and the [`timer`]
 //!   queue that sets the poll timeout; it owns the tables of connections,
 //!   jobs and records ([`table`]: a slot is reused only after the poll batch
 //!   that freed it). Only it decides what closes. Its `publish` part holds

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 /// Converts a `-1` return into the current `errno`.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -15,40 +15,6 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
-}
-
-/// Opens a pidfd for `pid`; `Ok(None)` if the kernel lacks `pidfd_open`
-/// (then the caller watches SIGCHLD instead).
-pub fn pidfd_open(pid: libc::pid_t) -> io::Result<Option<OwnedFd>> {
-    // SAFETY: pidfd_open reads two integers and writes no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::ENOSYS) => Ok(None),
-            _ => Err(err),
-        };
-    }
-    // SAFETY: on success the kernel returned a new descriptor nothing else owns.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
-}
-
-/// True once `pid` (our child) has exited, without reaping it: the zombie
-/// keeps its pid and process group alive until we have signalled the group.
-pub fn has_exited(pid: libc::pid_t) -> io::Result<bool> {
-    // SAFETY: siginfo_t is plain data; zeroed is a valid value for it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid writes only into `info`, which lives for the call.
-    check(unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    })?;
-    // SAFETY: si_pid is valid to read for a siginfo_t filled by waitid.
-    Ok(unsafe { info.si_pid() } == pid)
 }
 
 /// Sends `signal` to every process of group `pgid`. A group that is already
@@ -109,7 +75,7 @@ pub fn set_listen_backlog(fd: &impl AsRawFd, backlog: i32) -> io::Result<()> {
 
 /// Raises the open-file limit as far as allowed: with the privilege to (root),
 /// both limits to the kernel's `fs.nr_open`; otherwise the soft limit to the
-/// hard one. Each stream costs four descriptors (socket, two pipes, pidfd).
+/// hard one. Each stream costs three descriptors (socket, two pipes).
 /// Returns the new soft limit, as the platform's `rlim_t` (32 bits on 32-bit
 /// ARM, 64 elsewhere), so no width is assumed.
 pub fn raise_nofile_limit() -> io::Result<libc::rlim_t> {
@@ -163,9 +129,18 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
 /// Write end of the self-pipe the signal handler writes to; -1 until set.
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
-/// The handler: writes the signal number as one byte to the self-pipe. Only
-/// async-signal-safe calls; `errno` is saved and restored around `write`.
+/// Signals caught and not yet taken, one bit per signal number (all the
+/// server handles are below 64). A bit cannot be lost the way a byte in a
+/// full pipe can: the pipe only wakes the loop.
+static PENDING_SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+/// The handler: marks the signal pending and writes its number as one byte
+/// to the self-pipe. Only async-signal-safe calls (a lock-free atomic,
+/// `write`); `errno` is saved and restored around `write`.
 extern "C" fn on_signal(signal: libc::c_int) {
+    if (0..64).contains(&signal) {
+        PENDING_SIGNALS.fetch_or(1 << signal, Ordering::SeqCst);
+    }
     let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
     if fd < 0 {
         return;
@@ -181,7 +156,7 @@ extern "C" fn on_signal(signal: libc::c_int) {
 }
 
 /// Routes `signals` to a non-blocking, close-on-exec self-pipe and returns its
-/// read end: each signal arrives as one byte, its number.
+/// read end: a signal makes it readable, and [`take_signals`] says which came.
 ///
 /// A handler rather than a signalfd: a signalfd needs the signals blocked,
 /// and std's spawn lets children inherit that mask, so a command would
@@ -204,6 +179,10 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
         action.sa_flags = libc::SA_RESTART;
+        if signal == libc::SIGCHLD {
+            // Only exits matter: a child stopped or continued is no wake-up.
+            action.sa_flags |= libc::SA_NOCLDSTOP;
+        }
         // SAFETY: sigemptyset writes only into the action's mask.
         check(unsafe { libc::sigemptyset(&mut action.sa_mask) })?;
         // SAFETY: sigaction reads `action`; the old action is not requested.
@@ -212,27 +191,30 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     Ok(read)
 }
 
-/// Reads one pending signal number from the self-pipe; `Ok(None)` when none
-/// is pending.
-pub fn read_signal(fd: &OwnedFd) -> io::Result<Option<libc::c_int>> {
-    let mut byte = 0u8;
-    loop {
-        // SAFETY: read writes at most one byte into `byte`.
-        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+/// Empties the self-pipe and takes the signals caught since the last call,
+/// as a bit set (`1 << signal`). A burst of SIGCHLD costs one or two reads,
+/// not one per exit.
+pub fn take_signals(fd: &OwnedFd) -> io::Result<u64> {
+    let mut buf = [0u8; 256];
+    // The pipe holds at most its capacity (64 KiB), and epoll reports it
+    // by edges: read it empty, within a bound.
+    for _ in 0..1024 {
+        // SAFETY: read writes at most buf.len() bytes into `buf`.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            continue;
+        }
         if n < 0 {
             let err = io::Error::last_os_error();
-            return match err.kind() {
+            match err.kind() {
                 io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => Ok(None),
-                _ => Err(err),
-            };
+                io::ErrorKind::WouldBlock => break,
+                _ => return Err(err),
+            }
         }
-        return if n == 0 {
-            Ok(None)
-        } else {
-            Ok(Some(byte as libc::c_int))
-        };
+        break;
     }
+    Ok(PENDING_SIGNALS.swap(0, Ordering::SeqCst))
 }
 
 /// Hands free heap memory back to the kernel (glibc keeps it otherwise), so
@@ -352,17 +334,35 @@ pub fn kill_pid(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
 /// Reaps the child `pid` if it has exited; true if it did (or is no child
 /// of ours any more). Never waits.
 pub fn reap_pid(pid: libc::pid_t) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let mut status = 0;
-    // SAFETY: waitpid writes one integer into `status`, which lives for the call.
-    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    ret == pid || (ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+    !matches!(reap_status(pid), Ok(None))
 }
 
-/// The pid of one exited child not yet reaped, left unreaped; `None` if
-/// there is none (or no child at all).
+/// Reaps the child `pid` if it has exited and returns its raw wait status
+/// (for `ExitStatus::from_raw`); `Ok(None)` while it runs. Never waits.
+pub fn reap_status(pid: libc::pid_t) -> io::Result<Option<libc::c_int>> {
+    if pid <= 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes one integer into `status`, which lives for the call.
+        let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        match ret {
+            0 => return Ok(None),
+            r if r == pid => return Ok(Some(status)),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+/// The pid of one exited child not yet reaped, left unreaped (its zombie
+/// keeps its pid and process group from being reused until it is reaped);
+/// `None` if there is none (or no child at all).
 pub fn peek_exited_child() -> Option<libc::pid_t> {
     // SAFETY: siginfo_t is plain data; zeroed is a valid value for it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -503,4 +503,258 @@ mod activation_tests {
         assert_eq!(listen_fds(Some("x"), Some("1"), 42), 0, "unreadable LISTEN_PID");
         assert_eq!(listen_fds(Some("42"), Some("-1"), 42), 0, "unreadable LISTEN_FDS");
     }
+}
+
+// ----- spawning: a vfork child that never copies our descriptor table -----
+
+/// Everything the child needs, made in the parent: until it calls `execve`
+/// the child shares our memory, so it only makes system calls on these.
+pub struct ExecPlan {
+    /// Paths to try in order, as `execvp` would (a bare name: one per
+    /// `PATH` entry).
+    pub paths: Vec<std::ffi::CString>,
+    /// The argument vector, `argv[0]` first.
+    pub argv: Vec<std::ffi::CString>,
+    /// The environment, `NAME=value` each.
+    pub env: Vec<std::ffi::CString>,
+    /// Directory to change to before `execve`.
+    pub cwd: Option<std::ffi::CString>,
+}
+
+/// What the vfork child reads (the plan, as C pointers) and writes (why
+/// `execve` failed), in memory it shares with us.
+struct ChildArgs {
+    paths: Vec<*const libc::c_char>,
+    argv: Vec<*const libc::c_char>,
+    env: Vec<*const libc::c_char>,
+    cwd: *const libc::c_char,
+    /// The signal mask to restore before `execve`.
+    mask: libc::sigset_t,
+    /// errno of the failed step, 0 if `execve` succeeded.
+    error: libc::c_int,
+    /// The failed step was dropping the descriptor table: this kernel (or
+    /// emulator) cannot do what this path needs.
+    unsupported: bool,
+}
+
+/// Stack of the vfork child: it only makes a few system calls.
+const CHILD_STACK: usize = 32 * 1024;
+
+/// The signals this process handles: reset to their default in the child
+/// before it can receive one (our handler would run in our memory), and
+/// SIGPIPE, which std sets to ignored and an ignored signal stays ignored
+/// across `execve`.
+const CHILD_DEFAULT_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD, libc::SIGPIPE];
+
+/// Starts `plan` in a new process group with `stdio` as its descriptors 0,
+/// 1 and 2 and no other descriptor; returns its pid.
+///
+/// Why not `posix_spawn`: a child made by `clone` without `CLONE_FILES`
+/// copies our whole descriptor table, and `execve` then closes every copy
+/// marked close-on-exec: work in proportion to the streams open (with 6,000
+/// streams, 18,000 descriptors per spawn, which made spawning the bottleneck
+/// at scale). Here the child shares our table (`CLONE_FILES`), finds its
+/// stdio already at 0, 1 and 2 (we put it there for the moment of the
+/// `clone` and put ours back after: the loop is one thread, and a vfork
+/// parent is suspended until the child has exec'd), and unshares with
+/// `close_range(3, ~0, CLOSE_RANGE_UNSHARE)`, which copies only 0, 1 and 2.
+pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t> {
+    let with_null = |strings: &[std::ffi::CString]| {
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        ptrs
+    };
+    let mut args = ChildArgs {
+        paths: with_null(&plan.paths),
+        argv: with_null(&plan.argv),
+        env: with_null(&plan.env),
+        cwd: plan.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
+        mask: unsafe { std::mem::zeroed() },
+        error: 0,
+        unsupported: false,
+    };
+    // Left uninitialised: only the few pages the child uses are touched
+    // (zeroing it would make all of it resident in the server).
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
+    let saved = save_stdio()?;
+    let placed = place_stdio(stdio);
+    let pid = placed.and_then(|()| clone_child(&mut args, &mut stack));
+    restore_stdio(saved);
+    let pid = match pid {
+        Ok(pid) => pid,
+        // qemu-user and the like refuse CLONE_VM | CLONE_FILES without a thread.
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => return Err(unsupported(err)),
+        Err(err) => return Err(err),
+    };
+    if args.error != 0 {
+        // The child has exited already (a vfork parent resumes only then or
+        // at its execve): reap it, and say why it failed.
+        let _ = wait_blocking(pid);
+        let err = io::Error::from_raw_os_error(args.error);
+        return Err(if args.unsupported { unsupported(err) } else { err });
+    }
+    Ok(pid)
+}
+
+/// [`spawn_plan`] cannot work here (`ErrorKind::Unsupported`): a kernel
+/// before 5.9 has no `CLOSE_RANGE_UNSHARE`; the caller falls back to
+/// `posix_spawn`.
+fn unsupported(err: io::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, err)
+}
+
+/// Copies of our descriptors 0, 1 and 2 (`None` for one that is closed).
+fn save_stdio() -> io::Result<[Option<OwnedFd>; 3]> {
+    let mut saved: [Option<OwnedFd>; 3] = [None, None, None];
+    for (fd, slot) in saved.iter_mut().enumerate() {
+        // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor; no memory is passed.
+        let copy = unsafe { libc::fcntl(fd as RawFd, libc::F_DUPFD_CLOEXEC, 3) };
+        if copy >= 0 {
+            // SAFETY: the new descriptor is ours alone.
+            *slot = Some(unsafe { OwnedFd::from_raw_fd(copy) });
+        } else if io::Error::last_os_error().raw_os_error() != Some(libc::EBADF) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(saved)
+}
+
+fn place_stdio(stdio: [RawFd; 3]) -> io::Result<()> {
+    for (target, fd) in stdio.into_iter().enumerate() {
+        // SAFETY: dup2 takes two integers; the caller owns `fd`, and the
+        // target's old descriptor was saved by save_stdio.
+        check(unsafe { libc::dup2(fd, target as RawFd) })?;
+    }
+    Ok(())
+}
+
+/// Puts our descriptors 0, 1 and 2 back (closing one that was closed).
+fn restore_stdio(saved: [Option<OwnedFd>; 3]) {
+    for (target, copy) in saved.into_iter().enumerate() {
+        match copy {
+            // SAFETY: dup2 takes two integers; `copy` is open and ours.
+            Some(copy) => unsafe {
+                libc::dup2(copy.as_raw_fd(), target as RawFd);
+            },
+            // SAFETY: close takes an integer; the descriptor was closed before.
+            None => unsafe {
+                libc::close(target as RawFd);
+            },
+        }
+    }
+}
+
+/// `clone(CLONE_VM | CLONE_VFORK | CLONE_FILES)` of [`child_main`] with every
+/// signal blocked around it; returns once the child has exec'd or exited.
+fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>) -> io::Result<libc::pid_t> {
+    // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigfillset writes only into `all`.
+    unsafe { libc::sigfillset(&mut all) };
+    // SAFETY: pthread_sigmask reads `all` and writes the old mask into args.mask.
+    let blocked = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut args.mask) };
+    if blocked != 0 {
+        return Err(io::Error::from_raw_os_error(blocked));
+    }
+    // The stack grows down: the child starts at its top, 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + stack.capacity()) & !15;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
+    // SAFETY: the child runs child_main on its own stack (`stack`, alive
+    // until clone returns: CLONE_VFORK suspends us until the child has
+    // exec'd or exited) and reads `args`, alive as long; it only makes
+    // system calls and never returns into our code.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            flags,
+            (args as *mut ChildArgs).cast(),
+        )
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: pthread_sigmask reads the saved mask; the old one is not requested.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut()) };
+    if pid < 0 {
+        return Err(err);
+    }
+    Ok(pid)
+}
+
+/// The vfork child: default signal handlers, its own process group, a
+/// descriptor table of just 0, 1 and 2, the working directory, our signal
+/// mask back, then `execve` of each path in turn. A failure is reported
+/// through `error` and ends the child with status 127.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the ChildArgs clone_child passed, alive and not
+    // touched by the suspended parent until we exec or exit.
+    let args = unsafe { &mut *arg.cast::<ChildArgs>() };
+    let fail = |args: &mut ChildArgs, errno: libc::c_int| -> ! {
+        args.error = if errno == 0 { libc::ENOEXEC } else { errno };
+        // SAFETY: _exit ends this process at once, running nothing of ours.
+        unsafe { libc::_exit(127) }
+    };
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    let errno = || unsafe { *libc::__errno_location() };
+    for signal in CHILD_DEFAULT_SIGNALS {
+        // SAFETY: signal() sets this process's disposition (not shared with
+        // the parent: no CLONE_SIGHAND); no memory of ours is passed.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    // SAFETY: each call below takes integers or pointers into `args`, which
+    // outlives the child; none returns into Rust code that could unwind.
+    unsafe {
+        if libc::setpgid(0, 0) != 0 {
+            fail(args, errno());
+        }
+        if libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            !0 as libc::c_uint,
+            libc::CLOSE_RANGE_UNSHARE,
+        ) != 0
+        {
+            args.unsupported = true;
+            fail(args, errno());
+        }
+        if !args.cwd.is_null() && libc::chdir(args.cwd) != 0 {
+            fail(args, errno());
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
+        let mut denied = false;
+        let mut last = libc::ENOENT;
+        for &path in args.paths.iter().take_while(|p| !p.is_null()) {
+            libc::execve(path, args.argv.as_ptr(), args.env.as_ptr());
+            last = errno();
+            denied |= last == libc::EACCES;
+        }
+        // As execvp: a program found but not executable says so, rather
+        // than the last directory's ENOENT.
+        fail(args, if denied { libc::EACCES } else { last })
+    }
+}
+
+/// Waits for the child `pid` to end and reaps it; its raw wait status.
+pub fn wait_blocking(pid: libc::pid_t) -> io::Result<libc::c_int> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes one integer into `status`, which lives for the call.
+        let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if ret == pid {
+            return Ok(status);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`, which is that big.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are new and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

@@ -159,3 +159,139 @@ fn timeout_escalates_to_sigkill() {
         live_marked(&m).is_empty()
     });
 }
+
+/// Issue 11 target 3: a running stream costs at most three descriptors of
+/// the server (its socket and the child's two pipes; no pidfd per child):
+/// what lets thousands of streams fit a 20,000-descriptor limit.
+#[test]
+fn each_stream_costs_at_most_three_descriptors() {
+    const STREAMS: usize = 16;
+    let s = Server::start(&[]);
+    assert_eq!(s.run("echo warm").stdout(), "warm\n", "warm-up /run");
+    let baseline = s.settled_fd_count();
+    let m = sleep_marker();
+    let _guard = MarkerGuard(vec![m.clone()]);
+    let target = format!("/run?command={}", pct(&format!("sleep {}", m)));
+    let mut conns = Vec::new();
+    for i in 0..STREAMS {
+        let mut c = s.connect();
+        c.send(&s.req("GET", &target, &[]));
+        c.read_head().assert_status(200, &format!("stream {i}"));
+        conns.push(c);
+    }
+    wait_until(Duration::from_secs(10), "every command to start", || {
+        live_marked(&m).len() == STREAMS
+    });
+    let held = s.settled_fd_count();
+    let per_stream = (held - baseline) as f64 / STREAMS as f64;
+    assert!(
+        held - baseline <= 3 * STREAMS,
+        "{STREAMS} streams hold {} descriptors ({per_stream:.2} each, want <= 3); fds: {:?}",
+        held - baseline,
+        fd_list(s.pid())
+    );
+    for c in conns {
+        c.close();
+    }
+    wait_until(Duration::from_secs(10), "the commands to be stopped", || {
+        live_marked(&m).is_empty()
+    });
+    s.wait_no_children(Duration::from_secs(10));
+    s.wait_fds_back_to(baseline, Duration::from_secs(5));
+}
+
+/// Many children exiting at once (one SIGCHLD may stand for many exits):
+/// each stream still gets its own child's exact exit code or signal.
+#[test]
+fn burst_of_exits_each_get_their_own_status() {
+    const STREAMS: usize = 40;
+    let s = Server::start(&["--max-procs", "100"]);
+    let marker = common::marker_path("burst");
+    // Every command waits for the marker file, so they all end together.
+    let handles: Vec<_> = (0..STREAMS)
+        .map(|i| {
+            let script = if i % 4 == 3 {
+                format!("while [ ! -e {} ]; do sleep 0.01; done; kill -KILL $$", marker.str())
+            } else {
+                format!("while [ ! -e {} ]; do sleep 0.01; done; exit {}", marker.str(), i % 200)
+            };
+            let target = format!("/run?command={}", pct(&format!("sh -c {}", shell_quote(&script))));
+            let mut c = s.connect();
+            c.send(&s.req("GET", &target, &[]));
+            std::thread::spawn(move || c.read_run(Instant::now()))
+        })
+        .collect();
+    wait_until(Duration::from_secs(10), "every command to start", || {
+        s.children().len() >= STREAMS
+    });
+    std::fs::write(marker.path(), b"go").expect("write the marker file");
+    for (i, handle) in handles.into_iter().enumerate() {
+        let run = handle.join().expect("reader thread");
+        let want = if i % 4 == 3 {
+            End::signal(libc::SIGKILL as i64)
+        } else {
+            End::code((i % 200) as i64)
+        };
+        run.assert_end(want);
+    }
+    s.wait_no_children(Duration::from_secs(10));
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Voluntary context switches of the server's (one) thread: each return
+/// from a sleeping `epoll_wait` adds one.
+fn wakeups(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("voluntary_ctxt_switches in /proc/PID/status")
+}
+
+/// Issue 11 target 5: once a load is over (short commands, an abandoned
+/// stream stopped with SIGTERM, a command with a stray in the background,
+/// a timeout), the server sleeps: no timer is left armed (kill grace, FIN
+/// probe, cgroup clean-up retries, linger), so it does not wake at all.
+#[test]
+fn no_wakeup_while_idle_after_a_load() {
+    let s = Server::start(&["--kill-grace", "1", "--max-procs", "100"]);
+    let m = sleep_marker();
+    let _guard = MarkerGuard(vec![m.clone()]);
+    for _ in 0..20 {
+        assert_eq!(s.run("true").stdout(), "", "a short command");
+    }
+    // A stray left in the background: killed after the grace.
+    let stray = format!("sh -c {}", shell_quote(&format!("sleep {m} & echo started")));
+    assert_eq!(s.run(&stray).stdout(), "started\n");
+    // An abandoned stream, and one the client half-closes.
+    let target = format!("/run?command={}", pct(&format!("sleep {}", m)));
+    let mut gone = s.connect();
+    gone.send(&s.req("GET", &target, &[]));
+    gone.read_head().assert_status(200, "stream to abandon");
+    let mut half = s.connect();
+    half.send(&s.req("GET", &target, &[]));
+    half.read_head().assert_status(200, "stream to half-close");
+    half.shutdown_write();
+    gone.close();
+    std::thread::sleep(Duration::from_millis(300));
+    half.close();
+    wait_until(Duration::from_secs(10), "every command to be stopped", || {
+        live_marked(&m).is_empty()
+    });
+    s.wait_no_children(Duration::from_secs(10));
+    // Past the linger and the kill grace, and the cgroup clean-up.
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = wakeups(s.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let after = wakeups(s.pid());
+    assert_eq!(
+        after,
+        before,
+        "the idle server woke {} times in 3 s after a load",
+        after - before
+    );
+}

@@ -1,9 +1,10 @@
 //! The event loop: one `mio::Poll` for the listener, every client socket,
-//! every child's pipes and pidfd, and the signal self-pipe; the timer queue sets its
-//! timeout. Only this module calls `poll` and decides what closes.
+//! every child's pipes, and the signal self-pipe (SIGCHLD reports every
+//! child's exit); the timer queue sets its timeout. Only this module calls `poll` and decides what closes.
 //!
 //! A failed system call ends one connection or one job, never the loop.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -20,7 +21,7 @@ use crate::conn::{self, After, Conn, Phase};
 use crate::contain::Containment;
 use crate::http::request::{Head, HttpError};
 use crate::http::response::Reply;
-use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_PIDFD, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDOUT};
 use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
 use crate::metrics::{Metrics, StopReason};
@@ -68,6 +69,11 @@ const BUSY_SPELL: usize = 64;
 /// Poll events fetched per call.
 const EVENTS_PER_POLL: usize = 1024;
 
+/// Exited children reaped per turn of the loop; past it the rest wait for
+/// the next turn (before the next poll), so a burst of exits cannot hold the
+/// loop.
+const REAPS_PER_TURN: usize = 256;
+
 /// How often the cgroups of ended commands are looked at again until they
 /// are empty and can go (`cgroup.kill` is asynchronous).
 const TIDY_EVERY: Duration = Duration::from_millis(100);
@@ -87,8 +93,13 @@ pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
     signals: OwnedFd,
-    /// Pidfds are not available: SIGCHLD on the self-pipe reports exits.
-    sigchld: bool,
+    /// The job each running child (by pid) belongs to: SIGCHLD says only
+    /// that some child exited. A B-tree, not a hash map: no random keys to
+    /// seed (a syscall and code pages) before the first command.
+    children: BTreeMap<libc::pid_t, usize>,
+    /// Exited children may be left to reap (SIGCHLD came, or a turn's reap
+    /// cap was reached).
+    reap_pending: bool,
     config: Config,
     spawn_options: SpawnOptions,
     conns: Table<Conn>,
@@ -138,8 +149,8 @@ fn interrupted(err: &io::Error) -> bool {
 }
 
 impl Server {
-    /// Sets the loop up around a bound listener. SIGINT and SIGTERM (and
-    /// SIGCHLD on kernels without pidfd) arrive as events on a self-pipe.
+    /// Sets the loop up around a bound listener. SIGINT, SIGTERM and SIGCHLD
+    /// arrive as events on a self-pipe.
     pub fn new(mut listener: TcpListener, config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let containment = Containment::new().map_err(io::Error::other)?;
@@ -148,15 +159,9 @@ impl Server {
         } else {
             info!("containment: {}", containment.description());
         }
-        let sigchld = !pidfd_supported();
-        let mut signals = vec![libc::SIGINT, libc::SIGTERM];
-        if sigchld {
-            warn!("this kernel has no pidfd_open: watching SIGCHLD instead");
-        }
-        if sigchld || containment.wants_sigchld() {
-            signals.push(libc::SIGCHLD);
-        }
-        let signal_fd = sys::signal_pipe(&signals)?;
+        // One SIGCHLD path for every child, not a pidfd each: a stream
+        // costs three descriptors, not four.
+        let signal_fd = sys::signal_pipe(&[libc::SIGINT, libc::SIGTERM, libc::SIGCHLD])?;
         poll.registry()
             .register(&mut SourceFd(&signal_fd.as_raw_fd()), SIGNALS, Interest::READABLE)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -169,7 +174,8 @@ impl Server {
             poll,
             listener: Some(listener),
             signals: signal_fd,
-            sigchld,
+            children: BTreeMap::new(),
+            reap_pending: false,
             config,
             spawn_options,
             conns: Table::default(),
@@ -224,6 +230,9 @@ impl Server {
                 self.dispatch(event, now);
             }
             self.revisit(now);
+            if self.reap_pending {
+                self.reap_children(Instant::now());
+            }
             self.on_timers(Instant::now());
             self.arm_tidy();
         }
@@ -232,6 +241,7 @@ impl Server {
     fn has_leftover_work(&self) -> bool {
         !self.revisit_jobs.is_empty()
             || !self.revisit_conns.is_empty()
+            || self.reap_pending
             || (self.accept_pending && self.accept_pause.at().is_none())
     }
 
@@ -288,7 +298,6 @@ impl Server {
                 }
                 self.pump_job(index, now);
             }
-            TOKEN_PIDFD => self.on_exit(index, now),
             _ => {}
         }
     }
@@ -595,7 +604,7 @@ impl Server {
     fn spawn_job(&mut self, argv: &[String], format: Format, out: Output, now: Instant) -> Result<usize, String> {
         let job_index = self.jobs.next_index();
         let spawned = match self.containment.spawn_scope() {
-            Ok(scope) => child::spawn(argv, &self.spawn_options, !self.sigchld, scope),
+            Ok(scope) => child::spawn(argv, &self.spawn_options, scope),
             Err(err) => Err(child::SpawnError::Contain(err)),
         };
         let argv_for_log = self.argv_for_log(argv);
@@ -615,7 +624,10 @@ impl Server {
                 job.out = out;
                 self.live_children += 1;
                 self.metrics.command_started();
-                Ok(self.jobs.insert(job))
+                let pid = job.pid();
+                let index = self.jobs.insert(job);
+                self.children.insert(pid, index);
+                Ok(index)
             }
             Err(message) => {
                 self.metrics.command_failed_to_start();
@@ -675,12 +687,31 @@ impl Server {
         }
     }
 
-    fn on_exit(&mut self, index: usize, now: Instant) {
-        let Some(job) = self.jobs.get_mut(index) else { return };
-        if job.check_exit(now, &mut self.timers, self.poll.registry()) {
+    /// Reaps exited children, at most [`REAPS_PER_TURN`]: a command's
+    /// leader goes to its job (which signals what is left of its group
+    /// first, while the zombie still holds the group id); any other child is
+    /// an orphan re-parented to us (subreaper mode) and is just reaped.
+    fn reap_children(&mut self, now: Instant) {
+        self.reap_pending = false;
+        for _ in 0..REAPS_PER_TURN {
+            let Some(pid) = sys::peek_exited_child() else { return };
+            let Some(index) = self.children.remove(&pid) else {
+                debug!("reaped orphan {pid}");
+                sys::reap_pid(pid);
+                continue;
+            };
+            let Some(job) = self.jobs.get_mut(index) else {
+                sys::reap_pid(pid);
+                continue;
+            };
+            if !job.on_exited(now, &mut self.timers) {
+                // Not reapable after all (logged): leave it rather than spin.
+                return;
+            }
             self.live_children -= 1;
+            self.pump_job(index, now);
         }
-        self.pump_job(index, now);
+        self.reap_pending = true;
     }
 
     fn reap_if_finished(&mut self, index: usize) {
@@ -714,30 +745,25 @@ impl Server {
     // ----- signals ---------------------------------------------------------
 
     fn on_signal(&mut self, now: Instant) {
-        loop {
-            match sys::read_signal(&self.signals) {
-                Ok(Some(libc::SIGCHLD)) => self.on_sigchld(now),
-                Ok(Some(signal)) => self.begin_shutdown(signal, now),
-                Ok(None) => return,
-                Err(err) => {
-                    error!("reading signals failed: {err}");
-                    return;
-                }
+        let caught = match sys::take_signals(&self.signals) {
+            Ok(caught) => caught,
+            Err(err) => {
+                error!("reading signals failed: {err}");
+                return;
             }
+        };
+        if caught & (1 << libc::SIGCHLD) != 0 {
+            self.reap_children(now);
         }
-    }
-
-    fn on_sigchld(&mut self, now: Instant) {
-        self.containment.on_sigchld();
-        if self.sigchld {
-            for index in self.jobs.indices() {
-                self.on_exit(index, now);
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            if caught & (1 << signal) != 0 {
+                self.begin_shutdown(signal, now);
             }
         }
     }
 
     /// Keeps a look-again queued while the containment has work (cgroups of
-    /// ended commands to remove, orphans to reap): done on later ticks,
+    /// ended commands to remove): done on later ticks,
     /// never waited for.
     fn arm_tidy(&mut self) {
         if self.tidy.at().is_none() && self.containment.has_pending() {
@@ -872,8 +898,20 @@ impl Server {
         match conn.phase {
             Phase::ReadingHead { idle: true, .. } if conn.requests > 0 => self.close_conn(index, now),
             Phase::ReadingHead { .. } => {
-                self.reject(index, HttpError::Timeout, now);
+                // A loop held up (a burst of thousands of spawns) may not
+                // have come to this socket's event yet: a head that is
+                // already there is served, not refused.
+                let requests = conn.requests;
+                conn.readable = true;
                 self.drive_conn(index, now);
+                let still_waiting = self
+                    .conns
+                    .get(index)
+                    .is_some_and(|c| c.requests == requests && matches!(c.phase, Phase::ReadingHead { .. }));
+                if still_waiting {
+                    self.reject(index, HttpError::Timeout, now);
+                    self.drive_conn(index, now);
+                }
             }
             Phase::Watching { .. } => {
                 // A viewer behind a running job: let go only after it has
@@ -989,10 +1027,4 @@ fn deadline_of<'a>(
         TimerKey::Forget(index) => records.get_mut(index).map(|r| &mut r.forget),
         TimerKey::Server => None,
     }
-}
-
-/// True if this kernel has `pidfd_open` (Linux 5.3+).
-fn pidfd_supported() -> bool {
-    // Probe once: open a pidfd on ourselves and drop it.
-    matches!(sys::pidfd_open(std::process::id() as libc::pid_t), Ok(Some(_)))
 }
