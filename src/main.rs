@@ -53,6 +53,10 @@ fn run() -> Result<(), Failure> {
     // leaked to us must not reach our commands (a socket-activation listener
     // is kept open, then taken and made close-on-exec itself), and our
     // commands must not read our environment or memory (contract §4).
+    // Descriptors 0, 1 and 2 open (on /dev/null where our parent closed
+    // one): the spawn path places a child's stdio there for the moment of
+    // the clone, which needs none of our own pipes or sockets to sit there.
+    let stdio = sys::open_closed_stdio();
     let activated = activated_sockets();
     let keep_end = sys::LISTEN_FDS_START + if activated == 1 { 1 } else { 0 };
     let cloexec = sys::cloexec_inherited(sys::LISTEN_FDS_START..keep_end);
@@ -78,6 +82,9 @@ fn run() -> Result<(), Failure> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if let Err(err) = cloexec {
         warn!("cannot mark inherited descriptors close-on-exec; commands may inherit them: {err}");
+    }
+    if let Err(err) = stdio {
+        warn!("cannot open /dev/null on a closed descriptor 0, 1 or 2: {err}");
     }
     if let Err(err) = non_dumpable {
         warn!("cannot make the process non-dumpable; commands may read its environment: {err}");

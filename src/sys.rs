@@ -604,6 +604,27 @@ fn unsupported(err: io::Error) -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, err)
 }
 
+/// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed, so
+/// nothing we open later lands there ([`spawn_plan`] swaps 0-2 around a
+/// spawn and must find no pipe or socket of ours in that range).
+pub fn open_closed_stdio() -> io::Result<()> {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD takes an integer and touches no memory of ours.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        // SAFETY: open reads a NUL-terminated literal; the lowest free
+        // descriptor is this one, as every lower one is open.
+        let opened = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
+        if opened != fd {
+            // SAFETY: close takes an integer; `opened` is ours alone.
+            unsafe { libc::close(opened) };
+            return Err(io::Error::other("descriptor numbering out of order"));
+        }
+    }
+    Ok(())
+}
+
 /// Copies of our descriptors 0, 1 and 2 (`None` for one that is closed).
 fn save_stdio() -> io::Result<[Option<OwnedFd>; 3]> {
     let mut saved: [Option<OwnedFd>; 3] = [None, None, None];

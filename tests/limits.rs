@@ -295,3 +295,38 @@ fn no_wakeup_while_idle_after_a_load() {
         after - before
     );
 }
+
+/// A server started with descriptors 0 and 2 closed (a careless supervisor) still
+/// gives every command its own stdout and stderr: the spawn path places a
+/// child's stdio at 0-2 for the moment of the clone, so none of the server's
+/// pipes or sockets may sit there. Connections come and go between the
+/// commands so a low descriptor is freed and taken again.
+#[test]
+fn stdin_and_stderr_closed_at_start_lose_no_output() {
+    let setup = |cmd: &mut std::process::Command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: close is async-signal-safe and allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::close(0);
+                libc::close(2);
+                Ok(())
+            });
+        }
+    };
+    let s = Server::start_with(&[], &[], setup);
+    for i in 0..12 {
+        // Connections that open and close before the command, so the
+        // lowest descriptors are free again when its pipes are made.
+        let early = s.connect();
+        let second = s.connect();
+        std::thread::sleep(Duration::from_millis(30));
+        drop(early);
+        drop(second);
+        std::thread::sleep(Duration::from_millis(30));
+        let run = s.run(&format!("sh -c 'echo out{i}; echo err{i} >&2'"));
+        run.assert_end(End::code(0));
+        assert_eq!(run.stdout(), format!("out{i}\n"), "command {i}: stdout");
+        assert_eq!(run.stderr(), format!("err{i}\n"), "command {i}: stderr");
+    }
+}
