@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use log::warn;
+use log::{info, warn};
 
 use mio::unix::pipe::Receiver;
 
@@ -162,9 +162,31 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Resul
     }
 }
 
-/// Set once [`sys::spawn_plan`] turned out impossible on this system: every
-/// later spawn goes through std's `posix_spawn` path.
+/// Set once [`sys::spawn_plan`] turned out impossible on this system (or
+/// [`SPAWN_ENV`] asked for it): every later spawn goes through std's
+/// `posix_spawn` path.
 static CLONE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// `SSECOMMANDER_SPAWN=posix_spawn` makes every spawn take the fallback path
+/// that qemu-user and kernels before 5.9 get, so it can be tested anywhere
+/// (a knob for tests and for working around a kernel, like
+/// [`crate::contain::MODE_ENV`]).
+pub const SPAWN_ENV: &str = "SSECOMMANDER_SPAWN";
+
+/// Reads [`SPAWN_ENV`] once at start-up: `posix_spawn` forces the fallback,
+/// unset or `clone` leaves the choice to the system. Another value is an
+/// error (exit 2).
+pub fn choose_spawn_path() -> Result<(), String> {
+    match std::env::var(SPAWN_ENV).as_deref() {
+        Err(_) | Ok("clone") => Ok(()),
+        Ok("posix_spawn") => {
+            info!("spawn: posix_spawn ({SPAWN_ENV}=posix_spawn)");
+            CLONE_UNSUPPORTED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        Ok(other) => Err(format!("{SPAWN_ENV}={other:?}: expected clone or posix_spawn")),
+    }
+}
 
 type Started = (libc::pid_t, Receiver, Receiver);
 

@@ -330,3 +330,55 @@ fn stdin_and_stderr_closed_at_start_lose_no_output() {
         assert_eq!(run.stderr(), format!("err{i}\n"), "command {i}: stderr");
     }
 }
+
+/// The `posix_spawn` fallback (what qemu-user and kernels before 5.9 get,
+/// forced here by `SSECOMMANDER_SPAWN=posix_spawn`) runs commands as the
+/// clone path does: output, exit code, a missing program's `err`, only
+/// stdio inherited, a disconnect that stops the command.
+#[test]
+fn posix_spawn_fallback_runs_commands_the_same() {
+    for path in ["clone", "posix_spawn"] {
+        let s = Server::start_env(&[], &[("SSECOMMANDER_SPAWN", path)]);
+        if path == "posix_spawn" {
+            assert!(
+                s.log().contains("spawn: posix_spawn"),
+                "{path}: no log line:\n{}",
+                s.log()
+            );
+        }
+        let run = s.run("sh -c 'echo out; echo err >&2; exit 3'");
+        run.assert_end(End::code(3));
+        assert_eq!((run.stdout(), run.stderr()), ("out\n".into(), "err\n".into()), "{path}");
+        let missing = s.run("no-such-program-xyz");
+        assert!(
+            matches!(missing.end, End::Err(ref m) if m.contains("no-such-program-xyz")),
+            "{path}: {:?}",
+            missing.end
+        );
+        let fds = s.run("ls /proc/self/fd");
+        fds.assert_end(End::code(0));
+        let listed: Vec<String> = fds.stdout().lines().map(str::to_owned).collect();
+        // ls's own directory descriptor is the fourth.
+        assert!(
+            listed.len() <= 4 && listed.iter().take(3).eq(["0", "1", "2"].iter()),
+            "{path}: {listed:?}"
+        );
+        let fd_base = s.settled_fd_count();
+        let marker = sleep_marker();
+        let mut c = s.connect();
+        c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {marker}"))), &[]));
+        wait_until(Duration::from_secs(10), "the sleep started", || {
+            !s.children().is_empty()
+        });
+        c.close();
+        s.wait_no_children(Duration::from_secs(10));
+        s.wait_fds_back_to(fd_base, Duration::from_secs(10));
+    }
+    let bad = run_binary(
+        &["--no-auth", "--listen", "127.0.0.1:0"],
+        &[("SSECOMMANDER_SPAWN", "fork")],
+        Duration::from_secs(10),
+    );
+    assert_ne!(bad.0.code(), Some(0), "a bad SSECOMMANDER_SPAWN must not start");
+    assert!(bad.2.contains("SSECOMMANDER_SPAWN"), "stderr: {}", bad.2);
+}

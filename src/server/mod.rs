@@ -154,6 +154,7 @@ impl Server {
     pub fn new(mut listener: TcpListener, config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let containment = Containment::new().map_err(io::Error::other)?;
+        crate::child::choose_spawn_path().map_err(io::Error::other)?;
         if containment.fell_back() {
             warn!("containment: {}", containment.description());
         } else {
