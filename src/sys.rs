@@ -642,6 +642,13 @@ fn save_stdio() -> io::Result<[Option<OwnedFd>; 3]> {
 }
 
 fn place_stdio(stdio: [RawFd; 3]) -> io::Result<()> {
+    // A source among 0-2 would be overwritten by an earlier placement (and
+    // one on its own target keeps its close-on-exec flag): refuse rather
+    // than mix the child's streams up. Start-up keeps 0-2 taken
+    // (`open_closed_stdio`), so no pipe of ours lands there.
+    if stdio.iter().any(|&fd| fd < 3) {
+        return Err(io::Error::other("a child's stdio descriptor is among 0-2"));
+    }
     for (target, fd) in stdio.into_iter().enumerate() {
         // SAFETY: dup2 takes two integers; the caller owns `fd`, and the
         // target's old descriptor was saved by save_stdio.
@@ -735,23 +742,38 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::CLOSE_RANGE_UNSHARE,
         ) != 0
         {
-            args.unsupported = true;
-            fail(args, errno());
+            // Only a kernel or filter that lacks the call turns this path
+            // off for good; anything else (ENOMEM) fails just this spawn.
+            let err = errno();
+            args.unsupported = matches!(err, libc::ENOSYS | libc::EINVAL | libc::EPERM);
+            fail(args, err);
         }
         if !args.cwd.is_null() && libc::chdir(args.cwd) != 0 {
             fail(args, errno());
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
         let mut denied = false;
+        let mut found = false;
         let mut last = libc::ENOENT;
         for &path in args.paths.iter().take_while(|p| !p.is_null()) {
             libc::execve(path, args.argv.as_ptr(), args.env.as_ptr());
             last = errno();
-            denied |= last == libc::EACCES;
+            // As execvp: only "not here" goes on to the next directory. A
+            // program found but not runnable (ENOEXEC, ETXTBSY, E2BIG, ...)
+            // is the answer: running a later namesake instead would run
+            // what `--allow` did not approve.
+            match last {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                _ => {
+                    found = true;
+                    break;
+                }
+            }
         }
         // As execvp: a program found but not executable says so, rather
         // than the last directory's ENOENT.
-        fail(args, if denied { libc::EACCES } else { last })
+        fail(args, if denied && !found { libc::EACCES } else { last })
     }
 }
 

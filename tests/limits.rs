@@ -382,3 +382,33 @@ fn posix_spawn_fallback_runs_commands_the_same() {
     assert_ne!(bad.0.code(), Some(0), "a bad SSECOMMANDER_SPAWN must not start");
     assert!(bad.2.contains("SSECOMMANDER_SPAWN"), "stderr: {}", bad.2);
 }
+
+/// The `PATH` search stops where `execvp` stops: a program found but not
+/// runnable (here a file with no valid format) is the answer, on both spawn
+/// paths. Going on to a later namesake would run `/usr/bin/ls`, which
+/// `--allow` did not approve.
+#[test]
+fn path_search_stops_at_a_program_that_cannot_run() {
+    let dir = scratch_dir("badls");
+    let fake = dir.path().join("ls");
+    std::fs::write(&fake, b"\x01\x02 not a program\n").expect("write the fake ls");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path_var = format!("{}:/usr/bin:/bin", dir.str());
+    let allow = fake.to_str().expect("utf-8 path").to_owned();
+    for spawn in ["clone", "posix_spawn"] {
+        let s = Server::start_env(
+            &["--allow", &allow],
+            &[("PATH", &path_var), ("SSECOMMANDER_SPAWN", spawn)],
+        );
+        let run = s.run("ls -d /etc");
+        assert!(run.stdout().is_empty(), "{spawn}: a later ls ran: {:?}", run.stdout());
+        assert!(
+            matches!(run.end, End::Err(ref m) if m.contains("os error 8")),
+            "{spawn}: expected Exec format error, got {:?}",
+            run.end
+        );
+    }
+}

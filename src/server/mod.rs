@@ -706,7 +706,10 @@ impl Server {
                 continue;
             };
             if !job.on_exited(now, &mut self.timers) {
-                // Not reapable after all (logged): leave it rather than spin.
+                // Not reapable after all (logged): keep it known, so the next
+                // SIGCHLD tries again rather than taking it for an orphan,
+                // and leave it rather than spin.
+                self.children.insert(pid, index);
                 return;
             }
             self.live_children -= 1;
