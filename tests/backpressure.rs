@@ -140,13 +140,15 @@ fn slow_reader_bounds_memory_and_blocks_child() {
     );
 
     // The child is held back: in the second half, what cat wrote grows no
-    // faster than what the client got (+1 MiB of buffers filling up).
+    // faster than what the client got (+2 MiB of buffers still filling up:
+    // the send buffer's autotuning can grow it late on a loaded box — one
+    // run saw 1.05 MiB; a child not held back writes the whole 100 MiB).
     let mid = samples.iter().position(|s| s.t >= Duration::from_millis(2500)).unwrap();
     let (a, b) = (samples[mid], *samples.last().unwrap());
     let wrote = b.wchar - a.wchar;
     let got = b.delivered - a.delivered;
     assert!(
-        wrote <= got + (1 << 20),
+        wrote <= got + (2 << 20),
         "§3.7: cat wrote {} bytes while the client received {} (second half of the slow phase): the child is not slowed down\n{}",
         wrote,
         got,
