@@ -223,6 +223,55 @@ impl Frame {
         }
     }
 
+    /// Adds `run` (at `start` in the text) and then `after`, in one copy
+    /// when `run` is short: the per-line step of both formats (`data: ` +
+    /// line, line + `\n` escape), where two bookkeeping passes per 100-byte
+    /// line cost more than the bytes.
+    #[inline(always)]
+    fn text_then(&mut self, run: &[u8], start: usize, after: &[u8]) {
+        if run.len() >= POINT_AT {
+            self.text(run, start);
+            self.copy(after);
+            return;
+        }
+        let at = self.scratch.len();
+        self.scratch.reserve(run.len() + after.len());
+        self.scratch.extend_from_slice(run);
+        self.scratch.extend_from_slice(after);
+        self.grew(at);
+    }
+
+    /// Adds `before` and then `run` (at `start` in the text), in one copy
+    /// when `run` is short.
+    #[inline(always)]
+    fn then_text(&mut self, before: &[u8], run: &[u8], start: usize) {
+        if run.len() >= POINT_AT {
+            self.copy(before);
+            self.text(run, start);
+            return;
+        }
+        let at = self.scratch.len();
+        self.scratch.reserve(before.len() + run.len());
+        self.scratch.extend_from_slice(before);
+        self.scratch.extend_from_slice(run);
+        self.grew(at);
+    }
+
+    /// Accounts for the scratch bytes added since it was `start` long.
+    #[inline]
+    fn grew(&mut self, start: usize) {
+        let end = self.scratch.len();
+        if end == start {
+            return;
+        }
+        self.len += end - start;
+        let end = end as u32;
+        match self.pieces.last_mut() {
+            Some(Piece::Scratch(_, last_end)) if *last_end == start as u32 => *last_end = end,
+            _ => self.pieces.push(Piece::Scratch(start as u32, end)),
+        }
+    }
+
     fn lit(&mut self, lit: &'static [u8]) {
         self.copy(lit);
     }
@@ -506,6 +555,32 @@ impl Exit {
     }
 }
 
+/// Runs `$body` with `$hits`, an iterator over the places of the needles in
+/// `$hay`, from a searcher built once for the whole text: `memchr2_iter`
+/// and `memchr3_iter` pick the CPU's routine again on every `next`, which on
+/// 100-byte lines was a third of the encoder's instructions.
+macro_rules! line_ends {
+    ($kind:ident, $fallback:path, ($($needle:expr),+), $hay:expr, |$hits:ident| $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        let found = match memchr::arch::x86_64::avx2::memchr::$kind::new($($needle),+) {
+            Some(searcher) => {
+                let $hits = searcher.iter($hay);
+                $body
+            }
+            None => {
+                let $hits = $fallback($($needle,)+ $hay);
+                $body
+            }
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let found = {
+            let $hits = $fallback($($needle,)+ $hay);
+            $body
+        };
+        found
+    }};
+}
+
 /// Splits raw text into `data:` lines: each CR, LF or CRLF ends a line; the
 /// final line end of the event is implied by the blank line that ends it.
 struct RawLines {
@@ -529,30 +604,50 @@ impl RawLines {
                 let base = self.base + off;
                 let mut at = usize::from(self.pending_cr && bytes.first() == Some(&b'\n'));
                 self.pending_cr = false;
-                // One searcher for the whole run: a `memchr2` call per line
-                // paid its CPU-feature dispatch and setup for every 100 bytes.
-                for end in memchr::memchr2_iter(b'\r', b'\n', bytes) {
-                    if end < at {
-                        continue; // the LF of a CRLF already taken
-                    }
-                    self.open(frame);
-                    frame.text(&bytes[at..end], base + at);
-                    self.line_open = false;
-                    at = end + 1;
-                    if bytes[end] == b'\r' {
-                        if bytes.get(at) == Some(&b'\n') {
-                            at += 1;
-                        } else if at == bytes.len() {
-                            self.pending_cr = true;
-                        }
-                    }
-                }
+                // Most text has no CR: then one needle, a cheaper search.
+                at = if memchr::memchr(b'\r', &bytes[at..]).is_none() {
+                    line_ends!(One, memchr::memchr_iter, (b'\n'), bytes, |ends| {
+                        self.lines(frame, bytes, base, at, ends)
+                    })
+                } else {
+                    line_ends!(Two, memchr::memchr2_iter, (b'\r', b'\n'), bytes, |ends| {
+                        self.lines(frame, bytes, base, at, ends)
+                    })
+                };
                 if at < bytes.len() {
                     self.open(frame);
                     frame.text(&bytes[at..], base + at);
                 }
             }
         }
+    }
+
+    /// Adds each line of `bytes` from `at` that `ends` (the places of its CRs
+    /// and LFs) ends; returns where the unended rest begins.
+    fn lines<I>(&mut self, frame: &mut Frame, bytes: &[u8], base: usize, mut at: usize, ends: I) -> usize
+    where
+        I: Iterator<Item = usize>,
+    {
+        for end in ends {
+            if end < at {
+                continue; // the LF of a CRLF already taken
+            }
+            if self.line_open {
+                frame.text(&bytes[at..end], base + at);
+            } else {
+                frame.then_text(b"\ndata: ", &bytes[at..end], base + at);
+            }
+            self.line_open = false;
+            at = end + 1;
+            if bytes[end] == b'\r' {
+                if bytes.get(at) == Some(&b'\n') {
+                    at += 1;
+                } else if at == bytes.len() {
+                    self.pending_cr = true;
+                }
+            }
+        }
+        at
     }
 
     /// Starts a new `data:` line if the previous one was ended.
@@ -646,35 +741,57 @@ fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize) {
         }
         Segment::Valid(bytes) => bytes,
     };
-    let mut run = 0;
-    // One searcher for the common escapes (`"`, `\\`, and the LF of every
-    // line), not a `memchr3` call with its dispatch per line.
     // Most output has no control byte but LF: one pass over the whole
     // segment settles that, instead of a check of each line's stretch.
     let controls = has_rare_control(bytes);
-    for hit in memchr::memchr3_iter(b'\n', b'"', b'\\', bytes) {
+    let run = line_ends!(Three, memchr::memchr3_iter, (b'\n', b'"', b'\\'), bytes, |hits| {
+        json_runs(frame, bytes, off, controls, hits)
+    });
+    let run = if controls {
+        escape_controls(frame, bytes, off, run, bytes.len())
+    } else {
+        run
+    };
+    frame.text(&bytes[run..], off + run);
+}
+
+/// Adds `bytes` up to its last common escape (`"`, `\\`, LF: `hits` are
+/// their places), escaped; returns where the rest begins.
+fn json_runs<I>(frame: &mut Frame, bytes: &[u8], off: usize, controls: bool, hits: I) -> usize
+where
+    I: Iterator<Item = usize>,
+{
+    let mut run = 0;
+    for hit in hits {
         if controls {
             run = escape_controls(frame, bytes, off, run, hit);
         }
-        frame.text(&bytes[run..hit], off + run);
-        frame.lit(json_escape(bytes[hit]));
+        // The LF of each line, as a literal: a copy of known length is a
+        // store, not a `memcpy` call.
+        match bytes[hit] {
+            b'\n' => frame.text_then(&bytes[run..hit], off + run, b"\\n"),
+            byte => frame.text_then(&bytes[run..hit], off + run, json_escape(byte)),
+        }
         run = hit + 1;
     }
-    if controls {
-        run = escape_controls(frame, bytes, off, run, bytes.len());
-    }
-    frame.text(&bytes[run..], off + run);
+    run
 }
 
 /// True if `bytes` holds a byte below 0x20 other than LF (CR, tab, ESC…).
 /// Fixed-size blocks with no early exit inside compile to vector compares.
 fn has_rare_control(bytes: &[u8]) -> bool {
-    let rare = |b: u8| u8::from(b < 0x20) & u8::from(b != b'\n');
+    any_block(bytes, |b| u8::from(b < 0x20) & u8::from(b != b'\n'))
+}
+
+/// True if `hit` is non-zero for some byte of `bytes`, checked a 64-byte
+/// block at a time (no early exit inside a block: vector compares).
+#[inline(always)]
+fn any_block(bytes: &[u8], hit: impl Fn(u8) -> u8 + Copy) -> bool {
     let mut blocks = bytes.chunks_exact(64);
     let found = blocks
         .by_ref()
-        .any(|block| block.iter().fold(0u8, |seen, &b| seen | rare(b)) != 0);
-    found || blocks.remainder().iter().any(|&b| rare(b) != 0)
+        .any(|block| block.iter().fold(0u8, |seen, &b| seen | hit(b)) != 0);
+    found || blocks.remainder().iter().any(|&b| hit(b) != 0)
 }
 
 /// Adds `bytes[from..to]` up to and including its last rarer control byte
