@@ -223,40 +223,6 @@ impl Frame {
         }
     }
 
-    /// Adds `run` (at `start` in the text) and then `after`, in one copy
-    /// when `run` is short: the per-line step of both formats (`data: ` +
-    /// line, line + `\n` escape), where two bookkeeping passes per 100-byte
-    /// line cost more than the bytes.
-    #[inline(always)]
-    fn text_then(&mut self, run: &[u8], start: usize, after: &[u8]) {
-        if run.len() >= POINT_AT {
-            self.text(run, start);
-            self.copy(after);
-            return;
-        }
-        let at = self.scratch.len();
-        self.scratch.reserve(run.len() + after.len());
-        self.scratch.extend_from_slice(run);
-        self.scratch.extend_from_slice(after);
-        self.grew(at);
-    }
-
-    /// Adds `before` and then `run` (at `start` in the text), in one copy
-    /// when `run` is short.
-    #[inline(always)]
-    fn then_text(&mut self, before: &[u8], run: &[u8], start: usize) {
-        if run.len() >= POINT_AT {
-            self.copy(before);
-            self.text(run, start);
-            return;
-        }
-        let at = self.scratch.len();
-        self.scratch.reserve(before.len() + run.len());
-        self.scratch.extend_from_slice(before);
-        self.scratch.extend_from_slice(run);
-        self.grew(at);
-    }
-
     /// Accounts for the scratch bytes added since it was `start` long.
     #[inline]
     fn grew(&mut self, start: usize) {
@@ -628,14 +594,26 @@ impl RawLines {
     where
         I: Iterator<Item = usize>,
     {
+        // Short lines go straight onto the scratch; its pieces are brought up
+        // to date once, not per line, and before any pointed-at line.
+        let mut mark = frame.scratch.len();
         for end in ends {
             if end < at {
                 continue; // the LF of a CRLF already taken
             }
-            if self.line_open {
-                frame.text(&bytes[at..end], base + at);
+            let line = &bytes[at..end];
+            if line.len() >= POINT_AT {
+                frame.grew(mark);
+                if !self.line_open {
+                    frame.lit(b"\ndata: ");
+                }
+                frame.text(line, base + at);
+                mark = frame.scratch.len();
             } else {
-                frame.then_text(b"\ndata: ", &bytes[at..end], base + at);
+                if !self.line_open {
+                    frame.scratch.extend_from_slice(b"\ndata: ");
+                }
+                frame.scratch.extend_from_slice(line);
             }
             self.line_open = false;
             at = end + 1;
@@ -647,6 +625,7 @@ impl RawLines {
                 }
             }
         }
+        frame.grew(mark);
         at
     }
 
@@ -762,18 +741,32 @@ where
     I: Iterator<Item = usize>,
 {
     let mut run = 0;
+    // Short runs go straight onto the scratch; its pieces are brought up to
+    // date once, not per line, and before any other piece is added.
+    let mut mark = frame.scratch.len();
     for hit in hits {
         if controls {
+            frame.grew(mark);
             run = escape_controls(frame, bytes, off, run, hit);
+            mark = frame.scratch.len();
         }
-        // The LF of each line, as a literal: a copy of known length is a
+        let text = &bytes[run..hit];
+        if text.len() >= POINT_AT {
+            frame.grew(mark);
+            frame.text(text, off + run);
+            mark = frame.scratch.len();
+        } else {
+            frame.scratch.extend_from_slice(text);
+        }
+        // The LF of each line as a literal: a copy of known length is a
         // store, not a `memcpy` call.
         match bytes[hit] {
-            b'\n' => frame.text_then(&bytes[run..hit], off + run, b"\\n"),
-            byte => frame.text_then(&bytes[run..hit], off + run, json_escape(byte)),
+            b'\n' => frame.scratch.extend_from_slice(b"\\n"),
+            byte => frame.scratch.extend_from_slice(json_escape(byte)),
         }
         run = hit + 1;
     }
+    frame.grew(mark);
     run
 }
 
