@@ -314,7 +314,8 @@ impl Frame {
     /// An empty frame is no bytes at all, chunked or not: a chunk of size 0
     /// would end the response body.
     pub fn parts<'a>(&'a self, text: &'a [u8], chunked: bool) -> impl Iterator<Item = &'a [u8]> + Clone {
-        let (head, tail): (&[u8], &[u8]) = if chunked && self.len > 0 {
+        // A measured frame (no pieces) has a length but no bytes.
+        let (head, tail): (&[u8], &[u8]) = if chunked && !self.pieces.is_empty() {
             (&self.chunk_line[..self.chunk_line_len], b"\r\n")
         } else {
             (b"", b"")
@@ -348,6 +349,8 @@ pub struct Encoder {
     /// Per stream: the last raw event ended with CR, so a leading LF is the
     /// second half of a CRLF, not an empty line.
     after_cr: [bool; 2],
+    /// JSON output is only measured (see [`Encoder::set_measuring`]).
+    measuring: bool,
 }
 
 impl Encoder {
@@ -358,7 +361,17 @@ impl Encoder {
             next_id: 1,
             frame: Frame::default(),
             after_cr: [false; 2],
+            measuring: false,
         }
+    }
+
+    /// With `on`, JSON output events get their ids and streams but no bytes,
+    /// and a length that is an upper bound, not exact (the text is encoded
+    /// only when the bound is over [`MAX_FRAME`], to cut it exactly as a
+    /// full encoding would). For a sink that keeps the text, not the frame:
+    /// a published job's log, whose viewers encode each event themselves.
+    pub fn set_measuring(&mut self, on: bool) {
+        self.measuring = on;
     }
 
     /// The format this encoder writes.
@@ -433,6 +446,17 @@ impl Encoder {
     }
 
     fn json_output(&mut self, stream: Stream, text: &[u8]) {
+        if self.measuring {
+            if let Some(bound) = json_bound(text) {
+                self.frame.clear();
+                self.frame.name = stream.into();
+                self.frame.id = self.next_id;
+                self.next_id += 1;
+                self.frame.stream = Some(stream);
+                self.frame.len = bound;
+                return;
+            }
+        }
         self.start(
             stream.into(),
             match stream {
@@ -636,6 +660,45 @@ impl RawLines {
             self.line_open = true;
         }
     }
+}
+
+/// The longest a JSON output event is besides its escaped text: the `id:`
+/// line with a 20-digit id, the `event:` line, the `data:` line's JSON around
+/// the text, and the blank line.
+const JSON_FRAME_OVERHEAD: usize = 96;
+
+/// An upper bound on the length of the JSON output event of `text`, if that
+/// bound is within [`MAX_FRAME`]. An escape is at most 6 bytes for 1
+/// (`\u0000`), `"` and `\\` become 2, and U+FFFD is 3 bytes for at least 1
+/// invalid byte: each byte below 0x20 adds at most 5, `"` and `\\` 1, and
+/// each byte from 0x80 at most 2. The common case (ASCII with no `"` or
+/// `\\`) costs two fast scans and one count.
+fn json_bound(text: &[u8]) -> Option<usize> {
+    let budget = MAX_FRAME.checked_sub(JSON_FRAME_OVERHEAD + text.len())?;
+    if 5 * text.len() <= budget {
+        return Some(JSON_FRAME_OVERHEAD + 6 * text.len());
+    }
+    let mut growth = 5 * count_blocks(text, |b| u8::from(b < 0x20));
+    if growth > budget {
+        return None;
+    }
+    if memchr::memchr2(b'"', b'\\', text).is_some() {
+        growth += count_blocks(text, |b| u8::from(b == b'"') + u8::from(b == b'\\'));
+    }
+    if !text.is_ascii() {
+        growth += 2 * count_blocks(text, |b| u8::from(b >= 0x80));
+    }
+    (growth <= budget).then_some(JSON_FRAME_OVERHEAD + text.len() + growth)
+}
+
+/// How many bytes of `bytes` `hit` counts (it gives 0 or 1), a 64-byte block
+/// at a time: a byte-wide sum per block compiles to vector compares and adds.
+#[inline(always)]
+fn count_blocks(bytes: &[u8], hit: impl Fn(u8) -> u8 + Copy) -> usize {
+    bytes
+        .chunks(64)
+        .map(|block| usize::from(block.iter().fold(0u8, |n, &b| n + hit(b))))
+        .sum()
 }
 
 /// U+FFFD REPLACEMENT CHARACTER, what invalid bytes become.
@@ -1276,5 +1339,58 @@ mod tests {
             true
         });
         assert_eq!(count, 1);
+    }
+
+    /// Events (id, stream, text) a pipe cuts from `reads`, and each JSON
+    /// frame's length (exact, or the measuring encoder's bound).
+    fn cut(reads: &[Vec<u8>], measuring: bool) -> Vec<(u64, Option<Stream>, Vec<u8>, usize)> {
+        let mut enc = Encoder::new(Format::Json);
+        enc.set_measuring(measuring);
+        let mut pipe = PipeText::new(Stream::Stdout);
+        let mut events = Vec::new();
+        let mut emit = |f: &Frame, t: &[u8]| {
+            events.push((f.id(), f.stream(), t.to_vec(), f.len()));
+            true
+        };
+        for read in reads {
+            pipe.feed(&mut enc, read, &mut emit);
+        }
+        pipe.finish(&mut enc, &mut emit);
+        events
+    }
+
+    /// A measuring encoder cuts the same events with the same ids as a full
+    /// one, plain or escape-heavy, ASCII or not, and its lengths are bounds.
+    #[test]
+    fn measuring_cuts_like_encoding() {
+        let mut rng = crate::test_rng::Rng(0x5eed_cafe);
+        let alphabets: [&[u8]; 4] = [
+            b"abcdefghij klmnop\n",
+            b"\x00\x01\"\\\n\tab",
+            b"a\xe2\x82\xac\xff\x80\n",
+            b"xyz\x1b\r\n",
+        ];
+        for case in 0..40 {
+            let alphabet = alphabets[case % alphabets.len()];
+            let reads: Vec<Vec<u8>> = (0..1 + rng.below(4))
+                .map(|_| {
+                    let len = [10, 5000, 20_000, 70_000][rng.below(4)];
+                    (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect()
+                })
+                .collect();
+            let full = cut(&reads, false);
+            let measured = cut(&reads, true);
+            assert_eq!(full.len(), measured.len(), "case {case}");
+            for (f, m) in full.iter().zip(&measured) {
+                assert_eq!((f.0, f.1, &f.2), (m.0, m.1, &m.2), "case {case}");
+                assert!(m.3 >= f.3, "case {case}: bound {} < length {}", m.3, f.3);
+            }
+        }
+        // A measured frame has no bytes to write.
+        let mut enc = Encoder::new(Format::Json);
+        enc.set_measuring(true);
+        let frame = enc.output(Stream::Stdout, b"hi\n");
+        assert_eq!(frame.to_vec(b"hi\n", true), b"");
+        assert_eq!((frame.id(), frame.stream()), (1, Some(Stream::Stdout)));
     }
 }
