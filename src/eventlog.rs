@@ -36,7 +36,16 @@ pub struct EventLog {
     bytes: usize,
     /// The bound (`--job-log`).
     limit: usize,
+    /// Text buffers of forgotten events, for the next ones: a job streaming
+    /// through a full log reuses them instead of allocating per event.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Spare buffers a log keeps, and the largest it keeps: one event in and one
+/// out per read in the steady state, so one suffices. A finished job's log
+/// keeps none.
+const SPARES: usize = 1;
+const SPARE_MAX: usize = 192 * 1024;
 
 impl EventLog {
     /// An empty log whose first event will have id 1.
@@ -46,6 +55,7 @@ impl EventLog {
             first_id: 1,
             bytes: 0,
             limit,
+            spare: Vec::new(),
         }
     }
 
@@ -72,8 +82,32 @@ impl EventLog {
             return false;
         }
         self.bytes += cost(&event);
+        if matches!(event, Logged::Exit(_) | Logged::Error(_)) {
+            self.spare = Vec::new();
+        }
         self.events.push_back(event);
         true
+    }
+
+    /// Appends an output event with a copy of `text`, in a spare buffer when
+    /// one is left from a forgotten event (see [`EventLog::push`]).
+    pub fn push_output(&mut self, id: u64, stream: Stream, text: &[u8]) -> bool {
+        if id != self.next_id() {
+            return false;
+        }
+        // A spare much larger than the text would hold memory the bound does
+        // not count (it counts text, not capacity).
+        let fits = self
+            .spare
+            .last()
+            .is_some_and(|b| b.capacity() >= text.len() && b.capacity() <= 2 * text.len() + 1024);
+        let mut buf = if fits {
+            self.spare.pop().unwrap_or_default()
+        } else {
+            Vec::with_capacity(text.len())
+        };
+        buf.extend_from_slice(text);
+        self.push(id, Logged::Output(stream, buf))
     }
 
     /// Forgets the oldest events while the log is over its bound, keeping
@@ -85,9 +119,16 @@ impl EventLog {
             let Some(event) = self.events.pop_front() else { break };
             self.bytes -= cost(&event);
             self.first_id += 1;
+            if let Logged::Output(_, mut text) = event {
+                if self.spare.len() < SPARES && text.capacity() <= SPARE_MAX {
+                    text.clear();
+                    self.spare.push(text);
+                }
+            }
         }
         if self.events.is_empty() && self.events.capacity() > 64 {
             self.events = VecDeque::new();
+            self.spare = Vec::new();
         }
     }
 
@@ -159,5 +200,31 @@ mod tests {
         assert_eq!(tiny.first_held(), Some(2));
         assert!(tiny.ended());
         assert_eq!(log.count(), 6);
+    }
+
+    /// A log streaming through its bound reuses the text buffers of the
+    /// events it forgets: no allocation per event once full.
+    #[test]
+    fn full_log_reuses_buffers() {
+        let text = vec![b'x'; 1000];
+        let mut log = EventLog::new(3 * (EVENT_OVERHEAD + 1000));
+        let mut reused = 0;
+        for id in 1..=20 {
+            let spare = log.spare.last().map(|b| b.as_ptr());
+            assert!(log.push_output(id, Stream::Stdout, &text));
+            let Some(Logged::Output(_, held)) = log.get(id) else {
+                panic!("event {id} not held");
+            };
+            assert_eq!(held, &text);
+            if spare == Some(held.as_ptr()) {
+                reused += 1;
+            }
+            log.trim(id + 1);
+        }
+        // From the fourth event on, each takes the buffer the trim freed.
+        assert!(reused >= 16, "{reused} of 20 events reused a buffer");
+        // A finished log keeps no spare.
+        assert!(log.push(21, Logged::Error("gone".into())));
+        assert!(log.spare.is_empty());
     }
 }

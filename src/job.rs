@@ -53,6 +53,12 @@ pub trait Sink {
     /// True while the sink takes more without queueing: when false the job
     /// stops reading its pipes, so a slow client slows the child down.
     fn ready(&self) -> bool;
+    /// True for a sink that keeps each event's text and ignores the frame's
+    /// bytes (a published job's log): the job's encoder then only measures
+    /// (see [`Encoder::set_measuring`]).
+    fn keeps_text(&self) -> bool {
+        false
+    }
 }
 
 impl Drop for Job {
@@ -242,6 +248,7 @@ impl Job {
     /// Returns true if it stopped at the read cap with readiness left.
     pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, timers: &mut Timers, registry: &Registry) -> bool {
         self.held_back = false;
+        self.encoder.set_measuring(sink.keeps_text());
         for _ in 0..FAIR_READS {
             if !sink.ready() || !self.drain_backlog(sink) {
                 self.held_back = true;
@@ -314,6 +321,7 @@ impl Job {
             let _ = registry.deregister(&mut pipe.rx);
         }
         if let Some(sink) = sink {
+            self.encoder.set_measuring(sink.keeps_text());
             self.text[which].finish(&mut self.encoder, &mut |frame, bytes| send_to(sink, frame, bytes));
         }
     }

@@ -223,6 +223,21 @@ impl Frame {
         }
     }
 
+    /// Accounts for the scratch bytes added since it was `start` long.
+    #[inline]
+    fn grew(&mut self, start: usize) {
+        let end = self.scratch.len();
+        if end == start {
+            return;
+        }
+        self.len += end - start;
+        let end = end as u32;
+        match self.pieces.last_mut() {
+            Some(Piece::Scratch(_, last_end)) if *last_end == start as u32 => *last_end = end,
+            _ => self.pieces.push(Piece::Scratch(start as u32, end)),
+        }
+    }
+
     fn lit(&mut self, lit: &'static [u8]) {
         self.copy(lit);
     }
@@ -299,7 +314,8 @@ impl Frame {
     /// An empty frame is no bytes at all, chunked or not: a chunk of size 0
     /// would end the response body.
     pub fn parts<'a>(&'a self, text: &'a [u8], chunked: bool) -> impl Iterator<Item = &'a [u8]> + Clone {
-        let (head, tail): (&[u8], &[u8]) = if chunked && self.len > 0 {
+        // A measured frame (no pieces) has a length but no bytes.
+        let (head, tail): (&[u8], &[u8]) = if chunked && !self.pieces.is_empty() {
             (&self.chunk_line[..self.chunk_line_len], b"\r\n")
         } else {
             (b"", b"")
@@ -333,6 +349,8 @@ pub struct Encoder {
     /// Per stream: the last raw event ended with CR, so a leading LF is the
     /// second half of a CRLF, not an empty line.
     after_cr: [bool; 2],
+    /// JSON output is only measured (see [`Encoder::set_measuring`]).
+    measuring: bool,
 }
 
 impl Encoder {
@@ -343,7 +361,17 @@ impl Encoder {
             next_id: 1,
             frame: Frame::default(),
             after_cr: [false; 2],
+            measuring: false,
         }
+    }
+
+    /// With `on`, JSON output events get their ids and streams but no bytes,
+    /// and a length that is an upper bound, not exact (the text is encoded
+    /// only when the bound is over [`MAX_FRAME`], to cut it exactly as a
+    /// full encoding would). For a sink that keeps the text, not the frame:
+    /// a published job's log, whose viewers encode each event themselves.
+    pub fn set_measuring(&mut self, on: bool) {
+        self.measuring = on;
     }
 
     /// The format this encoder writes.
@@ -418,6 +446,17 @@ impl Encoder {
     }
 
     fn json_output(&mut self, stream: Stream, text: &[u8]) {
+        if self.measuring {
+            if let Some(bound) = json_bound(text) {
+                self.frame.clear();
+                self.frame.name = stream.into();
+                self.frame.id = self.next_id;
+                self.next_id += 1;
+                self.frame.stream = Some(stream);
+                self.frame.len = bound;
+                return;
+            }
+        }
         self.start(
             stream.into(),
             match stream {
@@ -506,6 +545,32 @@ impl Exit {
     }
 }
 
+/// Runs `$body` with `$hits`, an iterator over the places of the needles in
+/// `$hay`, from a searcher built once for the whole text: `memchr2_iter`
+/// and `memchr3_iter` pick the CPU's routine again on every `next`, which on
+/// 100-byte lines was a third of the encoder's instructions.
+macro_rules! line_ends {
+    ($kind:ident, $fallback:path, ($($needle:expr),+), $hay:expr, |$hits:ident| $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        let found = match memchr::arch::x86_64::avx2::memchr::$kind::new($($needle),+) {
+            Some(searcher) => {
+                let $hits = searcher.iter($hay);
+                $body
+            }
+            None => {
+                let $hits = $fallback($($needle,)+ $hay);
+                $body
+            }
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let found = {
+            let $hits = $fallback($($needle,)+ $hay);
+            $body
+        };
+        found
+    }};
+}
+
 /// Splits raw text into `data:` lines: each CR, LF or CRLF ends a line; the
 /// final line end of the event is implied by the blank line that ends it.
 struct RawLines {
@@ -529,30 +594,63 @@ impl RawLines {
                 let base = self.base + off;
                 let mut at = usize::from(self.pending_cr && bytes.first() == Some(&b'\n'));
                 self.pending_cr = false;
-                // One searcher for the whole run: a `memchr2` call per line
-                // paid its CPU-feature dispatch and setup for every 100 bytes.
-                for end in memchr::memchr2_iter(b'\r', b'\n', bytes) {
-                    if end < at {
-                        continue; // the LF of a CRLF already taken
-                    }
-                    self.open(frame);
-                    frame.text(&bytes[at..end], base + at);
-                    self.line_open = false;
-                    at = end + 1;
-                    if bytes[end] == b'\r' {
-                        if bytes.get(at) == Some(&b'\n') {
-                            at += 1;
-                        } else if at == bytes.len() {
-                            self.pending_cr = true;
-                        }
-                    }
-                }
+                // Most text has no CR: then one needle, a cheaper search.
+                at = if memchr::memchr(b'\r', &bytes[at..]).is_none() {
+                    line_ends!(One, memchr::memchr_iter, (b'\n'), bytes, |ends| {
+                        self.lines(frame, bytes, base, at, ends)
+                    })
+                } else {
+                    line_ends!(Two, memchr::memchr2_iter, (b'\r', b'\n'), bytes, |ends| {
+                        self.lines(frame, bytes, base, at, ends)
+                    })
+                };
                 if at < bytes.len() {
                     self.open(frame);
                     frame.text(&bytes[at..], base + at);
                 }
             }
         }
+    }
+
+    /// Adds each line of `bytes` from `at` that `ends` (the places of its CRs
+    /// and LFs) ends; returns where the unended rest begins.
+    fn lines<I>(&mut self, frame: &mut Frame, bytes: &[u8], base: usize, mut at: usize, ends: I) -> usize
+    where
+        I: Iterator<Item = usize>,
+    {
+        // Short lines go straight onto the scratch; its pieces are brought up
+        // to date once, not per line, and before any pointed-at line.
+        let mut mark = frame.scratch.len();
+        for end in ends {
+            if end < at {
+                continue; // the LF of a CRLF already taken
+            }
+            let line = &bytes[at..end];
+            if line.len() >= POINT_AT {
+                frame.grew(mark);
+                if !self.line_open {
+                    frame.lit(b"\ndata: ");
+                }
+                frame.text(line, base + at);
+                mark = frame.scratch.len();
+            } else {
+                if !self.line_open {
+                    frame.scratch.extend_from_slice(b"\ndata: ");
+                }
+                frame.scratch.extend_from_slice(line);
+            }
+            self.line_open = false;
+            at = end + 1;
+            if bytes[end] == b'\r' {
+                if bytes.get(at) == Some(&b'\n') {
+                    at += 1;
+                } else if at == bytes.len() {
+                    self.pending_cr = true;
+                }
+            }
+        }
+        frame.grew(mark);
+        at
     }
 
     /// Starts a new `data:` line if the previous one was ended.
@@ -562,6 +660,46 @@ impl RawLines {
             self.line_open = true;
         }
     }
+}
+
+/// The longest a JSON output event is besides its escaped text: the `id:`
+/// line with a 20-digit id, the `event:` line, the `data:` line's JSON around
+/// the text, and the blank line.
+const JSON_FRAME_OVERHEAD: usize = 96;
+
+/// An upper bound on the length of the JSON output event of `text`, if that
+/// bound is within [`MAX_FRAME`]. An escape is at most 6 bytes for 1
+/// (`\u0000`), `"` and `\\` become 2, and U+FFFD is 3 bytes for at least 1
+/// invalid byte: each byte below 0x20 adds at most 5, `"` and `\\` 1, and
+/// each byte from 0x80 at most 2. The common case (ASCII with no `"` or
+/// `\\`) costs two fast scans and one count.
+fn json_bound(text: &[u8]) -> Option<usize> {
+    let budget = MAX_FRAME.checked_sub(JSON_FRAME_OVERHEAD + text.len())?;
+    if 5 * text.len() <= budget {
+        return Some(JSON_FRAME_OVERHEAD + 6 * text.len());
+    }
+    let mut growth = 5 * count_blocks(text, |b| u8::from(b < 0x20));
+    if growth > budget {
+        return None;
+    }
+    if memchr::memchr2(b'"', b'\\', text).is_some() {
+        growth += count_blocks(text, |b| u8::from(b == b'"') + u8::from(b == b'\\'));
+    }
+    if !text.is_ascii() {
+        growth += 2 * count_blocks(text, |b| u8::from(b >= 0x80));
+    }
+    (growth <= budget).then_some(JSON_FRAME_OVERHEAD + text.len() + growth)
+}
+
+/// How many bytes of `bytes` `hit` counts (it gives 0 or 1), a 128-byte
+/// block at a time: a byte-wide sum per block (at most 128, no overflow)
+/// compiles to vector compares and adds, with one widening sum per block.
+#[inline(always)]
+fn count_blocks(bytes: &[u8], hit: impl Fn(u8) -> u8 + Copy) -> usize {
+    bytes
+        .chunks(128)
+        .map(|block| usize::from(block.iter().fold(0u8, |n, &b| n + hit(b))))
+        .sum()
 }
 
 /// U+FFFD REPLACEMENT CHARACTER, what invalid bytes become.
@@ -646,35 +784,71 @@ fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize) {
         }
         Segment::Valid(bytes) => bytes,
     };
-    let mut run = 0;
-    // One searcher for the common escapes (`"`, `\\`, and the LF of every
-    // line), not a `memchr3` call with its dispatch per line.
     // Most output has no control byte but LF: one pass over the whole
     // segment settles that, instead of a check of each line's stretch.
     let controls = has_rare_control(bytes);
-    for hit in memchr::memchr3_iter(b'\n', b'"', b'\\', bytes) {
+    let run = line_ends!(Three, memchr::memchr3_iter, (b'\n', b'"', b'\\'), bytes, |hits| {
+        json_runs(frame, bytes, off, controls, hits)
+    });
+    let run = if controls {
+        escape_controls(frame, bytes, off, run, bytes.len())
+    } else {
+        run
+    };
+    frame.text(&bytes[run..], off + run);
+}
+
+/// Adds `bytes` up to its last common escape (`"`, `\\`, LF: `hits` are
+/// their places), escaped; returns where the rest begins.
+fn json_runs<I>(frame: &mut Frame, bytes: &[u8], off: usize, controls: bool, hits: I) -> usize
+where
+    I: Iterator<Item = usize>,
+{
+    let mut run = 0;
+    // Short runs go straight onto the scratch; its pieces are brought up to
+    // date once, not per line, and before any other piece is added.
+    let mut mark = frame.scratch.len();
+    for hit in hits {
         if controls {
+            frame.grew(mark);
             run = escape_controls(frame, bytes, off, run, hit);
+            mark = frame.scratch.len();
         }
-        frame.text(&bytes[run..hit], off + run);
-        frame.lit(json_escape(bytes[hit]));
+        let text = &bytes[run..hit];
+        if text.len() >= POINT_AT {
+            frame.grew(mark);
+            frame.text(text, off + run);
+            mark = frame.scratch.len();
+        } else {
+            frame.scratch.extend_from_slice(text);
+        }
+        // The LF of each line as a literal: a copy of known length is a
+        // store, not a `memcpy` call.
+        match bytes[hit] {
+            b'\n' => frame.scratch.extend_from_slice(b"\\n"),
+            byte => frame.scratch.extend_from_slice(json_escape(byte)),
+        }
         run = hit + 1;
     }
-    if controls {
-        run = escape_controls(frame, bytes, off, run, bytes.len());
-    }
-    frame.text(&bytes[run..], off + run);
+    frame.grew(mark);
+    run
 }
 
 /// True if `bytes` holds a byte below 0x20 other than LF (CR, tab, ESC…).
 /// Fixed-size blocks with no early exit inside compile to vector compares.
 fn has_rare_control(bytes: &[u8]) -> bool {
-    let rare = |b: u8| u8::from(b < 0x20) & u8::from(b != b'\n');
+    any_block(bytes, |b| u8::from(b < 0x20) & u8::from(b != b'\n'))
+}
+
+/// True if `hit` is non-zero for some byte of `bytes`, checked a 64-byte
+/// block at a time (no early exit inside a block: vector compares).
+#[inline(always)]
+fn any_block(bytes: &[u8], hit: impl Fn(u8) -> u8 + Copy) -> bool {
     let mut blocks = bytes.chunks_exact(64);
     let found = blocks
         .by_ref()
-        .any(|block| block.iter().fold(0u8, |seen, &b| seen | rare(b)) != 0);
-    found || blocks.remainder().iter().any(|&b| rare(b) != 0)
+        .any(|block| block.iter().fold(0u8, |seen, &b| seen | hit(b)) != 0);
+    found || blocks.remainder().iter().any(|&b| hit(b) != 0)
 }
 
 /// Adds `bytes[from..to]` up to and including its last rarer control byte
@@ -1166,5 +1340,58 @@ mod tests {
             true
         });
         assert_eq!(count, 1);
+    }
+
+    /// Events (id, stream, text) a pipe cuts from `reads`, and each JSON
+    /// frame's length (exact, or the measuring encoder's bound).
+    fn cut(reads: &[Vec<u8>], measuring: bool) -> Vec<(u64, Option<Stream>, Vec<u8>, usize)> {
+        let mut enc = Encoder::new(Format::Json);
+        enc.set_measuring(measuring);
+        let mut pipe = PipeText::new(Stream::Stdout);
+        let mut events = Vec::new();
+        let mut emit = |f: &Frame, t: &[u8]| {
+            events.push((f.id(), f.stream(), t.to_vec(), f.len()));
+            true
+        };
+        for read in reads {
+            pipe.feed(&mut enc, read, &mut emit);
+        }
+        pipe.finish(&mut enc, &mut emit);
+        events
+    }
+
+    /// A measuring encoder cuts the same events with the same ids as a full
+    /// one, plain or escape-heavy, ASCII or not, and its lengths are bounds.
+    #[test]
+    fn measuring_cuts_like_encoding() {
+        let mut rng = crate::test_rng::Rng(0x5eed_cafe);
+        let alphabets: [&[u8]; 4] = [
+            b"abcdefghij klmnop\n",
+            b"\x00\x01\"\\\n\tab",
+            b"a\xe2\x82\xac\xff\x80\n",
+            b"xyz\x1b\r\n",
+        ];
+        for case in 0..40 {
+            let alphabet = alphabets[case % alphabets.len()];
+            let reads: Vec<Vec<u8>> = (0..1 + rng.below(4))
+                .map(|_| {
+                    let len = [10, 5000, 20_000, 70_000][rng.below(4)];
+                    (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect()
+                })
+                .collect();
+            let full = cut(&reads, false);
+            let measured = cut(&reads, true);
+            assert_eq!(full.len(), measured.len(), "case {case}");
+            for (f, m) in full.iter().zip(&measured) {
+                assert_eq!((f.0, f.1, &f.2), (m.0, m.1, &m.2), "case {case}");
+                assert!(m.3 >= f.3, "case {case}: bound {} < length {}", m.3, f.3);
+            }
+        }
+        // A measured frame has no bytes to write.
+        let mut enc = Encoder::new(Format::Json);
+        enc.set_measuring(true);
+        let frame = enc.output(Stream::Stdout, b"hi\n");
+        assert_eq!(frame.to_vec(b"hi\n", true), b"");
+        assert_eq!((frame.id(), frame.stream()), (1, Some(Stream::Stdout)));
     }
 }

@@ -41,7 +41,7 @@ struct Publish<'a> {
 impl Sink for Publish<'_> {
     fn send(&mut self, frame: &Frame, text: &[u8]) {
         let stream = frame.stream().unwrap_or(Stream::Stdout);
-        self.record.log.push(frame.id(), Logged::Output(stream, text.to_vec()));
+        self.record.log.push_output(frame.id(), stream, text);
     }
 
     fn ready(&self) -> bool {
@@ -51,6 +51,10 @@ impl Sink for Publish<'_> {
                 .get(viewer)
                 .is_none_or(|conn| conn.pending_len() == 0 && conn.watch.as_ref().is_none_or(|w| w.next >= next))
         })
+    }
+
+    fn keeps_text(&self) -> bool {
+        true
     }
 }
 
