@@ -210,16 +210,9 @@ fn decode_string<F: FnMut(Piece<'_>)>(data: &[u8], mut i: usize, on: &mut F) {
         }
         let Some(&esc) = data.get(j + 1) else { return };
         i = j + 2;
-        let ch = match esc {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
+        let ch = match (esc, simple_escape(esc)) {
+            (_, Some(ch)) => ch,
+            (b'u', None) => {
                 let (ch, used) = unicode_escape(data, i);
                 i += used;
                 ch
@@ -266,6 +259,22 @@ fn unicode_escape(data: &[u8], i: usize) -> (char, usize) {
         }
     }
     (char::from_u32(high).unwrap_or('\u{fffd}'), 4)
+}
+
+/// The character a one-letter JSON string escape (`\\n`, `\\"`, …) stands
+/// for; `None` for `u` (four hex digits follow) and for anything invalid.
+pub fn simple_escape(letter: u8) -> Option<char> {
+    Some(match letter {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use crate::argv;
 use crate::client::sse::End;
-use crate::client::{BodyDecoder, Framing, Item, SseParser};
+use crate::client::{payload, BodyDecoder, Framing, Item, SseParser};
 use crate::http::query::{self, Query};
 use crate::http::request::{self, HttpError, Parsed};
 use crate::sse::{self, Encoder, Exit, Format, Frame, PipeText, Stream};
@@ -431,16 +431,9 @@ impl JsonParser<'_> {
                 b'\\' => {
                     let (&escape, tail) = self.rest.split_first()?;
                     self.rest = tail;
-                    out.push(match escape {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
+                    out.push(match (escape, payload::simple_escape(escape)) {
+                        (_, Some(ch)) => ch,
+                        (b'u', None) => {
                             let high = self.hex4()?;
                             let code = if (0xD800..0xDC00).contains(&high) {
                                 self.rest = self.rest.strip_prefix(b"\\u")?;
