@@ -114,11 +114,17 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
         };
         return std::fs::canonicalize(path).ok();
     }
-    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&search)
-        .map(|dir| dir.join(program))
+    path_candidates(program)
+        .into_iter()
         .find(|candidate| candidate.is_file())
         .and_then(|found| std::fs::canonicalize(found).ok())
+}
+
+/// Where a bare program name is looked for, in order: each `PATH` entry
+/// joined with it (execvp's default `PATH` when unset).
+fn path_candidates(program: &str) -> Vec<PathBuf> {
+    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&search).map(|dir| dir.join(program)).collect()
 }
 
 /// Starts `argv` as described in the module doc, inside `scope` (from
@@ -242,9 +248,9 @@ fn plan_of(program: &str, args: &[String], options: &SpawnOptions) -> io::Result
     let paths = if program.contains('/') {
         vec![c(program.as_bytes())?]
     } else {
-        let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        std::env::split_paths(&search)
-            .map(|dir| c(dir.join(program).as_os_str().as_bytes()))
+        path_candidates(program)
+            .iter()
+            .map(|candidate| c(candidate.as_os_str().as_bytes()))
             .collect::<io::Result<_>>()?
     };
     let argv = std::iter::once(program)
