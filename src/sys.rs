@@ -443,68 +443,6 @@ fn socket_option(fd: RawFd, option: libc::c_int) -> io::Result<libc::c_int> {
     Ok(value)
 }
 
-#[cfg(test)]
-mod start_up_tests {
-    use super::*;
-
-    /// A new descriptor without `FD_CLOEXEC`, as a careless parent leaves one.
-    fn leaked_fd() -> OwnedFd {
-        let file = std::fs::File::open("/dev/null").expect("open /dev/null");
-        // SAFETY: dup reads an integer; the new descriptor is ours alone.
-        let fd = unsafe { libc::dup(file.as_raw_fd()) };
-        assert!(fd > 2, "dup failed: {}", io::Error::last_os_error());
-        // SAFETY: dup returned a new descriptor nothing else owns.
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    }
-
-    fn is_cloexec(fd: &OwnedFd) -> bool {
-        // SAFETY: F_GETFD reads the flags of a descriptor we own.
-        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
-        flags >= 0 && flags & libc::FD_CLOEXEC != 0
-    }
-
-    #[test]
-    fn inherited_descriptors_become_cloexec_but_kept_ones_stay() {
-        for use_proc in [false, true] {
-            let (a, b) = (leaked_fd(), leaked_fd());
-            assert!(!is_cloexec(&a) && !is_cloexec(&b), "dup gives no FD_CLOEXEC");
-            let keep = b.as_raw_fd()..b.as_raw_fd() + 1;
-            let done = if use_proc {
-                cloexec_listed(&keep)
-            } else {
-                cloexec_inherited(keep)
-            };
-            done.expect("marking descriptors");
-            assert!(
-                is_cloexec(&a),
-                "fd {} not marked (proc walk: {use_proc})",
-                a.as_raw_fd()
-            );
-            assert!(
-                !is_cloexec(&b),
-                "kept fd {} was marked (proc walk: {use_proc})",
-                b.as_raw_fd()
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod activation_tests {
-    use super::listen_fds;
-
-    #[test]
-    fn listen_fds_counts_only_sockets_meant_for_us() {
-        assert_eq!(listen_fds(Some("42"), Some("1"), 42), 1);
-        assert_eq!(listen_fds(Some("42"), Some("2"), 42), 2);
-        assert_eq!(listen_fds(Some("41"), Some("1"), 42), 0, "another process's sockets");
-        assert_eq!(listen_fds(None, Some("1"), 42), 0, "no LISTEN_PID");
-        assert_eq!(listen_fds(Some("42"), None, 42), 0, "no LISTEN_FDS");
-        assert_eq!(listen_fds(Some("x"), Some("1"), 42), 0, "unreadable LISTEN_PID");
-        assert_eq!(listen_fds(Some("42"), Some("-1"), 42), 0, "unreadable LISTEN_FDS");
-    }
-}
-
 // ----- spawning: a vfork child that never copies our descriptor table -----
 
 /// Everything the child needs, made in the parent: until it calls `execve`
@@ -800,4 +738,66 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: both descriptors are new and owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(test)]
+mod start_up_tests {
+    use super::*;
+
+    /// A new descriptor without `FD_CLOEXEC`, as a careless parent leaves one.
+    fn leaked_fd() -> OwnedFd {
+        let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+        // SAFETY: dup reads an integer; the new descriptor is ours alone.
+        let fd = unsafe { libc::dup(file.as_raw_fd()) };
+        assert!(fd > 2, "dup failed: {}", io::Error::last_os_error());
+        // SAFETY: dup returned a new descriptor nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    }
+
+    fn is_cloexec(fd: &OwnedFd) -> bool {
+        // SAFETY: F_GETFD reads the flags of a descriptor we own.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+        flags >= 0 && flags & libc::FD_CLOEXEC != 0
+    }
+
+    #[test]
+    fn inherited_descriptors_become_cloexec_but_kept_ones_stay() {
+        for use_proc in [false, true] {
+            let (a, b) = (leaked_fd(), leaked_fd());
+            assert!(!is_cloexec(&a) && !is_cloexec(&b), "dup gives no FD_CLOEXEC");
+            let keep = b.as_raw_fd()..b.as_raw_fd() + 1;
+            let done = if use_proc {
+                cloexec_listed(&keep)
+            } else {
+                cloexec_inherited(keep)
+            };
+            done.expect("marking descriptors");
+            assert!(
+                is_cloexec(&a),
+                "fd {} not marked (proc walk: {use_proc})",
+                a.as_raw_fd()
+            );
+            assert!(
+                !is_cloexec(&b),
+                "kept fd {} was marked (proc walk: {use_proc})",
+                b.as_raw_fd()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod activation_tests {
+    use super::listen_fds;
+
+    #[test]
+    fn listen_fds_counts_only_sockets_meant_for_us() {
+        assert_eq!(listen_fds(Some("42"), Some("1"), 42), 1);
+        assert_eq!(listen_fds(Some("42"), Some("2"), 42), 2);
+        assert_eq!(listen_fds(Some("41"), Some("1"), 42), 0, "another process's sockets");
+        assert_eq!(listen_fds(None, Some("1"), 42), 0, "no LISTEN_PID");
+        assert_eq!(listen_fds(Some("42"), None, 42), 0, "no LISTEN_FDS");
+        assert_eq!(listen_fds(Some("x"), Some("1"), 42), 0, "unreadable LISTEN_PID");
+        assert_eq!(listen_fds(Some("42"), Some("-1"), 42), 0, "unreadable LISTEN_FDS");
+    }
 }
