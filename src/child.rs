@@ -81,28 +81,32 @@ pub struct Spawned {
     pub scope: Scope,
 }
 
-/// Checks `argv[0]` against the allow-list: a bare entry matches the name as
-/// given, an absolute entry the executable the name resolves to.
-pub fn is_allowed(program: &str, options: &SpawnOptions) -> bool {
+/// Checks `argv[0]` against the allow-list (a bare entry matches the name
+/// as given, an absolute entry the executable the name resolves to) and
+/// says what it lets `program` run: `Some(None)`, any executable the
+/// usual search finds (no list, or its bare name is listed); `Some(path)`,
+/// exactly the executable a listed absolute path approved — that one is
+/// run, so the search cannot go on to a namesake nobody approved when the
+/// approved file turns out not executable; `None`, not allowed.
+fn approve(program: &str, options: &SpawnOptions) -> Option<Option<PathBuf>> {
     if options.allow.is_empty() {
-        return true;
+        return Some(None);
     }
     if options
         .allow
         .iter()
         .any(|entry| !entry.starts_with('/') && entry == program)
     {
-        return true;
+        return Some(None);
     }
-    let Some(resolved) = resolve(program, options.cwd.as_deref()) else {
-        return false;
-    };
+    let resolved = resolve(program, options.cwd.as_deref())?;
     options
         .allow
         .iter()
         .filter(|entry| entry.starts_with('/'))
         .filter_map(|entry| std::fs::canonicalize(entry).ok())
         .any(|entry| entry == resolved)
+        .then_some(Some(resolved))
 }
 
 /// The canonical path of the executable `program` names, as exec would find it.
@@ -135,17 +139,18 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Resul
     let Some((program, args)) = argv.split_first() else {
         return Err(SpawnError::NotAllowed(String::new()));
     };
-    if !is_allowed(program, options) {
+    let Some(exact) = approve(program, options) else {
         return Err(SpawnError::NotAllowed(program.clone()));
-    }
+    };
+    let exact = exact.as_deref();
     let (pid, stdout, stderr) = if CLONE_UNSUPPORTED.load(Ordering::Relaxed) {
-        start_std(program, args, options, &scope)?
+        start_std(program, exact, args, options, &scope)?
     } else {
-        match start_fast(program, args, options, &scope) {
+        match start_fast(program, exact, args, options, &scope) {
             Err(SpawnError::Start(_, err)) if err.kind() == io::ErrorKind::Unsupported => {
                 warn!("spawning without copying the descriptor table is not possible here ({err}): using posix_spawn");
                 CLONE_UNSUPPORTED.store(true, Ordering::Relaxed);
-                start_std(program, args, options, &scope)?
+                start_std(program, exact, args, options, &scope)?
             }
             other => other?,
         }
@@ -196,9 +201,16 @@ pub fn choose_spawn_path() -> Result<(), String> {
 
 type Started = (libc::pid_t, Receiver, Receiver);
 
-/// Starts the child with [`sys::spawn_plan`], inside `scope`.
-fn start_fast(program: &str, args: &[String], options: &SpawnOptions, scope: &Scope) -> Result<Started, SpawnError> {
-    let plan = plan_of(program, args, options).map_err(|err| SpawnError::Start(program.to_owned(), err))?;
+/// Starts the child with [`sys::spawn_plan`], inside `scope`; `exact`: the
+/// executable `--allow` approved, run as `program`.
+fn start_fast(
+    program: &str,
+    exact: Option<&Path>,
+    args: &[String],
+    options: &SpawnOptions,
+    scope: &Scope,
+) -> Result<Started, SpawnError> {
+    let plan = plan_of(program, exact, args, options).map_err(|err| SpawnError::Start(program.to_owned(), err))?;
     let (stdout, stdout_w) = sys::pipe().map_err(SpawnError::Setup)?;
     let (stderr, stderr_w) = sys::pipe().map_err(SpawnError::Setup)?;
     let null = File::open("/dev/null").map_err(SpawnError::Setup)?;
@@ -214,9 +226,16 @@ fn start_fast(program: &str, args: &[String], options: &SpawnOptions, scope: &Sc
 
 /// Starts the child with std's `Command` (`posix_spawn`), inside `scope`:
 /// the fallback where [`sys::spawn_plan`] cannot work.
-fn start_std(program: &str, args: &[String], options: &SpawnOptions, scope: &Scope) -> Result<Started, SpawnError> {
-    let mut command = Command::new(program);
+fn start_std(
+    program: &str,
+    exact: Option<&Path>,
+    args: &[String],
+    options: &SpawnOptions,
+    scope: &Scope,
+) -> Result<Started, SpawnError> {
+    let mut command = Command::new(exact.map_or(Path::new(program), |path| path));
     command
+        .arg0(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -243,9 +262,11 @@ fn start_std(program: &str, args: &[String], options: &SpawnOptions, scope: &Sco
 
 /// The paths `execve` tries (as `execvp` searches `PATH` for a bare name),
 /// the arguments, and our environment without the token, as C strings.
-fn plan_of(program: &str, args: &[String], options: &SpawnOptions) -> io::Result<sys::ExecPlan> {
+fn plan_of(program: &str, exact: Option<&Path>, args: &[String], options: &SpawnOptions) -> io::Result<sys::ExecPlan> {
     let c = |bytes: &[u8]| CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
-    let paths = if program.contains('/') {
+    let paths = if let Some(path) = exact {
+        vec![c(path.as_os_str().as_bytes())?]
+    } else if program.contains('/') {
         vec![c(program.as_bytes())?]
     } else {
         path_candidates(program)

@@ -412,3 +412,40 @@ fn path_search_stops_at_a_program_that_cannot_run() {
         );
     }
 }
+
+/// `--allow` with an absolute path approves that executable and nothing
+/// else: when the approved file cannot be run (not executable), the answer
+/// is that error, on both spawn paths, not a later namesake in `PATH`
+/// (which `execvp`'s search would go on to after EACCES).
+#[test]
+fn allowed_path_that_cannot_run_is_not_swapped_for_a_namesake() {
+    let dir = scratch_dir("noexec-ls");
+    let fake = dir.path().join("ls");
+    std::fs::write(&fake, b"#!/bin/sh\necho fake\n").expect("write the fake ls");
+    let set_mode = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    set_mode(0o644);
+    let path_var = format!("{}:/usr/bin:/bin", dir.str());
+    let allow = fake.to_str().expect("utf-8 path").to_owned();
+    for spawn in ["clone", "posix_spawn"] {
+        let s = Server::start_env(
+            &["--allow", &allow],
+            &[("PATH", &path_var), ("SSECOMMANDER_SPAWN", spawn)],
+        );
+        let run = s.run("ls -d /etc");
+        assert!(run.stdout().is_empty(), "{spawn}: a later ls ran: {:?}", run.stdout());
+        assert!(
+            matches!(run.end, End::Err(ref m) if m.contains("os error 13")),
+            "{spawn}: expected Permission denied, got {:?}",
+            run.end
+        );
+        // Once executable, the approved file is what runs.
+        set_mode(0o755);
+        let run = s.run("ls -d /etc");
+        run.assert_end(End::code(0));
+        assert_eq!(run.stdout(), "fake\n", "{spawn}: the approved ls");
+        set_mode(0o644);
+    }
+}
