@@ -94,7 +94,8 @@ pub struct Server {
     listener: Option<TcpListener>,
     signals: OwnedFd,
     /// The job each running child (by pid) belongs to: SIGCHLD says only
-    /// that some child exited. A B-tree, not a hash map: no random keys to
+    /// that some child exited. Its size is the children started and not yet
+    /// reaped (`--max-procs`). A B-tree, not a hash map: no random keys to
     /// seed (a syscall and code pages) before the first command.
     children: BTreeMap<libc::pid_t, usize>,
     /// Exited children may be left to reap (SIGCHLD came, or a turn's reap
@@ -112,8 +113,6 @@ pub struct Server {
     /// The one read buffer of the loop.
     buf: Box<[u8]>,
     state: State,
-    /// Children started and not yet reaped (`--max-procs`).
-    live_children: usize,
     /// Connections counting against `--max-conns`.
     counted_conns: usize,
     /// Jobs stopped at their read cap, revisited before the next poll.
@@ -186,7 +185,6 @@ impl Server {
             timers: Timers::default(),
             buf: vec![0u8; crate::job::HOLD_ROOM + READ_BUFFER].into_boxed_slice(),
             state: State::Serving,
-            live_children: 0,
             counted_conns: 0,
             revisit_jobs: Vec::new(),
             revisit_conns: Vec::new(),
@@ -255,14 +253,14 @@ impl Server {
                 matches!(c.phase, Phase::Streaming { .. } | Phase::Watching { .. }) || c.pending_len() > 0
             })
         });
-        if !busy && self.live_children == 0 {
+        if !busy && self.children.is_empty() {
             info!("shutdown complete");
             return true;
         }
         if now >= deadline {
             warn!(
                 "shutdown deadline reached with {} children and streams left",
-                self.live_children
+                self.children.len()
             );
             // What still runs is killed (its whole scope) and reaped as the
             // server drops its jobs on the way out: see `Drop for Job`.
@@ -565,7 +563,7 @@ impl Server {
     /// True when no command may start now: shutting down, or `--max-procs`
     /// commands (`/run` and jobs together) are running.
     fn refuses_commands(&self) -> bool {
-        self.state != State::Serving || self.live_children >= self.config.max_procs
+        self.state != State::Serving || self.children.len() >= self.config.max_procs
     }
 
     /// Sends a fixed reply to the request `head`; the connection closes
@@ -623,7 +621,6 @@ impl Server {
         match started {
             Ok(mut job) => {
                 job.out = out;
-                self.live_children += 1;
                 self.metrics.command_started();
                 let pid = job.pid();
                 let index = self.jobs.insert(job);
@@ -712,7 +709,6 @@ impl Server {
                 self.children.insert(pid, index);
                 return;
             }
-            self.live_children -= 1;
             self.pump_job(index, now);
         }
         self.reap_pending = true;
