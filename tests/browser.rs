@@ -37,6 +37,8 @@ const WEBDRIVER_TIMEOUT: Duration = Duration::from_secs(60);
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
 /// WebDriver's key code for Enter.
 const ENTER: &str = "\u{E007}";
+/// WebDriver's key code for Control (held until the end of the keys sent).
+const CONTROL: &str = "\u{E009}";
 /// The W3C key under which an element reference is returned.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -941,6 +943,126 @@ fn browser_terminal_draws_10mb_of_colour() {
     assert_eq!(lines.last().map(String::as_str), Some("END"), "the end is shown");
     let text = browser.exec("return document.getElementById('output').textContent;", json!([]));
     assert!(!text.as_str().unwrap_or("").contains('\u{1b}'), "no escape text on the page");
+}
+
+/// §12 with §10: a command run on a terminal has an input line under it
+/// (focused): Enter sends the line and LF (the terminal echoes it), Ctrl-D
+/// ends the input, and the line goes; Ctrl-C in the line, and the ^C
+/// button, send INT to the command.
+#[test]
+#[ignore = "needs the server of contract v4 §10 (branch pty); passes on page merged with pty"]
+fn browser_terminal_input_line_sends_lines_eof_and_ctrl_c() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell"]);
+    let browser = Browser::start("input");
+    open_page_with_token(&browser, &server);
+
+    let command = r#"read -r a; echo "got:$a"; cat; echo cat-ended"#;
+    browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
+    wait_input_line(&browser, true);
+    assert_eq!(
+        browser.exec("return document.activeElement.dataset.role;", json!([])),
+        json!("input"),
+        "the input line has focus after Run"
+    );
+    browser.send_keys("[data-role=input]", &format!("hello{ENTER}"));
+    browser.wait_for("got:hello", PAGE_TIMEOUT, |s| {
+        lines_of(&s["stdout"]).contains(&"got:hello".to_owned())
+    });
+    browser.send_keys("[data-role=input]", &format!("second{ENTER}"));
+    // Once echoed by the terminal, once by cat.
+    browser.wait_for("second twice", PAGE_TIMEOUT, |s| {
+        lines_of(&s["stdout"]).iter().filter(|l| *l == "second").count() == 2
+    });
+    browser.send_keys("[data-role=input]", &format!("{CONTROL}d"));
+    let state = browser.wait_for("cat-ended, exit code 0", PAGE_TIMEOUT, |s| {
+        status(s).contains("exit code 0") && lines_of(&s["stdout"]).contains(&"cat-ended".to_owned())
+    });
+    assert_eq!(
+        lines_of(&state["stdout"]),
+        ["hello", "got:hello", "second", "second", "cat-ended"],
+        "{state:#}"
+    );
+    wait_input_line(&browser, false);
+
+    let trap = "trap 'echo int-caught; exit 3' INT; echo ready; while :; do sleep 0.1; done";
+    for how in ["key", "button"] {
+        browser.clear("[data-role=command]");
+        browser.send_keys("[data-role=command]", &format!("{trap}{ENTER}"));
+        browser.wait_for("ready", PAGE_TIMEOUT, |s| lines_of(&s["stdout"]).contains(&"ready".to_owned()));
+        wait_input_line(&browser, true);
+        if how == "key" {
+            browser.send_keys("[data-role=input]", &format!("{CONTROL}c"));
+        } else {
+            browser.click("[data-role=interrupt]");
+        }
+        let state = browser.wait_for("exit code 3", PAGE_TIMEOUT, |s| status(s).contains("exit code 3"));
+        assert!(
+            lines_of(&state["stdout"]).contains(&"int-caught".to_owned()),
+            "{how}: {state:#}"
+        );
+    }
+    browser.screenshot("browser-input.png");
+}
+
+/// §12 with §10.4: a command on a terminal learns the output area's size
+/// (`stty size`), and the new one when the window is resized.
+#[test]
+#[ignore = "needs the server of contract v4 §10 (branch pty); passes on page merged with pty"]
+fn browser_terminal_follows_the_window_size() {
+    let Some(_lock) = browser_lock() else { return };
+    let server = common::Server::start(&["--shell"]);
+    let browser = Browser::start("resize");
+    open_page_with_token(&browser, &server);
+
+    let command = "trap 'stty size' WINCH; stty size; while :; do sleep 0.1; done";
+    browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
+    let sizes = |s: &Value| -> Vec<String> {
+        lines_of(&s["stdout"])
+            .into_iter()
+            .filter(|l| l.split(' ').count() == 2 && l.split(' ').all(|n| n.parse::<u32>().is_ok()))
+            .collect()
+    };
+    let state = browser.wait_for("stty size", PAGE_TIMEOUT, |s| !sizes(s).is_empty());
+    let first = sizes(&state)[0].clone();
+    let log = server.log();
+    let posted = log.lines().find(|l| l.contains("POST /jobs?command=")).expect("the POST");
+    assert!(
+        posted.contains(&format!(
+            "&cols={}&rows={} ",
+            first.split(' ').nth(1).unwrap_or(""),
+            first.split(' ').next().unwrap_or("")
+        )),
+        "the terminal has the size the page asked for: {first} {posted}"
+    );
+
+    browser.cmd("POST", &browser.path("/window/rect"), Some(&json!({"width": 760, "height": 520})));
+    let state = browser.wait_for("a second stty size", PAGE_TIMEOUT, |s| sizes(s).len() >= 2);
+    let second = sizes(&state)[1].clone();
+    assert_ne!(second, first, "{state:#}");
+    let log = server.log();
+    let (rows, cols) = second.split_once(' ').unwrap_or_default();
+    assert!(
+        log.contains(&format!("/resize?cols={cols}&rows={rows} 204")),
+        "the page resized the terminal to {second}:\n{log}"
+    );
+    browser.click("[data-role=stop]");
+    browser.wait_for("stopped", PAGE_TIMEOUT, |s| status(s).contains("stopped"));
+}
+
+/// Waits until the input line is shown (or hidden).
+fn wait_input_line(browser: &Browser, shown: bool) {
+    poll_for(
+        &format!("the input line to be {}", if shown { "shown" } else { "hidden" }),
+        PAGE_TIMEOUT,
+        || {
+            let visible = browser.exec(
+                "return !!document.querySelector('[data-role=input]').offsetParent;",
+                json!([]),
+            );
+            (visible == json!(shown)).then_some(())
+        },
+    );
 }
 
 /// Each run of text on the page (a child of a line): its text, stream and
