@@ -691,10 +691,19 @@ fn browser_terminal_colours_are_computed_styles() {
         ("plain", "weight", "400"),
     ];
     for (text, property, want) in cases {
-        assert_eq!(run(text)[property], json!(want), "{property} of {text:?}: {:#}", run(text));
+        assert_eq!(
+            run(text)[property],
+            json!(want),
+            "{property} of {text:?}: {:#}",
+            run(text)
+        );
     }
     assert_eq!(run("warn")["stream"], json!("stderr"), "{:#}", run("warn"));
-    assert_eq!(run("errplain")["color"], json!("rgb(255, 123, 114)"), "stderr keeps its colour");
+    assert_eq!(
+        run("errplain")["color"],
+        json!("rgb(255, 123, 114)"),
+        "stderr keeps its colour"
+    );
     assert_ne!(run("adir")["color"], default["color"], "ls colours a directory");
     assert_ne!(run("needle")["color"], default["color"], "grep colours the match");
     assert_eq!(run("needle")["weight"], json!("700"), "grep's match is bold");
@@ -775,7 +784,11 @@ fn browser_terminal_progress_ends_with_the_final_frame() {
     });
     browser.screenshot("browser-curl.png");
     let lines = lines_of(&state["output"]);
-    assert_eq!(lines.iter().filter(|l| l.starts_with("step")).collect::<Vec<_>>(), ["step 5/5"], "{state:#}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("step")).collect::<Vec<_>>(),
+        ["step 5/5"],
+        "{state:#}"
+    );
     let bars: Vec<&String> = lines[1..].iter().filter(|l| l.contains('%')).collect();
     assert_eq!(bars.len(), 1, "one curl frame at the end: {state:#}");
     assert!(bars[0].starts_with('#') && bars[0].ends_with("100.0%"), "{bars:?}");
@@ -827,7 +840,10 @@ fn browser_automation_hooks_work() {
     open_page_with_token(&browser, &server);
 
     assert_eq!(
-        browser.exec("return document.querySelector('[data-role=terminal]').checked;", json!([])),
+        browser.exec(
+            "return document.querySelector('[data-role=terminal]').checked;",
+            json!([])
+        ),
         json!(true),
         "the terminal is on by default"
     );
@@ -845,11 +861,18 @@ fn browser_automation_hooks_work() {
     let size = |name: &str| -> u32 {
         let key = format!("&{name}=");
         let at = posted.find(&key).unwrap_or_else(|| panic!("no {name} in {posted}")) + key.len();
-        posted[at..].split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).unwrap_or(0)
+        posted[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     };
     assert!(posted.contains("&pty=1&"), "{posted}");
     // 1000x700 window: the output area is some 90 columns and 20 rows.
-    assert!((40..=200).contains(&size("cols")) && (8..=60).contains(&size("rows")), "{posted}");
+    assert!(
+        (40..=200).contains(&size("cols")) && (8..=60).contains(&size("rows")),
+        "{posted}"
+    );
 
     browser.click("[data-role=terminal]");
     browser.clear("[data-role=command]");
@@ -858,7 +881,10 @@ fn browser_automation_hooks_work() {
         status(s).contains("exit code 0") && lines_of(&s["stdout"]).contains(&"gamma".to_owned())
     });
     assert!(
-        server.log().lines().any(|l| l.contains("POST /jobs?command=echo%20gamma&pty=0 ")),
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("POST /jobs?command=echo%20gamma&pty=0 ")),
         "terminal off: pty=0\n{}",
         server.log()
     );
@@ -869,7 +895,10 @@ fn browser_automation_hooks_work() {
     browser.click("[data-role=run]");
     browser.wait_for("status running", PAGE_TIMEOUT, |s| status(s).contains("running"));
     assert_eq!(
-        browser.exec("return document.querySelector('[data-role=input]').offsetParent;", json!([])),
+        browser.exec(
+            "return document.querySelector('[data-role=input]').offsetParent;",
+            json!([])
+        ),
         Value::Null,
         "no input line for a job without open input"
     );
@@ -888,7 +917,10 @@ fn browser_automation_hooks_work() {
         s["job"] == json!(alpha) && status(s).contains("exit code 3")
     });
     let lines = lines_of(&state["output"]);
-    assert!(lines.contains(&"alpha".to_owned()) && !lines.contains(&"gamma".to_owned()), "{state:#}");
+    assert!(
+        lines.contains(&"alpha".to_owned()) && !lines.contains(&"gamma".to_owned()),
+        "{state:#}"
+    );
 }
 
 /// §12 "fast": 10 MB of `ls -l --color=always` output through the page. The
@@ -908,7 +940,9 @@ fn browser_terminal_draws_10mb_of_colour() {
         json!([]),
     );
     const BYTES: u64 = 10 << 20;
-    let command = format!("while ls -l --color=always /usr/bin /usr/lib; do :; done | head -c {BYTES}; printf '\\033[0m\\nEND\\n'");
+    let command = format!(
+        "while ls -l --color=always /usr/bin /usr/lib; do :; done | head -c {BYTES}; printf '\\033[0m\\nEND\\n'"
+    );
     let t0 = Instant::now();
     browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
     let mut slowest_poll = Duration::ZERO;
@@ -919,7 +953,11 @@ fn browser_terminal_draws_10mb_of_colour() {
         if status(&s).contains("exit code 0") {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "10 MB not drawn in 120 s: {}", status(&s));
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "10 MB not drawn in 120 s: {}",
+            status(&s)
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let wall = t0.elapsed();
@@ -942,7 +980,10 @@ fn browser_terminal_draws_10mb_of_colour() {
     let lines = lines_of(&state["stdout"]);
     assert_eq!(lines.last().map(String::as_str), Some("END"), "the end is shown");
     let text = browser.exec("return document.getElementById('output').textContent;", json!([]));
-    assert!(!text.as_str().unwrap_or("").contains('\u{1b}'), "no escape text on the page");
+    assert!(
+        !text.as_str().unwrap_or("").contains('\u{1b}'),
+        "no escape text on the page"
+    );
 }
 
 /// §12 with §10: a command run on a terminal has an input line under it
@@ -989,7 +1030,9 @@ fn browser_terminal_input_line_sends_lines_eof_and_ctrl_c() {
     for how in ["key", "button"] {
         browser.clear("[data-role=command]");
         browser.send_keys("[data-role=command]", &format!("{trap}{ENTER}"));
-        browser.wait_for("ready", PAGE_TIMEOUT, |s| lines_of(&s["stdout"]).contains(&"ready".to_owned()));
+        browser.wait_for("ready", PAGE_TIMEOUT, |s| {
+            lines_of(&s["stdout"]).contains(&"ready".to_owned())
+        });
         wait_input_line(&browser, true);
         if how == "key" {
             browser.send_keys("[data-role=input]", &format!("{CONTROL}c"));
@@ -1026,7 +1069,10 @@ fn browser_terminal_follows_the_window_size() {
     let state = browser.wait_for("stty size", PAGE_TIMEOUT, |s| !sizes(s).is_empty());
     let first = sizes(&state)[0].clone();
     let log = server.log();
-    let posted = log.lines().find(|l| l.contains("POST /jobs?command=")).expect("the POST");
+    let posted = log
+        .lines()
+        .find(|l| l.contains("POST /jobs?command="))
+        .expect("the POST");
     assert!(
         posted.contains(&format!(
             "&cols={}&rows={} ",
@@ -1036,7 +1082,11 @@ fn browser_terminal_follows_the_window_size() {
         "the terminal has the size the page asked for: {first} {posted}"
     );
 
-    browser.cmd("POST", &browser.path("/window/rect"), Some(&json!({"width": 760, "height": 520})));
+    browser.cmd(
+        "POST",
+        &browser.path("/window/rect"),
+        Some(&json!({"width": 760, "height": 520})),
+    );
     let state = browser.wait_for("a second stty size", PAGE_TIMEOUT, |s| sizes(s).len() >= 2);
     let second = sizes(&state)[1].clone();
     assert_ne!(second, first, "{state:#}");
