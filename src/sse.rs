@@ -180,6 +180,40 @@ pub struct Frame {
     chunk_line_len: usize,
 }
 
+/// Appends a short run of text (under [`POINT_AT`]) to `out`.
+///
+/// In 16-byte blocks, then 8, 4, 2, 1: each copy has a length known at
+/// compile time, so it is a register store, where `extend_from_slice` of a
+/// run of unknown length calls `memcpy`. musl's `memcpy` (the static box
+/// builds) moves an unaligned head and tail a byte at a time: on 100-byte
+/// lines it was 15 % of the static server's CPU (glibc's: 6 %).
+#[inline]
+fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len());
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        if let Ok(block) = <&[u8; 16]>::try_from(block) {
+            out.extend_from_slice(block);
+        }
+    }
+    let mut rest = blocks.remainder();
+    if let Some((block, tail)) = rest.split_first_chunk::<8>() {
+        out.extend_from_slice(block);
+        rest = tail;
+    }
+    if let Some((block, tail)) = rest.split_first_chunk::<4>() {
+        out.extend_from_slice(block);
+        rest = tail;
+    }
+    if let Some((block, tail)) = rest.split_first_chunk::<2>() {
+        out.extend_from_slice(block);
+        rest = tail;
+    }
+    if let Some(&byte) = rest.first() {
+        out.push(byte);
+    }
+}
+
 /// A frame's scratch above this is given back after use, so a job that once
 /// sent a burst of short lines does not keep the memory while it idles.
 const KEEP_SCRATCH: usize = 16 * 1024;
@@ -637,7 +671,7 @@ impl RawLines {
                 if !self.line_open {
                     frame.scratch.extend_from_slice(b"\ndata: ");
                 }
-                frame.scratch.extend_from_slice(line);
+                push_short(&mut frame.scratch, line);
             }
             self.line_open = false;
             at = end + 1;
@@ -820,7 +854,7 @@ where
             frame.text(text, off + run);
             mark = frame.scratch.len();
         } else {
-            frame.scratch.extend_from_slice(text);
+            push_short(&mut frame.scratch, text);
         }
         // The LF of each line as a literal: a copy of known length is a
         // store, not a `memcpy` call.
@@ -1160,6 +1194,20 @@ mod tests {
         let mut enc = Encoder::new(format);
         let frame = enc.output(Stream::Stdout, text);
         String::from_utf8(frame.to_vec(text, false)).expect("frames are UTF-8")
+    }
+
+    #[test]
+    fn push_short_appends_every_length_whole() {
+        // Every length through three blocks and each tail size, onto a
+        // vector that already holds bytes.
+        let text: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+        for len in 0..=text.len() {
+            let mut got = b"head".to_vec();
+            push_short(&mut got, &text[..len]);
+            let mut want = b"head".to_vec();
+            want.extend_from_slice(&text[..len]);
+            assert_eq!(got, want, "length {len}");
+        }
     }
 
     #[test]
