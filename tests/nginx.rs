@@ -1,5 +1,5 @@
 //! Several instances behind Debian's real nginx (contract §7.5): two servers
-//! started with `--instance a` and `--instance b`, and the README's nginx
+//! started with `--instance a` and `--instance b`, and docs/GUIDE.md's nginx
 //! configuration in front of them, which sends `/jobs/a-…` to `a`,
 //! `/jobs/b-…` to `b`, and everything else round-robin. Through the proxy: a
 //! job starts on either instance, is looked at and watched on the right one,
@@ -24,7 +24,7 @@ const NGINX: &str = "/usr/sbin/nginx";
 /// Lines the watched job prints (`seq`): about 1.3 MB of output.
 const LINES: u32 = 200_000;
 
-/// The nginx configuration of the README (§ Jobs, several instances), with
+/// The nginx configuration of docs/GUIDE.md (several instances), with
 /// the test's ports and a private prefix for pid file, logs and temp files.
 fn nginx_conf(dir: &str, listen: u16, a: SocketAddr, b: SocketAddr) -> String {
     format!(
@@ -56,7 +56,7 @@ http {{
     )
 }
 
-/// The `http` part of the README's configuration, verbatim.
+/// The `http` part of the guide's configuration, verbatim.
 const README_ROUTING: &str = r#"    upstream ssecommander_any { server 127.0.0.1:3001; server 127.0.0.1:3002; }
     upstream ssecommander_a   { server 127.0.0.1:3001; }
     upstream ssecommander_b   { server 127.0.0.1:3002; }
@@ -68,7 +68,7 @@ const README_ROUTING: &str = r#"    upstream ssecommander_any { server 127.0.0.1
     }
 "#;
 
-/// The `location` part of the README's configuration, verbatim.
+/// The `location` part of the guide's configuration, verbatim.
 const README_PROXYING: &str = r#"            proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
@@ -76,13 +76,13 @@ const README_PROXYING: &str = r#"            proxy_http_version 1.1;
             proxy_read_timeout 1h;
 "#;
 
-/// The configuration tested is the one the README shows.
+/// The configuration tested is the one the guide shows.
 #[test]
-fn readme_shows_the_tested_configuration() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("read README.md");
+fn the_guide_shows_the_tested_configuration() {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/GUIDE.md"))
+        .expect("read docs/GUIDE.md");
     for part in [README_ROUTING, README_PROXYING, "proxy_pass http://$ssecommander;"] {
-        assert!(readme.contains(part), "README.md lacks, verbatim:\n{part}");
+        assert!(guide.contains(part), "docs/GUIDE.md lacks, verbatim:\n{part}");
     }
 }
 
