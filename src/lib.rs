@@ -63,7 +63,7 @@
 //! - [`client`] is the other side of the wire (URL, HTTP response, SSE
 //!   parser, payload decoding) for `ssecommander bench` and the tests;
 //!   [`bench`] is that load client (contract §9), one mio thread. Both are
-//!   the cargo feature `bench` (default on; the armv7 box build leaves it out).
+//!   the cargo feature `bench` (default on).
 //! - `harness` (cargo feature `harness`: tests, benches and `fuzz/` only,
 //!   never the shipped binary) is the test side: the server guard, `/proc`
 //!   helpers and the fuzz oracles.
