@@ -33,6 +33,7 @@ use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
 use std::rc::Rc;
 
+mod mux;
 mod publish;
 mod scrape;
 
@@ -416,6 +417,7 @@ impl Server {
                 false
             }
             Action::Pull(Source::Watch(record)) => self.pull(index, record, now),
+            Action::Pull(Source::Mux) => self.pull_mux(index, now),
             Action::Close => {
                 self.close_conn(index, now);
                 false
@@ -614,6 +616,7 @@ impl Server {
                 self.reap_if_finished(job);
             }
             Some(Source::Watch(record)) => self.unwatch(index, record, now),
+            Some(Source::Mux) => self.unwatch_mux(index, now),
             None => {}
         }
         let Some(mut conn) = self.conns.remove(index) else {
@@ -689,6 +692,7 @@ impl Server {
                 conn.on_shutdown();
             }
         }
+        self.mux_on_shutdown();
     }
 
     // ----- timers ----------------------------------------------------------

@@ -28,6 +28,8 @@ use crate::timer::TimerKey;
 /// read) only while every viewer has taken every event.
 struct Publish<'a> {
     record: &'a mut Record,
+    /// The record's index, to find each viewer's cursor in it.
+    index: usize,
     conns: &'a Table<Conn>,
 }
 
@@ -42,7 +44,7 @@ impl Sink for Publish<'_> {
         self.record.viewers.iter().all(|&viewer| {
             self.conns
                 .get(viewer)
-                .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor().is_none_or(|n| n >= next))
+                .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor_for(self.index).is_none_or(|n| n >= next))
         })
     }
 
@@ -51,9 +53,10 @@ impl Sink for Publish<'_> {
     }
 }
 
-/// The next event id a viewer needs, for trimming the log.
-fn next_of(conns: &Table<Conn>, viewer: usize) -> Option<u64> {
-    conns.get(viewer).and_then(Conn::cursor)
+/// The next event id a viewer needs from the job at `record`, for
+/// trimming the log.
+fn next_of(conns: &Table<Conn>, viewer: usize, record: usize) -> Option<u64> {
+    conns.get(viewer).and_then(|conn| conn.cursor_for(record))
 }
 
 impl Server {
@@ -78,6 +81,12 @@ impl Server {
                     Err(reply) => reply,
                 }
             }
+            JobAction::WatchMany { ids, after } => {
+                match self.begin_watch_many(index, head, ids, after, &headers, now) {
+                    Ok(()) => return,
+                    Err(reply) => reply,
+                }
+            }
         };
         let mut reply = reply;
         reply.headers.extend(headers);
@@ -85,7 +94,7 @@ impl Server {
     }
 
     /// The record with this id, unless forgotten.
-    fn find_record(&self, id: &str) -> Option<usize> {
+    pub(super) fn find_record(&self, id: &str) -> Option<usize> {
         self.records
             .indices()
             .into_iter()
@@ -122,6 +131,7 @@ impl Server {
         if finished {
             self.keep_finished(inserted, now);
         }
+        self.mux_job_started(inserted, now);
         json_reply(201, "Created", body).header("Location", location)
     }
 
@@ -242,7 +252,7 @@ impl Server {
         self.leave_record(index, record, now);
     }
 
-    fn leave_record(&mut self, index: usize, record_index: usize, _now: Instant) {
+    pub(super) fn leave_record(&mut self, index: usize, record_index: usize, _now: Instant) {
         let Some(record) = self.records.get_mut(record_index) else {
             return;
         };
@@ -269,6 +279,7 @@ impl Server {
         };
         let mut sink = Publish {
             record,
+            index: record_index,
             conns: &self.conns,
         };
         if job.pump(&mut self.buf, &mut sink, &mut self.timers, self.poll.registry()) {
@@ -284,9 +295,10 @@ impl Server {
             debug!("job {} finished", record.id);
         }
         let conns = &self.conns;
-        let keep_from = record.first_needed(|viewer| next_of(conns, viewer));
+        let keep_from = record.first_needed(|viewer| next_of(conns, viewer, record_index));
         record.log.trim(keep_from);
         let viewers = record.viewers.clone();
+        self.note_growth(record_index);
         if exit.is_some() {
             self.keep_finished(record_index, now);
         }
@@ -358,6 +370,7 @@ impl Server {
         };
         let mut sink = Publish {
             record,
+            index: record_index,
             conns: &self.conns,
         };
         job.on_quiet(&mut self.buf, &mut sink, now, &mut self.timers, self.poll.registry())
@@ -372,6 +385,6 @@ fn json_reply(status: u16, reason: &'static str, body: String) -> Reply {
     reply.header("Cache-Control", "no-store")
 }
 
-fn no_job() -> Reply {
+pub(super) fn no_job() -> Reply {
     Reply::text(404, "Not Found", "not found: no such job (unknown, or forgotten)")
 }
