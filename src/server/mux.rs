@@ -83,7 +83,7 @@ impl Server {
                 r.viewers.push(index);
             }
         }
-        self.drive_conn(index, now);
+        // The connection pulls as soon as its socket has room.
         Ok(())
     }
 
@@ -113,7 +113,7 @@ impl Server {
             let Some(job) = self.records.get(record).and_then(crate::jobs::Record::job) else {
                 continue;
             };
-            let held_back = self.jobs.get(job).is_some_and(crate::job::Job::is_held_back);
+            let held_back = self.jobs.get(job).is_some_and(crate::job::Job::has_unread);
             if held_back && !self.revisit_jobs.contains(&job) {
                 self.revisit_jobs.push(job);
             }
@@ -144,7 +144,7 @@ impl Server {
     }
 
     /// A job was created: every all-jobs stream open includes it.
-    pub(super) fn mux_job_started(&mut self, record: usize, now: Instant) {
+    pub(super) fn mux_job_started(&mut self, record: usize) {
         let mut joined = Vec::new();
         for index in self.conns.indices() {
             let Some(r) = self.records.get(record) else { return };
@@ -158,9 +158,7 @@ impl Server {
         if let Some(r) = self.records.get_mut(record) {
             r.viewers.extend_from_slice(&joined);
         }
-        for index in joined {
-            self.drive_conn(index, now);
-        }
+        self.woken.extend(joined);
     }
 
     /// Shutdown: an all-jobs stream takes no new job and ends once its jobs

@@ -12,11 +12,12 @@ use std::time::Instant;
 use log::debug;
 
 use super::{Server, State as ServerState};
+use crate::eventlog::EventLog;
 use crate::eventlog::Logged;
 use crate::http::conn::Conn;
 use crate::http::request::Head;
 use crate::http::response::Reply;
-use crate::job::{Output, Sink};
+use crate::job::{Job, Reader};
 use crate::jobs::{self, Record, State};
 use crate::metrics::StopReason;
 use crate::route::{JobAction, JobRequest, RunRequest};
@@ -24,33 +25,23 @@ use crate::sse::{Format, Frame, Stream};
 use crate::table::Table;
 use crate::timer::TimerKey;
 
-/// The sink of a published job: its record's log. Ready (the command may be
-/// read) only while every viewer has taken every event.
-struct Publish<'a> {
-    record: &'a mut Record,
-    /// The record's index, to find each viewer's cursor in it.
-    index: usize,
-    conns: &'a Table<Conn>,
+/// True while every viewer of `record` has taken every event of its log:
+/// only then is the command read (the slowest viewer paces it).
+fn all_caught_up(record: &Record, index: usize, conns: &Table<Conn>) -> bool {
+    let next = record.log.next_id();
+    record.viewers.iter().all(|&viewer| {
+        conns
+            .get(viewer)
+            .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor_for(index).is_none_or(|n| n >= next))
+    })
 }
 
-impl Sink for Publish<'_> {
-    fn send(&mut self, frame: &Frame, text: &[u8]) {
-        let stream = frame.stream().unwrap_or(Stream::Stdout);
-        self.record.log.push_output(frame.id(), stream, text);
-    }
-
-    fn ready(&self) -> bool {
-        let next = self.record.log.next_id();
-        self.record.viewers.iter().all(|&viewer| {
-            self.conns
-                .get(viewer)
-                .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor_for(self.index).is_none_or(|n| n >= next))
-        })
-    }
-
-    fn keeps_text(&self) -> bool {
-        true
-    }
+/// Appends one event of the job to its log; true while the log takes more
+/// at once (no live viewer to wait for).
+fn log_frame(log: &mut EventLog, frame: &Frame, text: &[u8], unwatched: bool) -> bool {
+    let stream = frame.stream().unwrap_or(Stream::Stdout);
+    log.push_output(frame.id(), stream, text);
+    unwatched
 }
 
 /// The next event id a viewer needs from the job at `record`, for
@@ -113,7 +104,7 @@ impl Server {
         };
         let record_index = self.records.next_index();
         let mut record = Record::new(id, run.argv.clone(), State::Failed, self.config.job_log);
-        match self.spawn_job(&run.argv, Format::Json, Output::Published(record_index), now) {
+        match self.spawn_job(&run.argv, Format::Json, Reader::Log(record_index), now) {
             Ok(job) => {
                 let pid = self.jobs.get(job).map_or(0, |j| j.pid());
                 record.state = State::Running { job, pid };
@@ -131,7 +122,7 @@ impl Server {
         if finished {
             self.keep_finished(inserted, now);
         }
-        self.mux_job_started(inserted, now);
+        self.mux_job_started(inserted);
         json_reply(201, "Created", body).header("Location", location)
     }
 
@@ -210,7 +201,7 @@ impl Server {
             &mut self.timers,
         );
         record.viewers.push(index);
-        self.drive_conn(index, now);
+        // The connection pulls as soon as its socket has room.
         Ok(())
     }
 
@@ -238,7 +229,7 @@ impl Server {
             // viewer, made the revisits multiply each turn (memory without
             // bound with 2 viewers, a busy loop with 1).
             if let Some(job) = record.job() {
-                let held_back = self.jobs.get(job).is_some_and(crate::job::Job::is_held_back);
+                let held_back = self.jobs.get(job).is_some_and(Job::has_unread);
                 if held_back && !self.revisit_jobs.contains(&job) {
                     self.revisit_jobs.push(job);
                 }
@@ -266,7 +257,8 @@ impl Server {
         }
     }
 
-    /// Reads a published job into its log, then lets its viewers pull.
+    /// Reads a published job into its log; its viewers are woken to pull
+    /// when the log grew.
     pub(super) fn pump_published(&mut self, job_index: usize, record_index: usize, now: Instant) {
         let Some(job) = self.jobs.get_mut(job_index) else {
             return;
@@ -274,15 +266,21 @@ impl Server {
         let Some(record) = self.records.get_mut(record_index) else {
             // No record (it cannot happen: records outlive their jobs): drop
             // the output rather than block the command.
-            job.out = Output::Direct(None);
+            job.orphan();
             return self.pump_job(job_index, now);
         };
-        let mut sink = Publish {
-            record,
-            index: record_index,
-            conns: &self.conns,
-        };
-        if job.pump(&mut self.buf, &mut sink, &mut self.timers, self.poll.registry()) {
+        let before = record.log.next_id();
+        let room = all_caught_up(record, record_index, &self.conns);
+        let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
+        let log = &mut record.log;
+        let pumped = job.pump(
+            &mut self.buf,
+            room,
+            &mut |frame, text| log_frame(log, frame, text, unwatched),
+            &mut self.timers,
+            self.poll.registry(),
+        );
+        if pumped.capped {
             self.revisit_jobs.push(job_index);
         }
         record.bytes = job.bytes_read();
@@ -294,19 +292,27 @@ impl Server {
             record.finish(exit, self.finished_seq);
             debug!("job {} finished", record.id);
         }
-        let conns = &self.conns;
-        let keep_from = record.first_needed(|viewer| next_of(conns, viewer, record_index));
-        record.log.trim(keep_from);
-        let viewers = record.viewers.clone();
-        self.note_growth(record_index);
+        self.log_grew(record_index, before);
         if exit.is_some() {
             self.keep_finished(record_index, now);
         }
-        if self.jobs.get(job_index).is_some_and(crate::job::Job::is_finished) {
+        if self.jobs.get(job_index).is_some_and(Job::is_finished) {
             self.jobs.remove(job_index);
         }
-        for viewer in viewers {
-            self.drive_conn(viewer, now);
+    }
+
+    /// After events were appended to a record's log: trims what no viewer
+    /// needs, and wakes the viewers if there is anything new.
+    fn log_grew(&mut self, record_index: usize, before: u64) {
+        let Some(record) = self.records.get_mut(record_index) else {
+            return;
+        };
+        let conns = &self.conns;
+        let keep_from = record.first_needed(|viewer| next_of(conns, viewer, record_index));
+        record.log.trim(keep_from);
+        if record.log.next_id() != before {
+            self.woken.extend_from_slice(&record.viewers);
+            self.note_growth(record_index);
         }
     }
 
@@ -368,12 +374,20 @@ impl Server {
         let Some(record) = self.records.get_mut(record_index) else {
             return false;
         };
-        let mut sink = Publish {
-            record,
-            index: record_index,
-            conns: &self.conns,
-        };
-        job.on_quiet(&mut self.buf, &mut sink, now, &mut self.timers, self.poll.registry())
+        let before = record.log.next_id();
+        let room = all_caught_up(record, record_index, &self.conns);
+        let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
+        let log = &mut record.log;
+        let capped = job.on_quiet(
+            &mut self.buf,
+            room,
+            &mut |frame, text| log_frame(log, frame, text, unwatched),
+            now,
+            &mut self.timers,
+            self.poll.registry(),
+        );
+        self.log_grew(record_index, before);
+        capped
     }
 }
 
