@@ -239,10 +239,10 @@ fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec
 /// says which in the refusal.
 fn last_event_id(head: &Head, query: &Query, what: &str) -> Result<Option<u64>, Decision> {
     let given = head.last_event_id.as_deref().or(query.get("last-event-id"));
-    match given.map(|value| value.trim().parse::<u64>()) {
+    match given.map(event_number) {
         None => Ok(None),
-        Some(Ok(n)) => Ok(Some(n)),
-        Some(Err(_)) => Err(text(
+        Some(Some(n)) => Ok(Some(n)),
+        Some(None) => Err(text(
             400,
             "Bad Request",
             &format!("bad request: Last-Event-ID must be {what}"),
@@ -288,6 +288,16 @@ fn watch_many(head: &Head, query: &Query) -> Result<JobAction, Decision> {
         }
     };
     Ok(JobAction::WatchMany { ids, after })
+}
+
+/// An event number: decimal digits only (`u64::from_str` would also take a
+/// leading `+`), blanks around it ignored.
+fn event_number(value: &str) -> Option<u64> {
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 fn format_of(query: &Query) -> Result<Format, Decision> {
@@ -343,7 +353,8 @@ fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Co
         (Route::Run, _) if config.cors_origin.is_some() => Some(method_not_allowed("GET, OPTIONS")),
         (Route::Run, _) => Some(method_not_allowed("GET")),
         (Route::Page | Route::Healthz | Route::Metrics, _) => Some(method_not_allowed("GET, HEAD")),
-        (Route::Jobs | Route::JobEvents(_) | Route::Job(_) | Route::AllEvents, Method::Get) => None,
+        (Route::Jobs | Route::Job(_), Method::Get | Method::Head)
+        | (Route::JobEvents(_) | Route::AllEvents, Method::Get) => None,
         (Route::Jobs, Method::Other(m)) if m == "POST" => None,
         (Route::Job(_), Method::Other(m)) if m == "DELETE" => None,
         (Route::Jobs | Route::Job(_) | Route::JobEvents(_) | Route::AllEvents, Method::Options)
@@ -351,8 +362,8 @@ fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Co
         {
             Some(preflight(origin))
         }
-        (Route::Jobs, _) => Some(method_not_allowed("GET, POST")),
-        (Route::Job(_), _) => Some(method_not_allowed("GET, DELETE")),
+        (Route::Jobs, _) => Some(method_not_allowed("GET, HEAD, POST")),
+        (Route::Job(_), _) => Some(method_not_allowed("GET, HEAD, DELETE")),
         (Route::JobEvents(_) | Route::AllEvents, _) => Some(method_not_allowed("GET")),
     }
 }
