@@ -145,6 +145,9 @@ enum Feed {
         mux: Box<Mux>,
         /// Encodes every job's events, tagged with job, id and global number.
         encoder: Encoder,
+        /// The small events of one pull, copied together so they go out in
+        /// one write however many jobs they come from.
+        batch: Vec<u8>,
         /// As for `Watch`.
         stall: Deadline,
     },
@@ -683,6 +686,7 @@ impl Conn {
         let feed = Feed::Mux {
             mux: Box::new(mux),
             encoder: Encoder::new(Format::Json),
+            batch: Vec::new(),
             stall: Deadline::default(),
         };
         self.begin_stream(head, reuse, headers, feed, every, now, timers);
@@ -710,7 +714,13 @@ impl Conn {
             return pulled;
         };
         let chunked = stream.framing.chunked;
-        let Feed::Mux { mux, encoder, stall } = &mut stream.feed else {
+        let Feed::Mux {
+            mux,
+            encoder,
+            batch,
+            stall,
+        } = &mut stream.feed
+        else {
             return pulled;
         };
         let mut out = Out {
@@ -727,30 +737,51 @@ impl Conn {
             };
             let Some(job) = records.get(record) else { continue };
             if announce {
-                out.block(&job_event(job), chunked, now);
+                push_block(batch, &job_event(job), chunked);
             }
-            match what {
+            let (frame, text) = match what {
                 What::Gap { from, to, global } => {
                     encoder.tag_next(&job.id, to, global);
-                    out.frame(encoder.gap(from, to), b"", chunked, now);
+                    (encoder.gap(from, to), &[][..])
                 }
                 What::Event { seq, global } => {
                     encoder.tag_next(&job.id, seq, global);
                     match job.log.get(seq) {
-                        Some(Logged::Output(which, text)) => {
-                            let frame = encoder.output(*which, text);
-                            if !frame.is_empty() {
-                                out.frame(frame, text, chunked, now);
-                            }
-                        }
-                        Some(Logged::Error(message)) => out.frame(encoder.error(message), b"", chunked, now),
-                        Some(Logged::Exit(exit)) => out.frame(encoder.exit(exit), b"", chunked, now),
+                        Some(Logged::Output(which, text)) => (encoder.output(*which, text), &text[..]),
+                        Some(Logged::Error(message)) => (encoder.error(message), &[][..]),
+                        Some(Logged::Exit(exit)) => (encoder.exit(exit), &[][..]),
                         // The log keeps every event a cursor needs.
-                        None => {}
+                        None => continue,
                     }
                 }
-            }
+            };
             pulled.sent += 1;
+            if frame.is_empty() {
+                continue;
+            }
+            if frame.len() >= BATCH_EVENT_MAX {
+                // A large event is written from where it lies, after what
+                // the batch holds.
+                out.parts(std::iter::once(&batch[..]), true, now);
+                batch.clear();
+                out.frame(frame, text, chunked, now);
+                continue;
+            }
+            for part in frame.parts(text, chunked) {
+                batch.extend_from_slice(part);
+            }
+            out.counts.events[frame.name().index()] += 1;
+            if batch.len() >= BATCH_MAX {
+                out.parts(std::iter::once(&batch[..]), true, now);
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            out.parts(std::iter::once(&batch[..]), true, now);
+            batch.clear();
+        }
+        if batch.capacity() > KEEP_CAPACITY {
+            *batch = Vec::new();
         }
         pulled.ended = mux.ended();
         pulled.caught_up = mux.is_caught_up() && out.outbox.len() == 0;
@@ -1113,6 +1144,24 @@ struct Out<'a> {
     last_write: &'a mut Instant,
 }
 
+/// Events at least this large are not copied into a multiplexed stream's
+/// batch (see `Feed::Mux`).
+const BATCH_EVENT_MAX: usize = 4 * 1024;
+
+/// A multiplexed stream's batch is written once it holds this much.
+const BATCH_MAX: usize = 32 * 1024;
+
+/// Appends a whole SSE block to `batch` (in one chunk when `chunked`).
+fn push_block(batch: &mut Vec<u8>, bytes: &[u8], chunked: bool) {
+    if chunked {
+        batch.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
+        batch.extend_from_slice(bytes);
+        batch.extend_from_slice(b"\r\n");
+    } else {
+        batch.extend_from_slice(bytes);
+    }
+}
+
 /// The `job` event of a stream of many jobs (contract §11.2): the job's
 /// §7.2 object with `"type":"job"`, and no `id:` line, so it does not move
 /// the client's last event id.
@@ -1126,16 +1175,6 @@ fn job_event(record: &Record) -> Vec<u8> {
 }
 
 impl Out<'_> {
-    /// Writes a whole SSE block (in one chunk when `chunked`).
-    fn block(&mut self, bytes: &[u8], chunked: bool, now: Instant) {
-        if chunked {
-            let line = format!("{:x}\r\n", bytes.len());
-            self.parts([line.as_bytes(), bytes, b"\r\n"].into_iter(), true, now);
-        } else {
-            self.parts(std::iter::once(bytes), true, now);
-        }
-    }
-
     fn frame(&mut self, frame: &Frame, text: &[u8], chunked: bool, now: Instant) {
         self.parts(frame.parts(text, chunked), true, now);
         if *self.write != WriteHalf::Failed && !frame.is_empty() {
