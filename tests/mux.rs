@@ -3,7 +3,6 @@
 //! parser (`client::SseParser`), checked against each job's own
 //! `/jobs/ID/events` stream.
 
-#[allow(dead_code)]
 mod common;
 
 use common::*;
