@@ -64,6 +64,10 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// would only cost time.
 const BUSY_SPELL: usize = 64;
 
+/// Bytes of job logs freed that make the loop hand free heap back to the
+/// system before it sleeps (glibc keeps a freed heap otherwise).
+const TRIM_AFTER: usize = 1024 * 1024;
+
 /// Poll events fetched per call.
 const EVENTS_PER_POLL: usize = 1024;
 
@@ -123,6 +127,9 @@ pub struct Server {
     /// stream ended): driven from the top of the loop once the pump that
     /// woke them is done, so no pump calls back into a connection.
     woken: Vec<usize>,
+    /// The batch of `woken` being driven (kept, with its capacity, so waking
+    /// allocates nothing per event).
+    waking: Vec<usize>,
     /// Connections and jobs at once since memory was last given back.
     busiest: usize,
     /// The listener has connections left (accept cap or pause).
@@ -139,6 +146,8 @@ pub struct Server {
     tidy: Deadline,
     /// The counters `/metrics` reports (contract §8).
     metrics: Metrics,
+    /// Bytes of job logs freed since heap was last handed back.
+    freed: usize,
     /// `--token`, shared with every connection (masked in access lines).
     token: Option<Rc<str>>,
 }
@@ -194,6 +203,7 @@ impl Server {
             revisit_jobs: Vec::new(),
             revisit_conns: Vec::new(),
             woken: Vec::new(),
+            waking: Vec::new(),
             busiest: 0,
             accept_pending: false,
             accept_pause: Deadline::default(),
@@ -202,6 +212,7 @@ impl Server {
             containment,
             tidy: Deadline::default(),
             metrics: Metrics::default(),
+            freed: 0,
             token,
         })
     }
@@ -396,11 +407,15 @@ impl Server {
 
     /// Drives the connections a pump woke.
     fn wake_conns(&mut self, now: Instant) {
+        let mut batch = std::mem::take(&mut self.waking);
         while !self.woken.is_empty() {
-            for index in std::mem::take(&mut self.woken) {
+            std::mem::swap(&mut batch, &mut self.woken);
+            for &index in &batch {
                 self.drive_conn(index, now);
             }
+            batch.clear();
         }
+        self.waking = batch;
     }
 
     /// Moves a connection as far as its readiness allows, carrying out
@@ -738,11 +753,16 @@ impl Server {
         self.timers.shrink();
     }
 
-    /// Keeps memory flat across bursts: compacts the timer queue, and once
-    /// the server is idle again after a busy spell, frees the tables' slots
-    /// and hands free heap memory back to the kernel.
+    /// Keeps memory flat across bursts: compacts the timer queue; hands free
+    /// heap back to the kernel once [`TRIM_AFTER`] bytes of job logs were
+    /// freed; and once the server is idle again after a busy spell, frees
+    /// the tables' slots and hands free heap back too.
     fn compact_when_idle(&mut self) {
         self.compact_timers();
+        if self.freed >= TRIM_AFTER {
+            self.freed = 0;
+            sys::release_free_memory();
+        }
         self.busiest = self.busiest.max(self.conns.len() + self.jobs.len());
         if self.conns.is_empty() && self.jobs.is_empty() && self.busiest >= BUSY_SPELL {
             self.busiest = 0;

@@ -214,7 +214,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else {
             return false;
         };
-        let pulled = conn.pull(&record.log, !record.is_finished(), now, &mut self.timers);
+        let pulled = conn.pull(&record.log, now, &mut self.timers);
         if conn.is_broken() {
             return true;
         }
@@ -228,9 +228,12 @@ impl Server {
             // job per viewer, or when it waits on its pipes and not on a
             // viewer, made the revisits multiply each turn (memory without
             // bound with 2 viewers, a busy loop with 1).
+            // Only when no other viewer holds it back: a job waiting on a
+            // stalled viewer costs nothing until that viewer's socket is
+            // writable again (it used to spin the loop).
             if let Some(job) = record.job() {
                 let held_back = self.jobs.get(job).is_some_and(Job::has_unread);
-                if held_back && !self.revisit_jobs.contains(&job) {
+                if held_back && all_caught_up(record, &self.conns) && !self.revisit_jobs.contains(&job) {
                     self.revisit_jobs.push(job);
                 }
             }
@@ -249,7 +252,7 @@ impl Server {
         };
         record.viewers.retain(|&viewer| viewer != index);
         if record.forgotten && record.viewers.is_empty() && record.is_finished() {
-            self.records.remove(record_index);
+            self.drop_record(record_index);
             return;
         }
         if let Some(job) = record.job() {
@@ -351,7 +354,15 @@ impl Server {
         record.forgotten = true;
         record.forget.clear();
         if record.viewers.is_empty() && record.is_finished() {
-            self.records.remove(index);
+            self.drop_record(index);
+        }
+    }
+
+    /// Frees a forgotten record that nobody reads any more; its log's memory
+    /// is counted towards giving heap back to the system.
+    fn drop_record(&mut self, index: usize) {
+        if let Some(record) = self.records.remove(index) {
+            self.freed += record.log.held_bytes();
         }
     }
 
