@@ -109,12 +109,17 @@ impl Server {
             return true;
         }
         // The commands this viewer just caught up with may wait on it.
-        for record in caught_up {
-            let Some(job) = self.records.get(record).and_then(crate::jobs::Record::job) else {
+        // Only when no other viewer holds it back (see `pull`).
+        for record_index in caught_up {
+            let Some(record) = self.records.get(record_index) else {
                 continue;
             };
+            let Some(job) = record.job() else { continue };
             let held_back = self.jobs.get(job).is_some_and(crate::job::Job::has_unread);
-            if held_back && !self.revisit_jobs.contains(&job) {
+            if held_back
+                && super::publish::all_caught_up(record, record_index, &self.conns)
+                && !self.revisit_jobs.contains(&job)
+            {
                 self.revisit_jobs.push(job);
             }
         }

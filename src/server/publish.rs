@@ -27,7 +27,7 @@ use crate::timer::TimerKey;
 
 /// True while every viewer of `record` has taken every event of its log:
 /// only then is the command read (the slowest viewer paces it).
-fn all_caught_up(record: &Record, index: usize, conns: &Table<Conn>) -> bool {
+pub(super) fn all_caught_up(record: &Record, index: usize, conns: &Table<Conn>) -> bool {
     let next = record.log.next_id();
     record.viewers.iter().all(|&viewer| {
         conns
@@ -233,7 +233,7 @@ impl Server {
             // writable again (it used to spin the loop).
             if let Some(job) = record.job() {
                 let held_back = self.jobs.get(job).is_some_and(Job::has_unread);
-                if held_back && all_caught_up(record, &self.conns) && !self.revisit_jobs.contains(&job) {
+                if held_back && all_caught_up(record, record_index, &self.conns) && !self.revisit_jobs.contains(&job) {
                     self.revisit_jobs.push(job);
                 }
             }
