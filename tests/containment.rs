@@ -325,6 +325,91 @@ fn server_sigterm(mode: Mode) {
     }
 }
 
+/// The value of gauge `name` in a `/metrics` scrape (the server runs `--no-auth`).
+fn gauge(s: &Server, name: &str) -> u64 {
+    let r = s.get("/metrics");
+    r.assert_status(200, "GET /metrics");
+    let body = r.body_str();
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (metric, value) = line.split_once(' ')?;
+            (metric == name || metric.ends_with(&format!("_{name}")))
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no gauge {name} in /metrics:\n{body}"))
+}
+
+/// Issue 18.4: a command counts as running (`--max-procs`,
+/// `commands_running`) until its whole scope is empty, not until its leader
+/// is reaped. Each job's leader dies on the DELETE's SIGTERM; the subshell it
+/// started ignores SIGTERM and lives through the 10 s kill grace. Meanwhile
+/// the two jobs still count: the gauge says 2 and a third POST is refused;
+/// once the grace has killed them, a POST is taken again.
+fn grace_still_counts(mode: Mode) {
+    let Some(s) = start(mode, &["--max-procs", "2", "--kill-grace", "10"]) else {
+        return;
+    };
+    let markers = [sleep_marker(), sleep_marker(), sleep_marker()];
+    let _guard = MarkerGuard(markers.to_vec());
+    let mut leaders = Vec::new();
+    for marker in &markers[..2] {
+        let command = format!("sh -c \"(trap '' TERM; sleep {marker}) & echo up; wait\"");
+        let job = job_start(&s, &command);
+        let id = job["id"].as_str().expect("a job id").to_owned();
+        let leader = job["pid"].as_u64().expect("a running job's pid") as u32;
+        // The subshell (or the sleep it became: the shell may exec it).
+        wait_until(Duration::from_secs(5), "the command's stray to start", || {
+            live_marked(marker).iter().any(|&pid| pid != leader)
+        });
+        job_delete(&s, &id).assert_status(202, "DELETE a running job");
+        leaders.push(leader);
+    }
+    for &leader in &leaders {
+        wait_until(
+            Duration::from_secs(5),
+            "the leader to die on SIGTERM and be reaped",
+            || state(leader).is_none(),
+        );
+    }
+    for marker in &markers[..2] {
+        assert!(
+            !live_marked(marker).is_empty(),
+            "{mode:?}: the TERM-ignoring stray lives through the grace"
+        );
+    }
+    assert_eq!(
+        gauge(&s, "commands_running"),
+        2,
+        "{mode:?}: commands in their kill grace must still count as running"
+    );
+    job_post(&s, &format!("sleep {}", markers[2]))
+        .assert_status(503, "a third POST while two commands are in their grace");
+    assert!(live_marked(&markers[2]).is_empty(), "the refused POST started nothing");
+    wait_until(
+        Duration::from_secs(20),
+        "the grace to end and its SIGKILL to land",
+        || markers[..2].iter().all(|m| live_marked(m).is_empty()),
+    );
+    let mut last = 0;
+    let freed = poll_until(Duration::from_secs(5), || {
+        last = job_post(&s, &format!("sleep {}", markers[2])).status;
+        last == 201
+    });
+    assert!(freed, "{mode:?}: a POST once the strays are gone: {last}");
+}
+
+#[test]
+fn cgroup_grace_still_counts() {
+    grace_still_counts(Mode::Cgroup);
+}
+
+#[test]
+fn subreaper_grace_still_counts() {
+    grace_still_counts(Mode::Subreaper);
+}
+
 #[test]
 fn cgroup_disconnect_stops_strays() {
     disconnect(Mode::Cgroup);
