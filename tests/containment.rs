@@ -9,6 +9,8 @@ mod common;
 use common::*;
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// How the server is told to contain commands.
@@ -45,8 +47,18 @@ fn cgroup_unavailable() -> Option<String> {
     None
 }
 
+/// Held while a server starts: a cgroup-mode start-up clears what dead
+/// servers left, which a test of that must see happen in its own server.
+static STARTING: Mutex<()> = Mutex::new(());
+
 /// Starts a server in `mode`, or says why cgroup mode is skipped.
 fn start(mode: Mode, args: &[&str]) -> Option<Server> {
+    let _starting = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    start_unlocked(mode, args)
+}
+
+/// [`start`], for a caller that holds [`STARTING`].
+fn start_unlocked(mode: Mode, args: &[&str]) -> Option<Server> {
     if mode == Mode::Cgroup {
         if let Some(why) = cgroup_unavailable() {
             eprintln!("SKIPPED (cgroup mode): {why}");
@@ -408,6 +420,68 @@ fn cgroup_grace_still_counts() {
 #[test]
 fn subreaper_grace_still_counts() {
     grace_still_counts(Mode::Subreaper);
+}
+
+/// Issue 18.3: a server killed with SIGKILL cannot stop its commands; the
+/// next cgroup-mode server finds the cgroups of servers no longer alive
+/// (`ssecommander-PID`, a dead PID) at start-up, kills what they hold (a
+/// `setsid` escapee included), removes them, and logs one line per cgroup.
+#[test]
+fn cgroup_next_start_kills_what_a_killed_server_left() {
+    let Some(mut first) = start(Mode::Cgroup, &[]) else {
+        return;
+    };
+    let Some(old) = subtree(&first) else {
+        panic!("no cgroup subtree in the log:\n{}", first.log());
+    };
+    let own_name = format!("ssecommander-{}", first.pid());
+    if old.file_name().and_then(|n| n.to_str()) != Some(own_name.as_str()) {
+        // A delegated cgroup (systemd): the subtree is the service's own.
+        eprintln!("SKIPPED: the subtree {} is not named {own_name}", old.display());
+        return;
+    }
+    let (lead, stray) = (sleep_marker(), sleep_marker());
+    let _guard = MarkerGuard(vec![lead.clone(), stray.clone()]);
+    let job = job_start(&first, &format!("sh -c 'setsid sleep {stray} & echo up; sleep {lead}'"));
+    assert!(job["id"].is_string(), "{job}");
+    wait_until(Duration::from_secs(5), "the job and its setsid stray to start", || {
+        !live_marked(&lead).is_empty() && !live_marked(&stray).is_empty()
+    });
+    // No other test's server may start (and clear the dead one's cgroups)
+    // until ours has.
+    let starting = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    first.signal(libc::SIGKILL);
+    assert!(
+        first.wait_exit(Duration::from_secs(5)).is_some(),
+        "the server did not die on SIGKILL"
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !live_marked(&stray).is_empty() && !live_marked(&lead).is_empty(),
+        "a SIGKILLed server cannot stop its commands: they are expected to outlive it"
+    );
+    assert!(old.is_dir(), "the killed server's subtree {} is left", old.display());
+
+    let Some(second) = start_unlocked(Mode::Cgroup, &[]) else {
+        return;
+    };
+    drop(starting);
+    wait_until(
+        Duration::from_secs(5),
+        "the killed server's commands to be killed",
+        || live_marked(&stray).is_empty() && live_marked(&lead).is_empty(),
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the killed server's subtree to be removed",
+        || !old.exists(),
+    );
+    let log = second.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&*old.to_string_lossy())).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("cmd-")),
+        "one log line per cgroup of the dead server; log:\n{log}"
+    );
 }
 
 #[test]

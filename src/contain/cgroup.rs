@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 
 use super::{Running, EXIT_WAIT};
 use crate::sys;
@@ -317,8 +317,12 @@ fn command_cgroups(subtree: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes the empty subtrees of servers that are gone (one killed with
-/// SIGKILL cannot clean up). A populated one is left alone.
+/// Clears what servers that are gone left under `mount` (one killed with
+/// SIGKILL, or by the OOM killer, could not stop its commands): for each
+/// `ssecommander-PID` whose PID is not running, `cgroup.kill`s each command
+/// cgroup that still holds processes, removes it once empty, and logs one
+/// line per cgroup; then removes the subtree. Waits at most `EXIT_WAIT` for
+/// killed cgroups to empty; one still populated then is left, and said so.
 fn remove_stale_subtrees(mount: &Path) {
     let Ok(entries) = fs::read_dir(mount) else { return };
     for entry in entries.flatten() {
@@ -329,10 +333,46 @@ fn remove_stale_subtrees(mount: &Path) {
         if pid.parse::<u32>().is_err() || Path::new("/proc").join(pid).exists() {
             continue;
         }
+        let mut left: Vec<(PathBuf, usize)> = Vec::new();
         for path in command_cgroups(&entry.path()) {
-            let _ = fs::remove_dir(path);
+            let procs = cgroup_pids(&path).len();
+            if is_populated(&path) {
+                if let Err(err) = write_file(&path.join("cgroup.kill"), b"1") {
+                    warn!("cannot kill {} (left by server {pid}): {err}", path.display());
+                }
+            }
+            left.push((path, procs));
         }
-        let _ = fs::remove_dir(entry.path());
+        let until = Instant::now() + EXIT_WAIT;
+        loop {
+            left.retain(|(path, procs)| {
+                if is_populated(path) {
+                    return true;
+                }
+                match fs::remove_dir(path) {
+                    Ok(()) if *procs > 0 => warn!(
+                        "killed {procs} process(es) left in {} by server {pid}, which is gone; removed it",
+                        path.display()
+                    ),
+                    Ok(()) => info!("removed {}, left empty by server {pid}, which is gone", path.display()),
+                    Err(err) => warn!("cannot remove {} (left by server {pid}): {err}", path.display()),
+                }
+                false
+            });
+            if left.is_empty() || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for (path, _) in &left {
+            warn!(
+                "{} (left by server {pid}) still populated after cgroup.kill: not removed",
+                path.display()
+            );
+        }
+        if left.is_empty() {
+            let _ = fs::remove_dir(entry.path());
+        }
     }
 }
 
