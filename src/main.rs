@@ -12,8 +12,8 @@ fn bench(args: impl Iterator<Item = std::ffi::OsString>) -> u8 {
     ssecommander::bench::main(args)
 }
 
-/// A build without the load client (the armv7 box build, to stay under
-/// 1 MB) says so rather than taking `bench` for a bad flag.
+/// A build without the load client (`--no-default-features`) says so
+/// rather than taking `bench` for a bad flag.
 #[cfg(not(feature = "bench"))]
 fn bench(_args: impl Iterator<Item = std::ffi::OsString>) -> u8 {
     eprintln!("ssecommander: bench: this build has no load client (built without the cargo feature `bench`); run it from another machine");
@@ -88,6 +88,14 @@ fn run() -> Result<(), Failure> {
     }
     if let Err(err) = non_dumpable {
         warn!("cannot make the process non-dumpable; commands may read its environment: {err}");
+    }
+    if let Some(token) = config.token.as_deref().filter(|t| t.len() < cli::SHORT_TOKEN) {
+        warn!(
+            "the token is {} characters long: one that short can be guessed; use {} characters or more \
+             (or leave the token out for a random one)",
+            token.len(),
+            cli::SHORT_TOKEN
+        );
     }
     if needs_token {
         let token = auth::random_token().map_err(|err| Failure::Usage(format!("cannot draw a random token: {err}")))?;

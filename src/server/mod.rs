@@ -17,21 +17,23 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::child::{self, SpawnOptions};
 use crate::cli::Config;
-use crate::conn::{self, After, Conn, Phase};
 use crate::contain::Containment;
+use crate::http::conn::{self, Action, Conn, Source};
 use crate::http::request::{Head, HttpError};
 use crate::http::response::Reply;
-use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::job::{Job, JobOptions, Reader, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDOUT};
 use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
 use crate::metrics::{Metrics, StopReason};
-use crate::route::{self, Decision, RunRequest};
-use crate::sse::{Encoder, Format};
+use crate::route::{self, Decision};
+use crate::sse::Format;
 use crate::sys;
 use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
+use std::rc::Rc;
 
 mod publish;
+mod run;
 mod scrape;
 
 /// The listener's poll token.
@@ -43,12 +45,7 @@ const SIGNALS: Token = Token(1 << TOKEN_KIND_BITS);
 /// 64 KiB is a default pipe's capacity: one read empties a full pipe.
 pub const READ_BUFFER: usize = 64 * 1024;
 
-pub use crate::conn::{HEAD_TIMEOUT, IDLE_TIMEOUT, LINGER};
-
-/// After a client half-closes during a stream, it is probed (with a
-/// heartbeat comment, which a closed socket answers with a reset) at least
-/// this often (contract §3.6).
-pub const FIN_PROBE: Duration = Duration::from_secs(1);
+pub use crate::http::conn::{FIN_PROBE, HEAD_TIMEOUT, IDLE_TIMEOUT, LINGER};
 
 /// Connections accepted past `--max-conns` to be told `503`; beyond this many
 /// more, new connections are closed without a word.
@@ -65,6 +62,10 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// one gives memory back (see `compact_when_idle`); after a lone request it
 /// would only cost time.
 const BUSY_SPELL: usize = 64;
+
+/// Bytes of job logs freed that make the loop hand free heap back to the
+/// system before it sleeps (glibc keeps a freed heap otherwise).
+const TRIM_AFTER: usize = 1024 * 1024;
 
 /// Poll events fetched per call.
 const EVENTS_PER_POLL: usize = 1024;
@@ -121,6 +122,13 @@ pub struct Server {
     /// buffered), revisited before the next poll: no event will come for
     /// bytes already read.
     revisit_conns: Vec<usize>,
+    /// Connections with something new to do (a job's log grew, a `/run`
+    /// stream ended): driven from the top of the loop once the pump that
+    /// woke them is done, so no pump calls back into a connection.
+    woken: Vec<usize>,
+    /// The batch of `woken` being driven (kept, with its capacity, so waking
+    /// allocates nothing per event).
+    waking: Vec<usize>,
     /// Connections and jobs at once since memory was last given back.
     busiest: usize,
     /// The listener has connections left (accept cap or pause).
@@ -137,6 +145,10 @@ pub struct Server {
     tidy: Deadline,
     /// The counters `/metrics` reports (contract §8).
     metrics: Metrics,
+    /// Bytes of job logs freed since heap was last handed back.
+    freed: usize,
+    /// `--token`, shared with every connection (masked in access lines).
+    token: Option<Rc<str>>,
 }
 
 fn would_block(err: &io::Error) -> bool {
@@ -166,6 +178,7 @@ impl Server {
             .register(&mut SourceFd(&signal_fd.as_raw_fd()), SIGNALS, Interest::READABLE)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let _ = sys::set_listen_backlog(&listener, 4096);
+        let token = config.token.as_deref().map(Rc::from);
         let spawn_options = SpawnOptions {
             cwd: config.cwd.clone(),
             allow: config.allow.clone(),
@@ -188,6 +201,8 @@ impl Server {
             counted_conns: 0,
             revisit_jobs: Vec::new(),
             revisit_conns: Vec::new(),
+            woken: Vec::new(),
+            waking: Vec::new(),
             busiest: 0,
             accept_pending: false,
             accept_pause: Deadline::default(),
@@ -196,6 +211,8 @@ impl Server {
             containment,
             tidy: Deadline::default(),
             metrics: Metrics::default(),
+            freed: 0,
+            token,
         })
     }
 
@@ -228,11 +245,14 @@ impl Server {
             for event in events.iter() {
                 self.dispatch(event, now);
             }
+            self.wake_conns(now);
             self.revisit(now);
             if self.reap_pending {
                 self.reap_children(Instant::now());
+                self.wake_conns(Instant::now());
             }
             self.on_timers(Instant::now());
+            self.wake_conns(Instant::now());
             self.arm_tidy();
         }
     }
@@ -249,9 +269,9 @@ impl Server {
             return false;
         };
         let busy = self.conns.indices().into_iter().any(|i| {
-            self.conns.get(i).is_some_and(|c| {
-                matches!(c.phase, Phase::Streaming { .. } | Phase::Watching { .. }) || c.pending_len() > 0
-            })
+            self.conns
+                .get(i)
+                .is_some_and(|c| c.is_streaming() || c.pending_len() > 0)
         });
         if !busy && self.children.is_empty() {
             info!("shutdown complete");
@@ -284,10 +304,11 @@ impl Server {
         match token.0 & ((1 << TOKEN_KIND_BITS) - 1) {
             conn::TOKEN_CONN => {
                 if let Some(conn) = self.conns.get_mut(index) {
-                    conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
-                    conn.writable |= event.is_writable() || event.is_error();
-                    // A reset, or both directions shut: the client is gone.
-                    conn.failed |= event.is_error() || event.is_write_closed();
+                    conn.on_event(
+                        event.is_readable() || event.is_read_closed(),
+                        event.is_writable(),
+                        event.is_error() || event.is_write_closed(),
+                    );
                 }
                 self.drive_conn(index, now);
             }
@@ -305,6 +326,7 @@ impl Server {
         for index in std::mem::take(&mut self.revisit_jobs) {
             self.pump_job(index, now);
         }
+        self.wake_conns(now);
         for index in std::mem::take(&mut self.revisit_conns) {
             self.drive_conn(index, now);
         }
@@ -362,200 +384,107 @@ impl Server {
         // Streams are latency-sensitive and small: never wait for Nagle.
         let _ = sock.set_nodelay(true);
         let index = self.conns.next_index();
-        let mut conn = Conn::new(sock, peer, now, !over);
-        if let Err(err) = conn.register(self.poll.registry(), index) {
+        let mut conn = Conn::new(sock, peer, index, !over, self.token.clone(), now, &mut self.timers);
+        if let Err(err) = conn.register(self.poll.registry()) {
             warn!("{peer}: cannot register the connection: {err}");
             return;
         }
         self.conns.insert(conn);
         if over {
-            info!("{peer} - - 503 (--max-conns {} reached)", self.config.max_conns);
             let reply = Reply::text(503, "Service Unavailable", "too many connections: try again shortly")
                 .header("Retry-After", "1")
                 .closing();
-            self.send_reply(index, &reply, 1, false, now);
+            let note = format!(" (--max-conns {} reached)", self.config.max_conns);
+            self.send_reply(index, &reply, 1, false, &note, now);
         } else {
             self.counted_conns += 1;
-            self.arm_head_timeout(index, now);
         }
         self.drive_conn(index, now);
     }
 
     // ----- connections -----------------------------------------------------
 
-    fn arm_head_timeout(&mut self, index: usize, now: Instant) {
-        if let Some(conn) = self.conns.get_mut(index) {
-            conn.deadline.clear();
-            conn.deadline
-                .set(now + HEAD_TIMEOUT, TimerKey::Conn(index), &mut self.timers);
+    /// Drives the connections a pump woke.
+    fn wake_conns(&mut self, now: Instant) {
+        let mut batch = std::mem::take(&mut self.waking);
+        while !self.woken.is_empty() {
+            std::mem::swap(&mut batch, &mut self.woken);
+            for &index in &batch {
+                self.drive_conn(index, now);
+            }
+            batch.clear();
         }
+        self.waking = batch;
     }
 
-    /// Moves a connection as far as its readiness allows: flush, read,
-    /// parse and answer requests, watch for the client leaving.
+    /// Moves a connection as far as its readiness allows, carrying out
+    /// what it asks. Each turn makes progress or stops; the bound keeps one
+    /// client pipelining hundreds of requests from starving the rest (past
+    /// it the connection is revisited before the next poll).
     fn drive_conn(&mut self, index: usize, now: Instant) {
-        // Each turn makes progress or stops. The bound keeps one client
-        // pipelining hundreds of requests from starving the rest; past it the
-        // connection is revisited before the next poll.
         for _ in 0..64 {
             let Some(conn) = self.conns.get_mut(index) else { return };
-            if conn.pending_len() > 0 && conn.writable {
-                conn.flush(now);
-            }
-            if conn.wants_read() {
-                conn.read_some(&mut self.buf);
-            }
-            if conn.failed {
-                return self.close_conn(index, now);
-            }
-            let progressed = match conn.phase {
-                Phase::ReadingHead { idle, .. } => self.next_request(index, idle, now),
-                Phase::Streaming { job } => self.stream_step(index, job, now),
-                Phase::Watching { record } => self.watch_step(index, record, now),
-                Phase::Draining { then } => self.drain_step(index, then, now),
-                Phase::Lingering => {
-                    if conn.read_closed {
-                        self.close_conn(index, now);
-                    }
-                    false
-                }
-                Phase::Closed => false,
-            };
-            if !progressed {
+            let action = conn.advance(&mut self.buf, now, &mut self.timers);
+            if !self.carry_out(index, action, now) {
                 return;
             }
         }
         self.revisit_conns.push(index);
     }
 
-    fn next_request(&mut self, index: usize, idle: bool, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else {
-            return false;
-        };
-        match conn.take_head() {
-            Ok(Some(head)) => {
-                conn.deadline.clear();
+    /// Does what a connection asked; true if it may have more to do at once.
+    fn carry_out(&mut self, index: usize, action: Action, now: Instant) -> bool {
+        match action {
+            Action::Wait => false,
+            Action::Route(head) => {
                 self.on_request(index, head, now);
                 true
             }
-            Ok(None) => {
-                if conn.read_closed {
-                    // The client is done sending and no whole request came.
-                    if idle || !conn.has_input() {
-                        self.close_conn(index, now);
-                    } else {
-                        self.reject(index, HttpError::BadRequest("connection closed mid-head"), now);
-                        // Go on to drain the reply: no event may come again.
-                        return true;
-                    }
-                }
-                false
-            }
-            Err(err) => {
+            Action::Reject(err) => {
                 self.reject(index, err, now);
                 true
             }
+            Action::Pull(Source::Run(job)) => self.feed_run(index, job, now),
+            Action::Pull(Source::Watch(record)) => self.pull(index, record, now),
+            Action::Close => {
+                self.close_conn(index, now);
+                false
+            }
         }
     }
 
-    fn stream_step(&mut self, index: usize, job: usize, now: Instant) -> bool {
-        if !self.probe_half_close(index, now) {
-            return false;
-        }
-        if self.conns.get(index).is_some_and(|conn| conn.pending_len() == 0) {
-            self.pump_job(job, now);
-        }
-        false
-    }
-
-    /// The FIN rule of a streaming connection (`/run` or a job viewer): the
-    /// first FIN is answered with a heartbeat at once, and then probed at
-    /// least every FIN_PROBE (contract §3.6). False if the connection is gone.
-    fn probe_half_close(&mut self, index: usize, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else {
-            return false;
-        };
-        if conn.probe_fin(now) {
-            conn.heartbeat
-                .set(now + FIN_PROBE, TimerKey::Heartbeat(index), &mut self.timers);
-        }
-        if conn.failed {
-            self.close_conn(index, now);
-            return false;
-        }
-        true
-    }
-
-    fn drain_step(&mut self, index: usize, then: After, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else {
-            return false;
-        };
-        if conn.pending_len() > 0 {
-            return false;
-        }
-        let keep_alive = then == After::KeepAlive && self.state == State::Serving;
-        let wait = conn.response_done(keep_alive, now);
-        conn.deadline.set(now + wait, TimerKey::Conn(index), &mut self.timers);
-        true
-    }
-
-    /// Answers a request the parser refused, then closes: after a bad head
-    /// nobody knows where the next request would start.
+    /// Answers a request the parser refused, then closes.
     fn reject(&mut self, index: usize, err: HttpError, now: Instant) {
-        let (status, reason) = err.status();
-        if let Some(conn) = self.conns.get(index) {
-            info!("{} - - {status} ({err})", conn.peer);
+        if let Some(conn) = self.conns.get_mut(index) {
+            let status = conn.reject(err, now);
+            self.metrics.response(status);
         }
-        let reply = Reply::text(status, reason, &err.to_string()).closing();
-        self.send_reply(index, &reply, 1, false, now);
     }
 
-    fn send_reply(&mut self, index: usize, reply: &Reply, minor: u8, head_only: bool, now: Instant) {
+    #[allow(clippy::too_many_arguments)]
+    fn send_reply(&mut self, index: usize, reply: &Reply, minor: u8, head_only: bool, note: &str, now: Instant) {
         let Some(conn) = self.conns.get_mut(index) else { return };
         self.metrics.response(reply.status);
-        let mut bytes = Vec::with_capacity(256 + reply.body.len());
-        reply.write_to(&mut bytes, minor, head_only);
-        let after = if reply.close { After::Close } else { After::KeepAlive };
-        conn.begin_response(false, after);
-        conn.queue(&bytes, now);
-        conn.phase = Phase::Draining { then: after };
+        conn.reply(reply, minor, head_only, note, now);
     }
 
     fn on_request(&mut self, index: usize, head: Head, now: Instant) {
-        let decision = route::decide(&head, &self.config);
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        conn.requests += 1;
-        let peer = conn.peer;
-        let token = self.config.token.as_deref();
-        let path = logsafe::target(&head.target, token);
-        let method = logsafe::safe(head.method.as_str(), token).to_string();
-        match decision {
-            Decision::Reply(reply) => {
-                info!("{peer} {method} {path} {}", reply.status);
-                self.answer(index, &head, reply, now);
-            }
+        match route::decide(&head, &self.config) {
+            Decision::Reply(reply) => self.answer(index, &head, reply, "", now),
             Decision::Run(run) => {
                 if self.refuses_commands() {
-                    info!(
-                        "{peer} {method} {path} 503 (--max-procs {} reached)",
-                        self.config.max_procs
-                    );
+                    let note = format!(" (--max-procs {} reached)", self.config.max_procs);
                     let mut reply = too_many_commands();
                     reply.headers.extend(run.headers);
-                    self.answer(index, &head, reply, now);
+                    self.answer(index, &head, reply, &note, now);
                     return;
                 }
-                info!("{peer} {method} {path} 200");
                 self.start_stream(index, &head, run, now);
             }
-            Decision::Job(request) => {
-                let status = self.on_job_request(index, &head, request, now);
-                info!("{peer} {method} {path} {status}");
-            }
+            Decision::Job(request) => self.on_job_request(index, &head, request, now),
             Decision::Metrics(headers) => {
-                info!("{peer} {method} {path} 200");
                 let reply = self.scrape(headers);
-                self.answer(index, &head, reply, now);
+                self.answer(index, &head, reply, "", now);
             }
         }
     }
@@ -570,38 +499,19 @@ impl Server {
     /// Sends a fixed reply to the request `head`; the connection closes
     /// after it when the client asked, when a body we did not read leaves
     /// the framing unknown, or when the server is shutting down.
-    fn answer(&mut self, index: usize, head: &Head, mut reply: Reply, now: Instant) {
+    fn answer(&mut self, index: usize, head: &Head, mut reply: Reply, note: &str, now: Instant) {
         if !head.keep_alive || head.has_body || self.state != State::Serving {
             reply.close = true;
         }
         let head_only = head.method == crate::http::request::Method::Head;
-        self.send_reply(index, &reply, head.minor_version, head_only, now);
+        self.send_reply(index, &reply, head.minor_version, head_only, note, now);
     }
 
     // ----- streams and jobs ------------------------------------------------
 
-    fn start_stream(&mut self, index: usize, head: &Head, run: RunRequest, now: Instant) {
-        let started = self.spawn_job(&run.argv, run.format, Output::Direct(Some(index)), now);
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        conn.begin_stream(head, true, &run.headers, now);
-        self.metrics.response(200);
-        match started {
-            Ok(job_index) => {
-                conn.phase = Phase::Streaming { job: job_index };
-                self.start_heartbeat(index, now);
-                self.pump_job(job_index, now);
-            }
-            Err(message) => {
-                let mut encoder = Encoder::new(run.format);
-                conn.send(encoder.error(&message), b"");
-                conn.end_stream(now);
-            }
-        }
-    }
-
-    /// Starts `argv` as a job whose events go to `out`; its job table index,
-    /// or the `err` event's message.
-    fn spawn_job(&mut self, argv: &[String], format: Format, out: Output, now: Instant) -> Result<usize, String> {
+    /// Starts `argv` as a job whose events go to `reader`; its job table
+    /// index, or the `err` event's message.
+    fn spawn_job(&mut self, argv: &[String], format: Format, reader: Reader, now: Instant) -> Result<usize, String> {
         let job_index = self.jobs.next_index();
         let spawned = match self.containment.spawn_scope() {
             Ok(scope) => child::spawn(argv, &self.spawn_options, scope),
@@ -615,13 +525,13 @@ impl Server {
                 kill_grace: self.config.kill_grace,
                 argv_for_log,
                 timers: &mut self.timers,
+                reader,
             };
             Job::start(spawned, job_index, format, options, self.poll.registry())
                 .map_err(|err| format!("cannot watch the command: {err}"))
         });
         match started {
-            Ok(mut job) => {
-                job.out = out;
+            Ok(job) => {
                 self.metrics.command_started();
                 let pid = job.pid();
                 let index = self.jobs.insert(job);
@@ -636,53 +546,36 @@ impl Server {
         }
     }
 
-    /// Heartbeats for a stream that begins now.
-    fn start_heartbeat(&mut self, index: usize, now: Instant) {
-        let Some(every) = self.config.heartbeat else { return };
-        if let Some(conn) = self.conns.get_mut(index) {
-            conn.heartbeat.clear();
-            conn.heartbeat
-                .set(now + every, TimerKey::Heartbeat(index), &mut self.timers);
-        }
-    }
-
     /// The command line for logs, escaped, with the token (if a client typed
     /// it) masked: the token appears in no log line.
     fn argv_for_log(&self, argv: &[String]) -> LogArgv {
         LogArgv::new(argv, self.config.token.as_deref())
     }
 
-    /// Reads a job's pipes into its watcher, and ends the stream when the
-    /// job is done.
+    /// Reads a job's pipes and hands its events on to its reader.
     fn pump_job(&mut self, index: usize, now: Instant) {
         let Some(job) = self.jobs.get_mut(index) else { return };
-        let watcher = match job.out {
-            Output::Published(record) => return self.pump_published(index, record, now),
-            Output::Direct(None) => {
-                if job.pump(&mut self.buf, &mut Discard, &mut self.timers, self.poll.registry()) {
+        match job.reader() {
+            Reader::Log(record) => self.pump_published(index, record, now),
+            Reader::Stream(conn) => {
+                if self.feed_run(conn, index, now) {
+                    self.woken.push(conn);
+                }
+            }
+            Reader::Nobody => {
+                let pumped = job.pump(
+                    &mut self.buf,
+                    true,
+                    &mut |_, _| true,
+                    &mut self.timers,
+                    self.poll.registry(),
+                );
+                if pumped.capped {
                     self.revisit_jobs.push(index);
                 }
-                return self.reap_if_finished(index);
+                let _ = job.exit_if_done();
+                self.reap_if_finished(index);
             }
-            Output::Direct(Some(watcher)) => watcher,
-        };
-        let Some(conn) = self.conns.get_mut(watcher) else {
-            return;
-        };
-        if job.pump(&mut self.buf, conn, &mut self.timers, self.poll.registry()) {
-            self.revisit_jobs.push(index);
-        }
-        if job.finish_if_done(conn) {
-            job.out = Output::Direct(None);
-            conn.end_stream(now);
-            self.reap_if_finished(index);
-            if self.conns.get(watcher).is_some_and(|c| c.failed) {
-                return self.close_conn(watcher, now);
-            }
-            return self.drive_conn(watcher, now);
-        }
-        if conn.failed {
-            self.close_conn(watcher, now);
         }
     }
 
@@ -722,25 +615,26 @@ impl Server {
     }
 
     fn close_conn(&mut self, index: usize, now: Instant) {
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        match conn.phase {
-            Phase::Streaming { job } => {
+        let Some(conn) = self.conns.get(index) else { return };
+        match conn.source() {
+            Some(Source::Run(job)) => {
                 if self.jobs.get_mut(job).is_some_and(|j| j.detach(now, &mut self.timers)) {
                     self.metrics.command_stopped(StopReason::ClientGone);
                 }
-                self.reap_if_finished(job);
+                // What it still writes is read and dropped; done, it goes.
+                self.pump_job(job, now);
             }
-            Phase::Watching { record } => self.unwatch(index, record, now),
-            _ => {}
+            Some(Source::Watch(record)) => self.unwatch(index, record, now),
+            None => {}
         }
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        conn.phase = Phase::Closed;
+        let Some(mut conn) = self.conns.remove(index) else {
+            return;
+        };
         self.metrics.conn_closed(conn.counts());
         conn.deregister(self.poll.registry());
-        if conn.counted {
+        if conn.counted() {
             self.counted_conns -= 1;
         }
-        self.conns.remove(index);
     }
 
     // ----- signals ---------------------------------------------------------
@@ -797,12 +691,13 @@ impl Server {
             }
         }
         for index in self.conns.indices() {
-            let idle = self
-                .conns
-                .get(index)
-                .is_some_and(|c| matches!(c.phase, Phase::ReadingHead { .. } | Phase::Lingering));
-            if idle {
+            let Some(conn) = self.conns.get_mut(index) else {
+                continue;
+            };
+            if conn.is_idle() {
                 self.close_conn(index, now);
+            } else {
+                conn.on_shutdown();
             }
         }
     }
@@ -855,11 +750,16 @@ impl Server {
         self.timers.shrink();
     }
 
-    /// Keeps memory flat across bursts: compacts the timer queue, and once
-    /// the server is idle again after a busy spell, frees the tables' slots
-    /// and hands free heap memory back to the kernel.
+    /// Keeps memory flat across bursts: compacts the timer queue; hands free
+    /// heap back to the kernel once [`TRIM_AFTER`] bytes of job logs were
+    /// freed; and once the server is idle again after a busy spell, frees
+    /// the tables' slots and hands free heap back too.
     fn compact_when_idle(&mut self) {
         self.compact_timers();
+        if self.freed >= TRIM_AFTER {
+            self.freed = 0;
+            sys::release_free_memory();
+        }
         self.busiest = self.busiest.max(self.conns.len() + self.jobs.len());
         if self.conns.is_empty() && self.jobs.is_empty() && self.busiest >= BUSY_SPELL {
             self.busiest = 0;
@@ -893,69 +793,16 @@ impl Server {
 
     fn on_conn_deadline(&mut self, index: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(index) else { return };
-        if !conn.deadline.fire(now, TimerKey::Conn(index), &mut self.timers) {
-            return;
-        }
-        match conn.phase {
-            Phase::ReadingHead { idle: true, .. } if conn.requests > 0 => self.close_conn(index, now),
-            Phase::ReadingHead { .. } => {
-                // A loop held up (a burst of thousands of spawns) may not
-                // have come to this socket's event yet: a head that is
-                // already there is served, not refused.
-                let requests = conn.requests;
-                conn.readable = true;
-                self.drive_conn(index, now);
-                let still_waiting = self
-                    .conns
-                    .get(index)
-                    .is_some_and(|c| c.requests == requests && matches!(c.phase, Phase::ReadingHead { .. }));
-                if still_waiting {
-                    self.reject(index, HttpError::Timeout, now);
-                    self.drive_conn(index, now);
-                }
-            }
-            Phase::Watching { .. } => {
-                // A viewer behind a running job: let go only after it has
-                // taken nothing for the whole stall time.
-                let quiet_until = conn.last_write + publish::VIEWER_STALL;
-                if quiet_until > now {
-                    conn.deadline.set(quiet_until, TimerKey::Conn(index), &mut self.timers);
-                } else {
-                    info!(
-                        "{}: viewer took nothing for {:?}: disconnected",
-                        conn.peer,
-                        publish::VIEWER_STALL
-                    );
-                    self.close_conn(index, now);
-                }
-            }
-            _ => self.close_conn(index, now),
+        let action = conn.on_deadline(&mut self.buf, now, &mut self.timers);
+        if self.carry_out(index, action, now) {
+            self.drive_conn(index, now);
         }
     }
 
     fn on_heartbeat(&mut self, index: usize, now: Instant) {
-        let heartbeat = self.config.heartbeat;
         let Some(conn) = self.conns.get_mut(index) else { return };
-        // A half-closed client is probed at least every FIN_PROBE.
-        let probe = conn.read_closed.then_some(FIN_PROBE);
-        let Some(every) = heartbeat.into_iter().chain(probe).min() else {
-            return;
-        };
-        if !conn.heartbeat.fire(now, TimerKey::Heartbeat(index), &mut self.timers) {
-            return;
-        }
-        if !matches!(conn.phase, Phase::Streaming { .. } | Phase::Watching { .. }) {
-            return;
-        }
-        let due = conn.last_write + every;
-        if due <= now && conn.pending_len() == 0 {
-            conn.heartbeat_now(now);
-        }
-        let next = if due <= now { now + every } else { due };
-        conn.heartbeat.set(next, TimerKey::Heartbeat(index), &mut self.timers);
-        if conn.failed {
-            self.close_conn(index, now);
-        }
+        let action = conn.on_heartbeat(now, &mut self.timers);
+        self.carry_out(index, action, now);
     }
 
     fn on_flush(&mut self, index: usize, now: Instant) {
@@ -963,15 +810,10 @@ impl Server {
         if !job.flush.fire(now, TimerKey::Flush(index), &mut self.timers) {
             return;
         }
-        let capped = match job.out {
-            Output::Direct(Some(watcher)) => {
-                let Some(conn) = self.conns.get_mut(watcher) else {
-                    return;
-                };
-                job.on_quiet(&mut self.buf, conn, now, &mut self.timers, self.poll.registry())
-            }
-            Output::Published(record) => self.quiet_published(index, record, now),
-            Output::Direct(None) => return,
+        let capped = match job.reader() {
+            Reader::Stream(conn) => self.quiet_run(index, conn, now),
+            Reader::Log(record) => self.quiet_published(index, record, now),
+            Reader::Nobody => return,
         };
         if capped {
             self.revisit_jobs.push(index);
@@ -991,6 +833,7 @@ impl Server {
         }
         let Some(job) = self.jobs.get_mut(index) else { return };
         job.stop_draining(self.poll.registry());
+        self.pump_job(index, now);
         self.reap_if_finished(index);
     }
 }
@@ -1021,8 +864,7 @@ fn deadline_of<'a>(
     key: TimerKey,
 ) -> Option<&'a mut Deadline> {
     match key {
-        TimerKey::Conn(index) => conns.get_mut(index).map(|c| &mut c.deadline),
-        TimerKey::Heartbeat(index) => conns.get_mut(index).map(|c| &mut c.heartbeat),
+        TimerKey::Conn(index) | TimerKey::Heartbeat(index) => conns.get_mut(index).and_then(|c| c.deadline_mut(key)),
         TimerKey::Flush(index) => jobs.get_mut(index).map(|j| &mut j.flush),
         TimerKey::Kill(index) => jobs.get_mut(index).map(|j| &mut j.kill),
         TimerKey::Forget(index) => records.get_mut(index).map(|r| &mut r.forget),

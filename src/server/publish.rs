@@ -7,65 +7,51 @@
 //! writes them. The command is read again only when every viewer has caught
 //! up, so the slowest viewer paces it and none misses an event.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::debug;
 
 use super::{Server, State as ServerState};
-use crate::conn::{Conn, Phase, Watch};
+use crate::eventlog::EventLog;
 use crate::eventlog::Logged;
+use crate::http::conn::Conn;
 use crate::http::request::Head;
-use crate::http::response::{Reply, RETRY_CHUNK};
-use crate::job::{Output, Sink};
+use crate::http::response::Reply;
+use crate::job::{Job, Reader};
 use crate::jobs::{self, Record, State};
 use crate::metrics::StopReason;
 use crate::route::{JobAction, JobRequest, RunRequest};
-use crate::sse::{Encoder, Format, Frame, Stream, RETRY};
+use crate::sse::{Format, Frame, Stream};
 use crate::table::Table;
 use crate::timer::TimerKey;
 
-/// A viewer that takes nothing for this long while it is behind is
-/// disconnected (contract §7.3); it can resume.
-pub const VIEWER_STALL: Duration = Duration::from_secs(30);
-
-/// Events a viewer encodes per turn before others get theirs.
-const PULL_STEP: usize = 64;
-
-/// The sink of a published job: its record's log. Ready (the command may be
-/// read) only while every viewer has taken every event.
-struct Publish<'a> {
-    record: &'a mut Record,
-    conns: &'a Table<Conn>,
+/// True while every viewer of `record` has taken every event of its log:
+/// only then is the command read (the slowest viewer paces it).
+fn all_caught_up(record: &Record, conns: &Table<Conn>) -> bool {
+    let next = record.log.next_id();
+    record.viewers.iter().all(|&viewer| {
+        conns
+            .get(viewer)
+            .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor().is_none_or(|n| n >= next))
+    })
 }
 
-impl Sink for Publish<'_> {
-    fn send(&mut self, frame: &Frame, text: &[u8]) {
-        let stream = frame.stream().unwrap_or(Stream::Stdout);
-        self.record.log.push_output(frame.id(), stream, text);
-    }
-
-    fn ready(&self) -> bool {
-        let next = self.record.log.next_id();
-        self.record.viewers.iter().all(|&viewer| {
-            self.conns
-                .get(viewer)
-                .is_none_or(|conn| conn.pending_len() == 0 && conn.watch.as_ref().is_none_or(|w| w.next >= next))
-        })
-    }
-
-    fn keeps_text(&self) -> bool {
-        true
-    }
+/// Appends one event of the job to its log; true while the log takes more
+/// at once (no live viewer to wait for).
+fn log_frame(log: &mut EventLog, frame: &Frame, text: &[u8], unwatched: bool) -> bool {
+    let stream = frame.stream().unwrap_or(Stream::Stdout);
+    log.push_output(frame.id(), stream, text);
+    unwatched
 }
 
 /// The next event id a viewer needs, for trimming the log.
 fn next_of(conns: &Table<Conn>, viewer: usize) -> Option<u64> {
-    conns.get(viewer).and_then(|conn| conn.watch.as_ref()).map(|w| w.next)
+    conns.get(viewer).and_then(Conn::cursor)
 }
 
 impl Server {
-    /// Carries out a job request; returns the status for the access line.
-    pub(super) fn on_job_request(&mut self, index: usize, head: &Head, request: JobRequest, now: Instant) -> u16 {
+    /// Carries out a job request.
+    pub(super) fn on_job_request(&mut self, index: usize, head: &Head, request: JobRequest, now: Instant) {
         let JobRequest { action, headers } = request;
         let reply = match action {
             JobAction::Start(run) => self.start_published(&run, now),
@@ -81,16 +67,14 @@ impl Server {
             JobAction::Stop(id) => self.stop_published(&id, now),
             JobAction::Watch { id, format, after } => {
                 match self.begin_watch(index, head, &id, format, after, &headers, now) {
-                    Ok(()) => return 200,
+                    Ok(()) => return,
                     Err(reply) => reply,
                 }
             }
         };
         let mut reply = reply;
         reply.headers.extend(headers);
-        let status = reply.status;
-        self.answer(index, head, reply, now);
-        status
+        self.answer(index, head, reply, "", now);
     }
 
     /// The record with this id, unless forgotten.
@@ -113,7 +97,7 @@ impl Server {
         };
         let record_index = self.records.next_index();
         let mut record = Record::new(id, run.argv.clone(), State::Failed, self.config.job_log);
-        match self.spawn_job(&run.argv, Format::Json, Output::Published(record_index), now) {
+        match self.spawn_job(&run.argv, Format::Json, Reader::Log(record_index), now) {
             Ok(job) => {
                 let pid = self.jobs.get(job).map_or(0, |j| j.pid());
                 record.state = State::Running { job, pid };
@@ -193,126 +177,64 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else {
             return Ok(());
         };
-        conn.begin_stream(head, self.state == ServerState::Serving, headers, now);
         self.metrics.response(200);
-        conn.queue_block(RETRY, RETRY_CHUNK, now);
-        let mut encoder = Encoder::new(format);
-        let mut next = after.map_or(1, |n| n + 1);
-        let first_held = record.log.first_held().unwrap_or_else(|| record.log.next_id());
-        if next < first_held {
-            let frame = encoder.gap(next, first_held - 1);
-            conn.send(frame, b"");
-            next = first_held;
-        }
-        conn.watch = Some(Watch { next, encoder });
-        conn.phase = Phase::Watching { record: record_index };
+        let reuse = self.state == ServerState::Serving;
+        let every = self.config.heartbeat;
+        conn.begin_watch(
+            head,
+            reuse,
+            headers,
+            record_index,
+            &record.log,
+            format,
+            after,
+            every,
+            now,
+            &mut self.timers,
+        );
         record.viewers.push(index);
-        self.start_heartbeat(index, now);
-        self.drive_conn(index, now);
+        // The connection pulls as soon as its socket has room.
         Ok(())
     }
 
-    /// One step of a watching connection: the FIN probe, then pull.
-    pub(super) fn watch_step(&mut self, index: usize, record: usize, now: Instant) -> bool {
-        if !self.probe_half_close(index, now) {
-            return false;
-        }
-        if self.conns.get(index).is_none_or(|conn| conn.pending_len() > 0) {
-            return false;
-        }
-        self.pull(index, record, now)
-    }
-
-    /// Sends the viewer the events it has not had, while its socket takes
-    /// them. Returns true when its stream ended (the connection moves on).
-    fn pull(&mut self, index: usize, record_index: usize, now: Instant) -> bool {
+    /// Sends a viewer the events it has not had, while its socket takes
+    /// them. True if it may take more at once (or must be closed).
+    pub(super) fn pull(&mut self, index: usize, record_index: usize, now: Instant) -> bool {
         let Some(record) = self.records.get(record_index) else {
             return false;
         };
         let Some(conn) = self.conns.get_mut(index) else {
             return false;
         };
-        let Some(mut watch) = conn.watch.take() else {
-            return false;
-        };
-        let mut ended = false;
-        let mut sent = 0;
-        while sent < PULL_STEP && conn.pending_len() == 0 && !conn.failed {
-            if let Some(first) = record.log.first_held().filter(|&first| watch.next < first) {
-                // Never silent: had the log forgotten events this viewer
-                // still needed (the trim keeps them), it would say so.
-                conn.send(watch.encoder.gap(watch.next, first - 1), b"");
-                watch.next = first;
-                sent += 1;
-                continue;
-            }
-            let Some(event) = record.log.get(watch.next) else { break };
-            watch.encoder.set_next_id(watch.next);
-            match event {
-                Logged::Output(stream, text) => {
-                    let frame = watch.encoder.output(*stream, text);
-                    if !frame.is_empty() {
-                        conn.send(frame, text);
-                    }
-                }
-                Logged::Error(message) => {
-                    conn.send(watch.encoder.error(message), b"");
-                    ended = true;
-                }
-                Logged::Exit(exit) => {
-                    conn.send(watch.encoder.exit(exit), b"");
-                    ended = true;
-                }
-            }
-            watch.next += 1;
-            sent += 1;
-            if ended {
-                break;
-            }
+        let pulled = conn.pull(&record.log, now, &mut self.timers);
+        if conn.is_broken() {
+            return true;
         }
-        let caught_up = watch.next >= record.log.next_id() && conn.pending_len() == 0;
-        conn.watch = Some(watch);
-        if sent > 0 || caught_up {
-            conn.deadline.clear();
-        }
-        if !caught_up && !ended && !record.is_finished() {
-            // Behind a running command: it waits on this viewer; one that
-            // takes nothing for VIEWER_STALL is let go (see on_conn_deadline).
-            conn.deadline
-                .set(now + VIEWER_STALL, TimerKey::Conn(index), &mut self.timers);
-        }
-        if conn.failed {
-            self.close_conn(index, now);
-            return false;
-        }
-        if ended {
-            conn.end_stream(now);
-            conn.watch = None;
-            conn.deadline.clear();
+        if pulled.ended {
             self.leave_record(index, record_index, now);
             return true;
         }
-        if caught_up {
+        if pulled.caught_up {
             // The command may be waiting for this viewer: read it again,
             // once. Every viewer of a pump catches up in it: queueing the
             // job per viewer, or when it waits on its pipes and not on a
             // viewer, made the revisits multiply each turn (memory without
             // bound with 2 viewers, a busy loop with 1).
+            // Only when no other viewer holds it back: a job waiting on a
+            // stalled viewer costs nothing until that viewer's socket is
+            // writable again (it used to spin the loop).
             if let Some(job) = record.job() {
-                let held_back = self.jobs.get(job).is_some_and(crate::job::Job::is_held_back);
-                if held_back && !self.revisit_jobs.contains(&job) {
+                let held_back = self.jobs.get(job).is_some_and(Job::has_unread);
+                if held_back && all_caught_up(record, &self.conns) && !self.revisit_jobs.contains(&job) {
                     self.revisit_jobs.push(job);
                 }
             }
         }
-        sent > 0 && conn_wants_more(self.conns.get(index))
+        pulled.sent > 0
     }
 
     /// A watching connection closes: the job goes on (unlike `/run`).
     pub(super) fn unwatch(&mut self, index: usize, record: usize, now: Instant) {
-        if let Some(conn) = self.conns.get_mut(index) {
-            conn.watch = None;
-        }
         self.leave_record(index, record, now);
     }
 
@@ -322,7 +244,7 @@ impl Server {
         };
         record.viewers.retain(|&viewer| viewer != index);
         if record.forgotten && record.viewers.is_empty() && record.is_finished() {
-            self.records.remove(record_index);
+            self.drop_record(record_index);
             return;
         }
         if let Some(job) = record.job() {
@@ -330,7 +252,8 @@ impl Server {
         }
     }
 
-    /// Reads a published job into its log, then lets its viewers pull.
+    /// Reads a published job into its log; its viewers are woken to pull
+    /// when the log grew.
     pub(super) fn pump_published(&mut self, job_index: usize, record_index: usize, now: Instant) {
         let Some(job) = self.jobs.get_mut(job_index) else {
             return;
@@ -338,14 +261,21 @@ impl Server {
         let Some(record) = self.records.get_mut(record_index) else {
             // No record (it cannot happen: records outlive their jobs): drop
             // the output rather than block the command.
-            job.out = Output::Direct(None);
+            job.orphan();
             return self.pump_job(job_index, now);
         };
-        let mut sink = Publish {
-            record,
-            conns: &self.conns,
-        };
-        if job.pump(&mut self.buf, &mut sink, &mut self.timers, self.poll.registry()) {
+        let before = record.log.next_id();
+        let room = all_caught_up(record, &self.conns);
+        let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
+        let log = &mut record.log;
+        let pumped = job.pump(
+            &mut self.buf,
+            room,
+            &mut |frame, text| log_frame(log, frame, text, unwatched),
+            &mut self.timers,
+            self.poll.registry(),
+        );
+        if pumped.capped {
             self.revisit_jobs.push(job_index);
         }
         record.bytes = job.bytes_read();
@@ -357,18 +287,26 @@ impl Server {
             record.finish(exit, self.finished_seq);
             debug!("job {} finished", record.id);
         }
-        let conns = &self.conns;
-        let keep_from = record.first_needed(|viewer| next_of(conns, viewer));
-        record.log.trim(keep_from);
-        let viewers = record.viewers.clone();
+        self.log_grew(record_index, before);
         if exit.is_some() {
             self.keep_finished(record_index, now);
         }
-        if self.jobs.get(job_index).is_some_and(crate::job::Job::is_finished) {
+        if self.jobs.get(job_index).is_some_and(Job::is_finished) {
             self.jobs.remove(job_index);
         }
-        for viewer in viewers {
-            self.drive_conn(viewer, now);
+    }
+
+    /// After events were appended to a record's log: trims what no viewer
+    /// needs, and wakes the viewers if there is anything new.
+    fn log_grew(&mut self, record_index: usize, before: u64) {
+        let Some(record) = self.records.get_mut(record_index) else {
+            return;
+        };
+        let conns = &self.conns;
+        let keep_from = record.first_needed(|viewer| next_of(conns, viewer));
+        record.log.trim(keep_from);
+        if record.log.next_id() != before {
+            self.woken.extend_from_slice(&record.viewers);
         }
     }
 
@@ -407,7 +345,15 @@ impl Server {
         record.forgotten = true;
         record.forget.clear();
         if record.viewers.is_empty() && record.is_finished() {
-            self.records.remove(index);
+            self.drop_record(index);
+        }
+    }
+
+    /// Frees a forgotten record that nobody reads any more; its log's memory
+    /// is counted towards giving heap back to the system.
+    fn drop_record(&mut self, index: usize) {
+        if let Some(record) = self.records.remove(index) {
+            self.freed += record.log.held_bytes();
         }
     }
 
@@ -430,16 +376,21 @@ impl Server {
         let Some(record) = self.records.get_mut(record_index) else {
             return false;
         };
-        let mut sink = Publish {
-            record,
-            conns: &self.conns,
-        };
-        job.on_quiet(&mut self.buf, &mut sink, now, &mut self.timers, self.poll.registry())
+        let before = record.log.next_id();
+        let room = all_caught_up(record, &self.conns);
+        let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
+        let log = &mut record.log;
+        let capped = job.on_quiet(
+            &mut self.buf,
+            room,
+            &mut |frame, text| log_frame(log, frame, text, unwatched),
+            now,
+            &mut self.timers,
+            self.poll.registry(),
+        );
+        self.log_grew(record_index, before);
+        capped
     }
-}
-
-fn conn_wants_more(conn: Option<&Conn>) -> bool {
-    conn.is_some_and(|c| c.pending_len() == 0 && matches!(c.phase, Phase::Watching { .. }))
 }
 
 fn json_reply(status: u16, reason: &'static str, body: String) -> Reply {
