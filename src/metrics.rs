@@ -174,7 +174,7 @@ impl Metrics {
             ),
             (
                 "commands_running",
-                "Commands running (/run and jobs), not yet reaped.",
+                "Commands running (/run and jobs) until all their processes are gone.",
                 gauges.commands_running,
             ),
             ("jobs_running", "Jobs whose command is running.", gauges.jobs_running),

@@ -9,6 +9,8 @@ mod common;
 use common::*;
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// How the server is told to contain commands.
@@ -45,8 +47,18 @@ fn cgroup_unavailable() -> Option<String> {
     None
 }
 
+/// Held while a server starts: a cgroup-mode start-up clears what dead
+/// servers left, which a test of that must see happen in its own server.
+static STARTING: Mutex<()> = Mutex::new(());
+
 /// Starts a server in `mode`, or says why cgroup mode is skipped.
 fn start(mode: Mode, args: &[&str]) -> Option<Server> {
+    let _starting = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    start_unlocked(mode, args)
+}
+
+/// [`start`], for a caller that holds [`STARTING`].
+fn start_unlocked(mode: Mode, args: &[&str]) -> Option<Server> {
     if mode == Mode::Cgroup {
         if let Some(why) = cgroup_unavailable() {
             eprintln!("SKIPPED (cgroup mode): {why}");
@@ -337,6 +349,153 @@ fn server_sigterm(mode: Mode) {
             dir.display()
         );
     }
+}
+
+/// The value of gauge `name` in a `/metrics` scrape (the server runs `--no-auth`).
+fn gauge(s: &Server, name: &str) -> u64 {
+    let r = s.get("/metrics");
+    r.assert_status(200, "GET /metrics");
+    let body = r.body_str();
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (metric, value) = line.split_once(' ')?;
+            (metric == name || metric.ends_with(&format!("_{name}")))
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("no gauge {name} in /metrics:\n{body}"))
+}
+
+/// Issue 18.4: a command counts as running (`--max-procs`,
+/// `commands_running`) until its whole scope is empty, not until its leader
+/// is reaped. Each job's leader dies on the DELETE's SIGTERM; the subshell it
+/// started ignores SIGTERM and lives through the 10 s kill grace. Meanwhile
+/// the two jobs still count: the gauge says 2 and a third POST is refused;
+/// once the grace has killed them, a POST is taken again.
+fn grace_still_counts(mode: Mode) {
+    let Some(s) = start(mode, &["--max-procs", "2", "--kill-grace", "10"]) else {
+        return;
+    };
+    let markers = [sleep_marker(), sleep_marker(), sleep_marker()];
+    let _guard = MarkerGuard(markers.to_vec());
+    let mut leaders = Vec::new();
+    for marker in &markers[..2] {
+        let command = format!("sh -c \"(trap '' TERM; sleep {marker}) & echo up; wait\"");
+        let job = job_start(&s, &command);
+        let id = job["id"].as_str().expect("a job id").to_owned();
+        let leader = job["pid"].as_u64().expect("a running job's pid") as u32;
+        // The subshell (or the sleep it became: the shell may exec it).
+        wait_until(Duration::from_secs(5), "the command's stray to start", || {
+            live_marked(marker).iter().any(|&pid| pid != leader)
+        });
+        job_delete(&s, &id).assert_status(202, "DELETE a running job");
+        leaders.push(leader);
+    }
+    for &leader in &leaders {
+        wait_until(
+            Duration::from_secs(5),
+            "the leader to die on SIGTERM and be reaped",
+            || state(leader).is_none(),
+        );
+    }
+    for marker in &markers[..2] {
+        assert!(
+            !live_marked(marker).is_empty(),
+            "{mode:?}: the TERM-ignoring stray lives through the grace"
+        );
+    }
+    assert_eq!(
+        gauge(&s, "commands_running"),
+        2,
+        "{mode:?}: commands in their kill grace must still count as running"
+    );
+    job_post(&s, &format!("sleep {}", markers[2]))
+        .assert_status(503, "a third POST while two commands are in their grace");
+    assert!(live_marked(&markers[2]).is_empty(), "the refused POST started nothing");
+    wait_until(
+        Duration::from_secs(20),
+        "the grace to end and its SIGKILL to land",
+        || markers[..2].iter().all(|m| live_marked(m).is_empty()),
+    );
+    let mut last = 0;
+    let freed = poll_until(Duration::from_secs(5), || {
+        last = job_post(&s, &format!("sleep {}", markers[2])).status;
+        last == 201
+    });
+    assert!(freed, "{mode:?}: a POST once the strays are gone: {last}");
+}
+
+#[test]
+fn cgroup_grace_still_counts() {
+    grace_still_counts(Mode::Cgroup);
+}
+
+#[test]
+fn subreaper_grace_still_counts() {
+    grace_still_counts(Mode::Subreaper);
+}
+
+/// Issue 18.3: a server killed with SIGKILL cannot stop its commands; the
+/// next cgroup-mode server finds the cgroups of servers no longer alive
+/// (`ssecommander-PID`, a dead PID) at start-up, kills what they hold (a
+/// `setsid` escapee included), removes them, and logs one line per cgroup.
+#[test]
+fn cgroup_next_start_kills_what_a_killed_server_left() {
+    let Some(mut first) = start(Mode::Cgroup, &[]) else {
+        return;
+    };
+    let Some(old) = subtree(&first) else {
+        panic!("no cgroup subtree in the log:\n{}", first.log());
+    };
+    let own_name = format!("ssecommander-{}", first.pid());
+    if old.file_name().and_then(|n| n.to_str()) != Some(own_name.as_str()) {
+        // A delegated cgroup (systemd): the subtree is the service's own.
+        eprintln!("SKIPPED: the subtree {} is not named {own_name}", old.display());
+        return;
+    }
+    let (lead, stray) = (sleep_marker(), sleep_marker());
+    let _guard = MarkerGuard(vec![lead.clone(), stray.clone()]);
+    let job = job_start(&first, &format!("sh -c 'setsid sleep {stray} & sleep {lead}'"));
+    assert!(job["id"].is_string(), "{job}");
+    wait_until(Duration::from_secs(5), "the job and its setsid stray to start", || {
+        !live_marked(&lead).is_empty() && !live_marked(&stray).is_empty()
+    });
+    // No other test's server may start (and clear the dead one's cgroups)
+    // until ours has.
+    let starting = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    first.signal(libc::SIGKILL);
+    assert!(
+        first.wait_exit(Duration::from_secs(5)).is_some(),
+        "the server did not die on SIGKILL"
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !live_marked(&stray).is_empty() && !live_marked(&lead).is_empty(),
+        "a SIGKILLed server cannot stop its commands: they are expected to outlive it"
+    );
+    assert!(old.is_dir(), "the killed server's subtree {} is left", old.display());
+
+    let Some(second) = start_unlocked(Mode::Cgroup, &[]) else {
+        return;
+    };
+    drop(starting);
+    wait_until(
+        Duration::from_secs(5),
+        "the killed server's commands to be killed",
+        || live_marked(&stray).is_empty() && live_marked(&lead).is_empty(),
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the killed server's subtree to be removed",
+        || !old.exists(),
+    );
+    let log = second.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&*old.to_string_lossy())).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("cmd-")),
+        "one log line per cgroup of the dead server; log:\n{log}"
+    );
 }
 
 #[test]

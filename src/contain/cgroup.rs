@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 
-use super::EXIT_WAIT;
+use super::{Running, EXIT_WAIT};
 use crate::sys;
 
 /// Empty command cgroups kept for reuse: a spawn then costs two moves and no
@@ -31,7 +31,7 @@ pub(super) struct Cgroups {
     next: u64,
     /// Command cgroups still populated after their command ended: removed
     /// (or kept spare) once empty.
-    pending: Vec<PathBuf>,
+    pending: Vec<(PathBuf, Option<Running>)>,
     /// Empty command cgroups ready for reuse.
     spare: Vec<PathBuf>,
     /// A move back home failed and the server is still in this cgroup: it is
@@ -43,6 +43,8 @@ pub(super) struct Cgroups {
 pub(super) struct CgroupScope {
     cgroups: Rc<RefCell<Cgroups>>,
     path: PathBuf,
+    /// The scope's count in `Containment::running`, handed over at drop.
+    running: Option<Running>,
     /// The server's pid: it passes through the cgroup at each spawn, and is
     /// never signalled.
     own_pid: libc::pid_t,
@@ -55,6 +57,7 @@ impl CgroupScope {
         Ok(CgroupScope {
             cgroups: Rc::clone(cgroups),
             path,
+            running: None,
             own_pid,
         })
     }
@@ -91,6 +94,11 @@ impl CgroupScope {
     pub(super) fn is_empty(&self) -> bool {
         !is_populated(&self.path)
     }
+
+    /// Keeps `running` until the cgroup is found empty after the drop.
+    pub(super) fn hold_until_empty(&mut self, running: Option<Running>) {
+        self.running = running;
+    }
 }
 
 impl Drop for CgroupScope {
@@ -98,7 +106,7 @@ impl Drop for CgroupScope {
     /// goes to clean-up.
     fn drop(&mut self) {
         if let Ok(mut cgroups) = self.cgroups.try_borrow_mut() {
-            cgroups.release(std::mem::take(&mut self.path));
+            cgroups.release(std::mem::take(&mut self.path), self.running.take());
         }
     }
 }
@@ -230,10 +238,11 @@ impl Cgroups {
 
     /// A command ended: its cgroup, killed if anything is left in it, is
     /// kept spare or removed once empty.
-    fn release(&mut self, path: PathBuf) {
+    /// `running` (its command's count) is given back once it is empty.
+    fn release(&mut self, path: PathBuf, running: Option<Running>) {
         if is_populated(&path) {
             self.kill(&path);
-            self.pending.push(path);
+            self.pending.push((path, running));
         } else {
             self.recycle(path);
         }
@@ -246,7 +255,7 @@ impl Cgroups {
         }
         if let Err(err) = fs::remove_dir(&path) {
             if err.raw_os_error() == Some(libc::EBUSY) {
-                self.pending.push(path);
+                self.pending.push((path, None));
             } else {
                 debug!("cannot remove {}: {err}", path.display());
             }
@@ -254,9 +263,9 @@ impl Cgroups {
     }
 
     pub(super) fn tidy(&mut self) {
-        for path in std::mem::take(&mut self.pending) {
+        for (path, running) in std::mem::take(&mut self.pending) {
             if is_populated(&path) {
-                self.pending.push(path);
+                self.pending.push((path, running));
             } else {
                 self.recycle(path);
             }
@@ -308,8 +317,12 @@ fn command_cgroups(subtree: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes the empty subtrees of servers that are gone (one killed with
-/// SIGKILL cannot clean up). A populated one is left alone.
+/// Clears what servers that are gone left under `mount` (one killed with
+/// SIGKILL, or by the OOM killer, could not stop its commands): for each
+/// `ssecommander-PID` whose PID is not running, `cgroup.kill`s each command
+/// cgroup that still holds processes, removes it once empty, and logs one
+/// line per cgroup; then removes the subtree. Waits at most `EXIT_WAIT` for
+/// killed cgroups to empty; one still populated then is left, and said so.
 fn remove_stale_subtrees(mount: &Path) {
     let Ok(entries) = fs::read_dir(mount) else { return };
     for entry in entries.flatten() {
@@ -320,10 +333,46 @@ fn remove_stale_subtrees(mount: &Path) {
         if pid.parse::<u32>().is_err() || Path::new("/proc").join(pid).exists() {
             continue;
         }
+        let mut left: Vec<(PathBuf, usize)> = Vec::new();
         for path in command_cgroups(&entry.path()) {
-            let _ = fs::remove_dir(path);
+            let procs = cgroup_pids(&path).len();
+            if is_populated(&path) {
+                if let Err(err) = write_file(&path.join("cgroup.kill"), b"1") {
+                    warn!("cannot kill {} (left by server {pid}): {err}", path.display());
+                }
+            }
+            left.push((path, procs));
         }
-        let _ = fs::remove_dir(entry.path());
+        let until = Instant::now() + EXIT_WAIT;
+        loop {
+            left.retain(|(path, procs)| {
+                if is_populated(path) {
+                    return true;
+                }
+                match fs::remove_dir(path) {
+                    Ok(()) if *procs > 0 => warn!(
+                        "killed {procs} process(es) left in {} by server {pid}, which is gone; removed it",
+                        path.display()
+                    ),
+                    Ok(()) => info!("removed {}, left empty by server {pid}, which is gone", path.display()),
+                    Err(err) => warn!("cannot remove {} (left by server {pid}): {err}", path.display()),
+                }
+                false
+            });
+            if left.is_empty() || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for (path, _) in &left {
+            warn!(
+                "{} (left by server {pid}) still populated after cgroup.kill: not removed",
+                path.display()
+            );
+        }
+        if left.is_empty() {
+            let _ = fs::remove_dir(entry.path());
+        }
     }
 }
 

@@ -25,7 +25,7 @@
 mod cgroup;
 mod subreaper;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::rc::Rc;
@@ -61,6 +61,8 @@ pub struct Containment {
     description: String,
     /// cgroup mode was possible in principle but failed: an operator should know.
     fell_back: bool,
+    /// Scopes not yet seen empty (see [`Containment::running`]).
+    running: Rc<Cell<usize>>,
 }
 
 /// The mode in force, with the state its scopes share.
@@ -110,6 +112,7 @@ impl Containment {
             own_pid,
             description,
             fell_back,
+            running: Rc::new(Cell::new(0)),
         }
     }
 
@@ -131,7 +134,20 @@ impl Containment {
             Mode::Cgroup(cgroups) => Place::Cgroup(CgroupScope::new(cgroups, self.own_pid)?),
             Mode::Subreaper(tree) => Place::Tree(TreeScope::new(tree, self.own_pid)),
         };
-        Ok(Scope { pgid: 0, place })
+        Ok(Scope {
+            pgid: 0,
+            place,
+            running: Cell::new(Some(Running::new(&self.running))),
+        })
+    }
+
+    /// Commands whose scope is not yet empty: from [`Containment::spawn_scope`]
+    /// until a [`Scope::is_empty`] says so, or its drop finds it empty, or (a
+    /// killed cgroup dropped while still populated) the clean-up finds it
+    /// empty. A command in its kill grace counts, whether or not its leader
+    /// has been reaped: what `--max-procs` and `commands_running` count.
+    pub fn running(&self) -> usize {
+        self.running.get()
     }
 
     /// Retries removing the cgroups of ended commands that were still
@@ -181,6 +197,25 @@ pub struct Scope {
     /// The leader's pid, also its process group; 0 before the spawn.
     pgid: libc::pid_t,
     place: Place,
+    /// Held while the scope may still hold a process; given up when it is
+    /// seen empty.
+    running: Cell<Option<Running>>,
+}
+
+/// One count in [`Containment::running`], given back on drop.
+pub(crate) struct Running(Rc<Cell<usize>>);
+
+impl Running {
+    fn new(count: &Rc<Cell<usize>>) -> Running {
+        count.set(count.get() + 1);
+        Running(Rc::clone(count))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 impl fmt::Debug for Scope {
@@ -232,9 +267,24 @@ impl Scope {
         if self.pgid > 1 && sys::group_alive(self.pgid) {
             return false;
         }
-        match &self.place {
+        let empty = match &self.place {
             Place::Cgroup(scope) => scope.is_empty(),
             Place::Tree(scope) => scope.is_empty(),
+        };
+        if empty {
+            self.running.take();
+        }
+        empty
+    }
+}
+
+impl Drop for Scope {
+    /// A cgroup still populated keeps its count until the clean-up finds it
+    /// empty; otherwise the count goes with the scope (a subreaper scope's
+    /// drop has just SIGKILLed what was left).
+    fn drop(&mut self) {
+        if let Place::Cgroup(scope) = &mut self.place {
+            scope.hold_until_empty(self.running.take());
         }
     }
 }

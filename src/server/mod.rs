@@ -492,9 +492,10 @@ impl Server {
     }
 
     /// True when no command may start now: shutting down, or `--max-procs`
-    /// commands (`/run` and jobs together) are running.
+    /// commands (`/run` and jobs together) are running: a command counts
+    /// until its whole scope is empty, kill grace included.
     fn refuses_commands(&self) -> bool {
-        self.state != State::Serving || self.children.len() >= self.config.max_procs
+        self.state != State::Serving || self.containment.running() >= self.config.max_procs
     }
 
     /// Sends a fixed reply to the request `head`; the connection closes

@@ -23,7 +23,7 @@ impl Server {
         let gauges = Gauges {
             connections_open: self.conns.len() as u64,
             streams_open,
-            commands_running: self.children.len() as u64,
+            commands_running: self.containment.running() as u64,
             jobs_running: live().filter(|r| r.job().is_some()).count() as u64,
             jobs_kept: live().filter(|r| r.is_finished()).count() as u64,
             multiplexed_streams_open,
