@@ -12,11 +12,15 @@ fn push_short_appends_every_length_whole() {
     // that already holds bytes.
     let text: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
     for len in 0..=text.len() {
-        let mut got = b"head".to_vec();
-        frame::push_short(&mut got, &text[..len]);
         let mut want = b"head".to_vec();
         want.extend_from_slice(&text[..len]);
-        assert_eq!(got, want, "length {len}");
+        let mut got = b"head".to_vec();
+        frame::push_short(&mut got, &text[..len]);
+        assert_eq!(got, want, "push_short, length {len}");
+        // The musl-only block copy, checked on every build.
+        let mut got = b"head".to_vec();
+        frame::push_blocks(&mut got, &text[..len]);
+        assert_eq!(got, want, "push_blocks, length {len}");
     }
 }
 
