@@ -81,21 +81,21 @@ pub mod child;
 pub mod cli;
 #[cfg(feature = "bench")]
 pub mod client;
-pub mod contain;
-pub mod eventlog;
+pub(crate) mod contain;
+pub(crate) mod eventlog;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod http;
-pub mod job;
-pub mod jobs;
-pub mod logsafe;
-pub mod metrics;
-pub mod mux;
-pub mod route;
+pub(crate) mod job;
+pub(crate) mod jobs;
+pub(crate) mod logsafe;
+pub(crate) mod metrics;
+pub(crate) mod mux;
+pub(crate) mod route;
 pub mod server;
 pub mod sse;
 pub mod sys;
-pub mod table;
+pub(crate) mod table;
 #[cfg(test)]
 mod test_rng;
-pub mod timer;
+pub(crate) mod timer;
