@@ -7,8 +7,16 @@
 //! its bound, but never one that an attached viewer has not taken yet: the
 //! server reads the command only when every viewer has caught up, so the log
 //! passes its bound by at most one read.
+//!
+//! Every event also gets a **global number** (contract §11.2) when it is
+//! appended: one counter for every job of the process, so numbers increase
+//! across jobs and are never reused while the server runs. The log keeps it
+//! beside the event (8 bytes, no copy of the text), and keeps the numbers of
+//! the last [`RETAINED`] forgotten events, so a stream resuming after a
+//! global number can say exactly which of this job's events it missed.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sse::{Exit, Stream};
 
@@ -26,10 +34,47 @@ pub enum Logged {
 /// What an event costs against the bound besides its text.
 pub const EVENT_OVERHEAD: usize = 64;
 
+/// The next global number (contract §11.2): one counter for the process.
+/// The server is one thread; the atomic only makes the static safe.
+static NEXT_GLOBAL: AtomicU64 = AtomicU64::new(1);
+
+/// Takes the next global number.
+fn next_global() -> u64 {
+    NEXT_GLOBAL.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The last global number given to any event so far (0 before the first).
+pub fn last_global() -> u64 {
+    NEXT_GLOBAL.load(Ordering::Relaxed) - 1
+}
+
+/// Global numbers of forgotten events a log keeps (2 KiB at most): a
+/// stream resuming within them learns exactly which events it missed; one
+/// further back is told it missed everything from event 1 on (the most it
+/// could have missed).
+pub const RETAINED: usize = 256;
+
+/// Where a stream that has every event up to global number `G` goes on in
+/// one job's log (see [`EventLog::resume_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The id of the next event to send.
+    pub next: u64,
+    /// Events it missed that are no longer held: `(from, to, global)`,
+    /// the ids inclusive and the global number of the last one.
+    pub gap: Option<(u64, u64, u64)>,
+}
+
 /// The events of one job still held, with their ids.
 #[derive(Debug)]
 pub struct EventLog {
     events: VecDeque<Logged>,
+    /// The global number of each held event, and before them those of the
+    /// last `retained` forgotten ones: `globals[retained + i]` belongs to
+    /// `events[i]`.
+    globals: VecDeque<u64>,
+    /// Forgotten events whose global numbers are still in `globals`.
+    retained: usize,
     /// Id of `events[0]` (or of the next event when none is held).
     first_id: u64,
     /// Bytes held, as the bound counts them.
@@ -52,6 +97,8 @@ impl EventLog {
     pub fn new(limit: usize) -> EventLog {
         EventLog {
             events: VecDeque::new(),
+            globals: VecDeque::new(),
+            retained: 0,
             first_id: 1,
             bytes: 0,
             limit,
@@ -86,6 +133,7 @@ impl EventLog {
             self.spare = Vec::new();
         }
         self.events.push_back(event);
+        self.globals.push_back(next_global());
         true
     }
 
@@ -119,6 +167,11 @@ impl EventLog {
             let Some(event) = self.events.pop_front() else { break };
             self.bytes -= cost(&event);
             self.first_id += 1;
+            self.retained += 1;
+            if self.retained > RETAINED {
+                self.globals.pop_front();
+                self.retained -= 1;
+            }
             if let Logged::Output(_, mut text) = event {
                 if self.spare.len() < SPARES && text.capacity() <= SPARE_MAX {
                     text.clear();
@@ -141,6 +194,41 @@ impl EventLog {
     pub fn get(&self, id: u64) -> Option<&Logged> {
         let index = id.checked_sub(self.first_id)?;
         self.events.get(usize::try_from(index).ok()?)
+    }
+
+    /// The global number of event `id`, if held (or recently forgotten).
+    pub fn global_of(&self, id: u64) -> Option<u64> {
+        let first = self.first_id - self.retained as u64;
+        let index = id.checked_sub(first)?;
+        self.globals.get(usize::try_from(index).ok()?).copied()
+    }
+
+    /// The global number of the last event, if any.
+    pub fn last_global(&self) -> Option<u64> {
+        self.globals.back().copied()
+    }
+
+    /// Where a stream that has every event numbered `after` or less goes on
+    /// (contract §11.3; `after` 0 for a stream from the start): the first
+    /// event numbered above it, and the `gap` for those of them no longer
+    /// held.
+    pub fn resume_after(&self, after: u64) -> Resume {
+        let first = self.first_id - self.retained as u64;
+        // Global numbers increase along the log: the first above `after`.
+        let index = self.globals.partition_point(|&global| global <= after);
+        let next = first + index as u64;
+        if next >= self.first_id {
+            return Resume { next, gap: None };
+        }
+        // Before the numbers kept, nothing is known: claim all of it rather
+        // than skip any silently.
+        let from = if index == 0 { 1 } else { next };
+        let to = self.first_id - 1;
+        let gap = self.global_of(to).map(|global| (from, to, global));
+        Resume {
+            next: self.first_id,
+            gap,
+        }
     }
 
     /// The last event, if it ends the job (`exit` or `err`).
@@ -231,5 +319,69 @@ mod tests {
         // A finished log keeps no spare.
         assert!(log.push(21, Logged::Error("gone".into())));
         assert!(log.spare.is_empty());
+    }
+
+    /// Global numbers increase across logs; a resume after any of them
+    /// continues exactly after it, and says exactly what is no longer held.
+    #[test]
+    fn global_numbers_and_resume() {
+        let mut a = EventLog::new(2 * (EVENT_OVERHEAD + 1));
+        let mut b = EventLog::new(1 << 20);
+        for id in 1..=6 {
+            assert!(a.push(id, out("x")));
+            assert!(b.push(id, out("y")));
+        }
+        for id in 1..6 {
+            let (ga, gb) = (a.global_of(id).expect("held"), b.global_of(id).expect("held"));
+            assert!(ga < gb && gb < a.global_of(id + 1).expect("held"));
+        }
+        assert!(last_global() >= b.last_global().expect("some"));
+        a.trim(7);
+        assert_eq!(a.first_held(), Some(5));
+        // From the start: a gap for 1..=4, numbered as event 4.
+        let g4 = a.global_of(4).expect("retained");
+        assert_eq!(
+            a.resume_after(0),
+            Resume {
+                next: 5,
+                gap: Some((1, 4, g4))
+            }
+        );
+        // After event 2 of a: 3 and 4 are gone.
+        let g2 = a.global_of(2).expect("retained");
+        assert_eq!(
+            a.resume_after(g2),
+            Resume {
+                next: 5,
+                gap: Some((3, 4, g4))
+            }
+        );
+        // After b's event 4 (between a's 4 and 5): a goes on at 5, no gap.
+        let after = b.global_of(4).expect("held");
+        assert_eq!(a.resume_after(after), Resume { next: 5, gap: None });
+        assert_eq!(b.resume_after(after), Resume { next: 5, gap: None });
+        // After the last: the next one, not yet made.
+        let last = b.last_global().expect("some");
+        assert_eq!(b.resume_after(last), Resume { next: 7, gap: None });
+        // Beyond the retained numbers: everything from 1 is claimed.
+        let mut c = EventLog::new(0);
+        for id in 1..=(RETAINED as u64 + 10) {
+            assert!(c.push(id, out("z")));
+            c.trim(id + 1);
+        }
+        let resume = c.resume_after(0);
+        assert_eq!(resume.next, RETAINED as u64 + 10);
+        assert_eq!(
+            resume.gap.map(|(from, to, _)| (from, to)),
+            Some((1, RETAINED as u64 + 9))
+        );
+        let kept = c
+            .global_of(c.first_held().expect("one") - RETAINED as u64)
+            .expect("retained");
+        assert_eq!(c.resume_after(kept - 1).gap.map(|(from, _, _)| from), Some(1));
+        assert_eq!(
+            c.resume_after(kept).gap.map(|(from, _, _)| from),
+            Some(c.first_held().expect("one") - RETAINED as u64 + 1)
+        );
     }
 }

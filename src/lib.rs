@@ -90,6 +90,7 @@ pub mod job;
 pub mod jobs;
 pub mod logsafe;
 pub mod metrics;
+pub mod mux;
 pub mod route;
 pub mod server;
 pub mod sse;

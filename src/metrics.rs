@@ -124,6 +124,8 @@ pub struct Gauges {
     pub jobs_running: u64,
     /// Finished jobs still readable.
     pub jobs_kept: u64,
+    /// Streams of many jobs (`/jobs/events`, contract §11).
+    pub multiplexed_streams_open: u64,
     /// What the connections still open wrote so far.
     pub open_sent: Sent,
 }
@@ -177,6 +179,11 @@ impl Metrics {
             ),
             ("jobs_running", "Jobs whose command is running.", gauges.jobs_running),
             ("jobs_kept", "Finished jobs still readable.", gauges.jobs_kept),
+            (
+                "multiplexed_streams_open",
+                "Streams of many jobs open (/jobs/events).",
+                gauges.multiplexed_streams_open,
+            ),
         ];
         for (name, help, value) in gauge_rows {
             family(&mut out, name, "gauge", help);

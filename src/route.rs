@@ -74,6 +74,15 @@ pub enum JobAction {
     },
     /// `DELETE /jobs/ID`.
     Stop(String),
+    /// `GET /jobs/events[?ids=…]` (contract §11): one stream for many jobs.
+    WatchMany {
+        /// The jobs named (1 to [`crate::mux::MAX_IDS`]); `None`: every job,
+        /// those started later included.
+        ids: Option<Vec<String>>,
+        /// `Last-Event-ID` (header, else `last-event-id=`): the last global
+        /// number the client has.
+        after: Option<u64>,
+    },
 }
 
 /// The routes the server knows.
@@ -85,6 +94,9 @@ enum Route<'a> {
     Jobs,
     Job(&'a str),
     JobEvents(&'a str),
+    /// `/jobs/events`: many jobs on one stream (no job id is `events`:
+    /// ids are 16 random characters, after `NAME-` with `--instance`).
+    AllEvents,
     Metrics,
 }
 
@@ -96,6 +108,7 @@ impl Route<'_> {
             "/healthz" => return Some(Route::Healthz),
             "/jobs" => return Some(Route::Jobs),
             "/metrics" => return Some(Route::Metrics),
+            "/jobs/events" => return Some(Route::AllEvents),
             _ => {}
         }
         let rest = path.strip_prefix("/jobs/")?;
@@ -141,7 +154,7 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         return text(
             404,
             "Not Found",
-            "not found: the routes are /, /run, /jobs, /jobs/ID, /jobs/ID/events, /metrics and /healthz",
+            "not found: the routes are /, /run, /jobs, /jobs/ID, /jobs/ID/events, /jobs/events, /metrics and /healthz",
         );
     };
     let origin = auth::check_origin(
@@ -173,7 +186,7 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         Route::Page => page(cors),
         Route::Run => run(head, &query, config, cors),
         Route::Healthz => healthz(head),
-        Route::Jobs | Route::Job(_) | Route::JobEvents(_) => jobs(head, route, &query, config, cors),
+        Route::Jobs | Route::Job(_) | Route::JobEvents(_) | Route::AllEvents => jobs(head, route, &query, config, cors),
         Route::Metrics => match gate(head, &query, config) {
             Some(refusal) => refusal,
             None => Decision::Metrics(cors),
@@ -203,17 +216,9 @@ fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec
                 Ok(format) => format,
                 Err(refusal) => return refusal,
             };
-            let given = head.last_event_id.as_deref().or(query.get("last-event-id"));
-            let after = match given.map(event_number) {
-                None => None,
-                Some(Some(n)) => Some(n),
-                Some(None) => {
-                    return text(
-                        400,
-                        "Bad Request",
-                        "bad request: Last-Event-ID must be the number of an event of this job",
-                    )
-                }
+            let after = match last_event_id(head, query, "the number of an event of this job") {
+                Ok(after) => after,
+                Err(refusal) => return refusal,
             };
             JobAction::Watch {
                 id: id.to_owned(),
@@ -221,9 +226,68 @@ fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec
                 after,
             }
         }
+        (Route::AllEvents, _) => match watch_many(head, query) {
+            Ok(action) => action,
+            Err(refusal) => return refusal,
+        },
         _ => return text(404, "Not Found", "not found"),
     };
     Decision::Job(JobRequest { action, headers: cors })
+}
+
+/// `Last-Event-ID` (the header, else `last-event-id=`), a number; `what`
+/// says which in the refusal.
+fn last_event_id(head: &Head, query: &Query, what: &str) -> Result<Option<u64>, Decision> {
+    let given = head.last_event_id.as_deref().or(query.get("last-event-id"));
+    match given.map(event_number) {
+        None => Ok(None),
+        Some(Some(n)) => Ok(Some(n)),
+        Some(None) => Err(text(
+            400,
+            "Bad Request",
+            &format!("bad request: Last-Event-ID must be {what}"),
+        )),
+    }
+}
+
+/// `GET /jobs/events[?ids=ID,…]` (contract §11.1): JSON only; `ids` names
+/// 1 to 64 jobs, each id once.
+fn watch_many(head: &Head, query: &Query) -> Result<JobAction, Decision> {
+    if format_of(query)? != Format::Json {
+        return Err(text(
+            400,
+            "Bad Request",
+            "bad request: a stream of many jobs is JSON only (no format=raw)",
+        ));
+    }
+    let after = last_event_id(head, query, "a global event number from this stream")?;
+    let ids = match query.get("ids") {
+        None => None,
+        Some(list) => {
+            let mut ids: Vec<String> = Vec::new();
+            for id in list.split(',').map(str::trim) {
+                if !is_job_id(id) {
+                    return Err(text(
+                        400,
+                        "Bad Request",
+                        "bad request: ids must be job ids, separated by commas",
+                    ));
+                }
+                if !ids.iter().any(|seen| seen == id) {
+                    ids.push(id.to_owned());
+                }
+            }
+            if ids.len() > crate::mux::MAX_IDS {
+                return Err(text(
+                    400,
+                    "Bad Request",
+                    &format!("bad request: ids names at most {} jobs", crate::mux::MAX_IDS),
+                ));
+            }
+            Some(ids)
+        }
+    };
+    Ok(JobAction::WatchMany { ids, after })
 }
 
 /// An event number: decimal digits only (`u64::from_str` would also take a
@@ -289,15 +353,18 @@ fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Co
         (Route::Run, _) if config.cors_origin.is_some() => Some(method_not_allowed("GET, OPTIONS")),
         (Route::Run, _) => Some(method_not_allowed("GET")),
         (Route::Page | Route::Healthz | Route::Metrics, _) => Some(method_not_allowed("GET, HEAD")),
-        (Route::Jobs | Route::Job(_), Method::Get | Method::Head) | (Route::JobEvents(_), Method::Get) => None,
+        (Route::Jobs | Route::Job(_), Method::Get | Method::Head)
+        | (Route::JobEvents(_) | Route::AllEvents, Method::Get) => None,
         (Route::Jobs, Method::Other(m)) if m == "POST" => None,
         (Route::Job(_), Method::Other(m)) if m == "DELETE" => None,
-        (Route::Jobs | Route::Job(_) | Route::JobEvents(_), Method::Options) if config.cors_origin.is_some() => {
+        (Route::Jobs | Route::Job(_) | Route::JobEvents(_) | Route::AllEvents, Method::Options)
+            if config.cors_origin.is_some() =>
+        {
             Some(preflight(origin))
         }
         (Route::Jobs, _) => Some(method_not_allowed("GET, HEAD, POST")),
         (Route::Job(_), _) => Some(method_not_allowed("GET, HEAD, DELETE")),
-        (Route::JobEvents(_), _) => Some(method_not_allowed("GET")),
+        (Route::JobEvents(_) | Route::AllEvents, _) => Some(method_not_allowed("GET")),
     }
 }
 

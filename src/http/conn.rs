@@ -22,9 +22,12 @@ use mio::{Interest, Registry, Token};
 use crate::eventlog::{EventLog, Logged};
 use crate::http::request::{self, Head, HttpError, Parsed};
 use crate::http::response::{write_stream_head, Reply, HEARTBEAT_CHUNK, LAST_CHUNK, RETRY_CHUNK};
+use crate::jobs::Record;
 use crate::logsafe;
 use crate::metrics::Sent;
+use crate::mux::{Item, Mux, What};
 use crate::sse::{Encoder, Format, Frame, HEARTBEAT, RETRY};
+use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
 
 /// `writev` takes at most this many slices (Linux's `IOV_MAX`).
@@ -88,6 +91,8 @@ pub enum Source {
     Run(usize),
     /// A viewer of the published job whose record is at this index.
     Watch(usize),
+    /// A viewer of many published jobs on one stream (contract §11).
+    Mux,
 }
 
 /// What follows a response once it is written.
@@ -133,6 +138,17 @@ enum Feed {
         record: usize,
         cursor: Cursor,
         /// Let go when behind and taking nothing until then.
+        stall: Deadline,
+    },
+    /// A viewer of many published jobs (contract §11).
+    Mux {
+        mux: Box<Mux>,
+        /// Encodes every job's events, tagged with job, id and global number.
+        encoder: Encoder,
+        /// The small events of one pull, copied together so they go out in
+        /// one write however many jobs they come from.
+        batch: Vec<u8>,
+        /// As for `Watch`.
         stall: Deadline,
     },
 }
@@ -330,6 +346,7 @@ impl Conn {
             Phase::Streaming(stream) => Some(match stream.feed {
                 Feed::Run { job } => Source::Run(job),
                 Feed::Watch { record, .. } => Source::Watch(record),
+                Feed::Mux { .. } => Source::Mux,
             }),
             _ => None,
         }
@@ -340,7 +357,31 @@ impl Conn {
         match &self.phase {
             Phase::Streaming(stream) => match &stream.feed {
                 Feed::Watch { cursor, .. } => Some(cursor.next),
-                Feed::Run { .. } => None,
+                Feed::Run { .. } | Feed::Mux { .. } => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The next event id this connection needs from the job at `record`,
+    /// while it watches that job (alone, or among many).
+    pub fn cursor_for(&self, record: usize) -> Option<u64> {
+        match &self.phase {
+            Phase::Streaming(stream) => match &stream.feed {
+                Feed::Watch { cursor, record: r, .. } if *r == record => Some(cursor.next),
+                Feed::Mux { mux, .. } => mux.cursor(record),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The jobs of a multiplexed stream, while it streams.
+    pub fn mux_mut(&mut self) -> Option<&mut Mux> {
+        match &mut self.phase {
+            Phase::Streaming(stream) => match &mut stream.feed {
+                Feed::Mux { mux, .. } => Some(mux),
+                _ => None,
             },
             _ => None,
         }
@@ -450,7 +491,7 @@ impl Conn {
                 }
             }
             Phase::Streaming(stream) => {
-                let Feed::Watch { stall, .. } = &mut stream.feed else {
+                let (Feed::Watch { stall, .. } | Feed::Mux { stall, .. }) = &mut stream.feed else {
                     return Action::Wait;
                 };
                 if !stall.fire(now, key, timers) {
@@ -508,7 +549,12 @@ impl Conn {
     /// response of this connection.
     pub fn on_shutdown(&mut self) {
         match &mut self.phase {
-            Phase::Streaming(stream) => stream.framing.then = After::Close,
+            Phase::Streaming(stream) => {
+                stream.framing.then = After::Close;
+                if let Feed::Mux { mux, .. } = &mut stream.feed {
+                    mux.close();
+                }
+            }
             Phase::Draining { then } => *then = After::Close,
             Phase::ReadingHead { .. } | Phase::Lingering { .. } => {}
         }
@@ -523,7 +569,7 @@ impl Conn {
             (Phase::Lingering { until }, TimerKey::Conn(_)) => Some(until),
             (Phase::Streaming(stream), TimerKey::Heartbeat(_)) => Some(&mut stream.beat),
             (Phase::Streaming(stream), TimerKey::Conn(_)) => match &mut stream.feed {
-                Feed::Watch { stall, .. } => Some(stall),
+                Feed::Watch { stall, .. } | Feed::Mux { stall, .. } => Some(stall),
                 Feed::Run { .. } => None,
             },
             _ => None,
@@ -621,6 +667,138 @@ impl Conn {
         self.begin_stream(head, reuse, headers, feed, every, now, timers);
         self.queue_block(RETRY, RETRY_CHUNK, now);
         self.send_gap(log, now);
+    }
+
+    /// Starts a viewer of many jobs (contract §11): the stream head and
+    /// `retry:`; then it pulls ([`Conn::pull_mux`]). The server adds the
+    /// jobs to `mux` (before or after).
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin_mux(
+        &mut self,
+        head: &Head,
+        reuse: bool,
+        headers: &[(&'static str, String)],
+        mux: Mux,
+        every: Option<Duration>,
+        now: Instant,
+        timers: &mut Timers,
+    ) {
+        let feed = Feed::Mux {
+            mux: Box::new(mux),
+            encoder: Encoder::new(Format::Json),
+            batch: Vec::new(),
+            stall: Deadline::default(),
+        };
+        self.begin_stream(head, reuse, headers, feed, every, now, timers);
+        self.queue_block(RETRY, RETRY_CHUNK, now);
+    }
+
+    /// Sends a viewer of many jobs their events in global order while its
+    /// socket takes them, at most [`PULL_STEP`]; each job's `job` event
+    /// before its first. `records` holds the jobs' logs; jobs whose last
+    /// event went out are added to `left` (the server detaches them). Ends
+    /// the stream once the [`Mux`] has ended.
+    pub fn pull_mux(
+        &mut self,
+        records: &Table<Record>,
+        now: Instant,
+        timers: &mut Timers,
+        left: &mut Vec<usize>,
+    ) -> Pulled {
+        let mut pulled = Pulled {
+            sent: 0,
+            caught_up: false,
+            ended: false,
+        };
+        let Phase::Streaming(stream) = &mut self.phase else {
+            return pulled;
+        };
+        let chunked = stream.framing.chunked;
+        let Feed::Mux {
+            mux,
+            encoder,
+            batch,
+            stall,
+        } = &mut stream.feed
+        else {
+            return pulled;
+        };
+        let mut out = Out {
+            sock: &mut self.sock,
+            write: &mut self.write,
+            outbox: &mut self.outbox,
+            counts: &mut self.counts,
+            last_write: &mut self.last_write,
+        };
+        let log_of = |record: usize| records.get(record).map(|r| &r.log);
+        while pulled.sent < PULL_STEP && out.outbox.len() == 0 && *out.write != WriteHalf::Failed {
+            let Some(Item { record, announce, what }) = mux.next(log_of, left) else {
+                break;
+            };
+            let Some(job) = records.get(record) else { continue };
+            if announce {
+                push_block(batch, &job_event(job), chunked);
+            }
+            let (frame, text) = match what {
+                What::Gap { from, to, global } => {
+                    encoder.tag_next(&job.id, to, global);
+                    (encoder.gap(from, to), &[][..])
+                }
+                What::Event { seq, global } => {
+                    encoder.tag_next(&job.id, seq, global);
+                    match job.log.get(seq) {
+                        Some(Logged::Output(which, text)) => (encoder.output(*which, text), &text[..]),
+                        Some(Logged::Error(message)) => (encoder.error(message), &[][..]),
+                        Some(Logged::Exit(exit)) => (encoder.exit(exit), &[][..]),
+                        // The log keeps every event a cursor needs.
+                        None => continue,
+                    }
+                }
+            };
+            pulled.sent += 1;
+            if frame.is_empty() {
+                continue;
+            }
+            if frame.len() >= BATCH_EVENT_MAX {
+                // A large event is written from where it lies, after what
+                // the batch holds.
+                out.parts(std::iter::once(&batch[..]), true, now);
+                batch.clear();
+                out.frame(frame, text, chunked, now);
+                continue;
+            }
+            for part in frame.parts(text, chunked) {
+                batch.extend_from_slice(part);
+            }
+            out.counts.events[frame.name().index()] += 1;
+            if batch.len() >= BATCH_MAX {
+                out.parts(std::iter::once(&batch[..]), true, now);
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            out.parts(std::iter::once(&batch[..]), true, now);
+            batch.clear();
+        }
+        if batch.capacity() > KEEP_CAPACITY {
+            *batch = Vec::new();
+        }
+        pulled.ended = mux.ended();
+        pulled.caught_up = mux.is_caught_up() && out.outbox.len() == 0;
+        if pulled.sent > 0 || pulled.caught_up {
+            stall.clear();
+        }
+        let waited_on = mux
+            .records()
+            .any(|record| records.get(record).is_some_and(|r| !r.is_finished()));
+        if !pulled.caught_up && !pulled.ended && waited_on {
+            // Behind, with running commands: they may wait on this viewer.
+            stall.set(now + VIEWER_STALL, TimerKey::Conn(self.index), timers);
+        }
+        if pulled.ended {
+            self.end_stream(now);
+        }
+        pulled
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -964,6 +1142,36 @@ struct Out<'a> {
     outbox: &'a mut Outbox,
     counts: &'a mut Sent,
     last_write: &'a mut Instant,
+}
+
+/// Events at least this large are not copied into a multiplexed stream's
+/// batch (see `Feed::Mux`).
+const BATCH_EVENT_MAX: usize = 4 * 1024;
+
+/// A multiplexed stream's batch is written once it holds this much.
+const BATCH_MAX: usize = 32 * 1024;
+
+/// Appends a whole SSE block to `batch` (in one chunk when `chunked`).
+fn push_block(batch: &mut Vec<u8>, bytes: &[u8], chunked: bool) {
+    if chunked {
+        batch.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
+        batch.extend_from_slice(bytes);
+        batch.extend_from_slice(b"\r\n");
+    } else {
+        batch.extend_from_slice(bytes);
+    }
+}
+
+/// The `job` event of a stream of many jobs (contract §11.2): the job's
+/// §7.2 object with `"type":"job"`, and no `id:` line, so it does not move
+/// the client's last event id.
+fn job_event(record: &Record) -> Vec<u8> {
+    let json = record.json();
+    let mut bytes = Vec::with_capacity(json.len() + 48);
+    bytes.extend_from_slice(b"event: job\ndata: {\"type\":\"job\",");
+    bytes.extend_from_slice(json.strip_prefix('{').unwrap_or(&json).as_bytes());
+    bytes.extend_from_slice(b"\n\n");
+    bytes
 }
 
 impl Out<'_> {

@@ -32,6 +32,7 @@ use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
 use std::rc::Rc;
 
+mod mux;
 mod publish;
 mod run;
 mod scrape;
@@ -446,6 +447,7 @@ impl Server {
             }
             Action::Pull(Source::Run(job)) => self.feed_run(index, job, now),
             Action::Pull(Source::Watch(record)) => self.pull(index, record, now),
+            Action::Pull(Source::Mux) => self.pull_mux(index, now),
             Action::Close => {
                 self.close_conn(index, now);
                 false
@@ -624,6 +626,7 @@ impl Server {
                 self.pump_job(job, now);
             }
             Some(Source::Watch(record)) => self.unwatch(index, record, now),
+            Some(Source::Mux) => self.unwatch_mux(index, now),
             None => {}
         }
         let Some(mut conn) = self.conns.remove(index) else {
@@ -699,6 +702,7 @@ impl Server {
                 conn.on_shutdown();
             }
         }
+        self.mux_on_shutdown();
     }
 
     // ----- timers ----------------------------------------------------------

@@ -27,12 +27,12 @@ use crate::timer::TimerKey;
 
 /// True while every viewer of `record` has taken every event of its log:
 /// only then is the command read (the slowest viewer paces it).
-fn all_caught_up(record: &Record, conns: &Table<Conn>) -> bool {
+pub(super) fn all_caught_up(record: &Record, index: usize, conns: &Table<Conn>) -> bool {
     let next = record.log.next_id();
     record.viewers.iter().all(|&viewer| {
         conns
             .get(viewer)
-            .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor().is_none_or(|n| n >= next))
+            .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor_for(index).is_none_or(|n| n >= next))
     })
 }
 
@@ -44,9 +44,10 @@ fn log_frame(log: &mut EventLog, frame: &Frame, text: &[u8], unwatched: bool) ->
     unwatched
 }
 
-/// The next event id a viewer needs, for trimming the log.
-fn next_of(conns: &Table<Conn>, viewer: usize) -> Option<u64> {
-    conns.get(viewer).and_then(Conn::cursor)
+/// The next event id a viewer needs from the job at `record`, for
+/// trimming the log.
+fn next_of(conns: &Table<Conn>, viewer: usize, record: usize) -> Option<u64> {
+    conns.get(viewer).and_then(|conn| conn.cursor_for(record))
 }
 
 impl Server {
@@ -71,6 +72,12 @@ impl Server {
                     Err(reply) => reply,
                 }
             }
+            JobAction::WatchMany { ids, after } => {
+                match self.begin_watch_many(index, head, ids, after, &headers, now) {
+                    Ok(()) => return,
+                    Err(reply) => reply,
+                }
+            }
         };
         let mut reply = reply;
         reply.headers.extend(headers);
@@ -78,7 +85,7 @@ impl Server {
     }
 
     /// The record with this id, unless forgotten.
-    fn find_record(&self, id: &str) -> Option<usize> {
+    pub(super) fn find_record(&self, id: &str) -> Option<usize> {
         self.records
             .indices()
             .into_iter()
@@ -115,6 +122,7 @@ impl Server {
         if finished {
             self.keep_finished(inserted, now);
         }
+        self.mux_job_started(inserted);
         json_reply(201, "Created", body).header("Location", location)
     }
 
@@ -225,7 +233,7 @@ impl Server {
             // writable again (it used to spin the loop).
             if let Some(job) = record.job() {
                 let held_back = self.jobs.get(job).is_some_and(Job::has_unread);
-                if held_back && all_caught_up(record, &self.conns) && !self.revisit_jobs.contains(&job) {
+                if held_back && all_caught_up(record, record_index, &self.conns) && !self.revisit_jobs.contains(&job) {
                     self.revisit_jobs.push(job);
                 }
             }
@@ -238,7 +246,7 @@ impl Server {
         self.leave_record(index, record, now);
     }
 
-    fn leave_record(&mut self, index: usize, record_index: usize, _now: Instant) {
+    pub(super) fn leave_record(&mut self, index: usize, record_index: usize, _now: Instant) {
         let Some(record) = self.records.get_mut(record_index) else {
             return;
         };
@@ -265,7 +273,7 @@ impl Server {
             return self.pump_job(job_index, now);
         };
         let before = record.log.next_id();
-        let room = all_caught_up(record, &self.conns);
+        let room = all_caught_up(record, record_index, &self.conns);
         let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
         let log = &mut record.log;
         let pumped = job.pump(
@@ -303,10 +311,11 @@ impl Server {
             return;
         };
         let conns = &self.conns;
-        let keep_from = record.first_needed(|viewer| next_of(conns, viewer));
+        let keep_from = record.first_needed(|viewer| next_of(conns, viewer, record_index));
         record.log.trim(keep_from);
         if record.log.next_id() != before {
             self.woken.extend_from_slice(&record.viewers);
+            self.note_growth(record_index);
         }
     }
 
@@ -377,7 +386,7 @@ impl Server {
             return false;
         };
         let before = record.log.next_id();
-        let room = all_caught_up(record, &self.conns);
+        let room = all_caught_up(record, record_index, &self.conns);
         let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
         let log = &mut record.log;
         let capped = job.on_quiet(
@@ -401,6 +410,6 @@ fn json_reply(status: u16, reason: &'static str, body: String) -> Reply {
     reply.header("Cache-Control", "no-store")
 }
 
-fn no_job() -> Reply {
+pub(super) fn no_job() -> Reply {
     Reply::text(404, "Not Found", "not found: no such job (unknown, or forgotten)")
 }

@@ -9,10 +9,14 @@ impl Server {
     pub(super) fn scrape(&self, headers: Vec<(&'static str, String)>) -> Reply {
         let mut open_sent = Sent::default();
         let mut streams_open = 0;
+        let mut multiplexed_streams_open = 0;
         for conn in self.conns.iter() {
             open_sent.add(conn.counts());
             if conn.is_streaming() {
                 streams_open += 1;
+            }
+            if conn.source() == Some(crate::http::conn::Source::Mux) {
+                multiplexed_streams_open += 1;
             }
         }
         let live = || self.records.iter().filter(|r| !r.forgotten);
@@ -22,6 +26,7 @@ impl Server {
             commands_running: self.children.len() as u64,
             jobs_running: live().filter(|r| r.job().is_some()).count() as u64,
             jobs_kept: live().filter(|r| r.is_finished()).count() as u64,
+            multiplexed_streams_open,
             open_sent,
         };
         let mut reply = Reply::text(200, "OK", "");

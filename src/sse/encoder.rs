@@ -17,6 +17,20 @@ pub struct Encoder {
     after_cr: [bool; 2],
     /// JSON output is only measured (see [`Encoder::set_measuring`]).
     measuring: bool,
+    /// The next event's place in a stream of many jobs (see
+    /// [`Encoder::tag_next`]): used once.
+    tag: Option<Tag>,
+    /// The tagged job's id as given and JSON-escaped (kept between events:
+    /// usually the same job comes again).
+    tag_raw: String,
+    tag_job: String,
+}
+
+/// An event of one job on a stream of many (contract §11.2).
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    seq: u64,
+    global: u64,
 }
 
 impl Encoder {
@@ -28,6 +42,9 @@ impl Encoder {
             frame: Frame::default(),
             after_cr: [false; 2],
             measuring: false,
+            tag: None,
+            tag_raw: String::new(),
+            tag_job: String::new(),
         }
     }
 
@@ -72,12 +89,43 @@ impl Encoder {
         self.frame.clear();
         self.frame.name = name;
         self.frame.lit(b"id: ");
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = match self.tag {
+            Some(tag) => tag.global,
+            None => {
+                self.next_id += 1;
+                self.next_id - 1
+            }
+        };
         self.frame.number(id);
         self.frame.id = id;
         self.frame.stream = None;
         self.frame.lit(event);
+    }
+
+    /// Tags the next event (JSON only) for a stream that carries many jobs
+    /// (contract §11.2): its `id:` is `global` and its JSON object gets
+    /// `"job":"JOB","seq":SEQ` (its own id in the job) after its type.
+    pub fn tag_next(&mut self, job: &str, seq: u64, global: u64) {
+        if self.tag_raw != job {
+            self.tag_raw.clear();
+            self.tag_raw.push_str(job);
+            self.tag_job.clear();
+            escape_json_into(&mut self.tag_job, job);
+        }
+        self.tag = Some(Tag { seq, global });
+    }
+
+    /// Writes the tag of the next event (if any) inside its JSON object,
+    /// after the type, and uses it up.
+    fn put_tag(&mut self) {
+        let Some(tag) = self.tag.take() else { return };
+        self.frame.lit(b"\"job\":\"");
+        let job = std::mem::take(&mut self.tag_job);
+        self.frame.scratch_str(&job);
+        self.tag_job = job;
+        self.frame.lit(b"\",\"seq\":");
+        self.frame.number(tag.seq);
+        self.frame.lit(b",");
     }
 
     /// Makes `id` the id of the next event: a viewer of a job encodes the
@@ -90,7 +138,9 @@ impl Encoder {
     /// `to` were not kept; its id is `to`.
     pub fn gap(&mut self, from: u64, to: u64) -> &Frame {
         self.next_id = to;
-        self.start(EventName::Gap, b"\nevent: gap\ndata: {\"type\":\"gap\",\"from\":");
+        self.start(EventName::Gap, b"\nevent: gap\ndata: {\"type\":\"gap\",");
+        self.put_tag();
+        self.frame.lit(b"\"from\":");
         self.frame.number(from);
         self.frame.lit(b",\"to\":");
         self.frame.number(to);
@@ -126,10 +176,12 @@ impl Encoder {
         self.start(
             stream.into(),
             match stream {
-                Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"",
-                Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",\"out\":\"",
+                Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",",
+                Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",",
             },
         );
+        self.put_tag();
+        self.frame.lit(b"\"out\":\"");
         self.frame.stream = Some(stream);
         for_each_utf8_segment(text, &mut self.frame, push_json_escaped);
         self.frame.lit(b"\"}\n\n");
@@ -169,7 +221,9 @@ impl Encoder {
 
     /// The `err` event: the command could not start. The stream ends after it.
     pub fn error(&mut self, message: &str) -> &Frame {
-        self.start(EventName::Err, b"\nevent: err\ndata: {\"type\":\"error\",\"out\":\"");
+        self.start(EventName::Err, b"\nevent: err\ndata: {\"type\":\"error\",");
+        self.put_tag();
+        self.frame.lit(b"\"out\":\"");
         let mut escaped = String::with_capacity(message.len() + 8);
         escape_json_into(&mut escaped, message);
         self.frame.scratch_str(&escaped);
@@ -181,7 +235,15 @@ impl Encoder {
     /// The `exit` event, the last of a stream.
     pub fn exit(&mut self, exit: &Exit) -> &Frame {
         self.start(EventName::Exit, b"\nevent: exit\ndata: ");
-        self.frame.scratch_str(&exit.json());
+        let json = exit.json();
+        match (self.tag.is_some(), json.strip_prefix("{\"type\":\"exit\",")) {
+            (true, Some(rest)) => {
+                self.frame.lit(b"{\"type\":\"exit\",");
+                self.put_tag();
+                self.frame.scratch_str(rest);
+            }
+            _ => self.frame.scratch_str(&json),
+        }
         self.frame.lit(b"\n\n");
         self.frame.seal();
         &self.frame

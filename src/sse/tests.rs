@@ -252,3 +252,43 @@ fn measuring_cuts_like_encoding() {
     assert_eq!(frame.to_vec(b"hi\n", true), b"");
     assert_eq!((frame.id(), frame.stream()), (1, Some(Stream::Stdout)));
 }
+
+/// A tagged event (contract §11.2): `id:` is the global number, the JSON
+/// gets the job and its own id after its type; the tag is used once.
+#[test]
+fn tagged_events_carry_job_seq_and_the_global_id() {
+    let mut enc = Encoder::new(Format::Json);
+    enc.tag_next("ab-C_d", 3, 917);
+    let text = b"hi\n";
+    let out = String::from_utf8(enc.output(Stream::Stderr, text).to_vec(text, false)).expect("utf-8");
+    assert_eq!(
+        out,
+        "id: 917\nevent: stderr\ndata: {\"type\":\"stderr\",\"job\":\"ab-C_d\",\"seq\":3,\"out\":\"hi\\n\"}\n\n"
+    );
+    enc.tag_next("x", 4, 920);
+    let exit = Exit {
+        code: None,
+        signal: Some(9),
+        timed_out: false,
+    };
+    let out = String::from_utf8(enc.exit(&exit).to_vec(b"", false)).expect("utf-8");
+    assert_eq!(
+        out,
+        format!(
+            "id: 920\nevent: exit\ndata: {{\"type\":\"exit\",\"job\":\"x\",\"seq\":4,{}\n\n",
+            &exit.json()["{\"type\":\"exit\",".len()..]
+        )
+    );
+    enc.tag_next("x", 5, 930);
+    let out = String::from_utf8(enc.gap(1, 5).to_vec(b"", false)).expect("utf-8");
+    assert_eq!(
+        out,
+        "id: 930\nevent: gap\ndata: {\"type\":\"gap\",\"job\":\"x\",\"seq\":5,\"from\":1,\"to\":5}\n\n"
+    );
+    enc.tag_next("x", 1, 931);
+    let out = String::from_utf8(enc.error("no such file").to_vec(b"", false)).expect("utf-8");
+    assert!(out.starts_with("id: 931\nevent: err\ndata: {\"type\":\"error\",\"job\":\"x\",\"seq\":1,\"out\":\"no such"));
+    // Untagged again: the plain event of §3.2.
+    let out = String::from_utf8(enc.output(Stream::Stdout, text).to_vec(text, false)).expect("utf-8");
+    assert!(out.contains("data: {\"type\":\"stdout\",\"out\":"), "{out}");
+}

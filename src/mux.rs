@@ -1,0 +1,406 @@
+//! The cursors of one stream that carries many jobs (contract §11): which
+//! event of which job goes next, so events across jobs go out in increasing
+//! global number.
+//!
+//! Each job's log is already in global order; the stream merges them. A
+//! job with an event to send sits in a heap keyed by that event's global
+//! number; a job the stream has caught up with waits outside it until the
+//! server notes that its log grew ([`Mux::note`]), so a wake costs one heap
+//! step, not a look at every job. Nothing is copied: the connection encodes
+//! each event from the job's log. Pure: no sockets, no clock.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use crate::eventlog::EventLog;
+
+/// At most this many jobs are named in `?ids=` (contract §11.1).
+pub const MAX_IDS: usize = 64;
+
+/// What a cursor is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// In the heap: its next item is held.
+    Queued,
+    /// Caught up with its job: waits for the log to grow.
+    Idle,
+    /// Its log grew: look again before the next item.
+    Noted,
+    /// Its job's last event went out.
+    Done,
+}
+
+/// One job on the stream.
+#[derive(Debug)]
+struct Cursor {
+    record: usize,
+    /// The id (in the job) of the next event to send.
+    next: u64,
+    /// Events no longer held that are owed as a `gap`: `(from, to, global)`.
+    gap: Option<(u64, u64, u64)>,
+    /// Its `job` event went out.
+    announced: bool,
+    wait: Wait,
+}
+
+/// What goes out next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    /// The job's record index.
+    pub record: usize,
+    /// The job has not been announced on this stream: its `job` event goes
+    /// first.
+    pub announce: bool,
+    /// What of the job.
+    pub what: What,
+}
+
+/// An event of a job, or the gap where events were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    /// The event with this id and global number.
+    Event {
+        /// Its id in the job.
+        seq: u64,
+        /// Its global number.
+        global: u64,
+    },
+    /// Events `from`..=`to` are no longer held; `global` is the last one's.
+    Gap {
+        /// The first id missed.
+        from: u64,
+        /// The last id missed.
+        to: u64,
+        /// The last missed event's global number.
+        global: u64,
+    },
+}
+
+/// The jobs of one multiplexed stream.
+#[derive(Debug)]
+pub struct Mux {
+    cursors: Vec<Cursor>,
+    /// Cursor of each job, by record index.
+    by_record: BTreeMap<usize, usize>,
+    /// Cursors with a held item, by that item's global number.
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Cursors whose logs grew since they were last looked at.
+    noted: Vec<usize>,
+    /// Free cursor slots (jobs done on an all-jobs stream).
+    free: Vec<usize>,
+    /// Every job of the instance, new ones included (no `ids`).
+    every: bool,
+    /// No job joins any more (shutdown): an all-jobs stream ends too once
+    /// its jobs are done.
+    closed: bool,
+    /// Jobs this stream caught up with since the server last asked (their
+    /// command may wait on it).
+    caught_up: Vec<usize>,
+    /// Cursors not done.
+    live: usize,
+}
+
+impl Mux {
+    /// A stream of the jobs to be added with [`Mux::add`]; `every`: of all
+    /// jobs, including those started later.
+    pub fn new(every: bool) -> Mux {
+        Mux {
+            cursors: Vec::new(),
+            by_record: BTreeMap::new(),
+            heap: BinaryHeap::new(),
+            noted: Vec::new(),
+            free: Vec::new(),
+            every,
+            closed: false,
+            caught_up: Vec::new(),
+            live: 0,
+        }
+    }
+
+    /// True for an all-jobs stream that still takes new jobs.
+    pub fn takes_new_jobs(&self) -> bool {
+        self.every && !self.closed
+    }
+
+    /// No job joins any more: the stream ends once its jobs are done.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Adds the job at `record` whose events numbered above `after` are to
+    /// be sent. False if it has nothing to send (it ended at or before
+    /// `after`): then it is not added. A job already on the stream is left.
+    pub fn add(&mut self, record: usize, log: &EventLog, after: u64) -> bool {
+        if self.by_record.contains_key(&record) {
+            return true;
+        }
+        let resume = log.resume_after(after);
+        if log.ended() && resume.gap.is_none() && resume.next >= log.next_id() {
+            return false;
+        }
+        let cursor = Cursor {
+            record,
+            next: resume.next,
+            gap: resume.gap,
+            announced: false,
+            wait: Wait::Noted,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.cursors[slot] = cursor;
+                slot
+            }
+            None => {
+                self.cursors.push(cursor);
+                self.cursors.len() - 1
+            }
+        };
+        self.by_record.insert(record, slot);
+        self.noted.push(slot);
+        self.live += 1;
+        true
+    }
+
+    /// The job at `record` has new events in its log.
+    pub fn note(&mut self, record: usize) {
+        let Some(&slot) = self.by_record.get(&record) else {
+            return;
+        };
+        let cursor = &mut self.cursors[slot];
+        if cursor.wait == Wait::Idle {
+            cursor.wait = Wait::Noted;
+            self.noted.push(slot);
+        }
+    }
+
+    /// The id of the next event this stream needs from the job at
+    /// `record`, while it needs any (the log keeps it).
+    pub fn cursor(&self, record: usize) -> Option<u64> {
+        let &slot = self.by_record.get(&record)?;
+        let cursor = &self.cursors[slot];
+        Some(cursor.gap.map_or(cursor.next, |(from, _, _)| from))
+    }
+
+    /// The jobs on the stream (their record indices).
+    pub fn records(&self) -> impl Iterator<Item = usize> + '_ {
+        self.by_record.keys().copied()
+    }
+
+    /// True once every job is done and none can join: the stream ends.
+    pub fn ended(&self) -> bool {
+        self.live == 0 && !self.takes_new_jobs()
+    }
+
+    /// True while nothing is held that the stream has not sent.
+    pub fn is_caught_up(&self) -> bool {
+        self.heap.is_empty() && self.noted.is_empty()
+    }
+
+    /// Jobs caught up with since last asked.
+    pub fn take_caught_up(&mut self, into: &mut Vec<usize>) {
+        into.append(&mut self.caught_up);
+    }
+
+    /// The next item in global order, from the logs `log_of` gives; the
+    /// cursor moves past it. A job whose last event it is leaves the
+    /// stream (`left` gets its record).
+    pub fn next<'a>(&mut self, log_of: impl Fn(usize) -> Option<&'a EventLog>, left: &mut Vec<usize>) -> Option<Item> {
+        for slot in std::mem::take(&mut self.noted) {
+            self.look(slot, &log_of, left);
+        }
+        let Reverse((_, slot)) = self.heap.pop()?;
+        let cursor = &mut self.cursors[slot];
+        let record = cursor.record;
+        let announce = !cursor.announced;
+        cursor.announced = true;
+        let Some(log) = log_of(record) else {
+            self.finish(slot, left);
+            return self.next(log_of, left);
+        };
+        let what = match cursor.gap.take() {
+            Some((from, to, global)) => What::Gap { from, to, global },
+            None => {
+                let seq = cursor.next;
+                let global = log.global_of(seq).unwrap_or(0);
+                cursor.next += 1;
+                What::Event { seq, global }
+            }
+        };
+        let last = matches!(what, What::Event { seq, .. } if seq + 1 == log.next_id() && log.ended());
+        if last {
+            self.finish(slot, left);
+        } else {
+            self.look(slot, &log_of, left);
+        }
+        Some(Item { record, announce, what })
+    }
+
+    /// Queues the cursor's next item if its log holds it, else lets it wait.
+    fn look<'a>(&mut self, slot: usize, log_of: &impl Fn(usize) -> Option<&'a EventLog>, left: &mut Vec<usize>) {
+        let cursor = &mut self.cursors[slot];
+        if cursor.wait == Wait::Done {
+            return;
+        }
+        let Some(log) = log_of(cursor.record) else {
+            return self.finish(slot, left);
+        };
+        if cursor.gap.is_none() {
+            if let Some(first) = log.first_held().filter(|&first| cursor.next < first) {
+                // Never silent: had the log forgotten events this stream
+                // still needed (the trim keeps them), it says so.
+                let to = first - 1;
+                cursor.gap = log.global_of(to).map(|global| (cursor.next, to, global));
+                cursor.next = first;
+            }
+        }
+        let key = match cursor.gap {
+            Some((_, _, global)) => Some(global),
+            None => log.global_of(cursor.next).filter(|_| cursor.next < log.next_id()),
+        };
+        match key {
+            Some(global) => {
+                cursor.wait = Wait::Queued;
+                self.heap.push(Reverse((global, slot)));
+            }
+            None => {
+                if cursor.wait != Wait::Idle {
+                    self.caught_up.push(cursor.record);
+                }
+                cursor.wait = Wait::Idle;
+            }
+        }
+    }
+
+    fn finish(&mut self, slot: usize, left: &mut Vec<usize>) {
+        let cursor = &mut self.cursors[slot];
+        if cursor.wait == Wait::Done {
+            return;
+        }
+        cursor.wait = Wait::Done;
+        self.by_record.remove(&cursor.record);
+        left.push(cursor.record);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::Logged;
+    use crate::sse::{Exit, Stream};
+
+    fn push(log: &mut EventLog, text: &str) {
+        let id = log.next_id();
+        assert!(log.push_output(id, Stream::Stdout, text.as_bytes()));
+    }
+
+    fn exit(log: &mut EventLog) {
+        let id = log.next_id();
+        assert!(log.push(
+            id,
+            Logged::Exit(Exit {
+                code: Some(0),
+                signal: None,
+                timed_out: false
+            })
+        ));
+    }
+
+    fn drain(mux: &mut Mux, logs: &[EventLog], left: &mut Vec<usize>) -> Vec<Item> {
+        let mut items = Vec::new();
+        while let Some(item) = mux.next(|r| logs.get(r), left) {
+            items.push(item);
+        }
+        items
+    }
+
+    fn global(item: &Item) -> u64 {
+        match item.what {
+            What::Event { global, .. } | What::Gap { global, .. } => global,
+        }
+    }
+
+    #[test]
+    fn merges_in_global_order_and_waits_for_notes() {
+        let mut logs = vec![EventLog::new(1 << 20), EventLog::new(1 << 20)];
+        for i in 0..3 {
+            push(&mut logs[0], &format!("a{i}"));
+            push(&mut logs[1], &format!("b{i}"));
+        }
+        let mut mux = Mux::new(false);
+        let mut left = Vec::new();
+        assert!(mux.add(0, &logs[0], 0));
+        assert!(mux.add(1, &logs[1], 0));
+        let items = drain(&mut mux, &logs, &mut left);
+        assert_eq!(items.len(), 6);
+        assert!(items.windows(2).all(|w| global(&w[0]) < global(&w[1])));
+        assert_eq!(items.iter().filter(|i| i.announce).count(), 2);
+        assert!(mux.is_caught_up());
+        assert_eq!(mux.cursor(0), Some(4));
+        // The log grows: nothing until noted.
+        push(&mut logs[1], "b3");
+        exit(&mut logs[1]);
+        assert_eq!(drain(&mut mux, &logs, &mut left), vec![]);
+        mux.note(1);
+        let items = drain(&mut mux, &logs, &mut left);
+        assert_eq!(items.len(), 2);
+        assert_eq!(left, vec![1], "job 1 ended and left");
+        assert_eq!(mux.cursor(1), None);
+        assert!(!mux.ended());
+        exit(&mut logs[0]);
+        mux.note(0);
+        assert_eq!(drain(&mut mux, &logs, &mut left).len(), 1);
+        assert!(mux.ended());
+    }
+
+    #[test]
+    fn resumes_after_a_global_number_with_gaps() {
+        let mut logs = vec![EventLog::new(0), EventLog::new(1 << 20)];
+        for i in 0..4 {
+            push(&mut logs[0], &format!("a{i}"));
+            push(&mut logs[1], &format!("b{i}"));
+        }
+        logs[0].trim(5);
+        assert_eq!(logs[0].first_held(), Some(4));
+        let after = logs[1].global_of(1).expect("held");
+        let mut mux = Mux::new(false);
+        let mut left = Vec::new();
+        assert!(mux.add(0, &logs[0], after));
+        assert!(mux.add(1, &logs[1], after));
+        assert_eq!(mux.cursor(0), Some(2));
+        let items = drain(&mut mux, &logs, &mut left);
+        let gap_global = logs[0].global_of(3).expect("retained");
+        // b's event 2 was numbered before a's event 3, the last a missed.
+        assert_eq!(
+            items[1],
+            Item {
+                record: 0,
+                announce: true,
+                what: What::Gap {
+                    from: 2,
+                    to: 3,
+                    global: gap_global
+                }
+            }
+        );
+        assert!(items.windows(2).all(|w| global(&w[0]) < global(&w[1])));
+        assert!(items.iter().all(|i| global(i) > after));
+        // Job 1 resumes at its event 2; job 0 after its gap at 4.
+        let seqs: Vec<(usize, u64)> = items
+            .iter()
+            .filter_map(|i| match i.what {
+                What::Event { seq, .. } => Some((i.record, seq)),
+                What::Gap { .. } => None,
+            })
+            .collect();
+        assert_eq!(seqs, vec![(1, 2), (1, 3), (0, 4), (1, 4)]);
+        assert!(items[0].announce && items[0].record == 1);
+        // A job that ended at or before the number is not added.
+        exit(&mut logs[1]);
+        let last = logs[1].last_global().expect("some");
+        let mut again = Mux::new(false);
+        assert!(!again.add(1, &logs[1], last));
+        assert!(again.ended());
+    }
+}
