@@ -1153,9 +1153,7 @@ fn browser_ten_tabs_share_one_stream() {
             status(s).contains("stopped")
         });
         browser.exec(observe, json!([]));
-        let command = format!(
-            "for i in $(seq 1 {LINES}); do echo \"L{k}-$i $(date +%s%3N)\"; sleep 0.1; done"
-        );
+        let command = format!("for i in $(seq 1 {LINES}); do echo \"L{k}-$i $(date +%s%3N)\"; sleep 0.1; done");
         browser.clear("[data-role=command]");
         browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
         browser.wait_for(&format!("tab {k}: its first line"), PAGE_TIMEOUT, |s| {
@@ -1184,7 +1182,12 @@ fn browser_ten_tabs_share_one_stream() {
     };
     assert_eq!(gauge("multiplexed_streams_open"), 1, "one GET /jobs/events open");
     assert_eq!(gauge("streams_open"), 1, "and no other stream open");
-    assert_eq!(feed_requests(&server), 1, "one GET /jobs/events so far:\n{}", server.log());
+    assert_eq!(
+        feed_requests(&server),
+        1,
+        "one GET /jobs/events so far:\n{}",
+        server.log()
+    );
 
     // The leader goes; the stream moves to another tab, which resumes.
     let leader = modes.iter().position(|m| m == "leader").expect("a leader");
@@ -1217,7 +1220,10 @@ fn browser_ten_tabs_share_one_stream() {
             .map(|i| lag[i.to_string()].as_i64().unwrap_or(i64::MAX))
             .collect();
         let max = lags.iter().copied().max().unwrap_or(i64::MAX);
-        assert!(max <= 2000, "tab {k}: a line drawn {max} ms after its printing: {lags:?}");
+        assert!(
+            max <= 2000,
+            "tab {k}: a line drawn {max} ms after its printing: {lags:?}"
+        );
         worst = worst.max(max);
     }
     eprintln!(
