@@ -1157,7 +1157,8 @@ fn browser_ten_tabs_share_one_stream() {
         browser.clear("[data-role=command]");
         browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
         browser.wait_for(&format!("tab {k}: its first line"), PAGE_TIMEOUT, |s| {
-            numbered(s, &format!("L{k}-")).first() == Some(&1)
+            let first = format!("L{k}-1 ");
+            lines_of(&s["stdout"]).iter().any(|l| l.starts_with(&first))
         });
     }
     let modes: Vec<String> = tabs
@@ -1193,7 +1194,7 @@ fn browser_ten_tabs_share_one_stream() {
     let leader = modes.iter().position(|m| m == "leader").expect("a leader");
     browser.switch_to(&tabs[leader]);
     let leader_job = kept_job(&browser);
-    let cut = numbered(&browser.page_state(), &format!("L{leader}-")).len();
+    let cut = lines_of(&browser.page_state()["stdout"]).len();
     browser.close_window();
     let rest: Vec<(usize, &String)> = tabs.iter().enumerate().filter(|(k, _)| *k != leader).collect();
     let mut worst = 0;
