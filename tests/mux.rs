@@ -415,3 +415,52 @@ fn refusals() {
     job_delete(&s, &a).assert_status(204, "forget");
     mux_status(&s, &format!("?ids={a}"), &[]).assert_status(404, "forgotten job");
 }
+
+/// §11.4: a viewer on this stream paces each running job it carries: while
+/// it reads nothing, a fast job's output stops growing far short of its end
+/// (no viewer, the same command ends in well under a second); once it
+/// reads, every byte arrives, in order, and the stream ends with the exit.
+/// (Its first read is 64 KiB: an event too large for the stream's batch.)
+#[test]
+fn a_multiplexed_viewer_paces_its_jobs() {
+    let s = Server::start(&[]);
+    let lines = 2_000_000u64;
+    let mut c = Conn::connect_small_rcvbuf(s.addr, 16 * 1024);
+    // The sleep lets the viewer attach before the first line.
+    let paced = job_start(&s, &format!("sh -c 'sleep 0.5; seq 1 {lines}'"))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    c.send(&req_mux(&s, &format!("?ids={paced}"), &[]));
+    let bytes_of = |s: &Server| job_info(s, &paced)["bytes"].as_u64().expect("bytes");
+    let mut last = 0;
+    let stalled = poll_until(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = bytes_of(&s);
+        let same = now == last && now > 0;
+        last = now;
+        same
+    });
+    let total: u64 = (1..=lines).map(|n| n.to_string().len() as u64 + 1).sum();
+    assert!(stalled, "the job's output stops growing while its viewer reads nothing");
+    assert!(last < total / 2, "held back at {last} of {total} bytes");
+    assert_eq!(job_info(&s, &paced)["state"], "running");
+    let head = c.read_head();
+    assert_eq!(head.status, 200, "{}", head.raw_head);
+    let mut reader = Reader::new();
+    let mut text = String::new();
+    c.read_body_with(&head, |piece, _| {
+        reader.feed(piece);
+        reader.body.clear();
+        for e in reader.events.drain(..) {
+            match e.name.as_str() {
+                "stdout" => text.push_str(e.data["out"].as_str().expect("out")),
+                "exit" => text.push_str("<exit>"),
+                _ => {}
+            }
+        }
+        true
+    });
+    assert_eq!(text.len() as u64, total + "<exit>".len() as u64, "every byte arrives");
+    assert!(text.starts_with("1\n2\n3\n") && text.ends_with(&format!("\n{lines}\n<exit>")));
+}

@@ -762,8 +762,12 @@ impl Conn {
             if frame.len() >= BATCH_EVENT_MAX {
                 // A large event is written from where it lies, after what
                 // the batch holds.
-                out.parts(std::iter::once(&batch[..]), true, now);
-                batch.clear();
+                if !batch.is_empty() {
+                    // (Never an empty write: a writev of nothing returns 0,
+                    // which reads as a dead socket.)
+                    out.parts(std::iter::once(&batch[..]), true, now);
+                    batch.clear();
+                }
                 out.frame(frame, text, chunked, now);
                 continue;
             }
