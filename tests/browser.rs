@@ -309,13 +309,12 @@ fn browser_reload_mid_run_reattaches_without_duplicates() {
         .count();
     assert_eq!(headers, 1, "one command line at the top: {state:#}");
     // §12 one stream: the events come from the tab's one GET /jobs/events,
-    // opened once per load; the reloaded page, which did not hear the job's
-    // start, reads the job's past once from its own stream.
+    // opened once per load; the reloaded page reads the job's past from its
+    // own stream at most once (not when its new stream brought it first).
     assert_eq!(feed_requests(&server), 2, "one stream per page load:\n{}", server.log());
-    assert_eq!(
-        events_requests(&server, &job),
-        1,
-        "the job's own stream read once, after the reload:\n{}",
+    assert!(
+        events_requests(&server, &job) <= 1,
+        "the job's own stream read at most once, after the reload:\n{}",
         server.log()
     );
 }
