@@ -17,6 +17,7 @@ use mio::{Interest, Registry, Token};
 use crate::child::{self, Spawned};
 use crate::contain::Scope;
 use crate::logsafe::LogArgv;
+use crate::pty;
 use crate::sse::{Encoder, Exit, Format, Frame, PipeText, Stream};
 use crate::sys;
 use crate::timer::{Deadline, TimerKey, Timers};
@@ -122,6 +123,9 @@ struct Pipe {
 pub struct Job {
     index: usize,
     pgid: libc::pid_t,
+    /// The size of its terminals, when it runs on two (contract §10): its
+    /// `stdout` and `stderr` pipes are then their master sides.
+    terminal: Option<pty::Size>,
     /// Its process group and whatever left it (contract §3.6).
     scope: Scope,
     pipes: [Option<Pipe>; 2],
@@ -164,6 +168,8 @@ impl Job {
             pid,
             mut stdout,
             mut stderr,
+            stdin: _,
+            terminal,
             scope,
         } = spawned;
         let registered = registry
@@ -182,6 +188,7 @@ impl Job {
         let mut job = Job {
             index,
             pgid,
+            terminal,
             scope,
             pipes: [
                 Some(Pipe {
@@ -215,6 +222,41 @@ impl Job {
         }
         debug!("child {} started: {}", pgid, job.argv);
         Ok(job)
+    }
+
+    /// The size of its terminals, when it runs on them (contract §10).
+    pub fn terminal(&self) -> Option<pty::Size> {
+        self.terminal
+    }
+
+    /// Sends `signal` to the command's process group (contract §10.3). An
+    /// error only if the group cannot be signalled (it is gone: no error).
+    pub fn signal_group(&self, signal: libc::c_int) -> io::Result<()> {
+        debug!("child {}: signal {signal} to its group (asked by a client)", self.pgid);
+        sys::kill_group(self.pgid, signal)
+    }
+
+    /// Gives both terminals `size` and makes sure the command's group gets
+    /// one `SIGWINCH` (contract §10.4): the kernel sends it to the
+    /// terminal's foreground group when the size changed; we send it when
+    /// it did not, or when another group is in the foreground. False when
+    /// the command is not on a terminal.
+    pub fn resize(&mut self, size: pty::Size) -> io::Result<bool> {
+        let Some(before) = self.terminal else { return Ok(false) };
+        for pipe in self.pipes.iter().flatten() {
+            pty::set_size(&pipe.rx, size)?;
+        }
+        self.terminal = Some(size);
+        let foreground = self.pipes[0].as_ref().and_then(|pipe| pty::foreground_group(&pipe.rx));
+        if before == size || foreground != Some(self.pgid) {
+            sys::kill_group(self.pgid, libc::SIGWINCH)?;
+        }
+        Ok(true)
+    }
+
+    /// True once the command has exited (it may still be draining).
+    pub fn has_exited(&self) -> bool {
+        self.status.is_some()
     }
 
     /// The child's pid (also its process group).

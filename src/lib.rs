@@ -41,6 +41,8 @@
 //!   whatever a command starts (a cgroup v2, else the child subreaper) so it
 //!   is stopped with it; [`sys`] holds every system call std lacks, and
 //!   every `unsafe` block.
+//! - [`pty`] opens the pseudo-terminals of `pty=1` (contract §10) and
+//!   makes one the controlling terminal of a command's new session.
 //! - [`logsafe`] escapes and redacts what clients and children control
 //!   before it reaches a log line.
 //! - [`metrics`] counts what `/metrics` reports: integers bumped where it
@@ -78,6 +80,7 @@ pub mod job;
 pub mod jobs;
 pub mod logsafe;
 pub mod metrics;
+pub mod pty;
 pub mod route;
 pub mod server;
 pub mod sse;

@@ -457,6 +457,9 @@ pub struct ExecPlan {
     pub env: Vec<std::ffi::CString>,
     /// Directory to change to before `execve`.
     pub cwd: Option<std::ffi::CString>,
+    /// A new session whose controlling terminal is descriptor 0 (contract
+    /// §10), instead of a new process group.
+    pub session: bool,
 }
 
 /// What the vfork child reads (the plan, as C pointers) and writes (why
@@ -466,6 +469,8 @@ struct ChildArgs {
     argv: Vec<*const libc::c_char>,
     env: Vec<*const libc::c_char>,
     cwd: *const libc::c_char,
+    /// See [`ExecPlan::session`].
+    session: bool,
     /// The signal mask to restore before `execve`.
     mask: libc::sigset_t,
     /// errno of the failed step, 0 if `execve` succeeded.
@@ -507,6 +512,7 @@ pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t>
         argv: with_null(&plan.argv),
         env: with_null(&plan.env),
         cwd: plan.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        session: plan.session,
         // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
         mask: unsafe { std::mem::zeroed() },
         error: 0,
@@ -670,7 +676,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: each call below takes integers or pointers into `args`, which
     // outlives the child; none returns into Rust code that could unwind.
     unsafe {
-        if libc::setpgid(0, 0) != 0 {
+        if args.session {
+            if let Err(err) = crate::pty::make_controlling(0) {
+                fail(args, err);
+            }
+        } else if libc::setpgid(0, 0) != 0 {
             fail(args, errno());
         }
         if libc::syscall(

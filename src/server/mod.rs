@@ -580,7 +580,7 @@ impl Server {
     // ----- streams and jobs ------------------------------------------------
 
     fn start_stream(&mut self, index: usize, head: &Head, run: RunRequest, now: Instant) {
-        let started = self.spawn_job(&run.argv, run.format, Output::Direct(Some(index)), now);
+        let started = self.spawn_job(&run, run.format, Output::Direct(Some(index)), now);
         let Some(conn) = self.conns.get_mut(index) else { return };
         conn.begin_stream(head, true, &run.headers, now);
         self.metrics.response(200);
@@ -600,10 +600,11 @@ impl Server {
 
     /// Starts `argv` as a job whose events go to `out`; its job table index,
     /// or the `err` event's message.
-    fn spawn_job(&mut self, argv: &[String], format: Format, out: Output, now: Instant) -> Result<usize, String> {
+    fn spawn_job(&mut self, run: &RunRequest, format: Format, out: Output, now: Instant) -> Result<usize, String> {
+        let argv = &run.argv;
         let job_index = self.jobs.next_index();
         let spawned = match self.containment.spawn_scope() {
-            Ok(scope) => child::spawn(argv, &self.spawn_options, scope),
+            Ok(scope) => child::spawn(argv, &self.spawn_options, run.streams, scope),
             Err(err) => Err(child::SpawnError::Contain(err)),
         };
         let argv_for_log = self.argv_for_log(argv);
