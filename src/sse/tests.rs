@@ -1,0 +1,240 @@
+use super::*;
+
+fn encode(format: Format, text: &[u8]) -> String {
+    let mut enc = Encoder::new(format);
+    let frame = enc.output(Stream::Stdout, text);
+    String::from_utf8(frame.to_vec(text, false)).expect("frames are UTF-8")
+}
+
+#[test]
+fn json_seed_case() {
+    assert_eq!(
+        encode(Format::Json, b"hello\n"),
+        "id: 1\nevent: stdout\ndata: {\"type\":\"stdout\",\"out\":\"hello\\n\"}\n\n"
+    );
+}
+
+#[test]
+fn json_escapes_controls_quotes_and_invalid_bytes() {
+    let text = b"a\"b\\c\td\re\x01f\x1f\x7f\xffg\xe2\x82\xac\n";
+    let got = encode(Format::Json, text);
+    let data = got.lines().nth(2).expect("data line");
+    let want = "data: {\"type\":\"stdout\",\"out\":\"a\\\"b\\\\c\\td\\re\\u0001f\\u001f\u{7f}\u{FFFD}g€\\n\"}";
+    assert_eq!(data, want);
+}
+
+#[test]
+fn json_long_runs_cross_words() {
+    let text = b"0123456789abcdefghij\"klmnopqrstuvwxyz0123456789\n";
+    let got = encode(Format::Json, text);
+    assert!(got.contains("0123456789abcdefghij\\\"klmnopqrstuvwxyz0123456789\\n"));
+}
+
+#[test]
+fn raw_lines_and_line_ends() {
+    assert_eq!(
+        encode(Format::Raw, b"a\nb\r\nc\rd\n"),
+        "id: 1\nevent: stdout\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+    );
+    assert_eq!(
+        encode(Format::Raw, b"a\n\nb\n"),
+        "id: 1\nevent: stdout\ndata: a\ndata: \ndata: b\n\n"
+    );
+    assert_eq!(encode(Format::Raw, b"\n"), "id: 1\nevent: stdout\ndata: \n\n");
+    assert_eq!(
+        encode(Format::Raw, b"x\xffy\n"),
+        "id: 1\nevent: stdout\ndata: x\u{FFFD}y\n\n"
+    );
+}
+
+#[test]
+fn raw_crlf_split_across_events() {
+    let mut enc = Encoder::new(Format::Raw);
+    let first = enc.output(Stream::Stdout, b"a\r").to_vec(b"a\r", false);
+    assert_eq!(first, b"id: 1\nevent: stdout\ndata: a\n\n");
+    assert!(enc.output(Stream::Stdout, b"\n").is_empty());
+    let third = enc.output(Stream::Stdout, b"\nb\n").to_vec(b"\nb\n", false);
+    assert_eq!(third, b"id: 2\nevent: stdout\ndata: \ndata: b\n\n");
+}
+
+#[test]
+fn exit_and_error_events() {
+    let mut enc = Encoder::new(Format::Json);
+    let exit = Exit {
+        code: None,
+        signal: Some(9),
+        timed_out: true,
+    };
+    assert_eq!(
+        enc.exit(&exit).to_vec(b"", false),
+        b"id: 1\nevent: exit\ndata: {\"type\":\"exit\",\"code\":null,\"signal\":9,\"timed_out\":true}\n\n"
+    );
+    let err = enc.error("cannot run \"x\"").to_vec(b"", false);
+    assert_eq!(
+        err,
+        b"id: 2\nevent: err\ndata: {\"type\":\"error\",\"out\":\"cannot run \\\"x\\\"\"}\n\n"
+    );
+}
+
+#[test]
+fn chunk_framing_wraps_the_frame() {
+    let mut enc = Encoder::new(Format::Json);
+    let exit = Exit {
+        code: Some(0),
+        signal: None,
+        timed_out: false,
+    };
+    let frame = enc.exit(&exit);
+    let body = frame.to_vec(b"", false);
+    let chunked = frame.to_vec(b"", true);
+    let mut want = format!("{:x}\r\n", body.len()).into_bytes();
+    want.extend_from_slice(&body);
+    want.extend_from_slice(b"\r\n");
+    assert_eq!(chunked, want);
+}
+
+#[test]
+fn empty_frame_is_no_bytes_even_chunked() {
+    // Found by fuzz/chunked: the chunk's CRLF tail was still written.
+    let mut enc = Encoder::new(Format::Raw);
+    let _ = enc.output(Stream::Stdout, b"a\r");
+    let frame = enc.output(Stream::Stdout, b"\n");
+    assert!(frame.is_empty());
+    assert_eq!(frame.to_vec(b"\n", true), b"");
+    assert_eq!(frame.parts(b"\n", true).count(), 0);
+}
+
+#[test]
+fn char_boundary_keeps_unfinished_characters() {
+    assert_eq!(char_boundary(b"ab"), 2);
+    assert_eq!(char_boundary(b"a\xe2\x82"), 1);
+    assert_eq!(char_boundary(b"a\xe2\x82\xac"), 4);
+    assert_eq!(char_boundary(b"a\xf0\x9f\x98"), 1);
+    assert_eq!(char_boundary(b"a\xff"), 2);
+    assert_eq!(char_boundary(b"\x80\x80\x80"), 3);
+}
+
+#[test]
+fn pipe_text_holds_partial_lines() {
+    let mut enc = Encoder::new(Format::Json);
+    let mut pipe = PipeText::new(Stream::Stdout);
+    let mut events = Vec::new();
+    let mut emit = |f: &Frame, t: &[u8]| {
+        events.push(String::from_utf8(f.to_vec(t, false)).unwrap_or_default());
+        true
+    };
+    pipe.feed(&mut enc, b"one\ntw", &mut emit);
+    pipe.feed(&mut enc, b"o\xe2\x82", &mut emit);
+    pipe.flush(&mut enc, &mut emit);
+    pipe.feed(&mut enc, b"\xac\n", &mut emit);
+    pipe.finish(&mut enc, &mut emit);
+    let outs: Vec<&str> = events.iter().map(|e| e.lines().nth(2).unwrap_or("")).collect();
+    assert_eq!(
+        outs,
+        [
+            "data: {\"type\":\"stdout\",\"out\":\"one\\n\"}",
+            "data: {\"type\":\"stdout\",\"out\":\"two\"}",
+            "data: {\"type\":\"stdout\",\"out\":\"€\\n\"}",
+        ]
+    );
+}
+
+/// Escape-heavy text goes out in events within MAX_FRAME; when the sink
+/// stops taking them, the rest waits in the backlog and nothing is lost.
+#[test]
+fn escape_heavy_text_is_sliced_and_backlogged() {
+    let mut enc = Encoder::new(Format::Json);
+    let mut pipe = PipeText::new(Stream::Stdout);
+    let mut text = vec![0u8; 100_000];
+    text.push(b'\n');
+    let mut frames: Vec<(usize, String)> = Vec::new();
+    let mut take = 2;
+    let mut emit = |f: &Frame, t: &[u8]| {
+        frames.push((f.len(), String::from_utf8(f.to_vec(t, false)).unwrap_or_default()));
+        take -= 1;
+        take > 0
+    };
+    pipe.feed(&mut enc, &text, &mut emit);
+    assert_eq!(frames.len(), 2, "the sink stopped after two events");
+    assert!(pipe.has_backlog());
+    let mut emit_all = |f: &Frame, t: &[u8]| {
+        frames.push((f.len(), String::from_utf8(f.to_vec(t, false)).unwrap_or_default()));
+        true
+    };
+    assert!(pipe.drain(&mut enc, &mut emit_all));
+    assert!(frames.iter().all(|(len, _)| *len <= MAX_FRAME));
+    let escapes: usize = frames.iter().map(|(_, f)| f.matches("\\u0000").count()).sum();
+    assert_eq!(escapes, 100_000, "every NUL byte arrives once");
+    assert!(frames.last().is_some_and(|(_, f)| f.contains("\\n\"}")));
+    let ids: Vec<&str> = frames.iter().filter_map(|(_, f)| f.lines().next()).collect();
+    let expected: Vec<String> = (1..=frames.len()).map(|i| format!("id: {i}")).collect();
+    assert_eq!(ids, expected, "ids stay consecutive across the undone encoding");
+}
+
+/// Plain text, a 64 KiB read of it, stays one event.
+#[test]
+fn plain_text_is_one_event() {
+    let mut enc = Encoder::new(Format::Json);
+    let mut pipe = PipeText::new(Stream::Stdout);
+    let line = [b"x".repeat(99), b"\n".to_vec()].concat();
+    let text = line.repeat(655);
+    let mut count = 0;
+    pipe.feed(&mut enc, &text, &mut |_, _| {
+        count += 1;
+        true
+    });
+    assert_eq!(count, 1);
+}
+
+/// Events (id, stream, text) a pipe cuts from `reads`, and each JSON
+/// frame's length (exact, or the measuring encoder's bound).
+fn cut(reads: &[Vec<u8>], measuring: bool) -> Vec<(u64, Option<Stream>, Vec<u8>, usize)> {
+    let mut enc = Encoder::new(Format::Json);
+    enc.set_measuring(measuring);
+    let mut pipe = PipeText::new(Stream::Stdout);
+    let mut events = Vec::new();
+    let mut emit = |f: &Frame, t: &[u8]| {
+        events.push((f.id(), f.stream(), t.to_vec(), f.len()));
+        true
+    };
+    for read in reads {
+        pipe.feed(&mut enc, read, &mut emit);
+    }
+    pipe.finish(&mut enc, &mut emit);
+    events
+}
+
+/// A measuring encoder cuts the same events with the same ids as a full
+/// one, plain or escape-heavy, ASCII or not, and its lengths are bounds.
+#[test]
+fn measuring_cuts_like_encoding() {
+    let mut rng = crate::test_rng::Rng(0x5eed_cafe);
+    let alphabets: [&[u8]; 4] = [
+        b"abcdefghij klmnop\n",
+        b"\x00\x01\"\\\n\tab",
+        b"a\xe2\x82\xac\xff\x80\n",
+        b"xyz\x1b\r\n",
+    ];
+    for case in 0..40 {
+        let alphabet = alphabets[case % alphabets.len()];
+        let reads: Vec<Vec<u8>> = (0..1 + rng.below(4))
+            .map(|_| {
+                let len = [10, 5000, 20_000, 70_000][rng.below(4)];
+                (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect()
+            })
+            .collect();
+        let full = cut(&reads, false);
+        let measured = cut(&reads, true);
+        assert_eq!(full.len(), measured.len(), "case {case}");
+        for (f, m) in full.iter().zip(&measured) {
+            assert_eq!((f.0, f.1, &f.2), (m.0, m.1, &m.2), "case {case}");
+            assert!(m.3 >= f.3, "case {case}: bound {} < length {}", m.3, f.3);
+        }
+    }
+    // A measured frame has no bytes to write.
+    let mut enc = Encoder::new(Format::Json);
+    enc.set_measuring(true);
+    let frame = enc.output(Stream::Stdout, b"hi\n");
+    assert_eq!(frame.to_vec(b"hi\n", true), b"");
+    assert_eq!((frame.id(), frame.stream()), (1, Some(Stream::Stdout)));
+}
