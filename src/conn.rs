@@ -64,6 +64,9 @@ pub enum Phase {
         /// No byte of this request has arrived yet.
         idle: bool,
     },
+    /// A request's body is arriving (only `POST /jobs/ID/input` takes one,
+    /// contract §10.2); the server holds what it has of it.
+    ReadingBody,
     /// Watching a job; its events go out as they are encoded.
     Streaming {
         /// The job's index in the job table.
@@ -245,6 +248,19 @@ impl Conn {
                 }
                 Ok(Some(head))
             }
+        }
+    }
+
+    /// Bytes received and not yet used: a body's, then a next request's.
+    pub fn input(&self) -> &[u8] {
+        &self.inbuf
+    }
+
+    /// Drops the first `n` received bytes (a body's, now used).
+    pub fn consume_input(&mut self, n: usize) {
+        self.inbuf.drain(..n.min(self.inbuf.len()));
+        if self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
         }
     }
 

@@ -16,6 +16,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::child::{self, Spawned};
 use crate::contain::Scope;
+use crate::input::{Input, Offer};
 use crate::logsafe::LogArgv;
 use crate::pty;
 use crate::sse::{Encoder, Exit, Format, Frame, PipeText, Stream};
@@ -39,6 +40,8 @@ pub const HOLD_ROOM: usize = 4 * 1024;
 pub const TOKEN_STDOUT: usize = 2;
 /// See [`TOKEN_STDOUT`].
 pub const TOKEN_STDERR: usize = 3;
+/// The token kind of a job's stdin (writable events, contract §10.2).
+pub const TOKEN_STDIN: usize = 4;
 /// Bits of a token that hold its kind.
 pub const TOKEN_KIND_BITS: usize = 3;
 
@@ -126,6 +129,8 @@ pub struct Job {
     /// The size of its terminals, when it runs on two (contract §10): its
     /// `stdout` and `stderr` pipes are then their master sides.
     terminal: Option<pty::Size>,
+    /// Its standard input, when it takes input (contract §10.2).
+    input: Option<Input>,
     /// Its process group and whatever left it (contract §3.6).
     scope: Scope,
     pipes: [Option<Pipe>; 2],
@@ -168,18 +173,25 @@ impl Job {
             pid,
             mut stdout,
             mut stderr,
-            stdin: _,
+            mut stdin,
             terminal,
             scope,
         } = spawned;
         let registered = registry
             .register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)
-            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE));
+            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE))
+            .and_then(|()| match &mut stdin {
+                Some(tx) => registry.register(tx, token(index, TOKEN_STDIN), Interest::WRITABLE),
+                None => Ok(()),
+            });
         if let Err(err) = registered {
             // Nothing will watch this child: end and reap it now, so no
             // process or zombie is left behind.
             let _ = registry.deregister(&mut stdout);
             let _ = registry.deregister(&mut stderr);
+            if let Some(tx) = &mut stdin {
+                let _ = registry.deregister(tx);
+            }
             scope.signal(libc::SIGKILL);
             let _ = sys::wait_blocking(pid);
             return Err(err);
@@ -189,6 +201,7 @@ impl Job {
             index,
             pgid,
             terminal,
+            input: stdin.map(|tx| Input::new(tx, terminal.is_some())),
             scope,
             pipes: [
                 Some(Pipe {
@@ -254,6 +267,37 @@ impl Job {
         Ok(true)
     }
 
+    /// Offers a posted body (and with `eof` the end of input) to the
+    /// command's stdin, and writes what it can now (contract §10.2).
+    pub fn offer_input(&mut self, body: &[u8], eof: bool, registry: &Registry) -> Offer {
+        let Some(input) = self.input.as_mut().filter(|_| self.status.is_none()) else {
+            return Offer::Closed;
+        };
+        let offer = input.offer(body, eof);
+        input.write(registry);
+        offer
+    }
+
+    /// The command's stdin became writable: write what is queued.
+    pub fn on_stdin_writable(&mut self, registry: &Registry) {
+        if let Some(input) = &mut self.input {
+            input.set_writable();
+            input.write(registry);
+        }
+    }
+
+    /// Its input: `None` if it has none, else whether it is still open.
+    pub fn input_open(&self) -> Option<bool> {
+        self.input.as_ref().map(Input::is_open)
+    }
+
+    /// Ends its input (the command exited: nobody will read it).
+    fn close_input(&mut self, registry: &Registry) {
+        if let Some(input) = &mut self.input {
+            input.close(registry);
+        }
+    }
+
     /// True once the command has exited (it may still be draining).
     pub fn has_exited(&self) -> bool {
         self.status.is_some()
@@ -290,6 +334,10 @@ impl Job {
     /// Returns true if it stopped at the read cap with readiness left.
     pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, timers: &mut Timers, registry: &Registry) -> bool {
         self.held_back = false;
+        if self.status.is_some() {
+            // Nobody will read what is still queued for the command.
+            self.close_input(registry);
+        }
         self.encoder.set_measuring(sink.keeps_text());
         for _ in 0..FAIR_READS {
             if !sink.ready() || !self.drain_backlog(sink) {

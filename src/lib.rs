@@ -35,6 +35,8 @@
 //! - [`route`] maps a head to what to do; [`auth`] checks token, Host,
 //!   Origin, Fetch-Metadata.
 //! - [`argv`] splits a command line like a POSIX shell, without expansion.
+//! - [`input`] holds what clients posted for a job's stdin until the
+//!   command takes it (contract §10.2).
 //! - [`job`] is one running command; [`jobs`] the record of a published one;
 //!   [`eventlog`] its events.
 //! - [`child`] spawns into a process group and reaps; [`contain`] keeps
@@ -76,6 +78,7 @@ pub mod eventlog;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod http;
+pub mod input;
 pub mod job;
 pub mod jobs;
 pub mod logsafe;

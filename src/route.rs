@@ -11,9 +11,11 @@ use crate::argv;
 use crate::auth::{self, HostPolicy, OriginCheck};
 use crate::child::Streams;
 use crate::cli::Config;
+use crate::http::body::BodyError;
 use crate::http::query::Query;
 use crate::http::request::{Head, HttpError, Method};
 use crate::http::response::Reply;
+use crate::input;
 use crate::pty;
 use crate::sse::Format;
 
@@ -85,6 +87,14 @@ pub enum JobAction {
         /// Which of [`JOB_SIGNALS`] (its index).
         signal: usize,
     },
+    /// `POST /jobs/ID/input[?eof=1]` (contract §10.2): the body is read
+    /// next, then written to the command's input.
+    Input {
+        /// The job id.
+        id: String,
+        /// End the input after the body.
+        eof: bool,
+    },
     /// `POST /jobs/ID/resize?cols=C&rows=R` (contract §10.4).
     Resize {
         /// The job id.
@@ -114,6 +124,7 @@ pub const JOB_SIGNALS: [(&str, libc::c_int); 10] = [
 /// What `POST /jobs/ID/…` acts on besides the job itself (contract §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Control {
+    Input,
     Signal,
     Resize,
 }
@@ -144,6 +155,7 @@ impl Route<'_> {
         let rest = path.strip_prefix("/jobs/")?;
         let suffixes = [
             ("/events", None),
+            ("/input", Some(Control::Input)),
             ("/signal", Some(Control::Signal)),
             ("/resize", Some(Control::Resize)),
         ];
@@ -237,6 +249,9 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
 
 /// The job routes: token, body, then the route's own input.
 fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec<(&'static str, String)>) -> Decision {
+    if let Route::JobControl(id, Control::Input) = route {
+        return input(head, id, query, config, cors);
+    }
     if let Some(refusal) = gate(head, query, config) {
         return refusal;
     }
@@ -285,10 +300,37 @@ fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec
     Decision::Job(JobRequest { action, headers: cors })
 }
 
+/// `POST /jobs/ID/input`: the token, a body of at most
+/// [`input::MAX_BODY`] (`413` at once for a longer `Content-Length`; a
+/// chunked one is counted as it comes), `eof`.
+fn input(head: &Head, id: &str, query: &Query, config: &Config, cors: Vec<(&'static str, String)>) -> Decision {
+    if !authorized(head, query, config) {
+        return unauthorized();
+    }
+    if head.body.content_length.is_some_and(|n| n > input::MAX_BODY as u64) {
+        let err = BodyError::TooLarge(input::MAX_BODY);
+        return Decision::Reply(with_headers(
+            Reply::text(413, err.status().1, &err.to_string()).closing(),
+            cors,
+        ));
+    }
+    match flag(query, "eof") {
+        Ok(eof) => Decision::Job(JobRequest {
+            action: JobAction::Input {
+                id: id.to_owned(),
+                eof: eof.unwrap_or(false),
+            },
+            headers: cors,
+        }),
+        Err(refusal) => refusal,
+    }
+}
+
 /// `/jobs/ID/signal` and `/jobs/ID/resize`: the name or the size.
 fn control_of(id: &str, control: Control, query: &Query) -> Result<JobAction, Decision> {
     let id = id.to_owned();
     match control {
+        Control::Input => Ok(JobAction::Input { id, eof: false }),
         Control::Signal => {
             let name = query.get("name").unwrap_or("");
             match JOB_SIGNALS.iter().position(|(known, _)| *known == name) {

@@ -21,7 +21,7 @@ use crate::conn::{self, After, Conn, Phase};
 use crate::contain::Containment;
 use crate::http::request::{Head, HttpError};
 use crate::http::response::Reply;
-use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDIN, TOKEN_STDOUT};
 use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
 use crate::metrics::{Metrics, StopReason};
@@ -31,6 +31,7 @@ use crate::sys;
 use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
 
+mod input;
 mod publish;
 mod scrape;
 
@@ -137,6 +138,8 @@ pub struct Server {
     tidy: Deadline,
     /// The counters `/metrics` reports (contract §8).
     metrics: Metrics,
+    /// Input bodies being received, by connection (contract §10.2).
+    bodies: BTreeMap<usize, input::PendingInput>,
 }
 
 fn would_block(err: &io::Error) -> bool {
@@ -196,6 +199,7 @@ impl Server {
             containment,
             tidy: Deadline::default(),
             metrics: Metrics::default(),
+            bodies: BTreeMap::new(),
         })
     }
 
@@ -297,6 +301,7 @@ impl Server {
                 }
                 self.pump_job(index, now);
             }
+            TOKEN_STDIN => self.on_stdin(index),
             _ => {}
         }
     }
@@ -410,6 +415,7 @@ impl Server {
             }
             let progressed = match conn.phase {
                 Phase::ReadingHead { idle, .. } => self.next_request(index, idle, now),
+                Phase::ReadingBody => self.body_step(index, now),
                 Phase::Streaming { job } => self.stream_step(index, job, now),
                 Phase::Watching { record } => self.watch_step(index, record, now),
                 Phase::Draining { then } => self.drain_step(index, then, now),
@@ -549,8 +555,10 @@ impl Server {
                 self.start_stream(index, &head, run, now);
             }
             Decision::Job(request) => {
-                let status = self.on_job_request(index, &head, request, now);
-                info!("{peer} {method} {path} {status}");
+                // An input request is logged once its body is read.
+                if let Some(status) = self.on_job_request(index, &head, request, now) {
+                    info!("{peer} {method} {path} {status}");
+                }
             }
             Decision::Metrics(headers) => {
                 info!("{peer} {method} {path} 200");
@@ -731,6 +739,9 @@ impl Server {
                 self.reap_if_finished(job);
             }
             Phase::Watching { record } => self.unwatch(index, record, now),
+            Phase::ReadingBody => {
+                self.bodies.remove(&index);
+            }
             _ => {}
         }
         let Some(conn) = self.conns.get_mut(index) else { return };

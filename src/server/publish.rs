@@ -64,8 +64,15 @@ fn next_of(conns: &Table<Conn>, viewer: usize) -> Option<u64> {
 }
 
 impl Server {
-    /// Carries out a job request; returns the status for the access line.
-    pub(super) fn on_job_request(&mut self, index: usize, head: &Head, request: JobRequest, now: Instant) -> u16 {
+    /// Carries out a job request; returns the status for the access line
+    /// (`None`: an input request whose answer waits for its body).
+    pub(super) fn on_job_request(
+        &mut self,
+        index: usize,
+        head: &Head,
+        request: JobRequest,
+        now: Instant,
+    ) -> Option<u16> {
         let JobRequest { action, headers } = request;
         let reply = match action {
             JobAction::Start(run) => self.start_published(&run, now),
@@ -79,11 +86,12 @@ impl Server {
                 None => no_job(),
             },
             JobAction::Stop(id) => self.stop_published(&id, now),
+            JobAction::Input { id, eof } => return self.begin_input(index, head, id, eof, headers, now),
             JobAction::Signal { id, signal } => self.signal_published(&id, signal),
             JobAction::Resize { id, size } => self.resize_published(&id, size),
             JobAction::Watch { id, format, after } => {
                 match self.begin_watch(index, head, &id, format, after, &headers, now) {
-                    Ok(()) => return 200,
+                    Ok(()) => return Some(200),
                     Err(reply) => reply,
                 }
             }
@@ -92,7 +100,7 @@ impl Server {
         reply.headers.extend(headers);
         let status = reply.status;
         self.answer(index, head, reply, now);
-        status
+        Some(status)
     }
 
     /// The record with this id, unless forgotten.
@@ -168,7 +176,7 @@ impl Server {
 
     /// The running job of record `id`: its record and job table indices;
     /// `404` for no such record, `409` when it has finished.
-    fn running_job(&self, id: &str) -> Result<(usize, usize), Reply> {
+    pub(super) fn running_job(&self, id: &str) -> Result<(usize, usize), Reply> {
         let index = self.find_record(id).ok_or_else(no_job)?;
         let record = self.records.get(index).ok_or_else(no_job)?;
         match record.job() {
@@ -512,7 +520,8 @@ fn json_reply(status: u16, reason: &'static str, body: String) -> Reply {
     reply.header("Cache-Control", "no-store")
 }
 
-fn conflict(message: &str) -> Reply {
+/// `409`: the job exists but cannot do what was asked.
+pub(super) fn conflict(message: &str) -> Reply {
     Reply::text(409, "Conflict", message)
 }
 
