@@ -250,15 +250,7 @@ fn a_disconnect_stops_a_terminal_command_and_its_group() {
 /// The pid of the one live `sleep` whose argv holds `marker`, within 5 s
 /// (the `sh -c` line that started it holds the marker too).
 fn wait_marked(marker: &str) -> u32 {
-    let mut found = Vec::new();
-    wait_until(Duration::from_secs(5), &format!("a sleep marked {marker}"), || {
-        found = live_marked(marker)
-            .into_iter()
-            .filter(|&pid| cmdline(pid).is_some_and(|line| line.starts_with("sleep")))
-            .collect();
-        found.len() == 1
-    });
-    found[0]
+    wait_marked_program(marker, "sleep")
 }
 
 /// §10.1: `cols`, `rows`, `pty` and `stdin` out of range or malformed are
@@ -528,4 +520,131 @@ fn resize_refusals() {
     for id in [on_pipes, on_pty] {
         job_delete(&s, &id).assert_status(202, "DELETE");
     }
+}
+
+/// §10.1 with §3.7: a client that reads nothing holds a command on a
+/// terminal back (the server stops reading the master; the terminal's
+/// buffer fills and the command's writes block), and the server's memory
+/// stays flat.
+#[test]
+fn a_client_that_reads_nothing_holds_a_terminal_command_back() {
+    let s = Server::start(&[]);
+    let m = sleep_marker();
+    let _g = MarkerGuard(vec![m.clone()]);
+    let mut c = Conn::connect_small_rcvbuf(s.addr, 64 * 1024);
+    let target = format!("/run?command={}&pty=1", pct(&format!("yes {m}")));
+    c.send(&s.req("GET", &target, &[]));
+    let pid = wait_marked_program(&m, "yes");
+    let rss_start = s.rss_kib();
+    std::thread::sleep(Duration::from_secs(1));
+    let written = io_wchar(pid).expect("wchar of yes");
+    std::thread::sleep(Duration::from_secs(1));
+    let later = io_wchar(pid).expect("wchar of yes");
+    assert!(
+        later - written < 256 * 1024,
+        "yes wrote {} bytes in a second while nobody read: not held back",
+        later - written
+    );
+    let grown = s.rss_kib().saturating_sub(rss_start);
+    assert!(
+        grown < 1024,
+        "server memory grew {grown} KiB while holding the command back"
+    );
+    // The client reads again: output flows (and is the command's, in order).
+    let head = c.read_head();
+    head.assert_status(200, &target);
+    let mut body = c.body(&head);
+    let mut parser = SseParser::new();
+    let mut text = String::new();
+    while text.len() < 1024 * 1024 {
+        let Some((bytes, at)) = c.read_body_some(&mut body, 65536) else {
+            break;
+        };
+        for item in parser.feed(&bytes, at) {
+            if let Item::Event(e) = item {
+                assert_eq!(e.event, "stdout");
+                text.push_str(&out_text(&e));
+            }
+        }
+    }
+    assert!(text.len() >= 1024 * 1024, "output flows again ({} bytes)", text.len());
+    let line = format!("{m}\n");
+    let whole = &text[..text.rfind('\n').unwrap() + 1];
+    assert!(
+        whole.len() % line.len() == 0 && whole.split_inclusive('\n').all(|l| l == line),
+        "only whole `yes` lines"
+    );
+    c.close();
+    wait_until(Duration::from_secs(4), "yes to be stopped", || {
+        live_marked(&m).is_empty()
+    });
+}
+
+/// The pid of the live `program` whose argv holds `marker`, within 5 s.
+fn wait_marked_program(marker: &str, program: &str) -> u32 {
+    let mut found = Vec::new();
+    wait_until(Duration::from_secs(5), &format!("{program} marked {marker}"), || {
+        found = live_marked(marker)
+            .into_iter()
+            .filter(|&pid| cmdline(pid).is_some_and(|line| line.starts_with(program)))
+            .collect();
+        found.len() == 1
+    });
+    found[0]
+}
+
+/// §10: the new routes need the token, answer a CORS preflight as in §4,
+/// and take only POST.
+#[test]
+fn control_routes_need_the_token_and_answer_preflights() {
+    let origin = "http://app.example";
+    let s = Server::start(&["--cors-origin", origin]);
+    let m = sleep_marker();
+    let _g = MarkerGuard(vec![m.clone()]);
+    let id = start_job(&s, &format!("sleep {m}"), "&pty=1");
+    for route in ["input", "signal?name=INT", "resize?cols=10&rows=10"] {
+        let path = format!("/jobs/{id}/{route}");
+        s.request(&s.req_noauth("POST", &path, &[]))
+            .assert_status(401, &format!("{path} without the token"));
+        let r = s.request(&s.req_noauth(
+            "OPTIONS",
+            &path,
+            &[("Origin", origin), ("Access-Control-Request-Method", "POST")],
+        ));
+        r.assert_status(204, &format!("preflight of {path}"));
+        assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+        assert!(
+            r.header("access-control-allow-methods")
+                .is_some_and(|m| m.contains("POST")),
+            "{}",
+            r.dump()
+        );
+        let r = s.get(&path);
+        r.assert_status(405, &format!("GET {path}"));
+    }
+    assert!(!live_marked(&m).is_empty(), "nothing reached the job");
+    job_delete(&s, &id).assert_status(202, "DELETE");
+}
+
+/// §10.1 with §3.6: a process that leaves the command's session and group
+/// (`setsid -f`, a daemon's fork) is still stopped with it.
+#[test]
+fn containment_holds_on_a_terminal() {
+    let s = Server::start(&["--kill-grace", "1"]);
+    let (m1, m2) = (sleep_marker(), sleep_marker());
+    let _g = MarkerGuard(vec![m1.clone(), m2.clone()]);
+    let mut c = s.connect();
+    let command = format!("sh -c 'setsid -f sleep {m1}; sleep {m2}'");
+    let target = format!("/run?command={}&pty=1", pct(&command));
+    c.send(&s.req("GET", &target, &[]));
+    c.read_head().assert_status(200, &target);
+    let escaped = wait_marked(&m1);
+    let inside = wait_marked(&m2);
+    assert_ne!(pgrp(escaped), pgrp(inside), "the daemon left the command's group");
+    c.close();
+    wait_until(
+        Duration::from_secs(5),
+        "the command and the daemon it started to be gone",
+        || live_marked(&m1).is_empty() && live_marked(&m2).is_empty(),
+    );
 }
