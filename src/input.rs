@@ -50,6 +50,11 @@ enum Kind {
 pub struct Input {
     /// Our end of the command's stdin; `None` once closed.
     tx: Option<Sender>,
+    /// A terminal's master descriptor after the end of input, kept open
+    /// until the job is dropped: closing it while the command ran turned
+    /// out to hang the terminal up now and then (the command then died of
+    /// SIGHUP instead of reading the end of file).
+    kept: Option<Sender>,
     kind: Kind,
     /// Accepted bytes not yet written.
     queue: VecDeque<u8>,
@@ -70,6 +75,7 @@ impl Input {
     pub fn new(tx: Sender, terminal: bool) -> Input {
         Input {
             tx: Some(tx),
+            kept: None,
             kind: if terminal { Kind::Terminal } else { Kind::Pipe },
             queue: VecDeque::new(),
             writable: true,
@@ -145,7 +151,17 @@ impl Input {
             }
         }
         if self.ending && self.queue.is_empty() {
-            self.close(registry);
+            match self.kind {
+                Kind::Pipe => self.close(registry),
+                // Ended by its end-of-file character: the descriptor stays
+                // open while the job lives (see `Input::kept`).
+                Kind::Terminal => {
+                    if let Some(mut tx) = self.tx.take() {
+                        let _ = registry.deregister(&mut tx);
+                        self.kept = Some(tx);
+                    }
+                }
+            }
         }
     }
 

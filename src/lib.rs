@@ -28,7 +28,7 @@
 //!   jobs and records ([`table`]: a slot is reused only after the poll batch
 //!   that freed it). Only it decides what closes. Its `publish` part holds
 //!   the job routes and the viewers' pulling.
-//! - [`conn`] is one client socket: a phase enum, the head bytes so far, the
+//! - [`http::conn`] is one client socket: a phase enum, the head bytes so far, the
 //!   bytes the socket has not yet taken, and a viewer's cursor.
 //! - [`http`] parses request heads ([`http::request`]), percent-decodes
 //!   queries ([`http::query`]) and formats responses ([`http::response`]).
@@ -54,7 +54,7 @@
 //! - [`client`] is the other side of the wire (URL, HTTP response, SSE
 //!   parser, payload decoding) for `ssecommander bench` and the tests;
 //!   [`bench`] is that load client (contract §9), one mio thread. Both are
-//!   the cargo feature `bench` (default on; the armv7 box build leaves it out).
+//!   the cargo feature `bench` (default on).
 //! - `harness` (cargo feature `harness`: tests, benches and `fuzz/` only,
 //!   never the shipped binary) is the test side: the server guard, `/proc`
 //!   helpers and the fuzz oracles.
@@ -72,7 +72,6 @@ pub mod child;
 pub mod cli;
 #[cfg(feature = "bench")]
 pub mod client;
-pub mod conn;
 pub mod contain;
 pub mod eventlog;
 #[cfg(feature = "harness")]

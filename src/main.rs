@@ -12,8 +12,8 @@ fn bench(args: impl Iterator<Item = std::ffi::OsString>) -> u8 {
     ssecommander::bench::main(args)
 }
 
-/// A build without the load client (the armv7 box build, to stay under
-/// 1 MB) says so rather than taking `bench` for a bad flag.
+/// A build without the load client (`--no-default-features`) says so
+/// rather than taking `bench` for a bad flag.
 #[cfg(not(feature = "bench"))]
 fn bench(_args: impl Iterator<Item = std::ffi::OsString>) -> u8 {
     eprintln!("ssecommander: bench: this build has no load client (built without the cargo feature `bench`); run it from another machine");

@@ -17,8 +17,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::child::{self, SpawnOptions};
 use crate::cli::Config;
-use crate::conn::{self, After, Conn, Phase};
 use crate::contain::Containment;
+use crate::http::conn::{self, Action, Conn, Source};
 use crate::http::request::{Head, HttpError};
 use crate::http::response::Reply;
 use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDIN, TOKEN_STDOUT};
@@ -26,10 +26,12 @@ use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
 use crate::metrics::{Metrics, StopReason};
 use crate::route::{self, Decision, RunRequest};
-use crate::sse::{Encoder, Format};
+use crate::sse::Format;
+use crate::sse::Frame;
 use crate::sys;
 use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
+use std::rc::Rc;
 
 mod input;
 mod publish;
@@ -44,12 +46,7 @@ const SIGNALS: Token = Token(1 << TOKEN_KIND_BITS);
 /// 64 KiB is a default pipe's capacity: one read empties a full pipe.
 pub const READ_BUFFER: usize = 64 * 1024;
 
-pub use crate::conn::{HEAD_TIMEOUT, IDLE_TIMEOUT, LINGER};
-
-/// After a client half-closes during a stream, it is probed (with a
-/// heartbeat comment, which a closed socket answers with a reset) at least
-/// this often (contract §3.6).
-pub const FIN_PROBE: Duration = Duration::from_secs(1);
+pub use crate::http::conn::{FIN_PROBE, HEAD_TIMEOUT, IDLE_TIMEOUT, LINGER};
 
 /// Connections accepted past `--max-conns` to be told `503`; beyond this many
 /// more, new connections are closed without a word.
@@ -138,7 +135,10 @@ pub struct Server {
     tidy: Deadline,
     /// The counters `/metrics` reports (contract §8).
     metrics: Metrics,
-    /// Input bodies being received, by connection (contract §10.2).
+    /// `--token`, shared with every connection (masked in access lines).
+    token: Option<Rc<str>>,
+    /// Input requests whose bodies are arriving, by connection (contract
+    /// §10.2).
     bodies: BTreeMap<usize, input::PendingInput>,
 }
 
@@ -169,6 +169,7 @@ impl Server {
             .register(&mut SourceFd(&signal_fd.as_raw_fd()), SIGNALS, Interest::READABLE)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let _ = sys::set_listen_backlog(&listener, 4096);
+        let token = config.token.as_deref().map(Rc::from);
         let spawn_options = SpawnOptions {
             cwd: config.cwd.clone(),
             allow: config.allow.clone(),
@@ -199,6 +200,7 @@ impl Server {
             containment,
             tidy: Deadline::default(),
             metrics: Metrics::default(),
+            token,
             bodies: BTreeMap::new(),
         })
     }
@@ -253,9 +255,9 @@ impl Server {
             return false;
         };
         let busy = self.conns.indices().into_iter().any(|i| {
-            self.conns.get(i).is_some_and(|c| {
-                matches!(c.phase, Phase::Streaming { .. } | Phase::Watching { .. }) || c.pending_len() > 0
-            })
+            self.conns
+                .get(i)
+                .is_some_and(|c| c.is_streaming() || c.pending_len() > 0)
         });
         if !busy && self.children.is_empty() {
             info!("shutdown complete");
@@ -288,10 +290,11 @@ impl Server {
         match token.0 & ((1 << TOKEN_KIND_BITS) - 1) {
             conn::TOKEN_CONN => {
                 if let Some(conn) = self.conns.get_mut(index) {
-                    conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
-                    conn.writable |= event.is_writable() || event.is_error();
-                    // A reset, or both directions shut: the client is gone.
-                    conn.failed |= event.is_error() || event.is_write_closed();
+                    conn.on_event(
+                        event.is_readable() || event.is_read_closed(),
+                        event.is_writable(),
+                        event.is_error() || event.is_write_closed(),
+                    );
                 }
                 self.drive_conn(index, now);
             }
@@ -367,203 +370,105 @@ impl Server {
         // Streams are latency-sensitive and small: never wait for Nagle.
         let _ = sock.set_nodelay(true);
         let index = self.conns.next_index();
-        let mut conn = Conn::new(sock, peer, now, !over);
-        if let Err(err) = conn.register(self.poll.registry(), index) {
+        let mut conn = Conn::new(sock, peer, index, !over, self.token.clone(), now, &mut self.timers);
+        if let Err(err) = conn.register(self.poll.registry()) {
             warn!("{peer}: cannot register the connection: {err}");
             return;
         }
         self.conns.insert(conn);
         if over {
-            info!("{peer} - - 503 (--max-conns {} reached)", self.config.max_conns);
             let reply = Reply::text(503, "Service Unavailable", "too many connections: try again shortly")
                 .header("Retry-After", "1")
                 .closing();
-            self.send_reply(index, &reply, 1, false, now);
+            let note = format!(" (--max-conns {} reached)", self.config.max_conns);
+            self.send_reply(index, &reply, 1, false, &note, now);
         } else {
             self.counted_conns += 1;
-            self.arm_head_timeout(index, now);
         }
         self.drive_conn(index, now);
     }
 
     // ----- connections -----------------------------------------------------
 
-    fn arm_head_timeout(&mut self, index: usize, now: Instant) {
-        if let Some(conn) = self.conns.get_mut(index) {
-            conn.deadline.clear();
-            conn.deadline
-                .set(now + HEAD_TIMEOUT, TimerKey::Conn(index), &mut self.timers);
-        }
-    }
-
-    /// Moves a connection as far as its readiness allows: flush, read,
-    /// parse and answer requests, watch for the client leaving.
+    /// Moves a connection as far as its readiness allows, carrying out
+    /// what it asks. Each turn makes progress or stops; the bound keeps one
+    /// client pipelining hundreds of requests from starving the rest (past
+    /// it the connection is revisited before the next poll).
     fn drive_conn(&mut self, index: usize, now: Instant) {
-        // Each turn makes progress or stops. The bound keeps one client
-        // pipelining hundreds of requests from starving the rest; past it the
-        // connection is revisited before the next poll.
         for _ in 0..64 {
             let Some(conn) = self.conns.get_mut(index) else { return };
-            if conn.pending_len() > 0 && conn.writable {
-                conn.flush(now);
-            }
-            if conn.wants_read() {
-                conn.read_some(&mut self.buf);
-            }
-            if conn.failed {
-                return self.close_conn(index, now);
-            }
-            let progressed = match conn.phase {
-                Phase::ReadingHead { idle, .. } => self.next_request(index, idle, now),
-                Phase::ReadingBody => self.body_step(index, now),
-                Phase::Streaming { job } => self.stream_step(index, job, now),
-                Phase::Watching { record } => self.watch_step(index, record, now),
-                Phase::Draining { then } => self.drain_step(index, then, now),
-                Phase::Lingering => {
-                    if conn.read_closed {
-                        self.close_conn(index, now);
-                    }
-                    false
-                }
-                Phase::Closed => false,
-            };
-            if !progressed {
+            let action = conn.advance(&mut self.buf, now, &mut self.timers);
+            if !self.carry_out(index, action, now) {
                 return;
             }
         }
         self.revisit_conns.push(index);
     }
 
-    fn next_request(&mut self, index: usize, idle: bool, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else {
-            return false;
-        };
-        match conn.take_head() {
-            Ok(Some(head)) => {
-                conn.deadline.clear();
+    /// Does what a connection asked; true if it may have more to do at once.
+    fn carry_out(&mut self, index: usize, action: Action, now: Instant) -> bool {
+        match action {
+            Action::Wait => false,
+            Action::Route(head) => {
                 self.on_request(index, head, now);
                 true
             }
-            Ok(None) => {
-                if conn.read_closed {
-                    // The client is done sending and no whole request came.
-                    if idle || !conn.has_input() {
-                        self.close_conn(index, now);
-                    } else {
-                        self.reject(index, HttpError::BadRequest("connection closed mid-head"), now);
-                        // Go on to drain the reply: no event may come again.
-                        return true;
-                    }
-                }
-                false
-            }
-            Err(err) => {
+            Action::Reject(err) => {
                 self.reject(index, err, now);
                 true
             }
+            Action::Pull(Source::Run(job)) => {
+                self.pump_job(job, now);
+                false
+            }
+            Action::Pull(Source::Watch(record)) => self.pull(index, record, now),
+            Action::Body(body) => {
+                self.finish_input(index, body, now);
+                true
+            }
+            Action::RefuseBody(err) => {
+                self.refuse_body(index, err, now);
+                true
+            }
+            Action::Close => {
+                self.close_conn(index, now);
+                false
+            }
         }
     }
 
-    fn stream_step(&mut self, index: usize, job: usize, now: Instant) -> bool {
-        if !self.probe_half_close(index, now) {
-            return false;
-        }
-        if self.conns.get(index).is_some_and(|conn| conn.pending_len() == 0) {
-            self.pump_job(job, now);
-        }
-        false
-    }
-
-    /// The FIN rule of a streaming connection (`/run` or a job viewer): the
-    /// first FIN is answered with a heartbeat at once, and then probed at
-    /// least every FIN_PROBE (contract §3.6). False if the connection is gone.
-    fn probe_half_close(&mut self, index: usize, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else {
-            return false;
-        };
-        if conn.probe_fin(now) {
-            conn.heartbeat
-                .set(now + FIN_PROBE, TimerKey::Heartbeat(index), &mut self.timers);
-        }
-        if conn.failed {
-            self.close_conn(index, now);
-            return false;
-        }
-        true
-    }
-
-    fn drain_step(&mut self, index: usize, then: After, now: Instant) -> bool {
-        let Some(conn) = self.conns.get_mut(index) else {
-            return false;
-        };
-        if conn.pending_len() > 0 {
-            return false;
-        }
-        let keep_alive = then == After::KeepAlive && self.state == State::Serving;
-        let wait = conn.response_done(keep_alive, now);
-        conn.deadline.set(now + wait, TimerKey::Conn(index), &mut self.timers);
-        true
-    }
-
-    /// Answers a request the parser refused, then closes: after a bad head
-    /// nobody knows where the next request would start.
+    /// Answers a request the parser refused, then closes.
     fn reject(&mut self, index: usize, err: HttpError, now: Instant) {
-        let (status, reason) = err.status();
-        if let Some(conn) = self.conns.get(index) {
-            info!("{} - - {status} ({err})", conn.peer);
+        if let Some(conn) = self.conns.get_mut(index) {
+            let status = conn.reject(err, now);
+            self.metrics.response(status);
         }
-        let reply = Reply::text(status, reason, &err.to_string()).closing();
-        self.send_reply(index, &reply, 1, false, now);
     }
 
-    fn send_reply(&mut self, index: usize, reply: &Reply, minor: u8, head_only: bool, now: Instant) {
+    #[allow(clippy::too_many_arguments)]
+    fn send_reply(&mut self, index: usize, reply: &Reply, minor: u8, head_only: bool, note: &str, now: Instant) {
         let Some(conn) = self.conns.get_mut(index) else { return };
         self.metrics.response(reply.status);
-        let mut bytes = Vec::with_capacity(256 + reply.body.len());
-        reply.write_to(&mut bytes, minor, head_only);
-        let after = if reply.close { After::Close } else { After::KeepAlive };
-        conn.begin_response(false, after);
-        conn.queue(&bytes, now);
-        conn.phase = Phase::Draining { then: after };
+        conn.reply(reply, minor, head_only, note, now);
     }
 
     fn on_request(&mut self, index: usize, head: Head, now: Instant) {
-        let decision = route::decide(&head, &self.config);
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        conn.requests += 1;
-        let peer = conn.peer;
-        let token = self.config.token.as_deref();
-        let path = logsafe::target(&head.target, token);
-        let method = logsafe::safe(head.method.as_str(), token).to_string();
-        match decision {
-            Decision::Reply(reply) => {
-                info!("{peer} {method} {path} {}", reply.status);
-                self.answer(index, &head, reply, now);
-            }
+        match route::decide(&head, &self.config) {
+            Decision::Reply(reply) => self.answer(index, &head, reply, "", now),
             Decision::Run(run) => {
                 if self.refuses_commands() {
-                    info!(
-                        "{peer} {method} {path} 503 (--max-procs {} reached)",
-                        self.config.max_procs
-                    );
+                    let note = format!(" (--max-procs {} reached)", self.config.max_procs);
                     let mut reply = too_many_commands();
                     reply.headers.extend(run.headers);
-                    self.answer(index, &head, reply, now);
+                    self.answer(index, &head, reply, &note, now);
                     return;
                 }
-                info!("{peer} {method} {path} 200");
                 self.start_stream(index, &head, run, now);
             }
-            Decision::Job(request) => {
-                // An input request is logged once its body is read.
-                if let Some(status) = self.on_job_request(index, &head, request, now) {
-                    info!("{peer} {method} {path} {status}");
-                }
-            }
+            Decision::Job(request) => self.on_job_request(index, &head, request, now),
             Decision::Metrics(headers) => {
-                info!("{peer} {method} {path} 200");
                 let reply = self.scrape(headers);
-                self.answer(index, &head, reply, now);
+                self.answer(index, &head, reply, "", now);
             }
         }
     }
@@ -577,12 +482,12 @@ impl Server {
     /// Sends a fixed reply to the request `head`; the connection closes
     /// after it when the client asked, when a body we did not read leaves
     /// the framing unknown, or when the server is shutting down.
-    fn answer(&mut self, index: usize, head: &Head, mut reply: Reply, now: Instant) {
+    fn answer(&mut self, index: usize, head: &Head, mut reply: Reply, note: &str, now: Instant) {
         if !head.keep_alive || head.has_body || self.state != State::Serving {
             reply.close = true;
         }
         let head_only = head.method == crate::http::request::Method::Head;
-        self.send_reply(index, &reply, head.minor_version, head_only, now);
+        self.send_reply(index, &reply, head.minor_version, head_only, note, now);
     }
 
     // ----- streams and jobs ------------------------------------------------
@@ -590,19 +495,13 @@ impl Server {
     fn start_stream(&mut self, index: usize, head: &Head, run: RunRequest, now: Instant) {
         let started = self.spawn_job(&run, run.format, Output::Direct(Some(index)), now);
         let Some(conn) = self.conns.get_mut(index) else { return };
-        conn.begin_stream(head, true, &run.headers, now);
         self.metrics.response(200);
         match started {
-            Ok(job_index) => {
-                conn.phase = Phase::Streaming { job: job_index };
-                self.start_heartbeat(index, now);
-                self.pump_job(job_index, now);
+            Ok(job) => {
+                conn.begin_run(head, &run.headers, job, self.config.heartbeat, now, &mut self.timers);
+                self.pump_job(job, now);
             }
-            Err(message) => {
-                let mut encoder = Encoder::new(run.format);
-                conn.send(encoder.error(&message), b"");
-                conn.end_stream(now);
-            }
+            Err(message) => conn.begin_failed_run(head, &run.headers, run.format, &message, now),
         }
     }
 
@@ -644,16 +543,6 @@ impl Server {
         }
     }
 
-    /// Heartbeats for a stream that begins now.
-    fn start_heartbeat(&mut self, index: usize, now: Instant) {
-        let Some(every) = self.config.heartbeat else { return };
-        if let Some(conn) = self.conns.get_mut(index) {
-            conn.heartbeat.clear();
-            conn.heartbeat
-                .set(now + every, TimerKey::Heartbeat(index), &mut self.timers);
-        }
-    }
-
     /// The command line for logs, escaped, with the token (if a client typed
     /// it) masked: the token appears in no log line.
     fn argv_for_log(&self, argv: &[String]) -> LogArgv {
@@ -677,19 +566,20 @@ impl Server {
         let Some(conn) = self.conns.get_mut(watcher) else {
             return;
         };
-        if job.pump(&mut self.buf, conn, &mut self.timers, self.poll.registry()) {
+        let mut sink = ToConn { conn, now };
+        if job.pump(&mut self.buf, &mut sink, &mut self.timers, self.poll.registry()) {
             self.revisit_jobs.push(index);
         }
-        if job.finish_if_done(conn) {
+        if job.finish_if_done(&mut sink) {
             job.out = Output::Direct(None);
             conn.end_stream(now);
             self.reap_if_finished(index);
-            if self.conns.get(watcher).is_some_and(|c| c.failed) {
+            if self.conns.get(watcher).is_some_and(Conn::is_broken) {
                 return self.close_conn(watcher, now);
             }
             return self.drive_conn(watcher, now);
         }
-        if conn.failed {
+        if conn.is_broken() {
             self.close_conn(watcher, now);
         }
     }
@@ -730,28 +620,26 @@ impl Server {
     }
 
     fn close_conn(&mut self, index: usize, now: Instant) {
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        match conn.phase {
-            Phase::Streaming { job } => {
+        self.bodies.remove(&index);
+        let Some(conn) = self.conns.get(index) else { return };
+        match conn.source() {
+            Some(Source::Run(job)) => {
                 if self.jobs.get_mut(job).is_some_and(|j| j.detach(now, &mut self.timers)) {
                     self.metrics.command_stopped(StopReason::ClientGone);
                 }
                 self.reap_if_finished(job);
             }
-            Phase::Watching { record } => self.unwatch(index, record, now),
-            Phase::ReadingBody => {
-                self.bodies.remove(&index);
-            }
-            _ => {}
+            Some(Source::Watch(record)) => self.unwatch(index, record, now),
+            None => {}
         }
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        conn.phase = Phase::Closed;
+        let Some(mut conn) = self.conns.remove(index) else {
+            return;
+        };
         self.metrics.conn_closed(conn.counts());
         conn.deregister(self.poll.registry());
-        if conn.counted {
+        if conn.counted() {
             self.counted_conns -= 1;
         }
-        self.conns.remove(index);
     }
 
     // ----- signals ---------------------------------------------------------
@@ -808,12 +696,13 @@ impl Server {
             }
         }
         for index in self.conns.indices() {
-            let idle = self
-                .conns
-                .get(index)
-                .is_some_and(|c| matches!(c.phase, Phase::ReadingHead { .. } | Phase::Lingering));
-            if idle {
+            let Some(conn) = self.conns.get_mut(index) else {
+                continue;
+            };
+            if conn.is_idle() {
                 self.close_conn(index, now);
+            } else {
+                conn.on_shutdown();
             }
         }
     }
@@ -904,69 +793,16 @@ impl Server {
 
     fn on_conn_deadline(&mut self, index: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(index) else { return };
-        if !conn.deadline.fire(now, TimerKey::Conn(index), &mut self.timers) {
-            return;
-        }
-        match conn.phase {
-            Phase::ReadingHead { idle: true, .. } if conn.requests > 0 => self.close_conn(index, now),
-            Phase::ReadingHead { .. } => {
-                // A loop held up (a burst of thousands of spawns) may not
-                // have come to this socket's event yet: a head that is
-                // already there is served, not refused.
-                let requests = conn.requests;
-                conn.readable = true;
-                self.drive_conn(index, now);
-                let still_waiting = self
-                    .conns
-                    .get(index)
-                    .is_some_and(|c| c.requests == requests && matches!(c.phase, Phase::ReadingHead { .. }));
-                if still_waiting {
-                    self.reject(index, HttpError::Timeout, now);
-                    self.drive_conn(index, now);
-                }
-            }
-            Phase::Watching { .. } => {
-                // A viewer behind a running job: let go only after it has
-                // taken nothing for the whole stall time.
-                let quiet_until = conn.last_write + publish::VIEWER_STALL;
-                if quiet_until > now {
-                    conn.deadline.set(quiet_until, TimerKey::Conn(index), &mut self.timers);
-                } else {
-                    info!(
-                        "{}: viewer took nothing for {:?}: disconnected",
-                        conn.peer,
-                        publish::VIEWER_STALL
-                    );
-                    self.close_conn(index, now);
-                }
-            }
-            _ => self.close_conn(index, now),
+        let action = conn.on_deadline(&mut self.buf, now, &mut self.timers);
+        if self.carry_out(index, action, now) {
+            self.drive_conn(index, now);
         }
     }
 
     fn on_heartbeat(&mut self, index: usize, now: Instant) {
-        let heartbeat = self.config.heartbeat;
         let Some(conn) = self.conns.get_mut(index) else { return };
-        // A half-closed client is probed at least every FIN_PROBE.
-        let probe = conn.read_closed.then_some(FIN_PROBE);
-        let Some(every) = heartbeat.into_iter().chain(probe).min() else {
-            return;
-        };
-        if !conn.heartbeat.fire(now, TimerKey::Heartbeat(index), &mut self.timers) {
-            return;
-        }
-        if !matches!(conn.phase, Phase::Streaming { .. } | Phase::Watching { .. }) {
-            return;
-        }
-        let due = conn.last_write + every;
-        if due <= now && conn.pending_len() == 0 {
-            conn.heartbeat_now(now);
-        }
-        let next = if due <= now { now + every } else { due };
-        conn.heartbeat.set(next, TimerKey::Heartbeat(index), &mut self.timers);
-        if conn.failed {
-            self.close_conn(index, now);
-        }
+        let action = conn.on_heartbeat(now, &mut self.timers);
+        self.carry_out(index, action, now);
     }
 
     fn on_flush(&mut self, index: usize, now: Instant) {
@@ -979,7 +815,8 @@ impl Server {
                 let Some(conn) = self.conns.get_mut(watcher) else {
                     return;
                 };
-                job.on_quiet(&mut self.buf, conn, now, &mut self.timers, self.poll.registry())
+                let mut sink = ToConn { conn, now };
+                job.on_quiet(&mut self.buf, &mut sink, now, &mut self.timers, self.poll.registry())
             }
             Output::Published(record) => self.quiet_published(index, record, now),
             Output::Direct(None) => return,
@@ -1032,11 +869,26 @@ fn deadline_of<'a>(
     key: TimerKey,
 ) -> Option<&'a mut Deadline> {
     match key {
-        TimerKey::Conn(index) => conns.get_mut(index).map(|c| &mut c.deadline),
-        TimerKey::Heartbeat(index) => conns.get_mut(index).map(|c| &mut c.heartbeat),
+        TimerKey::Conn(index) | TimerKey::Heartbeat(index) => conns.get_mut(index).and_then(|c| c.deadline_mut(key)),
         TimerKey::Flush(index) => jobs.get_mut(index).map(|j| &mut j.flush),
         TimerKey::Kill(index) => jobs.get_mut(index).map(|j| &mut j.kill),
         TimerKey::Forget(index) => records.get_mut(index).map(|r| &mut r.forget),
         TimerKey::Server => None,
+    }
+}
+
+/// A `/run` stream as the sink of its job.
+struct ToConn<'a> {
+    conn: &'a mut Conn,
+    now: Instant,
+}
+
+impl Sink for ToConn<'_> {
+    fn send(&mut self, frame: &Frame, text: &[u8]) {
+        self.conn.send(frame, text, self.now);
+    }
+
+    fn ready(&self) -> bool {
+        self.conn.has_room()
     }
 }

@@ -7,29 +7,22 @@
 //! writes them. The command is read again only when every viewer has caught
 //! up, so the slowest viewer paces it and none misses an event.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::debug;
 
 use super::{Server, State as ServerState};
-use crate::conn::{Conn, Phase, Watch};
 use crate::eventlog::Logged;
+use crate::http::conn::Conn;
 use crate::http::request::Head;
-use crate::http::response::{Reply, RETRY_CHUNK};
+use crate::http::response::Reply;
 use crate::job::{Output, Sink};
 use crate::jobs::{self, Record, State, Stdin};
 use crate::metrics::StopReason;
 use crate::route::{JobAction, JobRequest, RunRequest, JOB_SIGNALS};
-use crate::sse::{Encoder, Format, Frame, Stream, RETRY};
+use crate::sse::{Format, Frame, Stream};
 use crate::table::Table;
 use crate::timer::TimerKey;
-
-/// A viewer that takes nothing for this long while it is behind is
-/// disconnected (contract §7.3); it can resume.
-pub const VIEWER_STALL: Duration = Duration::from_secs(30);
-
-/// Events a viewer encodes per turn before others get theirs.
-const PULL_STEP: usize = 64;
 
 /// The sink of a published job: its record's log. Ready (the command may be
 /// read) only while every viewer has taken every event.
@@ -49,7 +42,7 @@ impl Sink for Publish<'_> {
         self.record.viewers.iter().all(|&viewer| {
             self.conns
                 .get(viewer)
-                .is_none_or(|conn| conn.pending_len() == 0 && conn.watch.as_ref().is_none_or(|w| w.next >= next))
+                .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor().is_none_or(|n| n >= next))
         })
     }
 
@@ -60,19 +53,12 @@ impl Sink for Publish<'_> {
 
 /// The next event id a viewer needs, for trimming the log.
 fn next_of(conns: &Table<Conn>, viewer: usize) -> Option<u64> {
-    conns.get(viewer).and_then(|conn| conn.watch.as_ref()).map(|w| w.next)
+    conns.get(viewer).and_then(Conn::cursor)
 }
 
 impl Server {
-    /// Carries out a job request; returns the status for the access line
-    /// (`None`: an input request whose answer waits for its body).
-    pub(super) fn on_job_request(
-        &mut self,
-        index: usize,
-        head: &Head,
-        request: JobRequest,
-        now: Instant,
-    ) -> Option<u16> {
+    /// Carries out a job request.
+    pub(super) fn on_job_request(&mut self, index: usize, head: &Head, request: JobRequest, now: Instant) {
         let JobRequest { action, headers } = request;
         let reply = match action {
             JobAction::Start(run) => self.start_published(&run, now),
@@ -91,16 +77,14 @@ impl Server {
             JobAction::Resize { id, size } => self.resize_published(&id, size),
             JobAction::Watch { id, format, after } => {
                 match self.begin_watch(index, head, &id, format, after, &headers, now) {
-                    Ok(()) => return Some(200),
+                    Ok(()) => return,
                     Err(reply) => reply,
                 }
             }
         };
         let mut reply = reply;
         reply.headers.extend(headers);
-        let status = reply.status;
-        self.answer(index, head, reply, now);
-        Some(status)
+        self.answer(index, head, reply, "", now);
     }
 
     /// The record with this id, unless forgotten.
@@ -263,106 +247,44 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else {
             return Ok(());
         };
-        conn.begin_stream(head, self.state == ServerState::Serving, headers, now);
         self.metrics.response(200);
-        conn.queue_block(RETRY, RETRY_CHUNK, now);
-        let mut encoder = Encoder::new(format);
-        let mut next = after.map_or(1, |n| n + 1);
-        let first_held = record.log.first_held().unwrap_or_else(|| record.log.next_id());
-        if next < first_held {
-            let frame = encoder.gap(next, first_held - 1);
-            conn.send(frame, b"");
-            next = first_held;
-        }
-        conn.watch = Some(Watch { next, encoder });
-        conn.phase = Phase::Watching { record: record_index };
+        let reuse = self.state == ServerState::Serving;
+        let every = self.config.heartbeat;
+        conn.begin_watch(
+            head,
+            reuse,
+            headers,
+            record_index,
+            &record.log,
+            format,
+            after,
+            every,
+            now,
+            &mut self.timers,
+        );
         record.viewers.push(index);
-        self.start_heartbeat(index, now);
         self.drive_conn(index, now);
         Ok(())
     }
 
-    /// One step of a watching connection: the FIN probe, then pull.
-    pub(super) fn watch_step(&mut self, index: usize, record: usize, now: Instant) -> bool {
-        if !self.probe_half_close(index, now) {
-            return false;
-        }
-        if self.conns.get(index).is_none_or(|conn| conn.pending_len() > 0) {
-            return false;
-        }
-        self.pull(index, record, now)
-    }
-
-    /// Sends the viewer the events it has not had, while its socket takes
-    /// them. Returns true when its stream ended (the connection moves on).
-    fn pull(&mut self, index: usize, record_index: usize, now: Instant) -> bool {
+    /// Sends a viewer the events it has not had, while its socket takes
+    /// them. True if it may take more at once (or must be closed).
+    pub(super) fn pull(&mut self, index: usize, record_index: usize, now: Instant) -> bool {
         let Some(record) = self.records.get(record_index) else {
             return false;
         };
         let Some(conn) = self.conns.get_mut(index) else {
             return false;
         };
-        let Some(mut watch) = conn.watch.take() else {
-            return false;
-        };
-        let mut ended = false;
-        let mut sent = 0;
-        while sent < PULL_STEP && conn.pending_len() == 0 && !conn.failed {
-            if let Some(first) = record.log.first_held().filter(|&first| watch.next < first) {
-                // Never silent: had the log forgotten events this viewer
-                // still needed (the trim keeps them), it would say so.
-                conn.send(watch.encoder.gap(watch.next, first - 1), b"");
-                watch.next = first;
-                sent += 1;
-                continue;
-            }
-            let Some(event) = record.log.get(watch.next) else { break };
-            watch.encoder.set_next_id(watch.next);
-            match event {
-                Logged::Output(stream, text) => {
-                    let frame = watch.encoder.output(*stream, text);
-                    if !frame.is_empty() {
-                        conn.send(frame, text);
-                    }
-                }
-                Logged::Error(message) => {
-                    conn.send(watch.encoder.error(message), b"");
-                    ended = true;
-                }
-                Logged::Exit(exit) => {
-                    conn.send(watch.encoder.exit(exit), b"");
-                    ended = true;
-                }
-            }
-            watch.next += 1;
-            sent += 1;
-            if ended {
-                break;
-            }
+        let pulled = conn.pull(&record.log, !record.is_finished(), now, &mut self.timers);
+        if conn.is_broken() {
+            return true;
         }
-        let caught_up = watch.next >= record.log.next_id() && conn.pending_len() == 0;
-        conn.watch = Some(watch);
-        if sent > 0 || caught_up {
-            conn.deadline.clear();
-        }
-        if !caught_up && !ended && !record.is_finished() {
-            // Behind a running command: it waits on this viewer; one that
-            // takes nothing for VIEWER_STALL is let go (see on_conn_deadline).
-            conn.deadline
-                .set(now + VIEWER_STALL, TimerKey::Conn(index), &mut self.timers);
-        }
-        if conn.failed {
-            self.close_conn(index, now);
-            return false;
-        }
-        if ended {
-            conn.end_stream(now);
-            conn.watch = None;
-            conn.deadline.clear();
+        if pulled.ended {
             self.leave_record(index, record_index, now);
             return true;
         }
-        if caught_up {
+        if pulled.caught_up {
             // The command may be waiting for this viewer: read it again,
             // once. Every viewer of a pump catches up in it: queueing the
             // job per viewer, or when it waits on its pipes and not on a
@@ -375,14 +297,11 @@ impl Server {
                 }
             }
         }
-        sent > 0 && conn_wants_more(self.conns.get(index))
+        pulled.sent > 0
     }
 
     /// A watching connection closes: the job goes on (unlike `/run`).
     pub(super) fn unwatch(&mut self, index: usize, record: usize, now: Instant) {
-        if let Some(conn) = self.conns.get_mut(index) {
-            conn.watch = None;
-        }
         self.leave_record(index, record, now);
     }
 
@@ -506,10 +425,6 @@ impl Server {
         };
         job.on_quiet(&mut self.buf, &mut sink, now, &mut self.timers, self.poll.registry())
     }
-}
-
-fn conn_wants_more(conn: Option<&Conn>) -> bool {
-    conn.is_some_and(|c| c.pending_len() == 0 && matches!(c.phase, Phase::Watching { .. }))
 }
 
 fn json_reply(status: u16, reason: &'static str, body: String) -> Reply {

@@ -1,7 +1,6 @@
 //! `GET /metrics` (contract §8): the counters plus what is read now.
 
 use super::Server;
-use crate::conn::Phase;
 use crate::http::response::Reply;
 use crate::metrics::{Gauges, Sent, CONTENT_TYPE};
 
@@ -12,7 +11,7 @@ impl Server {
         let mut streams_open = 0;
         for conn in self.conns.iter() {
             open_sent.add(conn.counts());
-            if matches!(conn.phase, Phase::Streaming { .. } | Phase::Watching { .. }) {
+            if conn.is_streaming() {
                 streams_open += 1;
             }
         }

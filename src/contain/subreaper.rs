@@ -1,0 +1,288 @@
+//! Subreaper mode: the server is the child subreaper, so orphans are
+//! re-parented to it; each command's descendants are found by walking
+//! `/proc`, and stopped with it. Best effort: see README.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::EXIT_WAIT;
+use crate::sys;
+
+/// How long a walk of `/proc` is reused (subreaper mode). One command's
+/// exit asks several times in a row (signal, is it empty, drop); a walk costs
+/// about a millisecond. Reuse is safe enough: what a stale walk misses was
+/// forked by a process it saw, which then still counts as alive.
+const SNAPSHOT_AGE: Duration = Duration::from_millis(2);
+
+/// Subreaper mode: the descendants seen under each live command.
+#[derive(Default)]
+pub(super) struct Tree {
+    next: u64,
+    scopes: HashMap<u64, Tracked>,
+    /// The last walk of `/proc` and when it was taken (see [`SNAPSHOT_AGE`]).
+    snapshot: Option<(Instant, Vec<Stat>)>,
+}
+
+/// One command in subreaper mode.
+struct Tracked {
+    /// Its leader (pid and process group); 0 until spawned.
+    leader: libc::pid_t,
+    /// Descendants seen so far, leader excluded.
+    members: Vec<Proc>,
+}
+
+/// A process, told apart from a later one with the same pid by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Proc {
+    pid: libc::pid_t,
+    start: u64,
+}
+
+/// One process as `/proc/<pid>/stat` shows it.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    proc: Proc,
+    ppid: libc::pid_t,
+    pgrp: libc::pid_t,
+    zombie: bool,
+}
+
+/// One command's descendants, tracked in the shared [`Tree`].
+pub(super) struct TreeScope {
+    tree: Rc<RefCell<Tree>>,
+    id: u64,
+    /// The server's pid: its children are where orphans land.
+    own_pid: libc::pid_t,
+}
+
+impl TreeScope {
+    /// A new, empty entry in `tree`.
+    pub(super) fn new(tree: &Rc<RefCell<Tree>>, own_pid: libc::pid_t) -> TreeScope {
+        let mut shared = tree.borrow_mut();
+        let id = shared.next;
+        shared.next += 1;
+        shared.scopes.insert(
+            id,
+            Tracked {
+                leader: 0,
+                members: Vec::new(),
+            },
+        );
+        TreeScope {
+            tree: Rc::clone(tree),
+            id,
+            own_pid,
+        }
+    }
+
+    /// The scope's number, for a debug line.
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Records the command's leader (its pid is its process group).
+    pub(super) fn set_leader(&self, pid: libc::pid_t) {
+        if let Some(tracked) = self.tree.borrow_mut().scopes.get_mut(&self.id) {
+            tracked.leader = pid;
+        }
+    }
+
+    /// Sends `signal` to every descendant found under the command.
+    pub(super) fn signal(&self, signal: libc::c_int) {
+        for member in self.tree.borrow_mut().refresh(self.id, self.own_pid) {
+            let _ = sys::kill_pid(member.pid, signal);
+        }
+    }
+
+    /// True when no descendant of the command is left (its group aside).
+    pub(super) fn is_empty(&self) -> bool {
+        self.tree.borrow_mut().refresh(self.id, self.own_pid).is_empty()
+    }
+}
+
+impl Drop for TreeScope {
+    /// The command is over: its descendants still running are strays and
+    /// are killed.
+    fn drop(&mut self) {
+        let Ok(mut tree) = self.tree.try_borrow_mut() else {
+            return;
+        };
+        for member in tree.refresh(self.id, self.own_pid) {
+            let _ = sys::kill_pid(member.pid, libc::SIGKILL);
+        }
+        tree.scopes.remove(&self.id);
+    }
+}
+
+impl Tree {
+    /// Brings scope `id`'s members up to date and returns them: the living
+    /// descendants of its leader and of members seen before (they may have
+    /// been re-parented to us), plus orphans of ours no scope knows, when
+    /// they share the leader's group or the leader has exited (orphans
+    /// re-parented at its exit are its own).
+    fn refresh(&mut self, id: u64, own_pid: libc::pid_t) -> Vec<Proc> {
+        let snapshot = match self.snapshot.take() {
+            Some((at, snapshot)) if at.elapsed() < SNAPSHOT_AGE => (at, snapshot),
+            _ => (Instant::now(), processes()),
+        };
+        let members = self.refresh_with(id, own_pid, &snapshot.1);
+        self.snapshot = Some(snapshot);
+        members
+    }
+
+    fn refresh_with(&mut self, id: u64, own_pid: libc::pid_t, snapshot: &[Stat]) -> Vec<Proc> {
+        let by_pid: HashMap<libc::pid_t, Stat> = snapshot.iter().map(|s| (s.proc.pid, *s)).collect();
+        let alive = |p: &Proc| by_pid.get(&p.pid).is_some_and(|s| s.proc == *p && !s.zombie);
+        let known: HashSet<Proc> = self
+            .scopes
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .flat_map(|(_, t)| t.members.iter().copied())
+            .collect();
+        let leaders: HashSet<libc::pid_t> = self.scopes.values().map(|t| t.leader).collect();
+        let Some(tracked) = self.scopes.get_mut(&id) else {
+            return Vec::new();
+        };
+        let leader = tracked.leader;
+        if leader <= 1 {
+            return Vec::new();
+        }
+        let leader_exited = by_pid.get(&leader).is_none_or(|s| s.zombie);
+        let mut roots: Vec<libc::pid_t> = vec![leader];
+        roots.extend(tracked.members.iter().filter(|p| alive(p)).map(|p| p.pid));
+        roots.extend(
+            snapshot
+                .iter()
+                .filter(|s| s.ppid == own_pid && !s.zombie)
+                .filter(|s| !leaders.contains(&s.proc.pid) && !known.contains(&s.proc))
+                .filter(|s| leader_exited || s.pgrp == leader)
+                .map(|s| s.proc.pid),
+        );
+        let mut members = descendants(&roots, snapshot);
+        members.retain(|p| p.pid != leader && !known.contains(p));
+        tracked.members = members.clone();
+        members
+    }
+}
+
+/// `roots` (those alive) and all their living descendants in `snapshot`.
+fn descendants(roots: &[libc::pid_t], snapshot: &[Stat]) -> Vec<Proc> {
+    let mut children: HashMap<libc::pid_t, Vec<&Stat>> = HashMap::new();
+    for stat in snapshot {
+        children.entry(stat.ppid).or_default().push(stat);
+    }
+    let mut seen: HashSet<libc::pid_t> = HashSet::new();
+    let mut out = Vec::new();
+    let mut queue: Vec<libc::pid_t> = roots.to_vec();
+    // Bounded by the snapshot: each pid is visited once.
+    while let Some(pid) = queue.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        if let Some(stat) = snapshot.iter().find(|s| s.proc.pid == pid) {
+            if !stat.zombie {
+                out.push(stat.proc);
+            }
+        }
+        if let Some(kids) = children.get(&pid) {
+            queue.extend(kids.iter().map(|s| s.proc.pid));
+        }
+    }
+    out
+}
+
+/// At exit in subreaper mode: SIGKILL to every descendant of ours (the
+/// commands left and all they started), then reap what is ours, briefly.
+pub(super) fn kill_all_descendants(own_pid: libc::pid_t) {
+    let snapshot = processes();
+    let mut all = descendants(&[own_pid], &snapshot);
+    all.retain(|p| p.pid != own_pid);
+    for proc in &all {
+        let _ = sys::kill_pid(proc.pid, libc::SIGKILL);
+    }
+    let until = Instant::now() + EXIT_WAIT;
+    let mut ours: Vec<libc::pid_t> = snapshot
+        .iter()
+        .filter(|s| s.ppid == own_pid)
+        .map(|s| s.proc.pid)
+        .collect();
+    while !ours.is_empty() && Instant::now() < until {
+        ours.retain(|&pid| !sys::reap_pid(pid));
+        if !ours.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Every process `/proc` shows (thread-group leaders), as far as readable.
+fn processes() -> Vec<Stat> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter_map(|pid| {
+            let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            parse_stat(pid, &text)
+        })
+        .collect()
+}
+
+/// Parses `/proc/<pid>/stat`: the name in parentheses may hold anything, so
+/// fields are counted from its last `)`.
+fn parse_stat(pid: libc::pid_t, text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state (field 3), ppid (4), pgrp (5) … starttime (22).
+    Some(Stat {
+        proc: Proc {
+            pid,
+            start: fields.get(19)?.parse().ok()?,
+        },
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        zombie: matches!(*fields.first()?, "Z" | "X"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_count_from_the_last_parenthesis() {
+        let text = "42 (a) b (c) S 7 42 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
+        let stat = parse_stat(42, text).expect("a valid stat line");
+        assert_eq!(
+            (stat.ppid, stat.pgrp, stat.proc.start, stat.zombie),
+            (7, 42, 12345, false)
+        );
+        let zombie = parse_stat(9, "9 (x) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77 0 0").expect("valid");
+        assert!(zombie.zombie);
+        assert!(parse_stat(1, "1 (x").is_none());
+    }
+
+    #[test]
+    fn descendants_follow_parent_links_and_skip_zombies() {
+        let stat = |pid, ppid, zombie| Stat {
+            proc: Proc { pid, start: 1 },
+            ppid,
+            pgrp: pid,
+            zombie,
+        };
+        let snapshot = [
+            stat(10, 1, false),
+            stat(11, 10, false),
+            stat(12, 11, true),
+            stat(13, 12, false),
+            stat(20, 1, false),
+        ];
+        let mut found: Vec<_> = descendants(&[10], &snapshot).iter().map(|p| p.pid).collect();
+        found.sort_unstable();
+        assert_eq!(found, vec![10, 11, 13]);
+    }
+}

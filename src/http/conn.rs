@@ -1,0 +1,1572 @@
+//! One client connection: the HTTP/1 state machine of a socket.
+//!
+//! The connection owns its rules: when a head is complete or took too long,
+//! keep-alive or reply-and-close, lingering after a close, the FIN probe,
+//! the heartbeat, a viewer's stall, and the access line. The server tells it
+//! what happened (the socket is ready, a deadline fell) and carries out the
+//! [`Action`] it answers: route a head, hand a stream events, or close.
+//!
+//! A connection writes frames straight from where they lie with `writev`;
+//! only what the socket refuses is copied, into its outbox. It knows
+//! requests and bytes, not commands: the server starts and stops jobs.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::eventlog::{EventLog, Logged};
+use crate::http::body::{BodyError, BodyReader};
+use crate::http::request::{self, Head, HttpError, Parsed};
+use crate::http::response::{write_stream_head, Reply, HEARTBEAT_CHUNK, LAST_CHUNK, RETRY_CHUNK};
+use crate::logsafe;
+use crate::metrics::Sent;
+use crate::sse::{Encoder, Format, Frame, HEARTBEAT, RETRY};
+use crate::timer::{Deadline, TimerKey, Timers};
+
+/// `writev` takes at most this many slices (Linux's `IOV_MAX`).
+const MAX_SLICES: usize = 1024;
+
+/// A kept-alive connection frees buffers larger than this once they are
+/// empty, so thousands of idle connections cost little.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// A request head must be complete this long after it began (contract §5).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An idle kept-alive connection is closed (silently) after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After our side closes, how long we keep reading (and dropping) what the
+/// client still sends before we close for good.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// After a client half-closes during a stream, it is probed (with a
+/// heartbeat comment, which a closed socket answers with a reset) at least
+/// this often (contract §3.6).
+pub const FIN_PROBE: Duration = Duration::from_secs(1);
+
+/// A viewer that takes nothing for this long while it is behind is
+/// disconnected (contract §7.3); it can resume.
+pub const VIEWER_STALL: Duration = Duration::from_secs(30);
+
+/// The interim answer a client that sent `Expect: 100-continue` waits for
+/// before it sends a body.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Events a viewer encodes per pull before others get theirs.
+const PULL_STEP: usize = 64;
+
+/// The poll token kind of a client socket (low bits; see `job::token`).
+pub const TOKEN_CONN: usize = 1;
+
+/// The poll token of connection `index`.
+pub fn token(index: usize) -> Token {
+    Token(index << crate::job::TOKEN_KIND_BITS | TOKEN_CONN)
+}
+
+/// What the server is to do for a connection.
+#[derive(Debug)]
+pub enum Action {
+    /// Nothing until the socket is ready again or a deadline falls.
+    Wait,
+    /// A whole request head: route it and begin a response.
+    Route(Head),
+    /// A head the parser refused, or that never came whole: answer the
+    /// error with [`Conn::reject`].
+    Reject(HttpError),
+    /// A stream with room in its socket: hand it events from its source.
+    Pull(Source),
+    /// The whole body of the request being answered (`POST /jobs/ID/input`,
+    /// contract §10.2): act on it and answer with [`Conn::reply`].
+    Body(Vec<u8>),
+    /// The body cannot be read (too large, bad chunks): answer the error
+    /// and close, as after a bad head.
+    RefuseBody(BodyError),
+    /// The connection is done (or broken): the server detaches it from its
+    /// [`Conn::source`] and drops it.
+    Close,
+}
+
+/// Where a stream's events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `/run`: the job at this index of the server's job table.
+    Run(usize),
+    /// A viewer of the published job whose record is at this index.
+    Watch(usize),
+}
+
+/// What follows a response once it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    KeepAlive,
+    Close,
+}
+
+/// How a stream's body is framed, and what follows it.
+#[derive(Debug, Clone, Copy)]
+struct Framing {
+    /// HTTP/1.1 chunks (else a close-delimited HTTP/1.0 body).
+    chunked: bool,
+    then: After,
+}
+
+/// A client's FIN during a stream: it left, or only half-closed (nc, a
+/// script) and still reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fin {
+    NotSeen,
+    /// Seen and asked with a heartbeat; probed every [`FIN_PROBE`] since.
+    Probing,
+}
+
+/// A viewer's place in a published job (contract §7.3).
+#[derive(Debug)]
+struct Cursor {
+    /// The id of the next event to send.
+    next: u64,
+    /// Encodes the job's events in this viewer's format, with the job's ids.
+    encoder: Encoder,
+}
+
+/// The feed of a stream.
+#[derive(Debug)]
+enum Feed {
+    /// `/run`: the job pushes nothing; the server pumps it into this stream.
+    Run { job: usize },
+    /// A published job's viewer.
+    Watch {
+        record: usize,
+        cursor: Cursor,
+        /// Let go when behind and taking nothing until then.
+        stall: Deadline,
+    },
+}
+
+/// An open event stream.
+#[derive(Debug)]
+struct Stream {
+    feed: Feed,
+    framing: Framing,
+    /// `--heartbeat`.
+    every: Option<Duration>,
+    /// Next heartbeat (or FIN probe).
+    beat: Deadline,
+    fin: Fin,
+}
+
+/// What a client connection is doing.
+#[derive(Debug)]
+enum Phase {
+    /// A request head is arriving; refused past its size limit or after
+    /// [`HEAD_TIMEOUT`]. `idle` while not one byte of it has come (between
+    /// keep-alive requests: closed silently after [`IDLE_TIMEOUT`]).
+    ReadingHead { deadline: Deadline, idle: bool },
+    /// A request body is arriving (only `POST /jobs/ID/input` reads one);
+    /// it must be whole within [`HEAD_TIMEOUT`], as a head.
+    ReadingBody { body: BodyReader, deadline: Deadline },
+    /// Sending an event stream.
+    Streaming(Box<Stream>),
+    /// The response is complete; flush what is unsent, then keep alive or close.
+    Draining { then: After },
+    /// Our side is shut; reading (and dropping) until the client closes, so
+    /// unread request bytes do not turn the close into a reset that destroys
+    /// the reply before the client reads it.
+    Lingering { until: Deadline },
+}
+
+/// The socket's read half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadHalf {
+    /// Open; `ready` while readiness is not yet drained to `WouldBlock`.
+    Open { ready: bool },
+    /// The client shut its side (a read returned 0).
+    Ended,
+    /// A read failed (a reset): the connection is beyond saving.
+    Failed,
+}
+
+/// Response bytes the socket has not taken: `bytes[sent..]` is unsent.
+#[derive(Debug, Default)]
+struct Outbox {
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+impl Outbox {
+    fn len(&self) -> usize {
+        self.bytes.len() - self.sent
+    }
+}
+
+/// The socket's write half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteHalf {
+    /// The socket took everything last time, or said it has room again.
+    Ready,
+    /// The socket is full: wait for it to say it has room.
+    Full,
+    /// A write failed: the connection is beyond saving.
+    Failed,
+}
+
+/// The request being answered, for its access line.
+#[derive(Debug)]
+struct Access {
+    method: String,
+    path: String,
+}
+
+/// What one pull from a job's log did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pulled {
+    /// Events sent.
+    pub sent: usize,
+    /// The viewer has every event of the log and its socket has taken them.
+    pub caught_up: bool,
+    /// The stream ended (the job's last event went out).
+    pub ended: bool,
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Conn {
+    sock: TcpStream,
+    index: usize,
+    peer: SocketAddr,
+    phase: Phase,
+    /// Request bytes received and not yet parsed (at most `request::MAX_HEAD`).
+    inbuf: Vec<u8>,
+    read: ReadHalf,
+    write: WriteHalf,
+    outbox: Outbox,
+    /// When bytes were last handed to the socket (heartbeat and stall
+    /// measure from it).
+    last_write: Instant,
+    /// Counts against `--max-conns` (a refused extra connection does not).
+    counted: bool,
+    /// Requests completed on this connection.
+    requests: u64,
+    /// The request being answered.
+    access: Option<Access>,
+    /// The token, masked in access lines.
+    token: Option<Rc<str>>,
+    /// What it wrote, for `/metrics`; the server adds it up.
+    counts: Sent,
+}
+
+impl Conn {
+    /// A connection just accepted at table `index`: its head must come
+    /// within [`HEAD_TIMEOUT`].
+    pub fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        index: usize,
+        counted: bool,
+        token: Option<Rc<str>>,
+        now: Instant,
+        timers: &mut Timers,
+    ) -> Conn {
+        let mut deadline = Deadline::default();
+        deadline.set(now + HEAD_TIMEOUT, TimerKey::Conn(index), timers);
+        Conn {
+            sock,
+            index,
+            peer,
+            phase: Phase::ReadingHead { deadline, idle: false },
+            inbuf: Vec::new(),
+            read: ReadHalf::Open { ready: true },
+            write: WriteHalf::Ready,
+            outbox: Outbox::default(),
+            last_write: now,
+            counted,
+            requests: 0,
+            access: None,
+            token,
+            counts: Sent::default(),
+        }
+    }
+
+    /// Registers the socket for both directions, once: readiness is tracked
+    /// here rather than by re-registering.
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.register(
+            &mut self.sock,
+            token(self.index),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    /// Removes the socket from the poll (it closes when the conn is dropped).
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.sock);
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// True if it counts against `--max-conns`.
+    pub fn counted(&self) -> bool {
+        self.counted
+    }
+
+    /// What it wrote so far (bytes, events, pauses).
+    pub fn counts(&self) -> &Sent {
+        &self.counts
+    }
+
+    /// Bytes queued and unsent.
+    pub fn pending_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// True while it sends an event stream.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.phase, Phase::Streaming(_))
+    }
+
+    /// True while between requests or lingering: nothing would be lost by
+    /// closing it now.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::ReadingHead { .. } | Phase::Lingering { .. })
+    }
+
+    /// Where its stream's events come from, while it streams.
+    pub fn source(&self) -> Option<Source> {
+        match &self.phase {
+            Phase::Streaming(stream) => Some(match stream.feed {
+                Feed::Run { job } => Source::Run(job),
+                Feed::Watch { record, .. } => Source::Watch(record),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The next event id a viewer needs, while it watches a job.
+    pub fn cursor(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Streaming(stream) => match &stream.feed {
+                Feed::Watch { cursor, .. } => Some(cursor.next),
+                Feed::Run { .. } => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// True while the stream takes more without queueing: nothing unsent
+    /// and the socket not broken. A job is read only while this holds, so
+    /// a slow client slows the command down.
+    pub fn has_room(&self) -> bool {
+        self.outbox.len() == 0 && !self.is_broken()
+    }
+
+    /// True once a read or write failed: the connection is beyond saving.
+    pub fn is_broken(&self) -> bool {
+        self.read == ReadHalf::Failed || self.write == WriteHalf::Failed
+    }
+
+    /// Takes a poll event's readiness. A reset, or both directions shut,
+    /// means the client is gone.
+    pub fn on_event(&mut self, readable: bool, writable: bool, error: bool) {
+        if readable || error {
+            if let ReadHalf::Open { ready } = &mut self.read {
+                *ready = true;
+            }
+        }
+        if (writable || error) && self.write == WriteHalf::Full {
+            self.write = WriteHalf::Ready;
+        }
+        if error {
+            self.write = WriteHalf::Failed;
+        }
+    }
+
+    /// Moves the connection as far as the socket allows: flushes, reads,
+    /// and says what the server is to do next.
+    pub fn advance(&mut self, buf: &mut [u8], now: Instant, timers: &mut Timers) -> Action {
+        self.flush(now);
+        self.read_some(buf);
+        loop {
+            if self.is_broken() {
+                return Action::Close;
+            }
+            let again = match &mut self.phase {
+                Phase::ReadingHead { .. } => return self.next_head(),
+                Phase::ReadingBody { .. } => {
+                    // The head buffer's bound stops each read: read on
+                    // while the body takes what came.
+                    let action = self.next_body();
+                    if matches!(action, Action::Wait) && self.wants_read() {
+                        self.read_some(buf);
+                        continue;
+                    }
+                    return action;
+                }
+                Phase::Streaming(stream) => {
+                    if self.read == ReadHalf::Ended && stream.fin == Fin::NotSeen {
+                        // Ask at once: a closed socket answers the ping with
+                        // a reset, which ends the stream within a round trip;
+                        // a half-closed one reads it.
+                        debug!("{}: client sent FIN during its stream; probing", self.peer);
+                        stream.fin = Fin::Probing;
+                        stream.beat.clear();
+                        stream
+                            .beat
+                            .set(now + FIN_PROBE, TimerKey::Heartbeat(self.index), timers);
+                        if self.outbox.len() == 0 {
+                            self.heartbeat_now(now);
+                        }
+                        continue;
+                    }
+                    let source = self.source();
+                    return match source {
+                        Some(source) if self.outbox.len() == 0 => Action::Pull(source),
+                        _ => Action::Wait,
+                    };
+                }
+                Phase::Draining { then } => {
+                    if self.outbox.len() > 0 {
+                        return Action::Wait;
+                    }
+                    let then = *then;
+                    self.response_done(then, now, timers);
+                    true
+                }
+                Phase::Lingering { .. } => {
+                    if self.read == ReadHalf::Ended {
+                        return Action::Close;
+                    }
+                    return Action::Wait;
+                }
+            };
+            debug_assert!(again);
+        }
+    }
+
+    /// A deadline of this connection fell (`TimerKey::Conn`): the head or
+    /// idle timeout, a viewer's stall, or the end of lingering.
+    pub fn on_deadline(&mut self, buf: &mut [u8], now: Instant, timers: &mut Timers) -> Action {
+        let key = TimerKey::Conn(self.index);
+        match &mut self.phase {
+            Phase::ReadingHead { deadline, idle } => {
+                if !deadline.fire(now, key, timers) {
+                    return Action::Wait;
+                }
+                if *idle && self.requests > 0 {
+                    return Action::Close;
+                }
+                // A loop held up (a burst of thousands of spawns) may not
+                // have come to this socket's event yet: a head that is
+                // already there is served, not refused.
+                if let ReadHalf::Open { ready } = &mut self.read {
+                    *ready = true;
+                }
+                match self.advance(buf, now, timers) {
+                    Action::Wait => Action::Reject(HttpError::Timeout),
+                    action => action,
+                }
+            }
+            Phase::Streaming(stream) => {
+                let Feed::Watch { stall, .. } = &mut stream.feed else {
+                    return Action::Wait;
+                };
+                if !stall.fire(now, key, timers) {
+                    return Action::Wait;
+                }
+                // Let go only after it has taken nothing for the whole time.
+                let quiet_until = self.last_write + VIEWER_STALL;
+                if quiet_until > now {
+                    stall.set(quiet_until, key, timers);
+                    return Action::Wait;
+                }
+                info!("{}: viewer took nothing for {VIEWER_STALL:?}: disconnected", self.peer);
+                Action::Close
+            }
+            Phase::Lingering { until } => {
+                if until.fire(now, key, timers) {
+                    Action::Close
+                } else {
+                    Action::Wait
+                }
+            }
+            Phase::ReadingBody { deadline, .. } => {
+                if !deadline.fire(now, key, timers) {
+                    return Action::Wait;
+                }
+                match self.advance(buf, now, timers) {
+                    Action::Wait => Action::Reject(HttpError::Timeout),
+                    action => action,
+                }
+            }
+            Phase::Draining { .. } => Action::Wait,
+        }
+    }
+
+    /// The heartbeat deadline fell (`TimerKey::Heartbeat`): a comment goes
+    /// out if nothing did for `--heartbeat`, or for [`FIN_PROBE`] after a
+    /// FIN (the probe that tells a half-close from a close).
+    pub fn on_heartbeat(&mut self, now: Instant, timers: &mut Timers) -> Action {
+        let key = TimerKey::Heartbeat(self.index);
+        let Phase::Streaming(stream) = &mut self.phase else {
+            return Action::Wait;
+        };
+        let probe = (stream.fin == Fin::Probing).then_some(FIN_PROBE);
+        let Some(every) = stream.every.into_iter().chain(probe).min() else {
+            return Action::Wait;
+        };
+        if !stream.beat.fire(now, key, timers) {
+            return Action::Wait;
+        }
+        let due = self.last_write + every;
+        let next = if due <= now { now + every } else { due };
+        stream.beat.set(next, key, timers);
+        if due <= now && self.outbox.len() == 0 {
+            self.heartbeat_now(now);
+        }
+        if self.is_broken() {
+            Action::Close
+        } else {
+            Action::Wait
+        }
+    }
+
+    /// The server begins shutting down: what is being sent now is the last
+    /// response of this connection.
+    pub fn on_shutdown(&mut self) {
+        match &mut self.phase {
+            Phase::Streaming(stream) => stream.framing.then = After::Close,
+            Phase::Draining { then } => *then = After::Close,
+            Phase::ReadingHead { .. } | Phase::ReadingBody { .. } | Phase::Lingering { .. } => {}
+        }
+    }
+
+    /// The deadline a wake-up of this connection stands for, if its phase
+    /// has one: [`TimerKey::Conn`] (head, idle, stall, linger) or
+    /// [`TimerKey::Heartbeat`].
+    pub fn deadline_mut(&mut self, key: TimerKey) -> Option<&mut Deadline> {
+        match (&mut self.phase, key) {
+            (Phase::ReadingHead { deadline, .. }, TimerKey::Conn(_)) => Some(deadline),
+            (Phase::ReadingBody { deadline, .. }, TimerKey::Conn(_)) => Some(deadline),
+            (Phase::Lingering { until }, TimerKey::Conn(_)) => Some(until),
+            (Phase::Streaming(stream), TimerKey::Heartbeat(_)) => Some(&mut stream.beat),
+            (Phase::Streaming(stream), TimerKey::Conn(_)) => match &mut stream.feed {
+                Feed::Watch { stall, .. } => Some(stall),
+                Feed::Run { .. } => None,
+            },
+            _ => None,
+        }
+    }
+
+    // ----- responses --------------------------------------------------------
+
+    /// Sends a fixed reply (`head_only` for `HEAD`) with the access line,
+    /// `note` after its status; then keep alive or close, as the reply says.
+    pub fn reply(&mut self, reply: &Reply, minor: u8, head_only: bool, note: &str, now: Instant) {
+        self.log_access(reply.status, note);
+        let mut bytes = Vec::with_capacity(256 + reply.body.len());
+        reply.write_to(&mut bytes, minor, head_only);
+        let then = if reply.close { After::Close } else { After::KeepAlive };
+        self.phase = Phase::Draining { then };
+        self.queue(&bytes, now);
+    }
+
+    /// Begins reading the body `head` announces (the server routed it to
+    /// the one route that takes one), at most `limit` bytes: it comes as
+    /// [`Action::Body`]. A client that sent `Expect: 100-continue` is told
+    /// to go on. `TooLarge` at once for a longer `Content-Length`.
+    pub fn begin_body(
+        &mut self,
+        head: &Head,
+        limit: usize,
+        now: Instant,
+        timers: &mut Timers,
+    ) -> Result<(), BodyError> {
+        let body = BodyReader::new(head.body, limit)?;
+        if head.expect_continue && head.minor_version == 1 && !body.is_done() {
+            self.queue(CONTINUE, now);
+        }
+        let mut deadline = Deadline::default();
+        deadline.set(now + HEAD_TIMEOUT, TimerKey::Conn(self.index), timers);
+        self.phase = Phase::ReadingBody { body, deadline };
+        Ok(())
+    }
+
+    /// Answers a head the parser refused, then closes: after a bad head
+    /// nobody knows where the next request would start. Returns its status.
+    pub fn reject(&mut self, err: HttpError, now: Instant) -> u16 {
+        let (status, reason) = err.status();
+        self.access = None;
+        let reply = Reply::text(status, reason, &err.to_string()).closing();
+        self.reply(&reply, 1, false, &format!(" ({err})"), now);
+        status
+    }
+
+    /// Starts a `/run` stream of job `job` in answer to `head` (contract
+    /// §3.1): chunked for HTTP/1.1, kept alive after it when the client
+    /// allows; close-delimited for HTTP/1.0.
+    pub fn begin_run(
+        &mut self,
+        head: &Head,
+        headers: &[(&'static str, String)],
+        job: usize,
+        every: Option<Duration>,
+        now: Instant,
+        timers: &mut Timers,
+    ) {
+        self.begin_stream(head, true, headers, Feed::Run { job }, every, now, timers);
+    }
+
+    /// Starts a stream that only says `err` (a `/run` command that could
+    /// not start).
+    pub fn begin_failed_run(
+        &mut self,
+        head: &Head,
+        headers: &[(&'static str, String)],
+        format: Format,
+        message: &str,
+        now: Instant,
+    ) {
+        self.log_access(200, "");
+        let framing = stream_framing(head, true);
+        self.queue_stream_head(framing, headers, now);
+        self.phase = Phase::Draining { then: framing.then };
+        let mut encoder = Encoder::new(format);
+        let frame = encoder.error(message);
+        self.send_parts(frame.parts(b"", framing.chunked), now);
+        self.count_event(frame);
+        if framing.chunked {
+            self.queue(LAST_CHUNK, now);
+        }
+    }
+
+    /// Starts a viewer of the published job at `record` (contract §7.3):
+    /// the stream head, `retry:`, and a `gap` if the events after `after`
+    /// are gone from `log`; then the viewer pulls. `reuse`: the connection
+    /// may be kept alive after it (not while the server shuts down).
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin_watch(
+        &mut self,
+        head: &Head,
+        reuse: bool,
+        headers: &[(&'static str, String)],
+        record: usize,
+        log: &EventLog,
+        format: Format,
+        after: Option<u64>,
+        every: Option<Duration>,
+        now: Instant,
+        timers: &mut Timers,
+    ) {
+        let cursor = Cursor {
+            next: after.map_or(1, |n| n + 1),
+            encoder: Encoder::new(format),
+        };
+        let feed = Feed::Watch {
+            record,
+            cursor,
+            stall: Deadline::default(),
+        };
+        self.begin_stream(head, reuse, headers, feed, every, now, timers);
+        self.queue_block(RETRY, RETRY_CHUNK, now);
+        self.send_gap(log, now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn begin_stream(
+        &mut self,
+        head: &Head,
+        reuse: bool,
+        headers: &[(&'static str, String)],
+        feed: Feed,
+        every: Option<Duration>,
+        now: Instant,
+        timers: &mut Timers,
+    ) {
+        self.log_access(200, "");
+        let framing = stream_framing(head, reuse);
+        let mut beat = Deadline::default();
+        if let Some(every) = every {
+            beat.set(now + every, TimerKey::Heartbeat(self.index), timers);
+        }
+        self.phase = Phase::Streaming(Box::new(Stream {
+            feed,
+            framing,
+            every,
+            beat,
+            fin: Fin::NotSeen,
+        }));
+        self.queue_stream_head(framing, headers, now);
+    }
+
+    fn queue_stream_head(&mut self, framing: Framing, headers: &[(&'static str, String)], now: Instant) {
+        let mut bytes = Vec::with_capacity(256);
+        write_stream_head(&mut bytes, framing.chunked, framing.then == After::Close, headers);
+        self.queue(&bytes, now);
+    }
+
+    /// Sends one frame of a `/run` stream, encoded from `text` (where the
+    /// frame's pieces point). True while the stream takes more.
+    pub fn send(&mut self, frame: &Frame, text: &[u8], now: Instant) -> bool {
+        let Phase::Streaming(stream) = &self.phase else {
+            return false;
+        };
+        let chunked = stream.framing.chunked;
+        self.send_parts(frame.parts(text, chunked), now);
+        self.count_event(frame);
+        self.has_room()
+    }
+
+    fn count_event(&mut self, frame: &Frame) {
+        if !self.is_broken() && !frame.is_empty() {
+            self.counts.events[frame.name().index()] += 1;
+        }
+    }
+
+    /// Ends the current stream: the last chunk, then drain and keep alive or
+    /// close.
+    pub fn end_stream(&mut self, now: Instant) {
+        let Phase::Streaming(stream) = &self.phase else {
+            return;
+        };
+        let framing = stream.framing;
+        self.phase = Phase::Draining { then: framing.then };
+        if framing.chunked {
+            self.queue(LAST_CHUNK, now);
+        }
+    }
+
+    /// Sends a viewer the events of `log` it has not had, while its socket
+    /// takes them, at most [`PULL_STEP`]. `running`: the job still runs (a
+    /// viewer behind it is let go after [`VIEWER_STALL`] of taking nothing).
+    pub fn pull(&mut self, log: &EventLog, running: bool, now: Instant, timers: &mut Timers) -> Pulled {
+        let mut pulled = Pulled {
+            sent: 0,
+            caught_up: false,
+            ended: false,
+        };
+        let Phase::Streaming(stream) = &mut self.phase else {
+            return pulled;
+        };
+        let chunked = stream.framing.chunked;
+        let Feed::Watch { cursor, stall, .. } = &mut stream.feed else {
+            return pulled;
+        };
+        let mut out = Out {
+            sock: &mut self.sock,
+            write: &mut self.write,
+            outbox: &mut self.outbox,
+            counts: &mut self.counts,
+            last_write: &mut self.last_write,
+        };
+        while pulled.sent < PULL_STEP && out.outbox.len() == 0 && *out.write != WriteHalf::Failed {
+            if let Some(first) = log.first_held().filter(|&first| cursor.next < first) {
+                // Never silent: had the log forgotten events this viewer
+                // still needed (the trim keeps them), it would say so.
+                let frame = cursor.encoder.gap(cursor.next, first - 1);
+                out.frame(frame, b"", chunked, now);
+                cursor.next = first;
+                pulled.sent += 1;
+                continue;
+            }
+            let Some(event) = log.get(cursor.next) else { break };
+            cursor.encoder.set_next_id(cursor.next);
+            match event {
+                Logged::Output(which, text) => {
+                    let frame = cursor.encoder.output(*which, text);
+                    if !frame.is_empty() {
+                        out.frame(frame, text, chunked, now);
+                    }
+                }
+                Logged::Error(message) => {
+                    out.frame(cursor.encoder.error(message), b"", chunked, now);
+                    pulled.ended = true;
+                }
+                Logged::Exit(exit) => {
+                    out.frame(cursor.encoder.exit(exit), b"", chunked, now);
+                    pulled.ended = true;
+                }
+            }
+            cursor.next += 1;
+            pulled.sent += 1;
+            if pulled.ended {
+                break;
+            }
+        }
+        pulled.caught_up = cursor.next >= log.next_id() && out.outbox.len() == 0;
+        if pulled.sent > 0 || pulled.caught_up {
+            stall.clear();
+        }
+        if !pulled.caught_up && !pulled.ended && running {
+            // Behind a running command: it waits on this viewer.
+            stall.set(now + VIEWER_STALL, TimerKey::Conn(self.index), timers);
+        }
+        if pulled.ended {
+            self.end_stream(now);
+        }
+        pulled
+    }
+
+    /// The `gap` a viewer is owed when the events it asked for are gone.
+    fn send_gap(&mut self, log: &EventLog, now: Instant) {
+        let Phase::Streaming(stream) = &mut self.phase else {
+            return;
+        };
+        let chunked = stream.framing.chunked;
+        let Feed::Watch { cursor, .. } = &mut stream.feed else {
+            return;
+        };
+        let first_held = log.first_held().unwrap_or_else(|| log.next_id());
+        if cursor.next < first_held {
+            let frame = cursor.encoder.gap(cursor.next, first_held - 1);
+            let mut out = Out {
+                sock: &mut self.sock,
+                write: &mut self.write,
+                outbox: &mut self.outbox,
+                counts: &mut self.counts,
+                last_write: &mut self.last_write,
+            };
+            out.frame(frame, b"", chunked, now);
+            cursor.next = first_held;
+        }
+    }
+
+    // ----- internals --------------------------------------------------------
+
+    /// Parses the head buffer once the phase waits for a head.
+    fn next_head(&mut self) -> Action {
+        let Phase::ReadingHead { deadline, idle } = &mut self.phase else {
+            return Action::Wait;
+        };
+        let idle = *idle;
+        let parsed = if self.inbuf.is_empty() {
+            Ok(Parsed::Partial)
+        } else {
+            request::parse(&self.inbuf)
+        };
+        match parsed {
+            Ok(Parsed::Complete(head, len)) => {
+                deadline.clear();
+                self.inbuf.drain(..len);
+                if self.inbuf.is_empty() {
+                    // Most connections send one request, then stream for
+                    // long: hold no buffer meanwhile.
+                    self.inbuf = Vec::new();
+                }
+                self.requests += 1;
+                let token = self.token.as_deref();
+                self.access = Some(Access {
+                    method: logsafe::safe(head.method.as_str(), token).to_string(),
+                    path: logsafe::target(&head.target, token),
+                });
+                Action::Route(head)
+            }
+            Ok(Parsed::Partial) if self.read == ReadHalf::Ended => {
+                // The client is done sending and no whole request came.
+                if idle || self.inbuf.is_empty() {
+                    Action::Close
+                } else {
+                    Action::Reject(HttpError::BadRequest("connection closed mid-head"))
+                }
+            }
+            Ok(Parsed::Partial) => Action::Wait,
+            Err(err) => Action::Reject(err),
+        }
+    }
+
+    /// Takes the received bytes into the body being read: the body once
+    /// whole, or why it cannot be.
+    fn next_body(&mut self) -> Action {
+        let Phase::ReadingBody { body, deadline } = &mut self.phase else {
+            return Action::Wait;
+        };
+        let used = match body.feed(&self.inbuf) {
+            Ok(used) => used,
+            Err(err) => return Action::RefuseBody(err),
+        };
+        self.inbuf.drain(..used);
+        if self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+        }
+        if body.is_done() {
+            deadline.clear();
+            // Answered next by `reply`; until then nothing is queued.
+            let done = std::mem::replace(&mut self.phase, Phase::Draining { then: After::KeepAlive });
+            if let Phase::ReadingBody { body, .. } = done {
+                return Action::Body(body.into_body());
+            }
+            return Action::Wait;
+        }
+        if self.read == ReadHalf::Ended {
+            // The client stopped sending halfway: nobody to answer.
+            return Action::Close;
+        }
+        Action::Wait
+    }
+
+    fn log_access(&mut self, status: u16, note: &str) {
+        match self.access.take() {
+            Some(Access { method, path }) => info!("{} {method} {path} {status}{note}", self.peer),
+            None => info!("{} - - {status}{note}", self.peer),
+        }
+    }
+
+    /// The response is fully written: keep alive (wait for the next request,
+    /// at once if it is already buffered), or shut our side and linger.
+    fn response_done(&mut self, then: After, now: Instant, timers: &mut Timers) {
+        let key = TimerKey::Conn(self.index);
+        let mut deadline = Deadline::default();
+        if then == After::KeepAlive {
+            let waiting = !self.inbuf.is_empty();
+            let wait = if waiting { HEAD_TIMEOUT } else { IDLE_TIMEOUT };
+            deadline.set(now + wait, key, timers);
+            self.phase = Phase::ReadingHead {
+                deadline,
+                idle: !waiting,
+            };
+        } else {
+            let _ = self.sock.shutdown(Shutdown::Write);
+            deadline.set(now + LINGER, key, timers);
+            self.phase = Phase::Lingering { until: deadline };
+        }
+    }
+
+    /// True if reading now is useful: the head buffer has room, or the phase
+    /// only drains the socket.
+    fn wants_read(&self) -> bool {
+        self.read == ReadHalf::Open { ready: true }
+            && self.write != WriteHalf::Failed
+            && (matches!(self.phase, Phase::Lingering { .. }) || self.inbuf.len() < request::MAX_HEAD)
+    }
+
+    /// Reads what the socket has (up to the head limit) into the head buffer.
+    fn read_some(&mut self, buf: &mut [u8]) {
+        while self.wants_read() {
+            let lingering = matches!(self.phase, Phase::Lingering { .. });
+            let room = if lingering {
+                buf.len()
+            } else {
+                buf.len().min(request::MAX_HEAD + 1 - self.inbuf.len())
+            };
+            match self.sock.read(&mut buf[..room]) {
+                Ok(0) => self.read = ReadHalf::Ended,
+                Ok(n) => {
+                    if !lingering {
+                        self.inbuf.extend_from_slice(&buf[..n]);
+                        if let Phase::ReadingHead { idle, .. } = &mut self.phase {
+                            *idle = false;
+                        }
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.read = ReadHalf::Open { ready: false },
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.read = ReadHalf::Failed,
+            }
+        }
+    }
+
+    /// Writes queued bytes while the socket takes them.
+    fn flush(&mut self, now: Instant) {
+        while self.outbox.len() > 0 && self.write == WriteHalf::Ready {
+            match self.sock.write(&self.outbox.bytes[self.outbox.sent..]) {
+                Ok(0) => self.write = WriteHalf::Failed,
+                Ok(n) => {
+                    self.outbox.sent += n;
+                    self.counts.bytes += n as u64;
+                    self.last_write = now;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.write = WriteHalf::Full,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.write = WriteHalf::Failed,
+            }
+        }
+        if self.outbox.len() == 0 && !self.outbox.bytes.is_empty() {
+            self.outbox.bytes.clear();
+            self.outbox.sent = 0;
+            if self.outbox.bytes.capacity() > KEEP_CAPACITY {
+                self.outbox.bytes = Vec::new();
+            }
+        }
+    }
+
+    /// Queues one heartbeat comment in the stream's framing.
+    fn heartbeat_now(&mut self, now: Instant) {
+        self.queue_block(HEARTBEAT, HEARTBEAT_CHUNK, now);
+        self.last_write = now;
+    }
+
+    /// Queues a fixed SSE block: `plain`, or `chunk` (the same block wrapped
+    /// in one chunk) when the stream is chunked.
+    fn queue_block(&mut self, plain: &[u8], chunk: &[u8], now: Instant) {
+        let chunked = matches!(&self.phase, Phase::Streaming(s) if s.framing.chunked);
+        self.queue(if chunked { chunk } else { plain }, now);
+    }
+
+    /// Writes `bytes` now if the socket takes them, queueing the rest.
+    fn queue(&mut self, bytes: &[u8], now: Instant) {
+        self.send_parts(std::iter::once(bytes), now);
+    }
+
+    fn send_parts<'a, I>(&mut self, parts: I, now: Instant)
+    where
+        I: Iterator<Item = &'a [u8]> + Clone,
+    {
+        let streaming = self.is_streaming();
+        let mut out = Out {
+            sock: &mut self.sock,
+            write: &mut self.write,
+            outbox: &mut self.outbox,
+            counts: &mut self.counts,
+            last_write: &mut self.last_write,
+        };
+        out.parts(parts, streaming, now);
+    }
+}
+
+/// The framing of a stream answering `head`; `reuse`: the server allows
+/// keeping the connection.
+fn stream_framing(head: &Head, reuse: bool) -> Framing {
+    let chunked = head.minor_version == 1;
+    let then = if chunked && head.keep_alive && reuse {
+        After::KeepAlive
+    } else {
+        After::Close
+    };
+    Framing { chunked, then }
+}
+
+/// The write side of a connection, borrowed apart from its phase (a
+/// viewer's cursor encodes while this writes).
+struct Out<'a> {
+    sock: &'a mut TcpStream,
+    write: &'a mut WriteHalf,
+    outbox: &'a mut Outbox,
+    counts: &'a mut Sent,
+    last_write: &'a mut Instant,
+}
+
+impl Out<'_> {
+    fn frame(&mut self, frame: &Frame, text: &[u8], chunked: bool, now: Instant) {
+        self.parts(frame.parts(text, chunked), true, now);
+        if *self.write != WriteHalf::Failed && !frame.is_empty() {
+            self.counts.events[frame.name().index()] += 1;
+        }
+    }
+
+    /// Writes `parts` with `writev` while the socket takes them; only what
+    /// it refuses is copied into the outbox. `stream`: a refusal pauses an
+    /// event stream (counted, see `Sent::pauses`).
+    fn parts<'a, I>(&mut self, parts: I, stream: bool, now: Instant)
+    where
+        I: Iterator<Item = &'a [u8]> + Clone,
+    {
+        if *self.write == WriteHalf::Failed {
+            return;
+        }
+        let written = if self.outbox.len() == 0 && *self.write == WriteHalf::Ready {
+            match write_parts(self.sock, parts.clone()) {
+                Ok(Written::All(n)) => {
+                    self.counts.bytes += n as u64;
+                    *self.last_write = now;
+                    return;
+                }
+                Ok(Written::Part(n)) => {
+                    *self.write = WriteHalf::Full;
+                    n
+                }
+                Err(_) => {
+                    *self.write = WriteHalf::Failed;
+                    return;
+                }
+            }
+        } else {
+            0
+        };
+        if written > 0 {
+            self.counts.bytes += written as u64;
+            *self.last_write = now;
+        }
+        let was_empty = self.outbox.len() == 0;
+        // Queue what the socket did not take: these bytes live in the shared
+        // read buffer or a pipe's held line, which the next event reuses.
+        let mut skip = written;
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            self.outbox.bytes.extend_from_slice(&part[skip..]);
+            skip = 0;
+        }
+        if was_empty && self.outbox.len() > 0 && stream {
+            self.counts.pauses += 1;
+        }
+    }
+}
+
+/// How much of a vectored write the socket took.
+enum Written {
+    /// All of it: this many bytes.
+    All(usize),
+    /// This many bytes, and the socket is full.
+    Part(usize),
+}
+
+/// Writes `parts` with as few `writev` calls as the slice limit allows,
+/// stopping when the socket is full.
+fn write_parts<'a, I>(sock: &mut TcpStream, mut parts: I) -> io::Result<Written>
+where
+    I: Iterator<Item = &'a [u8]>,
+{
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let mut written = 0;
+    loop {
+        let mut count = 0;
+        let mut batch = 0;
+        for part in parts.by_ref() {
+            slices[count] = IoSlice::new(part);
+            batch += part.len();
+            count += 1;
+            if count == MAX_SLICES {
+                break;
+            }
+        }
+        if count == 0 {
+            return Ok(Written::All(written));
+        }
+        let n = loop {
+            match sock.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => break n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Written::Part(written)),
+                Err(err) => return Err(err),
+            }
+        };
+        written += n;
+        if n < batch {
+            return Ok(Written::Part(written));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection over a real loopback TCP pair, driven by hand: the
+    //! test plays the server (carrying out actions, moving the clock).
+
+    use super::*;
+    use crate::eventlog::EventLog;
+    use crate::sse::{Exit, Stream as Pipe};
+    use std::net::{TcpListener, TcpStream as StdStream};
+
+    struct Pair {
+        conn: Conn,
+        client: StdStream,
+        timers: Timers,
+        buf: Vec<u8>,
+        t0: Instant,
+    }
+
+    fn pair() -> Pair {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = StdStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (sock, peer) = listener.accept().expect("accept");
+        sock.set_nonblocking(true).expect("nonblocking");
+        client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        let conn = Conn::new(TcpStream::from_std(sock), peer, 7, true, None, t0, &mut timers);
+        Pair {
+            conn,
+            client,
+            timers,
+            buf: vec![0; 64 * 1024],
+            t0,
+        }
+    }
+
+    impl Pair {
+        fn advance(&mut self, after: Duration) -> Action {
+            // No poll here: say the socket may have something, as an event would.
+            self.conn.on_event(true, true, false);
+            self.conn.advance(&mut self.buf, self.t0 + after, &mut self.timers)
+        }
+
+        /// Advances until the action is not `Wait` (the kernel may take a
+        /// moment to move bytes across loopback), at most 2 s.
+        fn next_action(&mut self) -> Action {
+            for _ in 0..200 {
+                match self.advance(Duration::ZERO) {
+                    Action::Wait => std::thread::sleep(Duration::from_millis(10)),
+                    action => return action,
+                }
+            }
+            Action::Wait
+        }
+
+        fn send(&mut self, bytes: &[u8]) {
+            self.client.write_all(bytes).expect("client write");
+        }
+
+        /// Reads exactly `n` bytes as the client.
+        fn read(&mut self, n: usize) -> String {
+            let mut got = vec![0; n];
+            self.client.read_exact(&mut got).expect("client read");
+            String::from_utf8(got).expect("utf-8")
+        }
+
+        fn read_to_end(&mut self) -> String {
+            let mut got = Vec::new();
+            self.client.read_to_end(&mut got).expect("client read");
+            String::from_utf8(got).expect("utf-8")
+        }
+    }
+
+    fn route(action: Action) -> Head {
+        match action {
+            Action::Route(head) => head,
+            other => panic!("expected a head, got {other:?}"),
+        }
+    }
+
+    const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    fn ok() -> Reply {
+        Reply::text(200, "OK", "hi")
+    }
+
+    fn ok_bytes(close: bool) -> String {
+        let mut out = Vec::new();
+        let mut reply = ok();
+        reply.close = close;
+        reply.write_to(&mut out, 1, false);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn keep_alive_then_pipelined_heads_in_order() {
+        let mut p = pair();
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        p.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+        let head = route(p.next_action());
+        assert_eq!(head.target, "/a");
+        p.conn.reply(&ok(), 1, false, "", p.t0);
+        // The second head was read with the first: routed without an event.
+        let head = route(p.conn.advance(&mut p.buf, p.t0, &mut p.timers));
+        assert_eq!(head.target, "/b");
+        p.conn.reply(&ok(), 1, false, "", p.t0);
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        let one = ok_bytes(false);
+        assert_eq!(p.read(2 * one.len()), one.repeat(2));
+        assert!(p.conn.is_idle());
+        // Idle between requests: closed silently after IDLE_TIMEOUT, and
+        // not before.
+        let early = p.t0 + IDLE_TIMEOUT / 2;
+        assert!(matches!(
+            p.conn.on_deadline(&mut p.buf, early, &mut p.timers),
+            Action::Wait
+        ));
+        let late = p.t0 + IDLE_TIMEOUT;
+        assert!(matches!(
+            p.conn.on_deadline(&mut p.buf, late, &mut p.timers),
+            Action::Close
+        ));
+    }
+
+    #[test]
+    fn closing_reply_shuts_our_side_then_lingers_until_the_client_closes() {
+        let mut p = pair();
+        p.send(GET);
+        route(p.next_action());
+        p.conn.reply(&ok().closing(), 1, false, "", p.t0);
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        assert!(p.conn.is_idle(), "lingering");
+        // Our FIN ends the client's read after the whole reply.
+        assert_eq!(p.read_to_end(), ok_bytes(true));
+        // Bytes the client still sends are read and dropped, not reset.
+        p.send(b"more junk");
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        p.client.shutdown(Shutdown::Write).expect("shutdown");
+        assert!(matches!(p.next_action(), Action::Close));
+    }
+
+    #[test]
+    fn linger_ends_at_its_deadline() {
+        let mut p = pair();
+        p.send(GET);
+        route(p.next_action());
+        p.conn.reply(&ok().closing(), 1, false, "", p.t0);
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        let end = p.t0 + LINGER;
+        assert!(matches!(
+            p.conn.on_deadline(&mut p.buf, end, &mut p.timers),
+            Action::Close
+        ));
+    }
+
+    #[test]
+    fn a_head_that_never_completes_is_refused_with_408() {
+        let mut p = pair();
+        p.send(b"GET /a HTTP/1.1\r\nHo");
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        let late = p.t0 + HEAD_TIMEOUT;
+        let action = p.conn.on_deadline(&mut p.buf, late, &mut p.timers);
+        let Action::Reject(err) = action else {
+            panic!("expected a refusal, got {action:?}");
+        };
+        assert_eq!(p.conn.reject(err, late), 408);
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        assert!(p.read_to_end().starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+    }
+
+    #[test]
+    fn a_head_cut_by_the_clients_fin_is_a_400() {
+        let mut p = pair();
+        p.send(b"GET /a HTTP/1.1\r\nHo");
+        p.client.shutdown(Shutdown::Write).expect("shutdown");
+        let action = p.next_action();
+        assert!(matches!(action, Action::Reject(HttpError::BadRequest(_))), "{action:?}");
+    }
+
+    #[test]
+    fn run_stream_is_chunked_and_kept_alive_after_its_last_chunk() {
+        let mut p = pair();
+        p.send(GET);
+        let head = route(p.next_action());
+        p.conn.begin_run(&head, &[], 3, None, p.t0, &mut p.timers);
+        assert!(p.conn.is_streaming());
+        assert_eq!(p.conn.source(), Some(Source::Run(3)));
+        assert!(matches!(p.advance(Duration::ZERO), Action::Pull(Source::Run(3))));
+        let mut encoder = Encoder::new(Format::Raw);
+        let text = b"hello\n";
+        let frame = encoder.output(Pipe::Stdout, text);
+        let frame_bytes = frame.to_vec(text, true);
+        assert!(p.conn.send(frame, text, p.t0));
+        p.conn.end_stream(p.t0);
+        assert_eq!(p.conn.source(), None);
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        assert!(p.conn.is_idle(), "kept alive after the stream");
+        let mut head_bytes = Vec::new();
+        write_stream_head(&mut head_bytes, true, false, &[]);
+        let head_text = String::from_utf8(head_bytes).expect("utf-8");
+        let frame = String::from_utf8(frame_bytes).expect("utf-8");
+        let want = format!("{head_text}{frame}0\r\n\r\n");
+        assert_eq!(p.read(want.len()), want);
+        assert!(frame.contains("data: hello"), "{frame}");
+        assert_eq!(p.conn.counts().events.iter().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn fin_during_a_stream_is_probed_with_a_ping_then_every_second() {
+        let mut p = pair();
+        p.send(b"GET /a HTTP/1.0\r\n\r\n");
+        let head = route(p.next_action());
+        p.conn.begin_run(&head, &[], 0, None, p.t0, &mut p.timers);
+        let mut head_bytes = Vec::new();
+        write_stream_head(&mut head_bytes, false, true, &[]);
+        assert_eq!(p.read(head_bytes.len()).as_bytes(), &head_bytes[..]);
+        p.client.shutdown(Shutdown::Write).expect("half-close");
+        // The FIN is answered at once with a ping, and the stream goes on.
+        assert!(matches!(p.next_action(), Action::Pull(Source::Run(0))));
+        assert_eq!(p.read(HEARTBEAT.len()).as_bytes(), HEARTBEAT);
+        // Without --heartbeat, the probe still comes every FIN_PROBE.
+        let later = p.t0 + FIN_PROBE;
+        assert!(matches!(p.conn.on_heartbeat(later, &mut p.timers), Action::Wait));
+        assert_eq!(p.read(HEARTBEAT.len()).as_bytes(), HEARTBEAT);
+        // The client is really gone: the next write fails and it closes.
+        drop(p.client);
+        let mut closed = false;
+        for i in 2..50 {
+            let at = p.t0 + FIN_PROBE * i;
+            if matches!(p.conn.on_heartbeat(at, &mut p.timers), Action::Close) {
+                closed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(closed, "a reset ends the stream");
+    }
+
+    #[test]
+    fn heartbeat_only_after_a_quiet_interval() {
+        let mut p = pair();
+        p.send(b"GET /a HTTP/1.0\r\n\r\n");
+        let head = route(p.next_action());
+        let every = Duration::from_secs(5);
+        p.conn.begin_run(&head, &[], 0, Some(every), p.t0, &mut p.timers);
+        let mut head_bytes = Vec::new();
+        write_stream_head(&mut head_bytes, false, true, &[]);
+        p.read(head_bytes.len());
+        let deadline = p.conn.deadline_mut(TimerKey::Heartbeat(7)).and_then(|d| d.at());
+        assert_eq!(deadline, Some(p.t0 + every));
+        assert!(matches!(p.conn.on_heartbeat(p.t0 + every, &mut p.timers), Action::Wait));
+        assert_eq!(p.read(HEARTBEAT.len()).as_bytes(), HEARTBEAT);
+    }
+
+    #[test]
+    fn a_full_socket_queues_and_stops_pulling_until_it_has_room() {
+        let mut p = pair();
+        p.send(b"GET /a HTTP/1.0\r\n\r\n");
+        let head = route(p.next_action());
+        p.conn.begin_run(&head, &[], 0, None, p.t0, &mut p.timers);
+        let mut encoder = Encoder::new(Format::Raw);
+        let text = vec![b'x'; 60 * 1024];
+        let mut text = text;
+        text.push(b'\n');
+        let mut frames = 0;
+        while p.conn.send(encoder.output(Pipe::Stdout, &text), &text, p.t0) {
+            frames += 1;
+            assert!(frames < 10_000, "the socket never filled");
+        }
+        assert!(p.conn.pending_len() > 0);
+        assert!(!p.conn.has_room());
+        assert!(
+            matches!(p.advance(Duration::ZERO), Action::Wait),
+            "no pull while queued"
+        );
+        assert_eq!(p.conn.counts().pauses, 1);
+        // The client reads everything; the queue drains and pulling resumes.
+        let mut sink = vec![0; 1 << 20];
+        let mut pulled = false;
+        for _ in 0..500 {
+            let _ = p.client.read(&mut sink);
+            if matches!(p.advance(Duration::ZERO), Action::Pull(_)) {
+                pulled = true;
+                break;
+            }
+        }
+        assert!(pulled);
+        assert_eq!(p.conn.pending_len(), 0);
+    }
+
+    fn exit0() -> Exit {
+        Exit {
+            code: Some(0),
+            signal: None,
+            timed_out: false,
+        }
+    }
+
+    #[test]
+    fn a_viewer_pulls_from_the_log_resumes_after_an_id_and_ends_at_exit() {
+        let mut p = pair();
+        p.send(b"GET /jobs/x/events?format=raw HTTP/1.0\r\n\r\n");
+        let head = route(p.next_action());
+        let mut log = EventLog::new(1 << 20);
+        for id in 1..=3 {
+            assert!(log.push_output(id, Pipe::Stdout, format!("line {id}\n").as_bytes()));
+        }
+        p.conn.begin_watch(
+            &head,
+            true,
+            &[],
+            5,
+            &log,
+            Format::Raw,
+            Some(1),
+            None,
+            p.t0,
+            &mut p.timers,
+        );
+        assert_eq!(p.conn.cursor(), Some(2));
+        assert!(matches!(p.advance(Duration::ZERO), Action::Pull(Source::Watch(5))));
+        let pulled = p.conn.pull(&log, true, p.t0, &mut p.timers);
+        assert_eq!(
+            pulled,
+            Pulled {
+                sent: 2,
+                caught_up: true,
+                ended: false
+            }
+        );
+        assert!(log.push(4, Logged::Exit(exit0())));
+        let pulled = p.conn.pull(&log, false, p.t0, &mut p.timers);
+        assert_eq!(
+            pulled,
+            Pulled {
+                sent: 1,
+                caught_up: true,
+                ended: true
+            }
+        );
+        assert_eq!(p.conn.source(), None);
+        assert!(matches!(p.advance(Duration::ZERO), Action::Wait));
+        let body = p.read_to_end();
+        assert!(body.contains("retry: 1000\n\n"), "{body}");
+        assert!(!body.contains("line 1"), "resumed after event 1: {body}");
+        assert!(
+            body.contains("id: 2\n") && body.contains("line 2") && body.contains("line 3"),
+            "{body}"
+        );
+        assert!(body.contains("event: exit"), "{body}");
+    }
+
+    #[test]
+    fn a_viewer_whose_events_are_gone_gets_a_gap() {
+        let mut p = pair();
+        p.send(b"GET /jobs/x/events HTTP/1.0\r\n\r\n");
+        let head = route(p.next_action());
+        let mut log = EventLog::new(0);
+        for id in 1..=3 {
+            assert!(log.push_output(id, Pipe::Stdout, b"x\n"));
+        }
+        log.trim(4);
+        assert_eq!(log.first_held(), Some(3));
+        p.conn
+            .begin_watch(&head, true, &[], 0, &log, Format::Json, None, None, p.t0, &mut p.timers);
+        assert_eq!(p.conn.cursor(), Some(3));
+        let mut got = String::new();
+        let mut chunk = [0u8; 4096];
+        while !got.contains("\"gap\"") {
+            let n = p.client.read(&mut chunk).expect("read");
+            assert!(n > 0, "ended without a gap: {got}");
+            got.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        assert!(got.contains("\"from\":1,\"to\":2"), "{got}");
+    }
+
+    #[test]
+    fn a_viewer_behind_a_running_job_is_let_go_after_taking_nothing() {
+        let mut p = pair();
+        p.send(b"GET /jobs/x/events HTTP/1.0\r\n\r\n");
+        let head = route(p.next_action());
+        let mut log = EventLog::new(1 << 30);
+        let big = vec![b'y'; 60 * 1024];
+        let mut id = 1;
+        p.conn
+            .begin_watch(&head, true, &[], 0, &log, Format::Raw, None, None, p.t0, &mut p.timers);
+        // The client never reads: fill its socket.
+        loop {
+            assert!(log.push_output(id, Pipe::Stdout, &big));
+            id += 1;
+            let pulled = p.conn.pull(&log, true, p.t0, &mut p.timers);
+            if !pulled.caught_up {
+                break;
+            }
+            assert!(id < 10_000, "the socket never filled");
+        }
+        let stall = TimerKey::Conn(7);
+        assert_eq!(
+            p.conn.deadline_mut(stall).and_then(|d| d.at()),
+            Some(p.t0 + VIEWER_STALL)
+        );
+        let early = p.t0 + VIEWER_STALL / 2;
+        assert!(matches!(
+            p.conn.on_deadline(&mut p.buf, early, &mut p.timers),
+            Action::Wait
+        ));
+        let late = p.t0 + VIEWER_STALL;
+        assert!(matches!(
+            p.conn.on_deadline(&mut p.buf, late, &mut p.timers),
+            Action::Close
+        ));
+        assert_eq!(p.conn.source(), Some(Source::Watch(0)), "the server detaches it");
+    }
+}

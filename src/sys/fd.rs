@@ -1,0 +1,41 @@
+//! Descriptors: pipes, non-blocking mode, pipe and accept-queue sizes.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::check;
+
+/// Puts `fd` in non-blocking mode (std's pipes from `Command` are blocking).
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: F_GETFL reads the flags of a descriptor the caller owns.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: F_SETFL sets flags on that same descriptor; no memory is passed.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+/// Asks for a pipe buffer of `bytes`; returns the size the kernel granted.
+pub fn set_pipe_size(fd: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ takes an integer; no memory is passed.
+    let got = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) })?;
+    Ok(got as usize)
+}
+
+/// Re-issues `listen` with a longer accept queue than mio's default, so a
+/// burst of connections (a thousand EventSources) is not dropped.
+pub fn set_listen_backlog(fd: &impl AsRawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes a descriptor and an integer; no memory is passed.
+    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(())
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`, which is that big.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are new and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}

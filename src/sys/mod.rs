@@ -1,0 +1,34 @@
+//! The system calls std lacks, and every `unsafe` block of the crate.
+//!
+//! Each function is a thin, checked wrapper: errors come back as
+//! `io::Error`, descriptors as `OwnedFd`. Policy (when to kill, what to do on
+//! failure) lives with the callers.
+
+mod activation;
+mod fd;
+mod hygiene;
+mod process;
+mod runtime;
+mod signal;
+mod spawn;
+
+use std::io;
+
+pub use activation::{listen_fds, take_activated_listener, LISTEN_FDS_START};
+pub use fd::{pipe, set_listen_backlog, set_nonblocking, set_pipe_size};
+pub use hygiene::{cloexec_inherited, raise_nofile_limit, set_non_dumpable};
+pub use process::{
+    group_alive, kill_group, kill_pid, peek_exited_child, reap_pid, reap_status, set_child_subreaper, wait_blocking,
+};
+pub use runtime::{getrandom, monotonic_ns, release_free_memory};
+pub use signal::{signal_pipe, take_signals};
+pub use spawn::{open_closed_stdio, spawn_plan, ExecPlan};
+
+/// Converts a `-1` return into the current `errno`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
