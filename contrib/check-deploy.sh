@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the deploy files (README, "Deploy"):
+# Checks the deploy files (docs/DEPLOY.md):
 #   - systemd units: `systemd-analyze verify`, with ExecStart pointed at a
 #     built binary; any message (an unknown key, a bad value) fails;
 #   - OpenWrt init script: `sh -n`, shellcheck, and the UCI-to-flags mapping,

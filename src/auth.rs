@@ -124,9 +124,16 @@ impl HostPolicy {
         }
     }
 
-    /// True if `origin` is the server's own: plain `http`, a loopback name or
-    /// the listen address (not merely an `--allow-host` wildcard), same port.
+    /// True if `origin` is the server's own: the `Host` the request was sent
+    /// to, or plain `http` with a loopback name or the listen address (not
+    /// merely an `--allow-host` wildcard) and the same port. `https://` +
+    /// `Host` is a TLS proxy in front passing the client's `Host` on: a page
+    /// with that origin was served from the very address the request went
+    /// to (and the `Host` check still judges that name).
     fn is_own_origin(&self, origin: &str, host: Option<&str>) -> bool {
+        if let Some(authority) = origin.strip_prefix("https://") {
+            return host.is_some_and(|h| h.eq_ignore_ascii_case(authority));
+        }
         let Some(authority) = origin.strip_prefix("http://") else {
             return false;
         };
@@ -263,6 +270,23 @@ mod tests {
             OriginCheck::Refused
         );
         assert_eq!(check_origin(Some("null"), host, &p, None), OriginCheck::Refused);
+        // Behind a proxy that passes the client's Host on, port included:
+        // the page's origin is that Host, over http or https.
+        let proxied = Some("127.0.0.1:18080");
+        for own in ["http://127.0.0.1:18080", "https://127.0.0.1:18080"] {
+            assert_eq!(check_origin(Some(own), proxied, &p, None), OriginCheck::Own, "{own}");
+        }
+        for foreign in [
+            "https://127.0.0.1:18081",
+            "https://localhost:18080",
+            "https://127.0.0.1",
+        ] {
+            assert_eq!(
+                check_origin(Some(foreign), proxied, &p, None),
+                OriginCheck::Refused,
+                "{foreign}"
+            );
+        }
         assert_eq!(
             check_origin(Some("http://a.test"), host, &p, None),
             OriginCheck::Refused

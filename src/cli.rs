@@ -2,8 +2,9 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,7 +33,8 @@ Options:
       --max-conns N        open client connections [default: 1024]; past it 503
       --timeout SECS       wall-clock limit per command [default: 0 = none]
       --kill-grace SECS    SIGTERM-to-SIGKILL delay when a command is stopped [default: 2]
-      --heartbeat SECS     comment line after this long without output [default: 15]
+      --heartbeat SECS     comment line after this long without output [default: 15];
+                           0 = none, else at least 0.1
       --cors-origin ORIGIN value of Access-Control-Allow-Origin (* for any)
       --allow-host NAME    a Host name requests may carry besides the listen address,
                            localhost and loopback addresses (repeatable; * for any)
@@ -213,6 +215,30 @@ fn seconds(flag: &str, value: OsString) -> Result<Duration, CliError> {
     }
 }
 
+/// The shortest `--heartbeat` but 0 (off): a ping every few milliseconds to
+/// every quiet stream would cost more than the streams.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+fn heartbeat(value: OsString) -> Result<Option<Duration>, CliError> {
+    let shown = value.to_string_lossy().into_owned();
+    let every = seconds("--heartbeat", value)?;
+    if every.is_zero() {
+        return Ok(None);
+    }
+    if every < MIN_HEARTBEAT {
+        return Err(bad(
+            "--heartbeat",
+            &shown,
+            "below 0.1 s: use 0.1 or more, or 0 to turn heartbeats off",
+        ));
+    }
+    Ok(Some(every))
+}
+
+/// A token the user chose that is shorter than this gets a warning at start:
+/// it could be guessed (the random one has 32 characters).
+pub const SHORT_TOKEN: usize = 16;
+
 /// True for a token that can ride in a URL unchanged.
 pub fn token_is_valid(token: &str) -> bool {
     !token.is_empty()
@@ -232,11 +258,15 @@ const TOKEN_FILE_MAX_BYTES: u64 = 1024;
 fn read_token_file(path: &std::path::Path) -> Result<String, CliError> {
     let shown = path.display();
     let cannot = |err: std::io::Error| CliError(format!("cannot read --token-file {shown}: {}", describe_io(&err)));
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    let mut line = Vec::new();
-    BufReader::new(file.take(TOKEN_FILE_MAX_BYTES))
-        .read_until(b'\n', &mut line)
+    // Opened non-blocking: on a FIFO no process writes, a blocking open
+    // would wait for a writer forever; this one succeeds, and the read
+    // finds the end at once (an empty file, below).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
         .map_err(cannot)?;
+    let mut line = first_line(file).map_err(cannot)?;
     if line.last() == Some(&b'\n') {
         line.pop();
     }
@@ -251,6 +281,41 @@ fn read_token_file(path: &std::path::Path) -> Result<String, CliError> {
     let from = format!("--token-file {shown}");
     let token = String::from_utf8(line).map_err(|_| invalid_token(&from))?;
     check_token(token, &from)
+}
+
+/// How long a token file that has a writer may take to give its first
+/// line (`--token-file <(…)`); past it, start-up fails rather than hangs.
+const TOKEN_FILE_WAIT: Duration = Duration::from_secs(5);
+
+/// The first line of a file opened non-blocking, at most
+/// [`TOKEN_FILE_MAX_BYTES`]: read until a line feed, the end, or the limit;
+/// a pipe with a writer that has not written yet is waited for, up to
+/// [`TOKEN_FILE_WAIT`].
+fn first_line(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
+    let since = std::time::Instant::now();
+    let mut line = Vec::new();
+    let mut buf = [0u8; 256];
+    while !line.contains(&b'\n') && (line.len() as u64) < TOKEN_FILE_MAX_BYTES {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                if since.elapsed() >= TOKEN_FILE_WAIT {
+                    return Err(std::io::Error::other(
+                        "nothing to read within 5 s (a pipe whose writer is silent)",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    if let Some(end) = line.iter().position(|&b| b == b'\n') {
+        line.truncate(end + 1);
+    }
+    line.truncate(TOKEN_FILE_MAX_BYTES as usize);
+    Ok(line)
 }
 
 fn describe_io(err: &std::io::Error) -> String {
@@ -319,10 +384,7 @@ where
                 config.timeout = (!limit.is_zero()).then_some(limit);
             }
             Long("kill-grace") => config.kill_grace = seconds("--kill-grace", parser.value()?)?,
-            Long("heartbeat") => {
-                let every = seconds("--heartbeat", parser.value()?)?;
-                config.heartbeat = (!every.is_zero()).then_some(every);
-            }
+            Long("heartbeat") => config.heartbeat = heartbeat(parser.value()?)?,
             Long("cors-origin") => {
                 let origin = text("--cors-origin", parser.value()?)?;
                 if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
@@ -555,6 +617,9 @@ mod tests {
         assert!(error(&["--max-procs", "0"]).contains("--max-procs"));
         assert!(error(&["--timeout", "-1"]).contains("--timeout"));
         assert!(error(&["--heartbeat", "soon"]).contains("--heartbeat"));
+        assert!(error(&["--heartbeat", "1e-9"]).contains("below 0.1 s"));
+        assert!(error(&["--heartbeat", "0.099"]).contains("below 0.1 s"));
+        assert_eq!(serve(&["--heartbeat", "0.1"]).heartbeat, Some(MIN_HEARTBEAT));
     }
 
     #[test]

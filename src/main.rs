@@ -89,6 +89,14 @@ fn run() -> Result<(), Failure> {
     if let Err(err) = non_dumpable {
         warn!("cannot make the process non-dumpable; commands may read its environment: {err}");
     }
+    if let Some(token) = config.token.as_deref().filter(|t| t.len() < cli::SHORT_TOKEN) {
+        warn!(
+            "the token is {} characters long: one that short can be guessed; use {} characters or more \
+             (or leave the token out for a random one)",
+            token.len(),
+            cli::SHORT_TOKEN
+        );
+    }
     if needs_token {
         let token = auth::random_token().map_err(|err| Failure::Usage(format!("cannot draw a random token: {err}")))?;
         config.token = Some(token);

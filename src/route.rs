@@ -278,10 +278,10 @@ fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec
                 Err(refusal) => return refusal,
             };
             let given = head.last_event_id.as_deref().or(query.get("last-event-id"));
-            let after = match given.map(|value| value.trim().parse::<u64>()) {
+            let after = match given.map(event_number) {
                 None => None,
-                Some(Ok(n)) => Some(n),
-                Some(Err(_)) => {
+                Some(Some(n)) => Some(n),
+                Some(None) => {
                     return text(
                         400,
                         "Bad Request",
@@ -363,6 +363,16 @@ fn bad_size() -> Decision {
     )
 }
 
+/// An event number: decimal digits only (`u64::from_str` would also take a
+/// leading `+`), blanks around it ignored.
+fn event_number(value: &str) -> Option<u64> {
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn format_of(query: &Query) -> Result<Format, Decision> {
     match query.get("format").map(Format::from_query) {
         None => Ok(Format::Json),
@@ -416,7 +426,7 @@ fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Co
         (Route::Run, _) if config.cors_origin.is_some() => Some(method_not_allowed("GET, OPTIONS")),
         (Route::Run, _) => Some(method_not_allowed("GET")),
         (Route::Page | Route::Healthz | Route::Metrics, _) => Some(method_not_allowed("GET, HEAD")),
-        (Route::Jobs, Method::Get) | (Route::JobEvents(_), Method::Get) | (Route::Job(_), Method::Get) => None,
+        (Route::Jobs | Route::Job(_), Method::Get | Method::Head) | (Route::JobEvents(_), Method::Get) => None,
         (Route::Jobs, Method::Other(m)) if m == "POST" => None,
         (Route::Job(_), Method::Other(m)) if m == "DELETE" => None,
         (Route::JobControl(..), Method::Other(m)) if m == "POST" => None,
@@ -425,8 +435,8 @@ fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Co
         {
             Some(preflight(origin))
         }
-        (Route::Jobs, _) => Some(method_not_allowed("GET, POST")),
-        (Route::Job(_), _) => Some(method_not_allowed("GET, DELETE")),
+        (Route::Jobs, _) => Some(method_not_allowed("GET, HEAD, POST")),
+        (Route::Job(_), _) => Some(method_not_allowed("GET, HEAD, DELETE")),
         (Route::JobControl(..), _) => Some(method_not_allowed("POST")),
         (Route::JobEvents(_), _) => Some(method_not_allowed("GET")),
     }

@@ -12,7 +12,7 @@
 //!
 //! Needs `/usr/bin/chromium` and `chromedriver` (`apt-get install chromium
 //! chromium-driver`). Without them each test prints `SKIPPED` and passes,
-//! unless `SSECOMMANDER_REQUIRE_BROWSER=1` (CI), where it fails.
+//! unless `CI=true` or `SSECOMMANDER_REQUIRE_BROWSER=1`, where it fails.
 //! Screenshots go to `target/browser-*.png`.
 
 mod common;
@@ -325,6 +325,11 @@ fn browser_reload_mid_run_reattaches_without_duplicates() {
 #[test]
 fn browser_network_drop_resumes_without_loss_or_repeat() {
     let Some(_lock) = browser_lock() else { return };
+    // The drop is made with iproute2's `ss -K`: an outside tool.
+    let ss = ssecommander::harness::outside::runs("ss", &["-V"]);
+    if !ssecommander::harness::outside::available(ss, "ss", "apt-get install iproute2") {
+        return;
+    }
     let server = common::Server::start(&["--shell"]);
     let browser = Browser::start("netdrop");
     open_page_with_token(&browser, &server);
@@ -658,7 +663,7 @@ fn browser_lock() -> Option<std::sync::MutexGuard<'static, ()>> {
         if std::env::var("SSECOMMANDER_REQUIRE_BROWSER").as_deref() == Ok("1") {
             panic!("SSECOMMANDER_REQUIRE_BROWSER=1 but {msg}");
         }
-        eprintln!("\n*** SKIPPED browser test: {msg} ***\n");
+        ssecommander::harness::outside::skip(&format!("browser test: {msg}"));
         return None;
     }
     Some(BROWSER_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))

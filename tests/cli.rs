@@ -235,3 +235,87 @@ fn argv_split_without_expansion() {
     let r = s.run_target("/run?command=echo+plus+space");
     assert_eq!(r.stdout(), "plus space\n");
 }
+
+/// Issue 18.6: a heartbeat below 0.1 s (which would flood every quiet
+/// stream with pings) is refused: one line, exit 2. 0 still turns it off,
+/// and 0.1 is accepted.
+#[test]
+fn heartbeat_below_a_tenth_of_a_second_exit_2_one_line() {
+    for value in ["1e-9", "0.05", "0.0999"] {
+        let args = ["--listen", "127.0.0.1:0", "--heartbeat", value];
+        let (status, out, err) = run_binary(&args, &[], Duration::from_secs(5));
+        assert_one_line_error(&args, status, &out, &err);
+        assert!(err.contains("--heartbeat") && err.contains("0.1"), "{value}: {err}");
+    }
+    for value in ["0", "0.1"] {
+        let server = Server::start(&["--heartbeat", value]);
+        server
+            .get("/healthz")
+            .assert_status(200, &format!("--heartbeat {value}"));
+    }
+}
+
+/// Issue 18.6: `--token-file` on a FIFO that no process writes must not
+/// block start-up: one line naming the file, exit 2, within seconds.
+#[test]
+fn token_file_fifo_without_writer_exit_2_one_line() {
+    let dir = scratch_dir("token-fifo");
+    let fifo = dir.path().join("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().expect("a UTF-8 path")).expect("no NUL");
+    // SAFETY: mkfifo() reads a NUL-terminated path that lives for the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let shown = fifo.to_str().expect("a UTF-8 path");
+    let args = ["--listen", "127.0.0.1:0", "--token-file", shown];
+    let (status, out, err) = run_binary(&args, &[], Duration::from_secs(10));
+    assert_one_line_error(&args, status, &out, &err);
+    assert!(err.contains("--token-file") && err.contains(shown), "{err}");
+}
+
+/// A FIFO with a writer (`--token-file <(…)` in a shell) still gives the token.
+#[test]
+fn token_file_fifo_with_writer_gives_the_token() {
+    let dir = scratch_dir("token-fifo-writer");
+    let fifo = dir.path().join("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().expect("a UTF-8 path")).expect("no NUL");
+    // SAFETY: mkfifo() reads a NUL-terminated path that lives for the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        // Opening for writing waits for the server to open its end.
+        std::fs::write(&writer_path, b"fifo-token-0123456789\n").expect("write the fifo");
+    });
+    let server = Server::start(&["--token-file", fifo.to_str().expect("a UTF-8 path")]);
+    writer.join().expect("the writer thread");
+    assert_eq!(server.token.as_deref(), Some("fifo-token-0123456789"));
+}
+
+/// Issue 18.6: a token shorter than 16 characters is accepted, with one
+/// warning line on stderr (a token that short can be guessed); 16 or more,
+/// or a random one, gives none.
+#[test]
+fn short_token_gives_a_warning_line() {
+    let warned = |server: &Server| {
+        server
+            .log()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("16 characters"))
+            .count()
+    };
+    for (args, env) in [
+        (&["--token", "a"][..], &[][..]),
+        (&[][..], &[("SSECOMMANDER_TOKEN", "short-token")][..]),
+    ] {
+        let server = Server::start_env(args, env);
+        server.get("/healthz").assert_status(200, "a short token still serves");
+        assert_eq!(
+            warned(&server),
+            1,
+            "{args:?} {env:?}: one warning line:\n{}",
+            server.log()
+        );
+    }
+    for args in [&["--token", "sixteen-chars-ok"][..], &[][..]] {
+        let server = Server::start(args);
+        assert_eq!(warned(&server), 0, "{args:?}: no warning:\n{}", server.log());
+    }
+}

@@ -1219,3 +1219,77 @@ fn three_viewers_of_a_fast_job_every_byte_and_bounded_memory() {
     }
     eprintln!("peak server RSS {peak} KiB");
 }
+
+// ---------------------------------------------------------------------------
+// Issue 18.6: small ones
+// ---------------------------------------------------------------------------
+
+/// A `Last-Event-ID` (or `?last-event-id=`) that is not plain decimal
+/// digits is `400`, a sign included: `+1` is not the number of an event.
+#[test]
+fn last_event_id_with_a_sign_or_blank_inside_is_400() {
+    let s = Server::start(&[]);
+    let id = id_of(&job_start(&s, "seq 1 3"));
+    job_wait_ended(&s, &id, Duration::from_secs(10));
+    for (what, query, hdr) in [
+        ("header +1", "", Some("+1")),
+        ("header +0", "", Some("+0")),
+        ("header 1 1", "", Some("1 1")),
+        ("header 1.0", "", Some("1.0")),
+        ("query %2B1", "?last-event-id=%2B1", None),
+        ("query empty", "?last-event-id=", None),
+    ] {
+        let extra: Vec<(&str, &str)> = hdr.map(|h| ("Last-Event-ID", h)).into_iter().collect();
+        let r = s.request(&job_events_req(&s, &id, query, &extra));
+        r.assert_status(400, &format!("Last-Event-ID {what}"));
+    }
+    // Plain digits still resume.
+    let run = job_watch(&s, &id, "", &[("Last-Event-ID", "1")], 2);
+    assert!(!run.events.is_empty(), "{}", run.resp.body_str());
+}
+
+/// One request on its own connection (`Connection: close`), read to the
+/// close: the head and every byte after it.
+fn exchange_raw(s: &Server, method: &str, target: &str) -> (String, Vec<u8>) {
+    let mut c = s.connect();
+    c.send(&s.req(method, target, &[("Connection", "close")]));
+    let mut raw = Vec::new();
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    c.stream.read_to_end(&mut raw).expect("read to the close");
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head") + 4;
+    (String::from_utf8_lossy(&raw[..at]).into_owned(), raw[at..].to_vec())
+}
+
+/// `HEAD /jobs` and `HEAD /jobs/ID` answer as `GET` without a body (the
+/// same status and `Content-Length`), and a wrong method's `Allow` lists HEAD.
+#[test]
+fn head_of_jobs_and_of_a_job_answers_as_get_without_a_body() {
+    let s = Server::start(&[]);
+    let id = id_of(&job_start(&s, "true"));
+    job_wait_ended(&s, &id, Duration::from_secs(10));
+    for target in ["/jobs".to_owned(), format!("/jobs/{id}")] {
+        let (get_head, get_body) = exchange_raw(&s, "GET", &target);
+        let (head_head, head_body) = exchange_raw(&s, "HEAD", &target);
+        assert!(get_head.starts_with("HTTP/1.1 200 "), "GET {target}: {get_head}");
+        assert!(head_head.starts_with("HTTP/1.1 200 "), "HEAD {target}: {head_head}");
+        assert!(head_body.is_empty(), "HEAD {target} sent a body: {head_body:?}");
+        let length = format!("\r\nContent-Length: {}\r\n", get_body.len());
+        assert!(
+            head_head.contains(&length),
+            "HEAD {target} tells GET's length {length:?}: {head_head}"
+        );
+        assert!(head_head.contains("Content-Type: application/json"), "{head_head}");
+    }
+    let (head, _) = exchange_raw(&s, "HEAD", "/jobs/unknownjob1234");
+    assert!(head.starts_with("HTTP/1.1 404 "), "HEAD of an unknown job: {head}");
+    for (target, allow) in [
+        ("/jobs".to_owned(), "Allow: GET, HEAD, POST\r\n"),
+        (format!("/jobs/{id}"), "Allow: GET, HEAD, DELETE\r\n"),
+    ] {
+        let (head, _) = exchange_raw(&s, "PUT", &target);
+        assert!(head.starts_with("HTTP/1.1 405 "), "PUT {target}: {head}");
+        assert!(head.contains(allow), "PUT {target}: {allow:?} in {head}");
+    }
+}

@@ -1,10 +1,15 @@
-//! `GET /metrics` (contract §8): scraped from the real binary, read by two
-//! real Prometheus parsers (Debian's `promtool check metrics` and Python
-//! `prometheus_client`'s text parser; CI installs both, and a missing one
-//! fails the test), before and after a known load, and each counter must
-//! have moved by exactly what the load did, as the clients saw it.
+//! `GET /metrics` (contract §8): scraped from the real binary, read by a
+//! strict parser of the text exposition format 0.0.4 (`exposition/`, in
+//! this crate, so the tests need nothing installed), and where they are
+//! present by two more real Prometheus parsers: Debian's
+//! `promtool check metrics` and Python `prometheus_client`'s text parser,
+//! which must agree with ours. Outside CI a missing one is a `SKIPPED` line;
+//! under `CI=true` (`.ci/run` installs both) it fails the test. Each scrape
+//! is taken before and after a known load, and each counter must have moved
+//! by exactly what the load did, as the clients saw it.
 
 mod common;
+mod exposition;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ssecommander::harness::outside;
 
 /// Every family the contract lists, with its type.
 const FAMILIES: [(&str, &str); 13] = [
@@ -104,9 +110,11 @@ fn close() -> (&'static str, &'static str) {
     ("Connection", "close")
 }
 
-/// A scrape, checked by both parsers.
+/// A scrape, checked by every parser at hand.
 struct Scrape {
+    /// Family name (as in its TYPE line) → (type, HELP text).
     families: BTreeMap<String, (String, String)>,
+    /// Series (`name{label="v"}`) → value.
     samples: BTreeMap<String, f64>,
 }
 
@@ -122,20 +130,64 @@ impl Scrape {
     }
 }
 
+/// Our strict parser always; `promtool` and `prometheus_client` where present
+/// (required under `CI=true`), the latter giving the same families and series.
 fn parse(text: &str) -> Scrape {
+    let families = exposition::parse(text).unwrap_or_else(|e| panic!("not text format 0.0.4: {e}\n{text}"));
+    let mut scrape = Scrape {
+        families: BTreeMap::new(),
+        samples: BTreeMap::new(),
+    };
+    for (name, family) in &families {
+        assert!(
+            family.samples.iter().all(|s| s.timestamp.is_none()),
+            "{name}: no timestamps"
+        );
+        let help = family.help.clone().unwrap_or_default();
+        scrape.families.insert(name.clone(), (family.kind.clone(), help));
+        for sample in &family.samples {
+            scrape.samples.insert(sample.series(), sample.value);
+        }
+    }
     promtool_check(text);
+    if let Some(theirs) = prometheus_client_parse(text) {
+        // prometheus_client names a counter's family without `_total`.
+        let ours: BTreeMap<String, (String, String)> = scrape
+            .families
+            .iter()
+            .map(|(name, (kind, help))| {
+                let key = match kind.as_str() {
+                    "counter" => name.strip_suffix("_total").unwrap_or(name),
+                    _ => name,
+                };
+                (key.to_owned(), (kind.clone(), help.clone()))
+            })
+            .collect();
+        assert_eq!(ours, theirs.families, "prometheus_client reads other families");
+        assert_eq!(scrape.samples, theirs.samples, "prometheus_client reads other series");
+    }
+    scrape
+}
+
+/// Python `prometheus_client`'s reading of the scrape; `None` (SKIPPED) when
+/// python3 or the module is missing outside CI.
+fn prometheus_client_parse(text: &str) -> Option<Scrape> {
+    let found = outside::runs("python3", &["-c", "import prometheus_client"]);
+    if !outside::available(found, "python3 with prometheus_client", "pip install prometheus_client") {
+        return None;
+    }
     let mut child = Command::new("python3")
         .args(["-c", PARSE_PY])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 runs (CI installs it)");
+        .expect("python3 runs");
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "prometheus_client could not parse the scrape (pip install prometheus_client; .ci/run does): {}\n{text}",
+        "prometheus_client could not parse the scrape: {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
     let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the parser's JSON");
@@ -154,18 +206,26 @@ fn parse(text: &str) -> Scrape {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
         .collect();
-    Scrape { families, samples }
+    Some(Scrape { families, samples })
 }
 
-/// `promtool check metrics`: the format and Prometheus' naming lints.
+/// `promtool check metrics`: the format and Prometheus' naming lints, where
+/// promtool is installed (SKIPPED outside CI when it is not).
 fn promtool_check(text: &str) {
+    if !outside::available(
+        outside::runs("promtool", &["--version"]),
+        "promtool",
+        "apt-get install prometheus",
+    ) {
+        return;
+    }
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("promtool is missing ({e}): apt-get install prometheus (.ci/run does)"));
+        .expect("promtool runs");
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let said = format!(
@@ -225,11 +285,9 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
     let (before, first) = scrape(&server);
     for (family, kind) in FAMILIES {
         let name = format!("ssecommander_{family}");
-        // prometheus_client names a counter's family without `_total`.
-        let key = name.strip_suffix("_total").unwrap_or(&name);
         let (got, help) = before
             .families
-            .get(key)
+            .get(&name)
             .unwrap_or_else(|| panic!("no family {name}: {:?}", before.families.keys()));
         assert_eq!(got, kind, "{name}");
         assert!(!help.is_empty(), "{name} has no HELP");
@@ -506,4 +564,67 @@ fn a_reader_that_lags_is_counted_as_a_pause_and_every_byte_still_counts() {
         delta("events_sent_total{event=\"stdout\"}"),
         count(&raw, b"\nevent: stdout\n")
     );
+}
+
+/// The in-crate parser is strict: it reads a text using every part of the
+/// format, and refuses each thing the format forbids (so a scrape that
+/// passes it is 0.0.4 even where promtool is not installed).
+#[test]
+fn the_exposition_parser_refuses_what_the_format_forbids() {
+    let good = "# a comment\n\
+        # HELP a_total Things, with a \\\\ and a \\n.\n\
+        # TYPE a_total counter\n\
+        a_total{kind=\"x\\\"y\",z=\"\"} 3\n\
+        a_total{kind=\"w\",} 4 1700000000000\n\
+        \n\
+        # TYPE h histogram\n\
+        h_bucket{le=\"0.5\"} 1\n\
+        h_bucket{le=\"+Inf\"} 2\n\
+        h_sum 0.75e0\n\
+        h_count 2\n\
+        loose:name -Inf\n\
+        g NaN\n";
+    let families = exposition::parse(good).unwrap_or_else(|e| panic!("{e}"));
+    let a = &families["a_total"];
+    assert_eq!(
+        (a.kind.as_str(), a.help.as_deref()),
+        ("counter", Some("Things, with a \\ and a \n."))
+    );
+    assert_eq!(a.samples[0].labels[0], ("kind".to_owned(), "x\"y".to_owned()));
+    assert_eq!(a.samples[1].timestamp, Some(1_700_000_000_000));
+    assert_eq!(families["h"].samples.len(), 4);
+    assert_eq!(families["loose:name"].kind, "untyped");
+    assert!(families["g"].samples[0].value.is_nan());
+
+    for (bad, why) in [
+        ("a 1", "no final line feed"),
+        ("a 1\r\n", "CR line end"),
+        ("a one\n", "value not a number"),
+        ("a inf\n", "Rust's spelling of infinity"),
+        ("a 1.2.3\n", "two points"),
+        ("a 1 2.5\n", "fractional timestamp"),
+        ("a 1 2 3\n", "text after the sample"),
+        ("a{b=\"c\"}1\n", "no blank before the value"),
+        ("1a 1\n", "name starting with a digit"),
+        ("a-b 1\n", "dash in a name"),
+        ("a{b:c=\"d\"} 1\n", "colon in a label name"),
+        ("a{b=c} 1\n", "unquoted label value"),
+        ("a{b=\"c} 1\n", "unterminated label value"),
+        ("a{b=\"\\t\"} 1\n", "unknown escape in a label value"),
+        ("a{b=\"1\",b=\"2\"} 1\n", "label twice"),
+        ("a{__name__=\"x\"} 1\n", "reserved label"),
+        ("a{b=\"1\" c=\"2\"} 1\n", "labels without a comma"),
+        ("a 1\na 2\n", "series twice"),
+        ("# TYPE a counter\n# TYPE a gauge\na 1\n", "second TYPE"),
+        ("# HELP a x\n# HELP a y\na 1\n", "second HELP"),
+        ("# HELP a \\t\na 1\n", "unknown escape in HELP"),
+        ("# TYPE a countr\na 1\n", "unknown type"),
+        ("# TYPE a counter extra\na 1\n", "text after the type"),
+        ("a 1\n# TYPE a counter\n", "TYPE after samples"),
+        ("a{x=\"1\"} 1\nb 1\na{x=\"2\"} 1\n", "family interleaved"),
+        ("# TYPE h histogram\nh_bucket 1\n", "bucket without le"),
+        ("# TYPE s summary\ns 1\n", "summary sample without quantile"),
+    ] {
+        assert!(exposition::parse(bad).is_err(), "accepted ({why}): {bad:?}");
+    }
 }

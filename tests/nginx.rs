@@ -1,15 +1,23 @@
-//! Several instances behind Debian's real nginx (contract §7.5): two servers
-//! started with `--instance a` and `--instance b`, and the README's nginx
-//! configuration in front of them, which sends `/jobs/a-…` to `a`,
-//! `/jobs/b-…` to `b`, and everything else round-robin. Through the proxy: a
-//! job starts on either instance, is looked at and watched on the right one,
-//! the watching connection is cut, and a resume with `Last-Event-ID` gives
-//! the rest, so the output is byte-exact.
+//! ssecommander behind Debian's real nginx, configured as docs/GUIDE.md
+//! shows (its configuration blocks are checked to be in the guide verbatim):
 //!
-//! Needs `nginx` (`apt-get install nginx`); without it the test prints
-//! `SKIPPED` and passes, unless `CI=true` (`.ci/run` installs it).
+//! - several instances (contract §7.5): two servers started with
+//!   `--instance a` and `--instance b`, and the guide's map, which sends
+//!   `/jobs/a-…` to `a`, `/jobs/b-…` to `b`, and everything else round-robin.
+//!   Through the proxy a job starts on either instance, is looked at and
+//!   watched on the right one, the watching connection is cut, and a resume
+//!   with `Last-Event-ID` gives the rest, byte-exact;
+//! - the page in headless Chromium through nginx on a port that is not 80
+//!   and through nginx terminating TLS (a self-signed certificate made with
+//!   openssl): Run, Stop and the job list work, which needs the client's
+//!   `Host`, port included, passed on (issue 18.5).
+//!
+//! Needs `nginx` (`apt-get install nginx`), and for the page `openssl`,
+//! `chromium` and `chromedriver`; without one the test prints `SKIPPED` and
+//! passes, unless `CI=true` (`.ci/run` installs them).
 
 mod common;
+mod webdriver;
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
@@ -18,15 +26,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use ssecommander::harness::outside;
 
 /// Where Debian installs nginx.
 const NGINX: &str = "/usr/sbin/nginx";
 /// Lines the watched job prints (`seq`): about 1.3 MB of output.
 const LINES: u32 = 200_000;
 
-/// The nginx configuration of the README (§ Jobs, several instances), with
-/// the test's ports and a private prefix for pid file, logs and temp files.
-fn nginx_conf(dir: &str, listen: u16, a: SocketAddr, b: SocketAddr) -> String {
+/// An nginx configuration around `servers` (the guide's `http` parts, with
+/// the test's ports), with a private prefix for pid file, logs and temp files.
+fn nginx_conf(dir: &str, servers: &str) -> String {
     format!(
         r#"worker_processes 1;
 pid {dir}/nginx.pid;
@@ -40,19 +49,49 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
 
-{routing}
+{servers}}}
+"#
+    )
+}
+
+/// The guide's several-instances configuration, listening on `listen`.
+fn instances_conf(listen: u16, a: SocketAddr, b: SocketAddr) -> String {
+    let routing = README_ROUTING
+        .replace("127.0.0.1:3001", &a.to_string())
+        .replace("127.0.0.1:3002", &b.to_string());
+    format!(
+        "{routing}
     server {{
         listen 127.0.0.1:{listen};
         location / {{
             proxy_pass http://$ssecommander;
-{proxying}        }}
+{README_PROXYING}        }}
     }}
-}}
-"#,
-        routing = README_ROUTING
-            .replace("127.0.0.1:3001", &a.to_string())
-            .replace("127.0.0.1:3002", &b.to_string()),
-        proxying = README_PROXYING,
+"
+    )
+}
+
+/// The guide's one-instance configuration: plain HTTP on `plain` and TLS on
+/// `tls` (the guide's `listen 443 ssl` and certificate lines), both in front
+/// of `upstream`.
+fn tls_conf(plain: u16, tls: u16, upstream: SocketAddr, cert: &str, key: &str) -> String {
+    let tls_lines = README_TLS
+        .replace("443", &format!("127.0.0.1:{tls}"))
+        .replace("/etc/ssl/ssecommander.crt", cert)
+        .replace("/etc/ssl/ssecommander.key", key);
+    let location = format!(
+        "        location / {{
+            proxy_pass http://{upstream};
+{README_PROXYING}        }}
+"
+    );
+    format!(
+        "    server {{
+        listen 127.0.0.1:{plain};
+{location}    }}
+    server {{
+{tls_lines}{location}    }}
+"
     )
 }
 
@@ -68,39 +107,49 @@ const README_ROUTING: &str = r#"    upstream ssecommander_any { server 127.0.0.1
     }
 "#;
 
-/// The `location` part of the README's configuration, verbatim.
+/// The `location` part of the guide's configuration, verbatim: the
+/// client's `Host` as it sent it, port included (`$http_host`), so the
+/// page's `Origin` (`http://HOST:PORT` or `https://HOST:PORT`) is the
+/// server's own; `$host` would drop the port.
 const README_PROXYING: &str = r#"            proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
             proxy_buffering off;
             proxy_read_timeout 1h;
 "#;
 
-/// The configuration tested is the one the README shows.
+/// The TLS lines of the guide's one-instance `server` block, verbatim.
+const README_TLS: &str = r#"        listen 443 ssl;
+        ssl_certificate     /etc/ssl/ssecommander.crt;
+        ssl_certificate_key /etc/ssl/ssecommander.key;
+"#;
+
+/// The configuration tested is the one the guide shows.
 #[test]
-fn readme_shows_the_tested_configuration() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("read README.md");
-    for part in [README_ROUTING, README_PROXYING, "proxy_pass http://$ssecommander;"] {
-        assert!(readme.contains(part), "README.md lacks, verbatim:\n{part}");
+fn the_guide_shows_the_tested_configuration() {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/GUIDE.md"))
+        .expect("read docs/GUIDE.md");
+    for part in [
+        README_ROUTING,
+        README_PROXYING,
+        README_TLS,
+        "proxy_pass http://$ssecommander;",
+        "proxy_pass http://127.0.0.1:3000;",
+    ] {
+        assert!(guide.contains(part), "docs/GUIDE.md lacks, verbatim:\n{part}");
     }
 }
 
 #[test]
 fn nginx_routes_jobs_and_resumes_byte_exact() {
-    if !Path::new(NGINX).exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but {NGINX} is missing (.ci/run installs nginx)"
-        );
-        eprintln!("\n*** SKIPPED nginx test: {NGINX} not found: apt-get install nginx ***\n");
+    if !nginx_present() {
         return;
     }
     let token = format!("nginx-test-{}", common::next_id() + std::process::id());
     let common_args = ["--token", token.as_str(), "--job-log", "64M"];
     let a = common::Server::start(&[&common_args[..], &["--instance", "a"]].concat());
     let b = common::Server::start(&[&common_args[..], &["--instance", "b"]].concat());
-    let proxy = Nginx::start(a.addr, b.addr);
+    let proxy = Nginx::start(|port| instances_conf(port, a.addr, b.addr));
     let auth = format!("Bearer {token}");
     let headers = [("Authorization", auth.as_str())];
 
@@ -180,6 +229,134 @@ fn nginx_routes_jobs_and_resumes_byte_exact() {
     reply.assert_status(204, "resume after the last event");
 }
 
+/// The page through nginx in front of one instance, as the guide shows it:
+/// on a port that is not 80, then through TLS. In each, Run shows a
+/// command's output and its exit, Stop stops a running one (its process is
+/// gone), and the job list shows both jobs. With `Host $host` (the port
+/// dropped) every POST and DELETE of the page was refused with 403.
+#[test]
+fn the_page_runs_stops_and_lists_jobs_through_nginx_on_a_port_and_behind_tls() {
+    if !nginx_present() {
+        return;
+    }
+    let openssl = outside::runs("openssl", &["version"]);
+    if !outside::available(openssl, "openssl", "apt-get install openssl") {
+        return;
+    }
+    let Some(browser) = webdriver::Browser::available("nginx-page", true) else {
+        return;
+    };
+    let server = common::Server::start(&[]);
+    let token = server.token.clone().expect("the server prints a token");
+    let dir = common::scratch_dir("nginx-tls");
+    let (cert, key) = self_signed_certificate(dir.path());
+    let tls = free_port();
+    let proxy = Nginx::start_in(dir, free_port(), |plain| tls_conf(plain, tls, server.addr, &cert, &key));
+    for base in [
+        format!("http://127.0.0.1:{}", proxy.addr.port()),
+        format!("https://127.0.0.1:{tls}"),
+    ] {
+        page_runs_stops_and_lists(&browser, &server, &base, &token);
+    }
+}
+
+/// Bound for the page to show what a short command did.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn page_runs_stops_and_lists(browser: &webdriver::Browser, server: &common::Server, base: &str, token: &str) {
+    browser.goto(&format!("{base}/?token={token}"));
+    let home = format!("{base}/");
+    browser.wait_for(&format!("the page at {home}"), PAGE_TIMEOUT, |s| {
+        s["url"] == Value::from(home.as_str())
+    });
+
+    // Run: POST /jobs, then the job's event stream.
+    let text = format!("through-nginx-{}", common::next_id());
+    browser.send_keys("#command", &format!("echo {text}{}", webdriver::ENTER));
+    let state = browser.wait_for(&format!("{text} and exit code 0 at {base}"), PAGE_TIMEOUT, |s| {
+        stdout_has(s, &text) && status(s).contains("exit code 0")
+    });
+    let echo_job = state["job"].as_str().expect("the page keeps its job").to_owned();
+
+    // Stop: DELETE /jobs/ID stops a running command.
+    let marker = common::sleep_marker();
+    let _guard = common::MarkerGuard(vec![marker.clone()]);
+    browser.exec("document.getElementById('command').value = '';");
+    browser.send_keys("#command", &format!("sleep {marker}{}", webdriver::ENTER));
+    let state = browser.wait_for(&format!("status running at {base}"), PAGE_TIMEOUT, |s| {
+        status(s).contains("running") && s["job"].as_str().is_some_and(|j| j != echo_job)
+    });
+    let sleep_job = state["job"].as_str().expect("the page keeps its job").to_owned();
+    common::wait_until(PAGE_TIMEOUT, "the sleep to run", || {
+        !common::pids_with_marker(&marker).is_empty()
+    });
+    browser.click("#stop");
+    browser.wait_for(&format!("status stopped at {base}"), PAGE_TIMEOUT, |s| {
+        status(s).contains("stopped")
+    });
+    common::wait_until(Duration::from_secs(5), "the stopped sleep to be gone", || {
+        common::pids_with_marker(&marker).is_empty()
+    });
+    server.wait_no_children(Duration::from_secs(5));
+
+    // The job list (GET /jobs) shows both, the stopped one first.
+    browser.click("#refresh");
+    let state = browser.wait_for(&format!("both jobs in the list at {base}"), PAGE_TIMEOUT, |s| {
+        let listed: Vec<&str> = s["jobs"]
+            .as_array()
+            .map(|js| js.iter().filter_map(|j| j["id"].as_str()).collect())
+            .unwrap_or_default();
+        listed.contains(&echo_job.as_str()) && listed.first() == Some(&sleep_job.as_str())
+    });
+    assert!(
+        state["jobs"][0]["text"]
+            .as_str()
+            .is_some_and(|t| !t.contains("running")),
+        "the stopped job is not listed as running: {state:#}"
+    );
+}
+
+fn status(state: &Value) -> String {
+    state["status"].as_str().unwrap_or("").to_owned()
+}
+
+fn stdout_has(state: &Value, line: &str) -> bool {
+    state["stdout"]
+        .as_array()
+        .is_some_and(|lines| lines.iter().any(|l| l.as_str() == Some(line)))
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, made with openssl
+/// in `dir`: their paths.
+fn self_signed_certificate(dir: &Path) -> (String, String) {
+    let cert = dir.join("cert.pem").display().to_string();
+    let key = dir.join("key.pem").display().to_string();
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-keyout", &key, "-out", &cert])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl req -x509 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// True when nginx is installed; else SKIPPED (outside CI) or a failure (CI).
+fn nginx_present() -> bool {
+    outside::available(Path::new(NGINX).exists(), NGINX, "apt-get install nginx")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
 /// What `seq 1 N` prints.
 fn expected(n: u32) -> Vec<u8> {
     (1..=n).map(|i| format!("{i}\n")).collect::<String>().into_bytes()
@@ -201,14 +378,16 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(a: SocketAddr, b: SocketAddr) -> Nginx {
+    /// nginx with the `servers` that `conf(port)` gives, `port` a free one.
+    fn start(conf: impl FnOnce(u16) -> String) -> Nginx {
         let dir = common::scratch_dir("nginx");
-        let port = {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-            listener.local_addr().expect("local addr").port()
-        };
+        Nginx::start_in(dir, free_port(), conf)
+    }
+
+    fn start_in(dir: common::TempPath, port: u16, conf: impl FnOnce(u16) -> String) -> Nginx {
+        let servers = conf(port);
         let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir.str(), port, a, b)).expect("write nginx.conf");
+        std::fs::write(&conf, nginx_conf(dir.str(), &servers)).expect("write nginx.conf");
         let child = Command::new(NGINX)
             .args(["-p", dir.str(), "-c"])
             .arg(&conf)

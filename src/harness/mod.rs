@@ -7,7 +7,10 @@
 //! - [`procfs`]: what `/proc` says about a process (fds, RSS, CPU, state,
 //!   children, argv).
 //! - [`oracle`]: the fuzz oracles, shared by `fuzz/` and `tests/corpus.rs`.
+//! - [`outside`]: tools from outside the crate (promtool, nginx, python3…):
+//!   found, or `SKIPPED` outside CI and a failure under `CI=true`.
 
 pub mod oracle;
+pub mod outside;
 pub mod procfs;
 pub mod server;

@@ -41,6 +41,40 @@ pub struct Frame {
 /// sent a burst of short lines does not keep the memory while it idles.
 pub(super) const KEEP_SCRATCH: usize = 16 * 1024;
 
+/// Appends a short run of text (under [`POINT_AT`]) to `out`.
+///
+/// In 16-byte blocks, then 8, 4, 2, 1: each copy has a length known at
+/// compile time, so it is a register store, where `extend_from_slice` of a
+/// run of unknown length calls `memcpy`. musl's `memcpy` (the static box
+/// builds) moves an unaligned head and tail a byte at a time: on 100-byte
+/// lines it was 15 % of the static server's CPU (glibc's: 6 %).
+#[inline]
+pub(super) fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len());
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        if let Ok(block) = <&[u8; 16]>::try_from(block) {
+            out.extend_from_slice(block);
+        }
+    }
+    let mut rest = blocks.remainder();
+    if let Some((block, tail)) = rest.split_first_chunk::<8>() {
+        out.extend_from_slice(block);
+        rest = tail;
+    }
+    if let Some((block, tail)) = rest.split_first_chunk::<4>() {
+        out.extend_from_slice(block);
+        rest = tail;
+    }
+    if let Some((block, tail)) = rest.split_first_chunk::<2>() {
+        out.extend_from_slice(block);
+        rest = tail;
+    }
+    if let Some(&byte) = rest.first() {
+        out.push(byte);
+    }
+}
+
 impl Frame {
     pub(super) fn clear(&mut self) {
         self.pieces.clear();

@@ -1,6 +1,7 @@
 //! `format=json`: the text JSON-escaped into one `data:` line, and a cheap
 //! bound on how long that comes out.
 
+use super::frame::push_short;
 use super::utf8::{Segment, REPLACEMENT};
 use super::{Frame, MAX_FRAME, POINT_AT};
 
@@ -119,7 +120,7 @@ where
             frame.text(text, off + run);
             mark = frame.scratch.len();
         } else {
-            frame.scratch.extend_from_slice(text);
+            push_short(&mut frame.scratch, text);
         }
         // The LF of each line as a literal: a copy of known length is a
         // store, not a `memcpy` call.

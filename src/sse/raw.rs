@@ -1,6 +1,6 @@
 //! `format=raw`: one `data:` line per output line.
 
-use super::frame::POINT_AT;
+use super::frame::{push_short, POINT_AT};
 use super::utf8::{Segment, REPLACEMENT};
 use super::Frame;
 
@@ -70,7 +70,7 @@ impl RawLines {
                 if !self.line_open {
                     frame.scratch.extend_from_slice(b"\ndata: ");
                 }
-                frame.scratch.extend_from_slice(line);
+                push_short(&mut frame.scratch, line);
             }
             self.line_open = false;
             at = end + 1;

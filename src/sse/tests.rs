@@ -7,6 +7,20 @@ fn encode(format: Format, text: &[u8]) -> String {
 }
 
 #[test]
+fn push_short_appends_every_length_whole() {
+    // Every length through three blocks and each tail size, onto a vector
+    // that already holds bytes.
+    let text: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+    for len in 0..=text.len() {
+        let mut got = b"head".to_vec();
+        frame::push_short(&mut got, &text[..len]);
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&text[..len]);
+        assert_eq!(got, want, "length {len}");
+    }
+}
+
+#[test]
 fn json_seed_case() {
     assert_eq!(
         encode(Format::Json, b"hello\n"),
