@@ -154,7 +154,7 @@ fn a_line_ends_in_lf_as_on_a_pipe() {
     assert_eq!(run.stdout(), "a\nb\r\nc\tß\n");
     let raw = run_with(&s, r"printf 'x\ny\n'", "&pty=1&format=raw");
     let body = raw.resp.body_str();
-    assert!(body.contains("data: x\ndata: y\n\n"), "raw: {body:?}");
+    assert_eq!(raw.raw_lines("stdout"), ["x", "y"], "raw: {body:?}");
     assert!(!body.contains('\r'), "no CR anywhere: {body:?}");
 }
 
@@ -602,6 +602,7 @@ fn control_routes_need_the_token_and_answer_preflights() {
     let m = sleep_marker();
     let _g = MarkerGuard(vec![m.clone()]);
     let id = start_job(&s, &format!("sleep {m}"), "&pty=1");
+    let pid = wait_marked(&m);
     for route in ["input", "signal?name=INT", "resize?cols=10&rows=10"] {
         let path = format!("/jobs/{id}/{route}");
         s.request(&s.req_noauth("POST", &path, &[]))
@@ -622,7 +623,8 @@ fn control_routes_need_the_token_and_answer_preflights() {
         let r = s.get(&path);
         r.assert_status(405, &format!("GET {path}"));
     }
-    assert!(!live_marked(&m).is_empty(), "nothing reached the job");
+    assert!(is_alive(pid) && state(pid) != Some('T'), "nothing reached the job");
+    assert_eq!(job_info(&s, &id)["size"], serde_json::json!([80, 24]), "not resized");
     job_delete(&s, &id).assert_status(202, "DELETE");
 }
 
