@@ -25,9 +25,9 @@ use log::{info, warn};
 use mio::unix::pipe::{Receiver, Sender};
 
 use crate::contain::Scope;
-use crate::pty;
 use crate::sse::Exit;
 use crate::sys;
+use crate::sys::pty;
 
 /// Environment variable that must never reach a child: it holds the token.
 pub const TOKEN_ENV: &str = "SSECOMMANDER_TOKEN";

@@ -132,6 +132,11 @@ impl EventLog {
         }
     }
 
+    /// Bytes held, as the bound counts them.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// The event with id `id`, if held.
     pub fn get(&self, id: u64) -> Option<&Logged> {
         let index = id.checked_sub(self.first_id)?;

@@ -14,7 +14,7 @@ use log::debug;
 use mio::unix::pipe::Sender;
 use mio::Registry;
 
-use crate::pty;
+use crate::sys::pty;
 
 /// Most bytes a single `POST /jobs/ID/input` may carry (contract §10.2).
 pub const MAX_BODY: usize = 64 * 1024;

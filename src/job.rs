@@ -1,9 +1,11 @@
 //! One running command: the child, its pipes, the encoder and its event ids,
 //! and how it is being stopped.
 //!
-//! A job lives in the server's job table; a connection watches it by index
-//! and may leave before it ends. The job writes events into whatever
-//! [`Sink`] the server hands it, and never learns what a socket is.
+//! A job lives in the server's job table. It produces events: its pump
+//! reads the pipes and hands each frame (pointing into the loop's read
+//! buffer) to a function the server gives it, which passes it on to its
+//! [`Reader`] — a `/run` socket or a published job's log. The job never
+//! learns what a socket is, and calls nothing back.
 
 use std::io::{self, Read};
 use std::os::unix::process::ExitStatusExt;
@@ -18,9 +20,8 @@ use crate::child::{self, Spawned};
 use crate::contain::Scope;
 use crate::input::{Input, Offer};
 use crate::logsafe::LogArgv;
-use crate::pty;
-use crate::sse::{Encoder, Exit, Format, Frame, PipeText, Stream};
-use crate::sys;
+use crate::sse::{Emit, Encoder, Exit, Format, Frame, PipeText, Stream};
+use crate::sys::{self, pty};
 use crate::timer::{Deadline, TimerKey, Timers};
 
 /// An unfinished line is sent after the child has been quiet this long
@@ -50,27 +51,12 @@ pub fn token(job: usize, kind: usize) -> Token {
     Token(job << TOKEN_KIND_BITS | kind)
 }
 
-/// Where a job's events go: in practice a client connection.
-pub trait Sink {
-    /// Writes or queues one frame, encoded from `text`.
-    fn send(&mut self, frame: &Frame, text: &[u8]);
-    /// True while the sink takes more without queueing: when false the job
-    /// stops reading its pipes, so a slow client slows the child down.
-    fn ready(&self) -> bool;
-    /// True for a sink that keeps each event's text and ignores the frame's
-    /// bytes (a published job's log): the job's encoder then only measures
-    /// (see [`Encoder::set_measuring`]).
-    fn keeps_text(&self) -> bool {
-        false
-    }
-}
-
 impl Drop for Job {
     /// Dropping a job can never leak a process: a child not yet reaped is
     /// killed with all of its scope, and reaped (SIGKILL cannot be ignored,
     /// so the wait is short).
     fn drop(&mut self) {
-        if self.status.is_some() {
+        if self.has_exited() {
             return;
         }
         warn!("child {} {}: dropped while running: killing it", self.pgid, self.argv);
@@ -79,41 +65,54 @@ impl Drop for Job {
     }
 }
 
-/// Where a job's events go.
+/// Who takes a job's events. The server hands each frame the pump
+/// produces on to it; the job only chooses how to encode (a log keeps text,
+/// so for it the encoder only measures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// `/run`: straight to the one connection watching it (`None` once it
-    /// left: the command is being stopped and its output dropped).
-    Direct(Option<usize>),
-    /// A published job (contract §7): into the log of this record, which
-    /// its viewers pull from.
-    Published(usize),
+pub enum Reader {
+    /// `/run`: the connection at this index writes them as they come.
+    Stream(usize),
+    /// A published job (contract §7): the record at this index logs them,
+    /// and its viewers pull from the log.
+    Log(usize),
+    /// Nobody any more (the `/run` client left): the command is being
+    /// stopped, and what it still writes is read and dropped.
+    Nobody,
 }
 
-/// The sink of a job nobody watches any more: its output is read and
-/// dropped.
-pub struct Discard;
-
-impl Sink for Discard {
-    fn send(&mut self, _frame: &Frame, _text: &[u8]) {}
-
-    fn ready(&self) -> bool {
-        true
-    }
-}
-
-/// How far the job is in being stopped.
+/// A job's life: one state, so a stopped, exited or finished job is never
+/// half of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stopping {
-    /// Not asked to stop; maybe a `--timeout` falls at this instant.
-    No { timeout_at: Option<Instant> },
-    /// SIGTERM sent to the group; SIGKILL at this instant if any of it lives.
-    Terminating { kill_at: Instant },
-    /// SIGKILL sent (or the group was gone): nothing more to do.
-    Done,
+enum Life {
+    /// The command runs; maybe a `--timeout` falls at this instant.
+    Running { timeout_at: Option<Instant> },
+    /// SIGTERM sent to its scope; SIGKILL at `kill_at` if any of it lives.
+    Stopping { kill_at: Instant, timed_out: bool },
+    /// SIGKILL sent; the leader is not reaped yet.
+    Killed { timed_out: bool },
+    /// The leader is reaped; its output is still being handed on. `grace`:
+    /// what is left of its scope (a background grandchild got SIGTERM) is
+    /// killed then.
+    Draining {
+        status: ExitStatus,
+        timed_out: bool,
+        grace: Option<Instant>,
+    },
+    /// Its `exit` was handed on; it waits only for the end of `grace`.
+    Done { grace: Option<Instant> },
 }
 
-/// One pipe of the child.
+/// What one pump did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pumped {
+    /// It stopped at the read cap with readiness left: revisit the job.
+    pub capped: bool,
+    /// It stopped because the reader took no more (output left unread).
+    pub held: bool,
+}
+
+/// One output source of the child: a pipe, or a terminal's master side
+/// (read alike; a master's EIO, once no slave is open, ends it like EOF).
 #[derive(Debug)]
 struct Pipe {
     rx: Receiver,
@@ -140,16 +139,10 @@ pub struct Job {
     last_read: usize,
     /// Bytes read from both pipes so far.
     bytes_read: u64,
-    /// The last pump stopped because the sink was full, not because the
-    /// pipes were empty: only then does a viewer catching up need to
-    /// revisit the job (else the next poll event will).
-    held_back: bool,
-    /// Where its events go.
-    pub out: Output,
-    status: Option<ExitStatus>,
-    stopping: Stopping,
-    timed_out: bool,
-    exit_sent: bool,
+    /// Who takes its events.
+    reader: Reader,
+    life: Life,
+    /// `--kill-grace`.
     grace: Duration,
     /// Partial-line flush deadline.
     pub flush: Deadline,
@@ -216,25 +209,32 @@ impl Job {
             text: [PipeText::new(Stream::Stdout), PipeText::new(Stream::Stderr)],
             encoder: Encoder::new(format),
             last_read: 1,
-            held_back: false,
             bytes_read: 0,
-            out: Output::Direct(None),
-            status: None,
-            stopping: Stopping::No {
+            reader: options.reader,
+            life: Life::Running {
                 timeout_at: options.timeout.map(|t| options.now + t),
             },
-            timed_out: false,
-            exit_sent: false,
             grace: options.kill_grace,
             flush: Deadline::default(),
             kill: Deadline::default(),
             argv: options.argv_for_log,
         };
-        if let Stopping::No { timeout_at: Some(at) } = job.stopping {
+        job.encoder.set_measuring(matches!(job.reader, Reader::Log(_)));
+        if let Life::Running { timeout_at: Some(at) } = job.life {
             job.kill.set(at, TimerKey::Kill(index), options.timers);
         }
         debug!("child {} started: {}", pgid, job.argv);
         Ok(job)
+    }
+
+    /// Who takes its events.
+    pub fn reader(&self) -> Reader {
+        self.reader
+    }
+
+    /// True once the leader is reaped (its output may still be draining).
+    pub fn has_exited(&self) -> bool {
+        matches!(self.life, Life::Draining { .. } | Life::Done { .. })
     }
 
     /// The size of its terminals, when it runs on them (contract §10).
@@ -270,7 +270,8 @@ impl Job {
     /// Offers a posted body (and with `eof` the end of input) to the
     /// command's stdin, and writes what it can now (contract §10.2).
     pub fn offer_input(&mut self, body: &[u8], eof: bool, registry: &Registry) -> Offer {
-        let Some(input) = self.input.as_mut().filter(|_| self.status.is_none()) else {
+        let exited = self.has_exited();
+        let Some(input) = self.input.as_mut().filter(|_| !exited) else {
             return Offer::Closed;
         };
         let offer = input.offer(body, eof);
@@ -296,11 +297,6 @@ impl Job {
         if let Some(input) = &mut self.input {
             input.close(registry);
         }
-    }
-
-    /// True once the command has exited (it may still be draining).
-    pub fn has_exited(&self) -> bool {
-        self.status.is_some()
     }
 
     /// The child's pid (also its process group).
@@ -329,35 +325,50 @@ impl Job {
     }
 
     /// Reads ready pipes into `buf` (after its first [`HOLD_ROOM`] bytes)
-    /// and sends what they hold to `sink`, until
-    /// the pipes would block, the sink is full, or [`FAIR_READS`] reads.
-    /// Returns true if it stopped at the read cap with readiness left.
-    pub fn pump(&mut self, buf: &mut [u8], sink: &mut dyn Sink, timers: &mut Timers, registry: &Registry) -> bool {
-        self.held_back = false;
-        if self.status.is_some() {
+    /// and hands each event to `take`, which returns true while the reader
+    /// takes more (`room`: whether it does now). Stops when the pipes would
+    /// block, the reader is full, or after [`FAIR_READS`] reads.
+    pub fn pump(
+        &mut self,
+        buf: &mut [u8],
+        room: bool,
+        take: &mut Emit<'_>,
+        timers: &mut Timers,
+        registry: &Registry,
+    ) -> Pumped {
+        if self.has_exited() {
             // Nobody will read what is still queued for the command.
             self.close_input(registry);
         }
-        self.encoder.set_measuring(sink.keeps_text());
+        let mut room = room;
         for _ in 0..FAIR_READS {
-            if !sink.ready() || !self.drain_backlog(sink) {
-                self.held_back = true;
-                // Paused on a slow client: hold only what must be held.
+            if room {
+                room = self.drain_backlog(take);
+            }
+            if !room {
+                // Paused on a slow reader: hold only what must be held.
                 self.encoder.release_scratch();
-                return false;
+                return Pumped {
+                    capped: false,
+                    held: true,
+                };
             }
             let Some(which) = self.next_ready() else {
-                return false;
+                return Pumped {
+                    capped: false,
+                    held: false,
+                };
             };
             self.last_read = which;
+            let exited = self.has_exited();
             let Some(pipe) = &mut self.pipes[which] else {
-                return false;
+                break;
             };
-            let room = buf.len().min(HOLD_ROOM);
-            match pipe.rx.read(&mut buf[room..]) {
-                Ok(0) => self.close_pipe(which, Some(sink), registry),
+            let at = buf.len().min(HOLD_ROOM);
+            match pipe.rx.read(&mut buf[at..]) {
+                Ok(0) => room = self.close_pipe(which, Some(&mut *take), registry),
                 Ok(n) => {
-                    if n < buf.len() - room && self.status.is_none() {
+                    if n < buf.len() - at && !exited {
                         // A pipe read takes all that is buffered (up to the
                         // buffer): a short read left it empty, and the next
                         // write wakes the poll again. This saves a read that
@@ -367,7 +378,10 @@ impl Job {
                     }
                     self.bytes_read += n as u64;
                     let (text, encoder) = (&mut self.text[which], &mut self.encoder);
-                    text.feed_after(encoder, buf, room, n, &mut |frame, bytes| send_to(sink, frame, bytes));
+                    text.feed_after(encoder, buf, at, n, &mut |frame, bytes| {
+                        room = take(frame, bytes);
+                        room
+                    });
                     if text.has_held() {
                         // The clock is read here, not taken from the top of
                         // the loop's turn: if the server was held up since
@@ -381,39 +395,52 @@ impl Job {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     pipe.ready = false;
-                    if self.status.is_some() {
+                    if exited {
                         // The child is gone and its pipe is empty: whatever a
                         // grandchild may still write is not this stream's.
-                        self.close_pipe(which, Some(sink), registry);
+                        room = self.close_pipe(which, Some(&mut *take), registry);
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     debug!("child {}: reading its pipe failed: {err}", self.pgid);
-                    self.close_pipe(which, Some(sink), registry);
+                    room = self.close_pipe(which, Some(&mut *take), registry);
                 }
             }
         }
-        self.has_ready_pipe()
+        Pumped {
+            capped: self.has_ready_pipe(),
+            held: false,
+        }
     }
 
-    /// Sends text the sink did not take earlier, before anything newer;
+    /// True if output waits to be read or handed on: a pipe with readiness
+    /// not yet drained, or text the reader did not take.
+    pub fn has_unread(&self) -> bool {
+        self.has_ready_pipe() || self.text.iter().any(PipeText::has_backlog)
+    }
+
+    /// Sends text the reader did not take earlier, before anything newer;
     /// true once none is left.
-    fn drain_backlog(&mut self, sink: &mut dyn Sink) -> bool {
+    fn drain_backlog(&mut self, take: &mut Emit<'_>) -> bool {
         let (texts, encoder) = (&mut self.text, &mut self.encoder);
-        texts
-            .iter_mut()
-            .all(|text| text.drain(encoder, &mut |frame, bytes| send_to(sink, frame, bytes)))
+        texts.iter_mut().all(|text| text.drain(encoder, take))
     }
 
-    fn close_pipe(&mut self, which: usize, sink: Option<&mut dyn Sink>, registry: &Registry) {
+    /// Closes a pipe; with `take`, hands on what it held (true while the
+    /// reader takes more).
+    fn close_pipe(&mut self, which: usize, take: Option<&mut Emit<'_>>, registry: &Registry) -> bool {
         if let Some(mut pipe) = self.pipes[which].take() {
             let _ = registry.deregister(&mut pipe.rx);
         }
-        if let Some(sink) = sink {
-            self.encoder.set_measuring(sink.keeps_text());
-            self.text[which].finish(&mut self.encoder, &mut |frame, bytes| send_to(sink, frame, bytes));
+        let mut room = true;
+        if let Some(take) = take {
+            self.text[which].finish(&mut self.encoder, &mut |frame, bytes| {
+                room = take(frame, bytes);
+                room
+            });
         }
+        room
     }
 
     /// The quiet time passed since the last read left a partial line: sends
@@ -426,12 +453,13 @@ impl Job {
     pub fn on_quiet(
         &mut self,
         buf: &mut [u8],
-        sink: &mut dyn Sink,
+        room: bool,
+        take: &mut Emit<'_>,
         now: Instant,
         timers: &mut Timers,
         registry: &Registry,
     ) -> bool {
-        if !sink.ready() {
+        if !room {
             self.flush.set(now + QUIET_FLUSH, TimerKey::Flush(self.index), timers);
             return false;
         }
@@ -439,30 +467,32 @@ impl Job {
             pipe.ready = true;
         }
         let before = self.bytes_read;
-        let capped = self.pump(buf, sink, timers, registry);
-        if self.bytes_read != before || !sink.ready() {
-            // More came (the flush deadline moved with it), or the client
+        let pumped = self.pump(buf, room, take, timers, registry);
+        if self.bytes_read != before || pumped.held {
+            // More came (the flush deadline moved with it), or the reader
             // is behind: not the moment to cut a line.
             if self.text.iter().any(PipeText::has_held) {
                 let at = Instant::now() + QUIET_FLUSH;
                 self.flush.set(at, TimerKey::Flush(self.index), timers);
             }
-            return capped;
+            return pumped.capped;
         }
         for which in 0..2 {
             let (text, encoder) = (&mut self.text[which], &mut self.encoder);
-            text.flush(encoder, &mut |frame, bytes| send_to(sink, frame, bytes));
+            text.flush(encoder, take);
         }
-        capped
+        pumped.capped
     }
 
     /// The child has exited (the server saw its zombie after SIGCHLD, not
     /// yet reaped): signal what is left of its group, reap it, and return
     /// true. False if it could not be reaped after all.
     pub fn on_exited(&mut self, now: Instant, timers: &mut Timers) -> bool {
-        if self.status.is_some() {
-            return false;
-        }
+        let timed_out = match self.life {
+            Life::Running { .. } => false,
+            Life::Stopping { timed_out, .. } | Life::Killed { timed_out } => timed_out,
+            Life::Draining { .. } | Life::Done { .. } => return false,
+        };
         // Signal the group before reaping the leader: while its zombie exists
         // the group id cannot be reused, so no stranger gets the signal.
         self.scope.signal(libc::SIGTERM);
@@ -474,61 +504,67 @@ impl Job {
                 return false;
             }
         };
-        self.status = Some(status);
         info!(
             "child {} {} exited: {}",
             self.pgid,
             self.argv,
-            describe(status, self.timed_out)
+            describe(status, timed_out)
         );
         // Drain both pipes once more: SIGCHLD can come while the child's
         // last write is still in the pipe, with no new edge to announce it.
         for pipe in self.pipes.iter_mut().flatten() {
             pipe.ready = true;
         }
-        if !self.scope.is_empty() {
-            // A background grandchild got SIGTERM above; SIGKILL it later.
-            self.begin_kill_grace(now, timers);
-        } else {
-            self.stopping = Stopping::Done;
+        let grace = if self.scope.is_empty() {
             self.kill.clear();
-        }
+            None
+        } else {
+            // A background grandchild got SIGTERM above; SIGKILL it later
+            // (when a stop already began, at the end of its grace).
+            let kill_at = match self.life {
+                Life::Stopping { kill_at, .. } => kill_at,
+                _ => now + self.grace,
+            };
+            self.kill.set(kill_at, TimerKey::Kill(self.index), timers);
+            Some(kill_at)
+        };
+        self.life = Life::Draining {
+            status,
+            timed_out,
+            grace,
+        };
         true
     }
 
     /// Stops the command: SIGTERM to its group now, SIGKILL after the grace.
     /// True if this began the stop (it was running and not being stopped).
     pub fn terminate(&mut self, now: Instant, timers: &mut Timers) -> bool {
-        if let Stopping::No { .. } = self.stopping {
-            debug!("child {}: SIGTERM to its group", self.pgid);
-            self.scope.signal(libc::SIGTERM);
-            self.begin_kill_grace(now, timers);
-            return true;
-        }
-        false
+        self.stop(false, now, timers)
     }
 
-    fn begin_kill_grace(&mut self, now: Instant, timers: &mut Timers) {
-        if let Stopping::Terminating { .. } = self.stopping {
-            return;
-        }
+    fn stop(&mut self, timed_out: bool, now: Instant, timers: &mut Timers) -> bool {
+        let Life::Running { .. } = self.life else {
+            return false;
+        };
+        debug!("child {}: SIGTERM to its group", self.pgid);
+        self.scope.signal(libc::SIGTERM);
         let kill_at = now + self.grace;
-        self.stopping = Stopping::Terminating { kill_at };
+        self.life = Life::Stopping { kill_at, timed_out };
         self.kill.clear();
         self.kill.set(kill_at, TimerKey::Kill(self.index), timers);
+        true
     }
 
     /// The kill deadline fell: a `--timeout` starts the stop; the end of the
-    /// grace sends SIGKILL to whatever of the group is left. True when it
+    /// grace sends SIGKILL to whatever of the scope is left. True when it
     /// was the `--timeout` that began a stop.
     pub fn on_kill_deadline(&mut self, now: Instant, timers: &mut Timers) -> bool {
-        match self.stopping {
-            Stopping::No { timeout_at: Some(_) } => {
+        match self.life {
+            Life::Running { timeout_at: Some(_) } => {
                 info!("child {} {}: --timeout expired", self.pgid, self.argv);
-                self.timed_out = true;
-                return self.terminate(now, timers);
+                return self.stop(true, now, timers);
             }
-            Stopping::Terminating { .. } => {
+            Life::Stopping { timed_out, .. } => {
                 if !self.scope.is_empty() {
                     warn!(
                         "child {} {}: still running after SIGTERM, sending SIGKILL",
@@ -536,57 +572,94 @@ impl Job {
                     );
                     self.scope.signal(libc::SIGKILL);
                 }
-                self.stopping = Stopping::Done;
+                self.life = Life::Killed { timed_out };
             }
-            Stopping::No { timeout_at: None } | Stopping::Done => {}
+            Life::Draining {
+                status,
+                timed_out,
+                grace: Some(_),
+            } => {
+                self.kill_strays();
+                self.life = Life::Draining {
+                    status,
+                    timed_out,
+                    grace: None,
+                };
+            }
+            Life::Done { grace: Some(_) } => {
+                self.kill_strays();
+                self.life = Life::Done { grace: None };
+            }
+            Life::Running { timeout_at: None } | Life::Killed { .. } | Life::Draining { .. } | Life::Done { .. } => {}
         }
         false
     }
 
-    /// The watcher left: stop the child. Its pipes stay open and are read
-    /// into [`Discard`] until they end or the grace is over, so a command
+    fn kill_strays(&mut self) {
+        if !self.scope.is_empty() {
+            warn!(
+                "child {} {}: still running after SIGTERM, sending SIGKILL",
+                self.pgid, self.argv
+            );
+            self.scope.signal(libc::SIGKILL);
+        }
+    }
+
+    /// The `/run` client left: stop the child. Its pipes stay open and are
+    /// read and dropped until they end or the grace is over, so a command
     /// that prints while cleaning up on SIGTERM is not killed by SIGPIPE
     /// first (contract §3.6). True if this began stopping a running command.
     pub fn detach(&mut self, now: Instant, timers: &mut Timers) -> bool {
-        self.out = Output::Direct(None);
+        self.reader = Reader::Nobody;
+        self.encoder.set_measuring(true);
         self.flush.clear();
-        self.status.is_none() && self.terminate(now, timers)
+        self.terminate(now, timers)
+    }
+
+    /// A published job whose record is gone (it cannot happen: records
+    /// outlive their jobs): its output is dropped rather than block it.
+    pub fn orphan(&mut self) {
+        self.reader = Reader::Nobody;
     }
 
     /// Stops reading an unwatched job's pipes once its grace is over: what
     /// still holds them open (a stray that left the group) is not waited for.
     pub fn stop_draining(&mut self, registry: &Registry) {
-        if self.out == Output::Direct(None) && self.stopping == Stopping::Done {
+        let grace_over = match self.life {
+            Life::Killed { .. } => true,
+            Life::Draining { grace, .. } | Life::Done { grace } => grace.is_none(),
+            Life::Running { .. } | Life::Stopping { .. } => false,
+        };
+        if self.reader == Reader::Nobody && grace_over {
             for which in 0..2 {
                 self.close_pipe(which, None, registry);
             }
         }
     }
 
-    /// Sends the `exit` event once the child is reaped and both pipes are
-    /// drained; returns true when it did (the stream is then complete).
-    pub fn finish_if_done(&mut self, sink: &mut dyn Sink) -> bool {
-        let Some(exit) = self.exit_if_done() else { return false };
-        sink.send(self.encoder.exit(&exit), b"");
-        true
-    }
-
     /// How the command ended, once: when the child is reaped and every byte
     /// of its output has been handed on. The `exit` event's id is the next.
     pub fn exit_if_done(&mut self) -> Option<Exit> {
-        if self.exit_sent || self.pipes.iter().any(Option::is_some) || self.text.iter().any(PipeText::has_backlog) {
+        let Life::Draining {
+            status,
+            timed_out,
+            grace,
+        } = self.life
+        else {
+            return None;
+        };
+        let drained = self.pipes.iter().all(Option::is_none) && !self.text.iter().any(PipeText::has_backlog);
+        if !drained {
             return None;
         }
-        let status = self.status?;
-        self.exit_sent = true;
+        self.life = Life::Done { grace };
         self.flush.clear();
-        Some(child::exit_of(status, self.timed_out))
+        Some(child::exit_of(status, timed_out))
     }
 
-    /// True if the last pump stopped on a full sink (a viewer behind), with
-    /// the command's output left unread.
-    pub fn is_held_back(&self) -> bool {
-        self.held_back
+    /// The `exit` event's frame, for a reader that takes frames.
+    pub fn exit_frame(&mut self, exit: &Exit) -> &Frame {
+        self.encoder.exit(exit)
     }
 
     /// Bytes of output the command wrote so far.
@@ -594,27 +667,12 @@ impl Job {
         self.bytes_read
     }
 
-    /// True when nothing of the job needs the loop any more: reaped, pipes
-    /// closed, every byte of output handed on, no `/run` watcher, a published
-    /// job's `exit` logged, and the kill grace (if any) over.
+    /// True when nothing of the job needs the loop any more: its `exit`
+    /// handed on (or dropped, with nobody to read it) and the kill grace,
+    /// if any, over.
     pub fn is_finished(&self) -> bool {
-        let handed_on = match self.out {
-            Output::Direct(Some(_)) => false,
-            Output::Direct(None) => true,
-            Output::Published(_) => self.exit_sent,
-        };
-        self.status.is_some()
-            && handed_on
-            && !self.text.iter().any(PipeText::has_backlog)
-            && self.pipes.iter().all(Option::is_none)
-            && !matches!(self.stopping, Stopping::Terminating { .. })
+        self.life == Life::Done { grace: None }
     }
-}
-
-/// Hands one event to `sink`; true while it takes more.
-fn send_to(sink: &mut dyn Sink, frame: &Frame, text: &[u8]) -> bool {
-    sink.send(frame, text);
-    sink.ready()
 }
 
 /// What a job needs besides the child.
@@ -629,6 +687,8 @@ pub struct JobOptions<'a> {
     pub argv_for_log: LogArgv,
     /// The timer queue.
     pub timers: &'a mut Timers,
+    /// Who takes its events.
+    pub reader: Reader,
 }
 
 fn describe(status: ExitStatus, timed_out: bool) -> String {

@@ -109,7 +109,7 @@ pub struct Record {
     /// Order of creation, for "newest first" (contract §7.2).
     created_seq: u64,
     /// The size of its terminal, when it runs on one (contract §10.1).
-    pub terminal: Option<crate::pty::Size>,
+    pub terminal: Option<crate::sys::pty::Size>,
     /// Its standard input (contract §10.2).
     pub stdin: Stdin,
 }
@@ -280,7 +280,7 @@ mod tests {
         assert!(running.ends_with(
             ",\"ended_ms\":null,\"exit\":null,\"viewers\":0,\"events\":0,\"bytes\":0,\"pty\":false,\"size\":null,\"stdin\":\"none\"}"
         ));
-        r.terminal = Some(crate::pty::Size { cols: 100, rows: 30 });
+        r.terminal = Some(crate::sys::pty::Size { cols: 100, rows: 30 });
         r.stdin = Stdin::Open;
         assert!(r
             .json()

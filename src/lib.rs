@@ -5,20 +5,34 @@
 //!
 //! Data flows one way: accept → read head → route → authorize → spawn → read
 //! pipe → cut into events → (a `/run` stream: write) or (a job: append to its
-//! log → each viewer pulls and writes) → reap/kill. Nothing calls back up.
+//! log → each viewer pulls and writes) → reap/kill. Nothing calls back up:
+//! a job produces frames and the server hands them on; a connection answers
+//! an [`http::conn::Action`] and the server carries it out; no pump drives a
+//! connection (those it wakes are driven from the top of the loop).
 //!
-//! **Jobs publish, connections subscribe.** A running command is a
-//! [`job::Job`]: child, pipes, encoder, containment scope. Where its events
-//! go is its [`job::Output`]:
-//! - `/run`: `Direct` — one viewer, no log; a caught-up viewer gets each
-//!   event written straight from the read buffer (`writev`), and what its
-//!   socket refuses is all that is kept. It stops when that viewer goes.
-//! - `POST /jobs`: `Published` — the events go into the bounded
+//! **Jobs produce, connections pull.** A running command is a [`job::Job`]:
+//! child, pipes, encoder, containment scope, and its life (one enum). With
+//! `pty=1` its stdout and stderr are the master sides of two terminals,
+//! read exactly like pipes (a master's EIO, once no slave is open, is the
+//! end of its output); with `stdin=1` or `pty=1` it holds one more
+//! descriptor, its stdin, written as it becomes writable from what
+//! `POST /jobs/ID/input` queued ([`input`]). Its
+//! pump reads the pipes and hands each frame — pointing into the loop's read
+//! buffer — to a function the server passes, for the job's
+//! [`job::Reader`]:
+//! - `/run` (`server/run.rs`): the one connection writes it straight from
+//!   the read buffer (`writev`); what its socket refuses is all that is
+//!   kept, and the job is read only while that socket has room. When it has
+//!   room again the connection asks (`Action::Pull`) and the server pumps
+//!   the job into it. The command stops when that connection goes.
+//! - `POST /jobs` (`server/publish.rs`): the events go into the bounded
 //!   [`eventlog::EventLog`] of a [`jobs::Record`] (id, argv, state, viewers),
 //!   which outlives the command until it is forgotten. A viewer connection
 //!   holds a cursor (the next event id) and its own encoder, and pulls from
-//!   the log when its socket is writable; the command is read again only when
+//!   the log when its socket has room; the command is read again only when
 //!   every viewer has caught up (the slowest paces it).
+//!
+//! `docs/DESIGN.md` follows one byte from pipe to socket in more detail.
 //!
 //! The modules:
 //! - [`cli`] turns the command line into a validated [`cli::Config`].
@@ -26,10 +40,14 @@
 //!   every child's pipes, the signal self-pipe (SIGCHLD for exits), and the [`timer`]
 //!   queue that sets the poll timeout; it owns the tables of connections,
 //!   jobs and records ([`table`]: a slot is reused only after the poll batch
-//!   that freed it). Only it decides what closes. Its `publish` part holds
-//!   the job routes and the viewers' pulling.
-//! - [`http::conn`] is one client socket: a phase enum, the head bytes so far, the
-//!   bytes the socket has not yet taken, and a viewer's cursor.
+//!   that freed it). Only it decides what closes. Its `run` part holds the
+//!   `/run` glue, its `publish` part the job routes and the viewers' pulling.
+//! - [`http::conn`] is one client socket as a state machine: private
+//!   fields, a phase enum whose variants carry their own data (a head with
+//!   its deadline, a stream with its framing and feed, a viewer's cursor,
+//!   draining, lingering), and the rules: keep-alive, reply-and-close, the
+//!   head/idle/linger/stall timeouts, the FIN probe, heartbeats, the access
+//!   line.
 //! - [`http`] parses request heads ([`http::request`]), percent-decodes
 //!   queries ([`http::query`]) and formats responses ([`http::response`]).
 //! - [`route`] maps a head to what to do; [`auth`] checks token, Host,
@@ -42,9 +60,9 @@
 //! - [`child`] spawns into a process group and reaps; [`contain`] keeps
 //!   whatever a command starts (a cgroup v2, else the child subreaper) so it
 //!   is stopped with it; [`sys`] holds every system call std lacks, and
-//!   every `unsafe` block.
-//! - [`pty`] opens the pseudo-terminals of `pty=1` (contract §10) and
-//!   makes one the controlling terminal of a command's new session.
+//!   every `unsafe` block; its [`sys::pty`] opens the pseudo-terminals of
+//!   `pty=1` (contract §10) and makes one the controlling terminal of a
+//!   command's new session.
 //! - [`logsafe`] escapes and redacts what clients and children control
 //!   before it reaches a log line.
 //! - [`metrics`] counts what `/metrics` reports: integers bumped where it
@@ -82,7 +100,6 @@ pub mod job;
 pub mod jobs;
 pub mod logsafe;
 pub mod metrics;
-pub mod pty;
 pub mod route;
 pub mod server;
 pub mod sse;

@@ -16,8 +16,8 @@ use crate::http::query::Query;
 use crate::http::request::{Head, HttpError, Method};
 use crate::http::response::Reply;
 use crate::input;
-use crate::pty;
 use crate::sse::Format;
+use crate::sys::pty;
 
 /// The built-in web page.
 pub const PAGE: &str = include_str!("page.html");

@@ -267,7 +267,7 @@ fn page_runs_stops_and_lists(browser: &webdriver::Browser, server: &common::Serv
     browser.goto(&format!("{base}/?token={token}"));
     let home = format!("{base}/");
     browser.wait_for(&format!("the page at {home}"), PAGE_TIMEOUT, |s| {
-        s["url"] == Value::from(home.as_str())
+        s["url"] == home.as_str()
     });
 
     // Run: POST /jobs, then the job's event stream.

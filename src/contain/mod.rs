@@ -14,7 +14,7 @@
 //! - **subreaper** ([`subreaper`]) elsewhere: the server is the child
 //!   subreaper, so orphans are re-parented to it; it reaps them, and stops
 //!   them with the command they were found under (by walking `/proc`).
-//!   Best effort: see README.
+//!   Best effort: see docs/SECURITY.md (Containment).
 //!
 //! Jobs see a [`Scope`]: `signal`, `is_empty`, and its drop, which kills what
 //! is left and hands the cgroup to a clean-up retried on later ticks. This

@@ -1,6 +1,6 @@
 //! Subreaper mode: the server is the child subreaper, so orphans are
 //! re-parented to it; each command's descendants are found by walking
-//! `/proc`, and stopped with it. Best effort: see README.
+//! `/proc`, and stopped with it. Best effort: see docs/SECURITY.md (Containment).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};

@@ -743,9 +743,10 @@ impl Conn {
     }
 
     /// Sends a viewer the events of `log` it has not had, while its socket
-    /// takes them, at most [`PULL_STEP`]. `running`: the job still runs (a
-    /// viewer behind it is let go after [`VIEWER_STALL`] of taking nothing).
-    pub fn pull(&mut self, log: &EventLog, running: bool, now: Instant, timers: &mut Timers) -> Pulled {
+    /// takes them, at most [`PULL_STEP`]. A viewer left behind is let go
+    /// after [`VIEWER_STALL`] of taking nothing, whether its job runs (it
+    /// paces the command), ended or was forgotten (it pins the log).
+    pub fn pull(&mut self, log: &EventLog, now: Instant, timers: &mut Timers) -> Pulled {
         let mut pulled = Pulled {
             sent: 0,
             caught_up: false,
@@ -803,8 +804,7 @@ impl Conn {
         if pulled.sent > 0 || pulled.caught_up {
             stall.clear();
         }
-        if !pulled.caught_up && !pulled.ended && running {
-            // Behind a running command: it waits on this viewer.
+        if !pulled.caught_up && !pulled.ended {
             stall.set(now + VIEWER_STALL, TimerKey::Conn(self.index), timers);
         }
         if pulled.ended {
@@ -1477,7 +1477,7 @@ mod tests {
         );
         assert_eq!(p.conn.cursor(), Some(2));
         assert!(matches!(p.advance(Duration::ZERO), Action::Pull(Source::Watch(5))));
-        let pulled = p.conn.pull(&log, true, p.t0, &mut p.timers);
+        let pulled = p.conn.pull(&log, p.t0, &mut p.timers);
         assert_eq!(
             pulled,
             Pulled {
@@ -1487,7 +1487,7 @@ mod tests {
             }
         );
         assert!(log.push(4, Logged::Exit(exit0())));
-        let pulled = p.conn.pull(&log, false, p.t0, &mut p.timers);
+        let pulled = p.conn.pull(&log, p.t0, &mut p.timers);
         assert_eq!(
             pulled,
             Pulled {
@@ -1546,7 +1546,7 @@ mod tests {
         loop {
             assert!(log.push_output(id, Pipe::Stdout, &big));
             id += 1;
-            let pulled = p.conn.pull(&log, true, p.t0, &mut p.timers);
+            let pulled = p.conn.pull(&log, p.t0, &mut p.timers);
             if !pulled.caught_up {
                 break;
             }

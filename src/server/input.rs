@@ -13,7 +13,7 @@ use crate::http::body::BodyError;
 use crate::http::request::Head;
 use crate::http::response::Reply;
 use crate::input::{self, Offer};
-use crate::job::Output;
+use crate::job::Reader;
 use crate::jobs::Stdin;
 
 /// What the server holds for a connection whose input body is arriving.
@@ -116,7 +116,7 @@ impl Server {
     pub(super) fn on_stdin(&mut self, job: usize) {
         let Some(running) = self.jobs.get_mut(job) else { return };
         running.on_stdin_writable(self.poll.registry());
-        if let Output::Published(record) = running.out {
+        if let Reader::Log(record) = running.reader() {
             self.sync_stdin(job, record);
         }
     }

@@ -21,13 +21,12 @@ use crate::contain::Containment;
 use crate::http::conn::{self, Action, Conn, Source};
 use crate::http::request::{Head, HttpError};
 use crate::http::response::Reply;
-use crate::job::{Discard, Job, JobOptions, Output, Sink, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDIN, TOKEN_STDOUT};
+use crate::job::{Job, JobOptions, Reader, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDIN, TOKEN_STDOUT};
 use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
 use crate::metrics::{Metrics, StopReason};
 use crate::route::{self, Decision, RunRequest};
 use crate::sse::Format;
-use crate::sse::Frame;
 use crate::sys;
 use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
@@ -35,6 +34,7 @@ use std::rc::Rc;
 
 mod input;
 mod publish;
+mod run;
 mod scrape;
 
 /// The listener's poll token.
@@ -63,6 +63,10 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// one gives memory back (see `compact_when_idle`); after a lone request it
 /// would only cost time.
 const BUSY_SPELL: usize = 64;
+
+/// Bytes of job logs freed that make the loop hand free heap back to the
+/// system before it sleeps (glibc keeps a freed heap otherwise).
+const TRIM_AFTER: usize = 1024 * 1024;
 
 /// Poll events fetched per call.
 const EVENTS_PER_POLL: usize = 1024;
@@ -119,6 +123,13 @@ pub struct Server {
     /// buffered), revisited before the next poll: no event will come for
     /// bytes already read.
     revisit_conns: Vec<usize>,
+    /// Connections with something new to do (a job's log grew, a `/run`
+    /// stream ended): driven from the top of the loop once the pump that
+    /// woke them is done, so no pump calls back into a connection.
+    woken: Vec<usize>,
+    /// The batch of `woken` being driven (kept, with its capacity, so waking
+    /// allocates nothing per event).
+    waking: Vec<usize>,
     /// Connections and jobs at once since memory was last given back.
     busiest: usize,
     /// The listener has connections left (accept cap or pause).
@@ -135,6 +146,8 @@ pub struct Server {
     tidy: Deadline,
     /// The counters `/metrics` reports (contract §8).
     metrics: Metrics,
+    /// Bytes of job logs freed since heap was last handed back.
+    freed: usize,
     /// `--token`, shared with every connection (masked in access lines).
     token: Option<Rc<str>>,
     /// Input requests whose bodies are arriving, by connection (contract
@@ -192,6 +205,8 @@ impl Server {
             counted_conns: 0,
             revisit_jobs: Vec::new(),
             revisit_conns: Vec::new(),
+            woken: Vec::new(),
+            waking: Vec::new(),
             busiest: 0,
             accept_pending: false,
             accept_pause: Deadline::default(),
@@ -200,6 +215,7 @@ impl Server {
             containment,
             tidy: Deadline::default(),
             metrics: Metrics::default(),
+            freed: 0,
             token,
             bodies: BTreeMap::new(),
         })
@@ -234,11 +250,14 @@ impl Server {
             for event in events.iter() {
                 self.dispatch(event, now);
             }
+            self.wake_conns(now);
             self.revisit(now);
             if self.reap_pending {
                 self.reap_children(Instant::now());
+                self.wake_conns(Instant::now());
             }
             self.on_timers(Instant::now());
+            self.wake_conns(Instant::now());
             self.arm_tidy();
         }
     }
@@ -313,6 +332,7 @@ impl Server {
         for index in std::mem::take(&mut self.revisit_jobs) {
             self.pump_job(index, now);
         }
+        self.wake_conns(now);
         for index in std::mem::take(&mut self.revisit_conns) {
             self.drive_conn(index, now);
         }
@@ -390,6 +410,19 @@ impl Server {
 
     // ----- connections -----------------------------------------------------
 
+    /// Drives the connections a pump woke.
+    fn wake_conns(&mut self, now: Instant) {
+        let mut batch = std::mem::take(&mut self.waking);
+        while !self.woken.is_empty() {
+            std::mem::swap(&mut batch, &mut self.woken);
+            for &index in &batch {
+                self.drive_conn(index, now);
+            }
+            batch.clear();
+        }
+        self.waking = batch;
+    }
+
     /// Moves a connection as far as its readiness allows, carrying out
     /// what it asks. Each turn makes progress or stops; the bound keeps one
     /// client pipelining hundreds of requests from starving the rest (past
@@ -417,10 +450,7 @@ impl Server {
                 self.reject(index, err, now);
                 true
             }
-            Action::Pull(Source::Run(job)) => {
-                self.pump_job(job, now);
-                false
-            }
+            Action::Pull(Source::Run(job)) => self.feed_run(index, job, now),
             Action::Pull(Source::Watch(record)) => self.pull(index, record, now),
             Action::Body(body) => {
                 self.finish_input(index, body, now);
@@ -492,22 +522,10 @@ impl Server {
 
     // ----- streams and jobs ------------------------------------------------
 
-    fn start_stream(&mut self, index: usize, head: &Head, run: RunRequest, now: Instant) {
-        let started = self.spawn_job(&run, run.format, Output::Direct(Some(index)), now);
-        let Some(conn) = self.conns.get_mut(index) else { return };
-        self.metrics.response(200);
-        match started {
-            Ok(job) => {
-                conn.begin_run(head, &run.headers, job, self.config.heartbeat, now, &mut self.timers);
-                self.pump_job(job, now);
-            }
-            Err(message) => conn.begin_failed_run(head, &run.headers, run.format, &message, now),
-        }
-    }
-
-    /// Starts `argv` as a job whose events go to `out`; its job table index,
-    /// or the `err` event's message.
-    fn spawn_job(&mut self, run: &RunRequest, format: Format, out: Output, now: Instant) -> Result<usize, String> {
+    /// Starts `run`'s command (on pipes or a terminal, with or without
+    /// input) as a job whose events go to `reader`; its job table index, or
+    /// the `err` event's message.
+    fn spawn_job(&mut self, run: &RunRequest, format: Format, reader: Reader, now: Instant) -> Result<usize, String> {
         let argv = &run.argv;
         let job_index = self.jobs.next_index();
         let spawned = match self.containment.spawn_scope() {
@@ -522,13 +540,13 @@ impl Server {
                 kill_grace: self.config.kill_grace,
                 argv_for_log,
                 timers: &mut self.timers,
+                reader,
             };
             Job::start(spawned, job_index, format, options, self.poll.registry())
                 .map_err(|err| format!("cannot watch the command: {err}"))
         });
         match started {
-            Ok(mut job) => {
-                job.out = out;
+            Ok(job) => {
                 self.metrics.command_started();
                 let pid = job.pid();
                 let index = self.jobs.insert(job);
@@ -549,38 +567,30 @@ impl Server {
         LogArgv::new(argv, self.config.token.as_deref())
     }
 
-    /// Reads a job's pipes into its watcher, and ends the stream when the
-    /// job is done.
+    /// Reads a job's pipes and hands its events on to its reader.
     fn pump_job(&mut self, index: usize, now: Instant) {
         let Some(job) = self.jobs.get_mut(index) else { return };
-        let watcher = match job.out {
-            Output::Published(record) => return self.pump_published(index, record, now),
-            Output::Direct(None) => {
-                if job.pump(&mut self.buf, &mut Discard, &mut self.timers, self.poll.registry()) {
+        match job.reader() {
+            Reader::Log(record) => self.pump_published(index, record, now),
+            Reader::Stream(conn) => {
+                if self.feed_run(conn, index, now) {
+                    self.woken.push(conn);
+                }
+            }
+            Reader::Nobody => {
+                let pumped = job.pump(
+                    &mut self.buf,
+                    true,
+                    &mut |_, _| true,
+                    &mut self.timers,
+                    self.poll.registry(),
+                );
+                if pumped.capped {
                     self.revisit_jobs.push(index);
                 }
-                return self.reap_if_finished(index);
+                let _ = job.exit_if_done();
+                self.reap_if_finished(index);
             }
-            Output::Direct(Some(watcher)) => watcher,
-        };
-        let Some(conn) = self.conns.get_mut(watcher) else {
-            return;
-        };
-        let mut sink = ToConn { conn, now };
-        if job.pump(&mut self.buf, &mut sink, &mut self.timers, self.poll.registry()) {
-            self.revisit_jobs.push(index);
-        }
-        if job.finish_if_done(&mut sink) {
-            job.out = Output::Direct(None);
-            conn.end_stream(now);
-            self.reap_if_finished(index);
-            if self.conns.get(watcher).is_some_and(Conn::is_broken) {
-                return self.close_conn(watcher, now);
-            }
-            return self.drive_conn(watcher, now);
-        }
-        if conn.is_broken() {
-            self.close_conn(watcher, now);
         }
     }
 
@@ -627,7 +637,8 @@ impl Server {
                 if self.jobs.get_mut(job).is_some_and(|j| j.detach(now, &mut self.timers)) {
                     self.metrics.command_stopped(StopReason::ClientGone);
                 }
-                self.reap_if_finished(job);
+                // What it still writes is read and dropped; done, it goes.
+                self.pump_job(job, now);
             }
             Some(Source::Watch(record)) => self.unwatch(index, record, now),
             None => {}
@@ -755,11 +766,16 @@ impl Server {
         self.timers.shrink();
     }
 
-    /// Keeps memory flat across bursts: compacts the timer queue, and once
-    /// the server is idle again after a busy spell, frees the tables' slots
-    /// and hands free heap memory back to the kernel.
+    /// Keeps memory flat across bursts: compacts the timer queue; hands free
+    /// heap back to the kernel once [`TRIM_AFTER`] bytes of job logs were
+    /// freed; and once the server is idle again after a busy spell, frees
+    /// the tables' slots and hands free heap back too.
     fn compact_when_idle(&mut self) {
         self.compact_timers();
+        if self.freed >= TRIM_AFTER {
+            self.freed = 0;
+            sys::release_free_memory();
+        }
         self.busiest = self.busiest.max(self.conns.len() + self.jobs.len());
         if self.conns.is_empty() && self.jobs.is_empty() && self.busiest >= BUSY_SPELL {
             self.busiest = 0;
@@ -810,16 +826,10 @@ impl Server {
         if !job.flush.fire(now, TimerKey::Flush(index), &mut self.timers) {
             return;
         }
-        let capped = match job.out {
-            Output::Direct(Some(watcher)) => {
-                let Some(conn) = self.conns.get_mut(watcher) else {
-                    return;
-                };
-                let mut sink = ToConn { conn, now };
-                job.on_quiet(&mut self.buf, &mut sink, now, &mut self.timers, self.poll.registry())
-            }
-            Output::Published(record) => self.quiet_published(index, record, now),
-            Output::Direct(None) => return,
+        let capped = match job.reader() {
+            Reader::Stream(conn) => self.quiet_run(index, conn, now),
+            Reader::Log(record) => self.quiet_published(index, record, now),
+            Reader::Nobody => return,
         };
         if capped {
             self.revisit_jobs.push(index);
@@ -839,6 +849,7 @@ impl Server {
         }
         let Some(job) = self.jobs.get_mut(index) else { return };
         job.stop_draining(self.poll.registry());
+        self.pump_job(index, now);
         self.reap_if_finished(index);
     }
 }
@@ -874,21 +885,5 @@ fn deadline_of<'a>(
         TimerKey::Kill(index) => jobs.get_mut(index).map(|j| &mut j.kill),
         TimerKey::Forget(index) => records.get_mut(index).map(|r| &mut r.forget),
         TimerKey::Server => None,
-    }
-}
-
-/// A `/run` stream as the sink of its job.
-struct ToConn<'a> {
-    conn: &'a mut Conn,
-    now: Instant,
-}
-
-impl Sink for ToConn<'_> {
-    fn send(&mut self, frame: &Frame, text: &[u8]) {
-        self.conn.send(frame, text, self.now);
-    }
-
-    fn ready(&self) -> bool {
-        self.conn.has_room()
     }
 }

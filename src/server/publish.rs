@@ -12,11 +12,12 @@ use std::time::Instant;
 use log::debug;
 
 use super::{Server, State as ServerState};
+use crate::eventlog::EventLog;
 use crate::eventlog::Logged;
 use crate::http::conn::Conn;
 use crate::http::request::Head;
 use crate::http::response::Reply;
-use crate::job::{Output, Sink};
+use crate::job::{Job, Reader};
 use crate::jobs::{self, Record, State, Stdin};
 use crate::metrics::StopReason;
 use crate::route::{JobAction, JobRequest, RunRequest, JOB_SIGNALS};
@@ -24,31 +25,23 @@ use crate::sse::{Format, Frame, Stream};
 use crate::table::Table;
 use crate::timer::TimerKey;
 
-/// The sink of a published job: its record's log. Ready (the command may be
-/// read) only while every viewer has taken every event.
-struct Publish<'a> {
-    record: &'a mut Record,
-    conns: &'a Table<Conn>,
+/// True while every viewer of `record` has taken every event of its log:
+/// only then is the command read (the slowest viewer paces it).
+fn all_caught_up(record: &Record, conns: &Table<Conn>) -> bool {
+    let next = record.log.next_id();
+    record.viewers.iter().all(|&viewer| {
+        conns
+            .get(viewer)
+            .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor().is_none_or(|n| n >= next))
+    })
 }
 
-impl Sink for Publish<'_> {
-    fn send(&mut self, frame: &Frame, text: &[u8]) {
-        let stream = frame.stream().unwrap_or(Stream::Stdout);
-        self.record.log.push_output(frame.id(), stream, text);
-    }
-
-    fn ready(&self) -> bool {
-        let next = self.record.log.next_id();
-        self.record.viewers.iter().all(|&viewer| {
-            self.conns
-                .get(viewer)
-                .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor().is_none_or(|n| n >= next))
-        })
-    }
-
-    fn keeps_text(&self) -> bool {
-        true
-    }
+/// Appends one event of the job to its log; true while the log takes more
+/// at once (no live viewer to wait for).
+fn log_frame(log: &mut EventLog, frame: &Frame, text: &[u8], unwatched: bool) -> bool {
+    let stream = frame.stream().unwrap_or(Stream::Stdout);
+    log.push_output(frame.id(), stream, text);
+    unwatched
 }
 
 /// The next event id a viewer needs, for trimming the log.
@@ -109,7 +102,7 @@ impl Server {
         let mut record = Record::new(id, run.argv.clone(), State::Failed, self.config.job_log);
         record.terminal = run.streams.terminal;
         record.stdin = if run.streams.stdin { Stdin::Open } else { Stdin::None };
-        match self.spawn_job(run, Format::Json, Output::Published(record_index), now) {
+        match self.spawn_job(run, Format::Json, Reader::Log(record_index), now) {
             Ok(job) => {
                 let pid = self.jobs.get(job).map_or(0, |j| j.pid());
                 record.state = State::Running { job, pid };
@@ -194,7 +187,7 @@ impl Server {
 
     /// `POST /jobs/ID/resize`: both terminals take the size, the group gets
     /// `SIGWINCH` (`204`); `409` for a job on pipes.
-    fn resize_published(&mut self, id: &str, size: crate::pty::Size) -> Reply {
+    fn resize_published(&mut self, id: &str, size: crate::sys::pty::Size) -> Reply {
         let (index, job) = match self.running_job(id) {
             Ok(found) => found,
             Err(reply) => return reply,
@@ -263,7 +256,7 @@ impl Server {
             &mut self.timers,
         );
         record.viewers.push(index);
-        self.drive_conn(index, now);
+        // The connection pulls as soon as its socket has room.
         Ok(())
     }
 
@@ -276,7 +269,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else {
             return false;
         };
-        let pulled = conn.pull(&record.log, !record.is_finished(), now, &mut self.timers);
+        let pulled = conn.pull(&record.log, now, &mut self.timers);
         if conn.is_broken() {
             return true;
         }
@@ -290,9 +283,12 @@ impl Server {
             // job per viewer, or when it waits on its pipes and not on a
             // viewer, made the revisits multiply each turn (memory without
             // bound with 2 viewers, a busy loop with 1).
+            // Only when no other viewer holds it back: a job waiting on a
+            // stalled viewer costs nothing until that viewer's socket is
+            // writable again (it used to spin the loop).
             if let Some(job) = record.job() {
-                let held_back = self.jobs.get(job).is_some_and(crate::job::Job::is_held_back);
-                if held_back && !self.revisit_jobs.contains(&job) {
+                let held_back = self.jobs.get(job).is_some_and(Job::has_unread);
+                if held_back && all_caught_up(record, &self.conns) && !self.revisit_jobs.contains(&job) {
                     self.revisit_jobs.push(job);
                 }
             }
@@ -311,7 +307,7 @@ impl Server {
         };
         record.viewers.retain(|&viewer| viewer != index);
         if record.forgotten && record.viewers.is_empty() && record.is_finished() {
-            self.records.remove(record_index);
+            self.drop_record(record_index);
             return;
         }
         if let Some(job) = record.job() {
@@ -319,7 +315,8 @@ impl Server {
         }
     }
 
-    /// Reads a published job into its log, then lets its viewers pull.
+    /// Reads a published job into its log; its viewers are woken to pull
+    /// when the log grew.
     pub(super) fn pump_published(&mut self, job_index: usize, record_index: usize, now: Instant) {
         let Some(job) = self.jobs.get_mut(job_index) else {
             return;
@@ -327,14 +324,21 @@ impl Server {
         let Some(record) = self.records.get_mut(record_index) else {
             // No record (it cannot happen: records outlive their jobs): drop
             // the output rather than block the command.
-            job.out = Output::Direct(None);
+            job.orphan();
             return self.pump_job(job_index, now);
         };
-        let mut sink = Publish {
-            record,
-            conns: &self.conns,
-        };
-        if job.pump(&mut self.buf, &mut sink, &mut self.timers, self.poll.registry()) {
+        let before = record.log.next_id();
+        let room = all_caught_up(record, &self.conns);
+        let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
+        let log = &mut record.log;
+        let pumped = job.pump(
+            &mut self.buf,
+            room,
+            &mut |frame, text| log_frame(log, frame, text, unwatched),
+            &mut self.timers,
+            self.poll.registry(),
+        );
+        if pumped.capped {
             self.revisit_jobs.push(job_index);
         }
         record.bytes = job.bytes_read();
@@ -346,18 +350,26 @@ impl Server {
             record.finish(exit, self.finished_seq);
             debug!("job {} finished", record.id);
         }
-        let conns = &self.conns;
-        let keep_from = record.first_needed(|viewer| next_of(conns, viewer));
-        record.log.trim(keep_from);
-        let viewers = record.viewers.clone();
+        self.log_grew(record_index, before);
         if exit.is_some() {
             self.keep_finished(record_index, now);
         }
-        if self.jobs.get(job_index).is_some_and(crate::job::Job::is_finished) {
+        if self.jobs.get(job_index).is_some_and(Job::is_finished) {
             self.jobs.remove(job_index);
         }
-        for viewer in viewers {
-            self.drive_conn(viewer, now);
+    }
+
+    /// After events were appended to a record's log: trims what no viewer
+    /// needs, and wakes the viewers if there is anything new.
+    fn log_grew(&mut self, record_index: usize, before: u64) {
+        let Some(record) = self.records.get_mut(record_index) else {
+            return;
+        };
+        let conns = &self.conns;
+        let keep_from = record.first_needed(|viewer| next_of(conns, viewer));
+        record.log.trim(keep_from);
+        if record.log.next_id() != before {
+            self.woken.extend_from_slice(&record.viewers);
         }
     }
 
@@ -396,7 +408,15 @@ impl Server {
         record.forgotten = true;
         record.forget.clear();
         if record.viewers.is_empty() && record.is_finished() {
-            self.records.remove(index);
+            self.drop_record(index);
+        }
+    }
+
+    /// Frees a forgotten record that nobody reads any more; its log's memory
+    /// is counted towards giving heap back to the system.
+    fn drop_record(&mut self, index: usize) {
+        if let Some(record) = self.records.remove(index) {
+            self.freed += record.log.held_bytes();
         }
     }
 
@@ -419,11 +439,20 @@ impl Server {
         let Some(record) = self.records.get_mut(record_index) else {
             return false;
         };
-        let mut sink = Publish {
-            record,
-            conns: &self.conns,
-        };
-        job.on_quiet(&mut self.buf, &mut sink, now, &mut self.timers, self.poll.registry())
+        let before = record.log.next_id();
+        let room = all_caught_up(record, &self.conns);
+        let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
+        let log = &mut record.log;
+        let capped = job.on_quiet(
+            &mut self.buf,
+            room,
+            &mut |frame, text| log_frame(log, frame, text, unwatched),
+            now,
+            &mut self.timers,
+            self.poll.registry(),
+        );
+        self.log_grew(record_index, before);
+        capped
     }
 }
 

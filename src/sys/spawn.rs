@@ -238,7 +238,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     if args.session {
         // On a terminal: a new session (its own group too), the terminal
         // on descriptor 0 its controlling one.
-        if let Err(err) = crate::pty::make_controlling(0) {
+        if let Err(err) = super::pty::make_controlling(0) {
             fail(args, err);
         }
     // SAFETY: setpgid takes integers; it moves only this process.

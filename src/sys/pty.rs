@@ -4,12 +4,15 @@
 //! file character. Every `unsafe` block here wraps one system call.
 //!
 //! Knows nothing of jobs or HTTP: [`crate::child`] decides which descriptor
-//! goes where, the job reads and writes the master sides.
+//! goes where; the job reads the master sides like pipes and writes its
+//! input to one (re-exported as `sys::pty`).
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Command;
+
+use super::check;
 
 /// Size a terminal gets unless the request says otherwise (contract §10.1).
 pub const DEFAULT_SIZE: Size = Size { cols: 80, rows: 24 };
@@ -68,15 +71,6 @@ pub struct Pair {
     pub master: OwnedFd,
     /// The command's side.
     pub slave: OwnedFd,
-}
-
-/// Converts a `-1` return into the current `errno`.
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 /// Opens a pseudo-terminal of `size` whose output processing is off (a line
