@@ -1,5 +1,8 @@
 //! Starting a command: the allow-list, then a child in its own process group
-//! with stdin from `/dev/null` and stdout and stderr on two non-blocking pipes.
+//! with stdin from `/dev/null` (or a pipe we write, `stdin=1`) and stdout
+//! and stderr on two non-blocking pipes; or, on a terminal (contract §10),
+//! stdin and stdout on a pseudo-terminal that is the controlling terminal
+//! of the child's new session, and stderr on a second one of the same size.
 //!
 //! The child is a vfork-like clone that shares and then drops our
 //! descriptor table ([`sys::spawn_plan`]): the cost of a spawn does not grow
@@ -9,7 +12,7 @@ use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
@@ -19,11 +22,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{info, warn};
 
-use mio::unix::pipe::Receiver;
+use mio::unix::pipe::{Receiver, Sender};
 
 use crate::contain::Scope;
 use crate::sse::Exit;
 use crate::sys;
+use crate::sys::pty;
 
 /// Environment variable that must never reach a child: it holds the token.
 pub const TOKEN_ENV: &str = "SSECOMMANDER_TOKEN";
@@ -68,15 +72,31 @@ impl fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
-/// A started child and the read ends of its pipes, all non-blocking.
+/// Where one command's standard streams go (contract §3.6, §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Streams {
+    /// On a terminal of this size (`pty=1`), else on pipes.
+    pub terminal: Option<pty::Size>,
+    /// Keep its standard input open for us to write (`stdin=1`, and every
+    /// job on a terminal); else it reads `/dev/null` (or, on a terminal
+    /// nobody writes to, waits).
+    pub stdin: bool,
+}
+
+/// A started child and the server's ends of its streams, all non-blocking.
 #[derive(Debug)]
 pub struct Spawned {
     /// The child's pid, also its process group id.
     pub pid: libc::pid_t,
-    /// Read end of its stdout.
+    /// Read end of its stdout (a pipe, or the terminal's master side).
     pub stdout: Receiver,
-    /// Read end of its stderr.
+    /// Read end of its stderr (a pipe, or the second terminal's master).
     pub stderr: Receiver,
+    /// Write end of its stdin (a pipe, or the terminal's master side again),
+    /// when [`Streams::stdin`] asked for it.
+    pub stdin: Option<Sender>,
+    /// The terminal's size, when it runs on one.
+    pub terminal: Option<pty::Size>,
     /// Everything the command starts, even what leaves its process group.
     pub scope: Scope,
 }
@@ -135,7 +155,12 @@ fn path_candidates(program: &str) -> Vec<PathBuf> {
 /// [`crate::contain::Containment::spawn_scope`]). Its exit is found by the
 /// server's SIGCHLD path, not by a descriptor of its own: a stream costs
 /// three descriptors (socket and two pipes).
-pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Result<Spawned, SpawnError> {
+pub fn spawn(
+    argv: &[String],
+    options: &SpawnOptions,
+    streams: Streams,
+    mut scope: Scope,
+) -> Result<Spawned, SpawnError> {
     let Some((program, args)) = argv.split_first() else {
         return Err(SpawnError::NotAllowed(String::new()));
     };
@@ -143,24 +168,39 @@ pub fn spawn(argv: &[String], options: &SpawnOptions, mut scope: Scope) -> Resul
         return Err(SpawnError::NotAllowed(program.clone()));
     };
     let exact = exact.as_deref();
-    let (pid, stdout, stderr) = if CLONE_UNSUPPORTED.load(Ordering::Relaxed) {
-        start_std(program, exact, args, options, &scope)?
+    let command = Program {
+        program,
+        exact,
+        args,
+        options,
+        terminal: streams.terminal,
+    };
+    let ends = Ends::new(streams).map_err(SpawnError::Setup)?;
+    let pid = if CLONE_UNSUPPORTED.load(Ordering::Relaxed) {
+        start_std(&command, &ends, &scope)?
     } else {
-        match start_fast(program, exact, args, options, &scope) {
+        match start_fast(&command, &ends, &scope) {
             Err(SpawnError::Start(_, err)) if err.kind() == io::ErrorKind::Unsupported => {
                 warn!("spawning without copying the descriptor table is not possible here ({err}): using posix_spawn");
                 CLONE_UNSUPPORTED.store(true, Ordering::Relaxed);
-                start_std(program, exact, args, options, &scope)?
+                start_std(&command, &ends, &scope)?
             }
             other => other?,
         }
     };
     scope.set_leader(pid);
-    match set_up_pipes(&stdout, &stderr) {
+    // Our copies of the child's ends close here: its exit then ends the
+    // pipes (and the terminals: EIO on the master once no slave is open).
+    let Ends {
+        stdout, stderr, stdin, ..
+    } = ends;
+    match set_up_pipes(&stdout, &stderr, stdin.as_ref()) {
         Ok(()) => Ok(Spawned {
             pid,
             stdout,
             stderr,
+            stdin,
+            terminal: streams.terminal,
             scope,
         }),
         Err(err) => {
@@ -199,70 +239,143 @@ pub fn choose_spawn_path() -> Result<(), String> {
     }
 }
 
-type Started = (libc::pid_t, Receiver, Receiver);
-
-/// Starts the child with [`sys::spawn_plan`], inside `scope`; `exact`: the
-/// executable `--allow` approved, run as `program`.
-fn start_fast(
-    program: &str,
-    exact: Option<&Path>,
-    args: &[String],
-    options: &SpawnOptions,
-    scope: &Scope,
-) -> Result<Started, SpawnError> {
-    let plan = plan_of(program, exact, args, options).map_err(|err| SpawnError::Start(program.to_owned(), err))?;
-    let (stdout, stdout_w) = sys::pipe().map_err(SpawnError::Setup)?;
-    let (stderr, stderr_w) = sys::pipe().map_err(SpawnError::Setup)?;
-    let null = File::open("/dev/null").map_err(SpawnError::Setup)?;
-    let stdio = [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
-    let pid = scope
-        .run_inside(|| sys::spawn_plan(&plan, stdio))
-        .map_err(SpawnError::Contain)?
-        .map_err(|err| SpawnError::Start(program.to_owned(), err))?;
-    // Our copies of the child's ends close as this returns: its exit then
-    // ends the pipes.
-    Ok((pid, Receiver::from(stdout), Receiver::from(stderr)))
+/// What to run: `program` (as `argv[0]`; `exact`, the executable `--allow`
+/// approved, runs in its place), its arguments, and where.
+struct Program<'a> {
+    program: &'a str,
+    exact: Option<&'a Path>,
+    args: &'a [String],
+    options: &'a SpawnOptions,
+    /// On a terminal: a new session, `TERM`, `COLUMNS`, `LINES`.
+    terminal: Option<pty::Size>,
 }
 
-/// Starts the child with std's `Command` (`posix_spawn`), inside `scope`:
-/// the fallback where [`sys::spawn_plan`] cannot work.
-fn start_std(
-    program: &str,
-    exact: Option<&Path>,
-    args: &[String],
-    options: &SpawnOptions,
-    scope: &Scope,
-) -> Result<Started, SpawnError> {
-    let mut command = Command::new(exact.map_or(Path::new(program), |path| path));
-    command
-        .arg0(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove(TOKEN_ENV)
-        .process_group(0);
-    if let Some(dir) = &options.cwd {
-        command.current_dir(dir);
+impl Program<'_> {
+    fn start_error(&self, err: io::Error) -> SpawnError {
+        SpawnError::Start(self.program.to_owned(), err)
     }
-    let mut child = scope
-        .run_inside(|| command.spawn())
-        .map_err(SpawnError::Contain)?
-        .map_err(|err| SpawnError::Start(program.to_owned(), err))?;
-    let pid = child.id() as libc::pid_t;
-    match (child.stdout.take(), child.stderr.take()) {
-        (Some(stdout), Some(stderr)) => Ok((pid, Receiver::from(stdout), Receiver::from(stderr))),
-        _ => {
-            scope.signal(libc::SIGKILL);
-            let _ = sys::wait_blocking(pid);
-            Err(SpawnError::Setup(io::Error::other("child pipe missing")))
+
+    /// The variables a command on a terminal gets (contract §10.1).
+    fn terminal_env(&self) -> Vec<(&'static str, String)> {
+        match self.terminal {
+            None => Vec::new(),
+            Some(size) => vec![
+                ("TERM", pty::TERM.to_owned()),
+                ("COLUMNS", size.cols.to_string()),
+                ("LINES", size.rows.to_string()),
+            ],
         }
     }
 }
 
+/// Both sides of a command's three streams, made before it starts: the
+/// child's (to become its 0, 1, 2) and ours (non-blocking once set up).
+struct Ends {
+    child: [OwnedFd; 3],
+    stdout: Receiver,
+    stderr: Receiver,
+    stdin: Option<Sender>,
+}
+
+impl Ends {
+    fn new(streams: Streams) -> io::Result<Ends> {
+        match streams.terminal {
+            Some(size) => {
+                let out = pty::open(size)?;
+                let err = pty::open(size)?;
+                let stdin = if streams.stdin {
+                    Some(Sender::from(pty::dup(&out.master)?))
+                } else {
+                    None
+                };
+                Ok(Ends {
+                    child: [pty::dup(&out.slave)?, out.slave, err.slave],
+                    stdout: Receiver::from(out.master),
+                    stderr: Receiver::from(err.master),
+                    stdin,
+                })
+            }
+            None => {
+                let (stdout, stdout_w) = sys::pipe()?;
+                let (stderr, stderr_w) = sys::pipe()?;
+                let (stdin_r, stdin) = if streams.stdin {
+                    let (read, write) = sys::pipe()?;
+                    (read, Some(Sender::from(write)))
+                } else {
+                    (OwnedFd::from(File::open("/dev/null")?), None)
+                };
+                Ok(Ends {
+                    child: [stdin_r, stdout_w, stderr_w],
+                    stdout: Receiver::from(stdout),
+                    stderr: Receiver::from(stderr),
+                    stdin,
+                })
+            }
+        }
+    }
+
+    fn child_raw(&self) -> [std::os::fd::RawFd; 3] {
+        [
+            self.child[0].as_raw_fd(),
+            self.child[1].as_raw_fd(),
+            self.child[2].as_raw_fd(),
+        ]
+    }
+}
+
+/// Starts the child with [`sys::spawn_plan`], inside `scope`.
+fn start_fast(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc::pid_t, SpawnError> {
+    let plan = plan_of(command).map_err(|err| command.start_error(err))?;
+    scope
+        .run_inside(|| sys::spawn_plan(&plan, ends.child_raw()))
+        .map_err(SpawnError::Contain)?
+        .map_err(|err| command.start_error(err))
+}
+
+/// Starts the child with std's `Command` (`posix_spawn`, or fork on a
+/// terminal), inside `scope`: the fallback where [`sys::spawn_plan`]
+/// cannot work.
+fn start_std(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc::pid_t, SpawnError> {
+    let stdio = |which: usize| -> Result<Stdio, SpawnError> {
+        let copy = ends.child[which].try_clone().map_err(SpawnError::Setup)?;
+        Ok(Stdio::from(copy))
+    };
+    let mut std_command = Command::new(command.exact.map_or(Path::new(command.program), |path| path));
+    std_command
+        .arg0(command.program)
+        .args(command.args)
+        .stdin(stdio(0)?)
+        .stdout(stdio(1)?)
+        .stderr(stdio(2)?)
+        .env_remove(TOKEN_ENV)
+        .envs(command.terminal_env());
+    if command.terminal.is_some() {
+        // setsid makes the new process group; setpgid first would make
+        // the child a group leader, which setsid refuses.
+        pty::spawn_controlled(&mut std_command);
+    } else {
+        std_command.process_group(0);
+    }
+    if let Some(dir) = &command.options.cwd {
+        std_command.current_dir(dir);
+    }
+    let child = scope
+        .run_inside(|| std_command.spawn())
+        .map_err(SpawnError::Contain)?
+        .map_err(|err| command.start_error(err))?;
+    Ok(child.id() as libc::pid_t)
+}
+
 /// The paths `execve` tries (as `execvp` searches `PATH` for a bare name),
 /// the arguments, and our environment without the token, as C strings.
-fn plan_of(program: &str, exact: Option<&Path>, args: &[String], options: &SpawnOptions) -> io::Result<sys::ExecPlan> {
+fn plan_of(command: &Program<'_>) -> io::Result<sys::ExecPlan> {
+    let Program {
+        program,
+        exact,
+        args,
+        options,
+        ..
+    } = *command;
     let c = |bytes: &[u8]| CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     let paths = if let Some(path) = exact {
         vec![c(path.as_os_str().as_bytes())?]
@@ -278,12 +391,19 @@ fn plan_of(program: &str, exact: Option<&Path>, args: &[String], options: &Spawn
         .chain(args.iter().map(String::as_str))
         .map(|arg| c(arg.as_bytes()))
         .collect::<io::Result<_>>()?;
+    let overrides = command.terminal_env();
     let env = std::env::vars_os()
         .filter(|(name, _)| name != OsStr::new(TOKEN_ENV))
-        .filter_map(|(name, value)| {
-            let mut pair = name.as_bytes().to_vec();
+        .filter(|(name, _)| !overrides.iter().any(|(set, _)| name == OsStr::new(set)))
+        .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+        .chain(
+            overrides
+                .iter()
+                .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec())),
+        )
+        .filter_map(|(mut pair, value)| {
             pair.push(b'=');
-            pair.extend_from_slice(value.as_bytes());
+            pair.extend_from_slice(&value);
             CString::new(pair).ok()
         })
         .collect();
@@ -291,13 +411,22 @@ fn plan_of(program: &str, exact: Option<&Path>, args: &[String], options: &Spawn
         Some(dir) => Some(c(dir.as_os_str().as_bytes())?),
         None => None,
     };
-    Ok(sys::ExecPlan { paths, argv, env, cwd })
+    Ok(sys::ExecPlan {
+        paths,
+        argv,
+        env,
+        cwd,
+        session: command.terminal.is_some(),
+    })
 }
 
-fn set_up_pipes(stdout: &Receiver, stderr: &Receiver) -> io::Result<()> {
-    // Read ends only: the child's ends stay blocking, as programs expect.
+fn set_up_pipes(stdout: &Receiver, stderr: &Receiver, stdin: Option<&Sender>) -> io::Result<()> {
+    // Our ends only: the child's ends stay blocking, as programs expect.
     sys::set_nonblocking(stdout)?;
     sys::set_nonblocking(stderr)?;
+    if let Some(stdin) = stdin {
+        sys::set_nonblocking(stdin)?;
+    }
     // A deeper stdout pipe lets a fast child write ahead while the loop is
     // busy, so it blocks (and switches out) less often. Failure is harmless:
     // the pipe keeps its default size.

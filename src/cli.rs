@@ -28,6 +28,7 @@ Options:
       --allow PROGRAM      only these programs may run (repeatable): a bare name matches
                            argv[0] as given, an absolute path the resolved executable
       --shell              run the command line with /bin/sh -c instead of splitting it
+      --pty                run commands on a pseudo-terminal unless a request says pty=0
       --max-procs N        children running at once [default: 64]; past it 503
       --max-conns N        open client connections [default: 1024]; past it 503
       --timeout SECS       wall-clock limit per command [default: 0 = none]
@@ -47,8 +48,9 @@ Options:
   -h, --help               print this help
   -V, --version            print the version
 
-Routes: GET / (page), GET /run?command=CMD[&format=json|raw] (SSE), GET /healthz,
-POST /jobs?command=CMD, GET /jobs, GET /jobs/ID, GET /jobs/ID/events, DELETE /jobs/ID.
+Routes: GET / (page), GET /run?command=CMD[&format=json|raw][&pty=1&cols=C&rows=R] (SSE),
+GET /healthz, POST /jobs?command=CMD[&pty=1][&stdin=1], GET /jobs, GET /jobs/ID,
+GET /jobs/ID/events, DELETE /jobs/ID, POST /jobs/ID/input|signal|resize.
 Logging: RUST_LOG (default info), to stderr.
 ";
 
@@ -63,6 +65,8 @@ pub struct Config {
     pub allow: Vec<String>,
     /// Run the line with `/bin/sh -c`.
     pub shell: bool,
+    /// `--pty`: commands run on a terminal unless a request says `pty=0`.
+    pub pty: bool,
     /// Children running at once.
     pub max_procs: usize,
     /// Client connections open at once.
@@ -96,6 +100,7 @@ impl Default for Config {
             token: None,
             allow: Vec::new(),
             shell: false,
+            pty: false,
             max_procs: 64,
             max_conns: 1024,
             timeout: None,
@@ -371,6 +376,7 @@ where
                 config.allow.push(program);
             }
             Long("shell") => config.shell = true,
+            Long("pty") => config.pty = true,
             Long("max-procs") => config.max_procs = count("--max-procs", parser.value()?)?,
             Long("max-conns") => config.max_conns = count("--max-conns", parser.value()?)?,
             Long("timeout") => {
@@ -570,6 +576,12 @@ mod tests {
         assert!(error(&["--token-file", binary.arg()]).contains("invalid token"));
         assert!(error(&["--token-file", "/no/such/file/xyz"]).contains("cannot read --token-file /no/such/file/xyz"));
         assert!(error(&["--token-file", "/"]).contains("cannot read --token-file /"));
+    }
+
+    #[test]
+    fn pty_is_off_unless_asked() {
+        assert!(!serve(&[]).pty);
+        assert!(serve(&["--pty"]).pty);
     }
 
     #[test]

@@ -18,9 +18,10 @@ use mio::{Interest, Registry, Token};
 
 use crate::child::{self, Spawned};
 use crate::contain::Scope;
+use crate::input::{Input, Offer};
 use crate::logsafe::LogArgv;
 use crate::sse::{Emit, Encoder, Exit, Format, Frame, PipeText, Stream};
-use crate::sys;
+use crate::sys::{self, pty};
 use crate::timer::{Deadline, TimerKey, Timers};
 
 /// An unfinished line is sent after the child has been quiet this long
@@ -40,6 +41,8 @@ pub const HOLD_ROOM: usize = 4 * 1024;
 pub const TOKEN_STDOUT: usize = 2;
 /// See [`TOKEN_STDOUT`].
 pub const TOKEN_STDERR: usize = 3;
+/// The token kind of a job's stdin (writable events, contract §10.2).
+pub const TOKEN_STDIN: usize = 4;
 /// Bits of a token that hold its kind.
 pub const TOKEN_KIND_BITS: usize = 3;
 
@@ -53,7 +56,7 @@ impl Drop for Job {
     /// killed with all of its scope, and reaped (SIGKILL cannot be ignored,
     /// so the wait is short).
     fn drop(&mut self) {
-        if self.exited() {
+        if self.has_exited() {
             return;
         }
         warn!("child {} {}: dropped while running: killing it", self.pgid, self.argv);
@@ -108,7 +111,8 @@ pub struct Pumped {
     pub held: bool,
 }
 
-/// One pipe of the child.
+/// One output source of the child: a pipe, or a terminal's master side
+/// (read alike; a master's EIO, once no slave is open, ends it like EOF).
 #[derive(Debug)]
 struct Pipe {
     rx: Receiver,
@@ -121,6 +125,11 @@ struct Pipe {
 pub struct Job {
     index: usize,
     pgid: libc::pid_t,
+    /// The size of its terminals, when it runs on two (contract §10): its
+    /// `stdout` and `stderr` pipes are then their master sides.
+    terminal: Option<pty::Size>,
+    /// Its standard input, when it takes input (contract §10.2).
+    input: Option<Input>,
     /// Its process group and whatever left it (contract §3.6).
     scope: Scope,
     pipes: [Option<Pipe>; 2],
@@ -157,16 +166,25 @@ impl Job {
             pid,
             mut stdout,
             mut stderr,
+            mut stdin,
+            terminal,
             scope,
         } = spawned;
         let registered = registry
             .register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)
-            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE));
+            .and_then(|()| registry.register(&mut stderr, token(index, TOKEN_STDERR), Interest::READABLE))
+            .and_then(|()| match &mut stdin {
+                Some(tx) => registry.register(tx, token(index, TOKEN_STDIN), Interest::WRITABLE),
+                None => Ok(()),
+            });
         if let Err(err) = registered {
             // Nothing will watch this child: end and reap it now, so no
             // process or zombie is left behind.
             let _ = registry.deregister(&mut stdout);
             let _ = registry.deregister(&mut stderr);
+            if let Some(tx) = &mut stdin {
+                let _ = registry.deregister(tx);
+            }
             scope.signal(libc::SIGKILL);
             let _ = sys::wait_blocking(pid);
             return Err(err);
@@ -175,6 +193,8 @@ impl Job {
         let mut job = Job {
             index,
             pgid,
+            terminal,
+            input: stdin.map(|tx| Input::new(tx, terminal.is_some())),
             scope,
             pipes: [
                 Some(Pipe {
@@ -212,9 +232,66 @@ impl Job {
         self.reader
     }
 
-    /// True once the leader is reaped.
-    fn exited(&self) -> bool {
+    /// True once the leader is reaped (its output may still be draining).
+    pub fn has_exited(&self) -> bool {
         matches!(self.life, Life::Draining { .. } | Life::Done { .. })
+    }
+
+    /// Sends `signal` to the command's process group (contract §10.3). An
+    /// error only if the group cannot be signalled (it is gone: no error).
+    pub fn signal_group(&self, signal: libc::c_int) -> io::Result<()> {
+        debug!("child {}: signal {signal} to its group (asked by a client)", self.pgid);
+        sys::kill_group(self.pgid, signal)
+    }
+
+    /// Gives both terminals `size` and makes sure the command's group gets
+    /// one `SIGWINCH` (contract §10.4): the kernel sends it to the
+    /// terminal's foreground group when the size changed; we send it when
+    /// it did not, or when another group is in the foreground. False when
+    /// the command is not on a terminal.
+    pub fn resize(&mut self, size: pty::Size) -> io::Result<bool> {
+        let Some(before) = self.terminal else { return Ok(false) };
+        for pipe in self.pipes.iter().flatten() {
+            pty::set_size(&pipe.rx, size)?;
+        }
+        self.terminal = Some(size);
+        let foreground = self.pipes[0].as_ref().and_then(|pipe| pty::foreground_group(&pipe.rx));
+        if before == size || foreground != Some(self.pgid) {
+            sys::kill_group(self.pgid, libc::SIGWINCH)?;
+        }
+        Ok(true)
+    }
+
+    /// Offers a posted body (and with `eof` the end of input) to the
+    /// command's stdin, and writes what it can now (contract §10.2).
+    pub fn offer_input(&mut self, body: &[u8], eof: bool, registry: &Registry) -> Offer {
+        let exited = self.has_exited();
+        let Some(input) = self.input.as_mut().filter(|_| !exited) else {
+            return Offer::Closed;
+        };
+        let offer = input.offer(body, eof);
+        input.write(registry);
+        offer
+    }
+
+    /// The command's stdin became writable: write what is queued.
+    pub fn on_stdin_writable(&mut self, registry: &Registry) {
+        if let Some(input) = &mut self.input {
+            input.set_writable();
+            input.write(registry);
+        }
+    }
+
+    /// Its input: `None` if it has none, else whether it is still open.
+    pub fn input_open(&self) -> Option<bool> {
+        self.input.as_ref().map(Input::is_open)
+    }
+
+    /// Ends its input (the command exited: nobody will read it).
+    fn close_input(&mut self, registry: &Registry) {
+        if let Some(input) = &mut self.input {
+            input.close(registry);
+        }
     }
 
     /// The child's pid (also its process group).
@@ -254,6 +331,10 @@ impl Job {
         timers: &mut Timers,
         registry: &Registry,
     ) -> Pumped {
+        if self.has_exited() {
+            // Nobody will read what is still queued for the command.
+            self.close_input(registry);
+        }
         let mut room = room;
         for _ in 0..FAIR_READS {
             if room {
@@ -274,7 +355,7 @@ impl Job {
                 };
             };
             self.last_read = which;
-            let exited = self.exited();
+            let exited = self.has_exited();
             let Some(pipe) = &mut self.pipes[which] else {
                 break;
             };

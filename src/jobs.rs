@@ -61,6 +61,27 @@ pub enum State {
     Failed,
 }
 
+/// A job's standard input as `GET /jobs/ID` shows it (contract §10.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdin {
+    /// Bytes posted to `/jobs/ID/input` reach the command.
+    Open,
+    /// It was open, and ended: `eof=1`, the command closed it, or it ended.
+    Closed,
+    /// It never was: the command reads `/dev/null`.
+    None,
+}
+
+impl Stdin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stdin::Open => "open",
+            Stdin::Closed => "closed",
+            Stdin::None => "none",
+        }
+    }
+}
+
 /// One published job.
 #[derive(Debug)]
 pub struct Record {
@@ -87,6 +108,10 @@ pub struct Record {
     pub finished_seq: u64,
     /// Order of creation, for "newest first" (contract §7.2).
     created_seq: u64,
+    /// The size of its terminal, when it runs on one (contract §10.1).
+    pub terminal: Option<crate::sys::pty::Size>,
+    /// Its standard input (contract §10.2).
+    pub stdin: Stdin,
 }
 
 impl Record {
@@ -106,6 +131,8 @@ impl Record {
             forget: Deadline::default(),
             finished_seq: 0,
             created_seq: CREATED.fetch_add(1, Ordering::Relaxed),
+            terminal: None,
+            stdin: Stdin::None,
         }
     }
 
@@ -127,6 +154,9 @@ impl Record {
         if let State::Running { pid, .. } = self.state {
             self.state = State::Exited { pid };
         }
+        if self.stdin == Stdin::Open {
+            self.stdin = Stdin::Closed;
+        }
         self.exit = Some(exit);
         self.ended_ms = Some(unix_ms());
         self.finished_seq = seq;
@@ -135,6 +165,9 @@ impl Record {
     /// The command never started (its `err` is already in the log).
     pub fn fail(&mut self, seq: u64) {
         self.state = State::Failed;
+        if self.stdin == Stdin::Open {
+            self.stdin = Stdin::Closed;
+        }
         self.ended_ms = Some(self.started_ms);
         self.finished_seq = seq;
     }
@@ -182,11 +215,18 @@ impl Record {
             None => out.push_str("null"),
         }
         out.push_str(&format!(
-            ",\"viewers\":{},\"events\":{},\"bytes\":{}}}",
+            ",\"viewers\":{},\"events\":{},\"bytes\":{}",
             self.viewers.len(),
             self.log.count(),
             self.bytes
         ));
+        match self.terminal {
+            Some(size) => out.push_str(&format!(",\"pty\":true,\"size\":[{},{}]", size.cols, size.rows)),
+            None => out.push_str(",\"pty\":false,\"size\":null"),
+        }
+        out.push_str(",\"stdin\":\"");
+        out.push_str(self.stdin.as_str());
+        out.push_str("\"}");
         out
     }
 }
@@ -237,7 +277,14 @@ mod tests {
         );
         let running = r.json();
         assert!(running.starts_with("{\"id\":\"abc\",\"argv\":[\"echo\",\"a\\\"b\"],\"state\":\"running\",\"pid\":42,"));
-        assert!(running.ends_with(",\"ended_ms\":null,\"exit\":null,\"viewers\":0,\"events\":0,\"bytes\":0}"));
+        assert!(running.ends_with(
+            ",\"ended_ms\":null,\"exit\":null,\"viewers\":0,\"events\":0,\"bytes\":0,\"pty\":false,\"size\":null,\"stdin\":\"none\"}"
+        ));
+        r.terminal = Some(crate::sys::pty::Size { cols: 100, rows: 30 });
+        r.stdin = Stdin::Open;
+        assert!(r
+            .json()
+            .ends_with(",\"pty\":true,\"size\":[100,30],\"stdin\":\"open\"}"));
         r.finish(
             Exit {
                 code: Some(3),
@@ -248,5 +295,6 @@ mod tests {
         );
         assert!(r.json().contains("\"state\":\"exited\",\"pid\":42,"));
         assert!(r.json().contains("\"exit\":{\"type\":\"exit\",\"code\":3}"));
+        assert!(r.json().ends_with(",\"stdin\":\"closed\"}"), "input ends with the job");
     }
 }

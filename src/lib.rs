@@ -11,7 +11,12 @@
 //! connection (those it wakes are driven from the top of the loop).
 //!
 //! **Jobs produce, connections pull.** A running command is a [`job::Job`]:
-//! child, pipes, encoder, containment scope, and its life (one enum). Its
+//! child, pipes, encoder, containment scope, and its life (one enum). With
+//! `pty=1` its stdout and stderr are the master sides of two terminals,
+//! read exactly like pipes (a master's EIO, once no slave is open, is the
+//! end of its output); with `stdin=1` or `pty=1` it holds one more
+//! descriptor, its stdin, written as it becomes writable from what
+//! `POST /jobs/ID/input` queued ([`input`]). Its
 //! pump reads the pipes and hands each frame — pointing into the loop's read
 //! buffer — to a function the server passes, for the job's
 //! [`job::Reader`]:
@@ -48,12 +53,16 @@
 //! - [`route`] maps a head to what to do; [`auth`] checks token, Host,
 //!   Origin, Fetch-Metadata.
 //! - [`argv`] splits a command line like a POSIX shell, without expansion.
+//! - [`input`] holds what clients posted for a job's stdin until the
+//!   command takes it (contract §10.2).
 //! - [`job`] is one running command; [`jobs`] the record of a published one;
 //!   [`eventlog`] its events.
 //! - [`child`] spawns into a process group and reaps; [`contain`] keeps
 //!   whatever a command starts (a cgroup v2, else the child subreaper) so it
 //!   is stopped with it; [`sys`] holds every system call std lacks, and
-//!   every `unsafe` block.
+//!   every `unsafe` block; its [`sys::pty`] opens the pseudo-terminals of
+//!   `pty=1` (contract §10) and makes one the controlling terminal of a
+//!   command's new session.
 //! - [`logsafe`] escapes and redacts what clients and children control
 //!   before it reaches a log line.
 //! - [`metrics`] counts what `/metrics` reports: integers bumped where it
@@ -86,6 +95,7 @@ pub(crate) mod eventlog;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod http;
+pub(crate) mod input;
 pub(crate) mod job;
 pub(crate) mod jobs;
 pub(crate) mod logsafe;

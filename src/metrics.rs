@@ -13,6 +13,7 @@
 
 use std::fmt::Write as _;
 
+use crate::route::JOB_SIGNALS;
 use crate::sse::EventName;
 
 /// The content type of a scrape (contract §8).
@@ -21,8 +22,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 /// Every status the server answers with, reported from the start (at 0) so
 /// a rate over them is defined before the first one happens. Another status
 /// is still counted, and reported once it has happened.
-pub const KNOWN_STATUSES: [u16; 18] = [
-    200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 413, 414, 417, 431, 500, 501, 503, 505,
+pub const KNOWN_STATUSES: [u16; 19] = [
+    200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 409, 413, 414, 417, 431, 500, 501, 503, 505,
 ];
 
 /// The statuses a counter can hold: a status is its own index.
@@ -97,6 +98,10 @@ pub struct Metrics {
     stopped: [u64; StopReason::ALL.len()],
     /// Responses by status; the status is the index.
     responses: Box<[u64; STATUS_SLOTS]>,
+    /// Bytes of input accepted for commands (`POST /jobs/ID/input`, `204`).
+    input_bytes: u64,
+    /// Signals sent by `POST /jobs/ID/signal`, by [`JOB_SIGNALS`] index.
+    signals: [u64; JOB_SIGNALS.len()],
 }
 
 impl Default for Metrics {
@@ -107,6 +112,8 @@ impl Default for Metrics {
             commands_failed_to_start: 0,
             stopped: [0; StopReason::ALL.len()],
             responses: Box::new([0; STATUS_SLOTS]),
+            input_bytes: 0,
+            signals: [0; JOB_SIGNALS.len()],
         }
     }
 }
@@ -149,6 +156,18 @@ impl Metrics {
     /// The server began stopping a running command, for `reason`.
     pub fn command_stopped(&mut self, reason: StopReason) {
         self.stopped[reason as usize] += 1;
+    }
+
+    /// `bytes` of input were accepted for a command.
+    pub fn input_accepted(&mut self, bytes: usize) {
+        self.input_bytes += bytes as u64;
+    }
+
+    /// A job's group was sent the signal of [`JOB_SIGNALS`] index `signal`.
+    pub fn signal_sent(&mut self, signal: usize) {
+        if let Some(count) = self.signals.get_mut(signal) {
+            *count += 1;
+        }
     }
 
     /// A response with `status` began: a fixed reply or a stream head.
@@ -210,6 +229,11 @@ impl Metrics {
                 "Times a stream's socket took less than offered, so the stream waited for it to drain.",
                 sent.pauses,
             ),
+            (
+                "input_bytes_total",
+                "Bytes of input accepted for commands (POST /jobs/ID/input answered 204).",
+                self.input_bytes,
+            ),
         ];
         for (name, help, value) in counter_rows {
             family(&mut out, name, "counter", help);
@@ -234,6 +258,16 @@ impl Metrics {
         );
         for event in EventName::ALL {
             labelled(&mut out, name, "event", event.as_str(), sent.events[event.index()]);
+        }
+        let name = "signals_sent_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Signals sent to jobs' process groups by POST /jobs/ID/signal, by signal name.",
+        );
+        for (index, (signal, _)) in JOB_SIGNALS.iter().enumerate() {
+            labelled(&mut out, name, "signal", signal, self.signals[index]);
         }
         self.render_requests(&mut out);
         render_process(&mut out);
@@ -323,6 +357,8 @@ mod tests {
             "bytes_sent_total",
             "requests_total",
             "slow_reader_pauses_total",
+            "input_bytes_total",
+            "signals_sent_total",
             "process_resident_memory_bytes",
             "process_open_fds",
         ] {
@@ -336,6 +372,12 @@ mod tests {
         }
         for event in ["stdout", "stderr", "err", "exit", "gap"] {
             let series = format!("ssecommander_events_sent_total{{event=\"{event}\"}}");
+            assert_eq!(value(&text, &series), Some(0), "{series}");
+        }
+        for signal in [
+            "INT", "TERM", "HUP", "QUIT", "KILL", "USR1", "USR2", "CONT", "STOP", "WINCH",
+        ] {
+            let series = format!("ssecommander_signals_sent_total{{signal=\"{signal}\"}}");
             assert_eq!(value(&text, &series), Some(0), "{series}");
         }
         assert_eq!(value(&text, "ssecommander_requests_total{status=\"404\"}"), Some(0));

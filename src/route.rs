@@ -9,11 +9,15 @@
 
 use crate::argv;
 use crate::auth::{self, HostPolicy, OriginCheck};
+use crate::child::Streams;
 use crate::cli::Config;
+use crate::http::body::BodyError;
 use crate::http::query::Query;
 use crate::http::request::{Head, HttpError, Method};
 use crate::http::response::Reply;
+use crate::input;
 use crate::sse::Format;
+use crate::sys::pty;
 
 /// The built-in web page.
 pub const PAGE: &str = include_str!("page.html");
@@ -26,6 +30,8 @@ pub struct RunRequest {
     pub argv: Vec<String>,
     /// How output is encoded.
     pub format: Format,
+    /// Pipes or a terminal, and whether stdin stays open (contract §10).
+    pub streams: Streams,
     /// Extra response headers (CORS).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -83,6 +89,53 @@ pub enum JobAction {
         /// number the client has.
         after: Option<u64>,
     },
+    /// `POST /jobs/ID/signal?name=NAME` (contract §10.3).
+    Signal {
+        /// The job id.
+        id: String,
+        /// Which of [`JOB_SIGNALS`] (its index).
+        signal: usize,
+    },
+    /// `POST /jobs/ID/input[?eof=1]` (contract §10.2): the body is read
+    /// next, then written to the command's input.
+    Input {
+        /// The job id.
+        id: String,
+        /// End the input after the body.
+        eof: bool,
+    },
+    /// `POST /jobs/ID/resize?cols=C&rows=R` (contract §10.4).
+    Resize {
+        /// The job id.
+        id: String,
+        /// The new size.
+        size: pty::Size,
+    },
+}
+
+/// The signals `POST /jobs/ID/signal` sends, by the names it takes
+/// (contract §10.3): those a user at a terminal sends (Ctrl-C, Ctrl-\,
+/// Ctrl-Z and `fg`, a hang-up, a resize) and those programs define for
+/// themselves. The order is that of the metrics' labels.
+pub const JOB_SIGNALS: [(&str, libc::c_int); 10] = [
+    ("INT", libc::SIGINT),
+    ("TERM", libc::SIGTERM),
+    ("HUP", libc::SIGHUP),
+    ("QUIT", libc::SIGQUIT),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("WINCH", libc::SIGWINCH),
+];
+
+/// What `POST /jobs/ID/…` acts on besides the job itself (contract §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Input,
+    Signal,
+    Resize,
 }
 
 /// The routes the server knows.
@@ -97,6 +150,7 @@ enum Route<'a> {
     /// `/jobs/events`: many jobs on one stream (no job id is `events`:
     /// ids are 16 random characters, after `NAME-` with `--instance`).
     AllEvents,
+    JobControl(&'a str, Control),
     Metrics,
 }
 
@@ -112,14 +166,24 @@ impl Route<'_> {
             _ => {}
         }
         let rest = path.strip_prefix("/jobs/")?;
-        let (id, events) = match rest.strip_suffix("/events") {
-            Some(id) => (id, true),
-            None => (rest, false),
-        };
+        let suffixes = [
+            ("/events", None),
+            ("/input", Some(Control::Input)),
+            ("/signal", Some(Control::Signal)),
+            ("/resize", Some(Control::Resize)),
+        ];
+        let (id, control) = suffixes
+            .iter()
+            .find_map(|&(suffix, control)| Some((rest.strip_suffix(suffix)?, Some(control))))
+            .unwrap_or((rest, None));
         if !is_job_id(id) {
             return None;
         }
-        Some(if events { Route::JobEvents(id) } else { Route::Job(id) })
+        Some(match control {
+            None => Route::Job(id),
+            Some(None) => Route::JobEvents(id),
+            Some(Some(control)) => Route::JobControl(id, control),
+        })
     }
 }
 
@@ -154,7 +218,7 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         return text(
             404,
             "Not Found",
-            "not found: the routes are /, /run, /jobs, /jobs/ID, /jobs/ID/events, /jobs/events, /metrics and /healthz",
+            "not found: the routes are /, /run, /jobs, /jobs/ID, /jobs/ID/events, /jobs/ID/input, /jobs/ID/signal, /jobs/ID/resize, /jobs/events, /metrics and /healthz",
         );
     };
     let origin = auth::check_origin(
@@ -186,7 +250,9 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         Route::Page => page(cors),
         Route::Run => run(head, &query, config, cors),
         Route::Healthz => healthz(head),
-        Route::Jobs | Route::Job(_) | Route::JobEvents(_) | Route::AllEvents => jobs(head, route, &query, config, cors),
+        Route::Jobs | Route::Job(_) | Route::JobEvents(_) | Route::AllEvents | Route::JobControl(..) => {
+            jobs(head, route, &query, config, cors)
+        }
         Route::Metrics => match gate(head, &query, config) {
             Some(refusal) => refusal,
             None => Decision::Metrics(cors),
@@ -196,20 +262,28 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
 
 /// The job routes: token, body, then the route's own input.
 fn jobs(head: &Head, route: Route<'_>, query: &Query, config: &Config, cors: Vec<(&'static str, String)>) -> Decision {
+    if let Route::JobControl(id, Control::Input) = route {
+        return input(head, id, query, config, cors);
+    }
     if let Some(refusal) = gate(head, query, config) {
         return refusal;
     }
     let action = match (route, head.method.as_str()) {
-        (Route::Jobs, "POST") => match command(query, config, "/jobs") {
-            Ok(argv) => JobAction::Start(RunRequest {
+        (Route::Jobs, "POST") => match (command(query, config, "/jobs"), streams_of(query, config, true)) {
+            (Ok(argv), Ok(streams)) => JobAction::Start(RunRequest {
                 argv,
                 format: Format::Json,
+                streams,
                 headers: Vec::new(),
             }),
-            Err(refusal) => return refusal,
+            (Err(refusal), _) | (_, Err(refusal)) => return refusal,
         },
         (Route::Jobs, _) => JobAction::List,
         (Route::Job(id), "DELETE") => JobAction::Stop(id.to_owned()),
+        (Route::JobControl(id, control), _) => match control_of(id, control, query) {
+            Ok(action) => action,
+            Err(refusal) => return refusal,
+        },
         (Route::Job(id), _) => JobAction::Show(id.to_owned()),
         (Route::JobEvents(id), _) => {
             let format = match format_of(query) {
@@ -290,6 +364,69 @@ fn watch_many(head: &Head, query: &Query) -> Result<JobAction, Decision> {
     Ok(JobAction::WatchMany { ids, after })
 }
 
+/// `POST /jobs/ID/input`: the token, a body of at most
+/// [`input::MAX_BODY`] (`413` at once for a longer `Content-Length`; a
+/// chunked one is counted as it comes), `eof`.
+fn input(head: &Head, id: &str, query: &Query, config: &Config, cors: Vec<(&'static str, String)>) -> Decision {
+    if !authorized(head, query, config) {
+        return unauthorized();
+    }
+    if head.body.content_length.is_some_and(|n| n > input::MAX_BODY as u64) {
+        let err = BodyError::TooLarge(input::MAX_BODY);
+        return Decision::Reply(with_headers(
+            Reply::text(413, err.status().1, &err.to_string()).closing(),
+            cors,
+        ));
+    }
+    match flag(query, "eof") {
+        Ok(eof) => Decision::Job(JobRequest {
+            action: JobAction::Input {
+                id: id.to_owned(),
+                eof: eof.unwrap_or(false),
+            },
+            headers: cors,
+        }),
+        Err(refusal) => refusal,
+    }
+}
+
+/// `/jobs/ID/signal` and `/jobs/ID/resize`: the name or the size.
+fn control_of(id: &str, control: Control, query: &Query) -> Result<JobAction, Decision> {
+    let id = id.to_owned();
+    match control {
+        Control::Input => Ok(JobAction::Input { id, eof: false }),
+        Control::Signal => {
+            let name = query.get("name").unwrap_or("");
+            match JOB_SIGNALS.iter().position(|(known, _)| *known == name) {
+                Some(signal) => Ok(JobAction::Signal { id, signal }),
+                None => Err(text(
+                    400,
+                    "Bad Request",
+                    "bad request: name must be one of INT, TERM, HUP, QUIT, KILL, USR1, USR2, CONT, STOP, WINCH",
+                )),
+            }
+        }
+        Control::Resize => match (query.get("cols"), query.get("rows")) {
+            (Some(cols), Some(rows)) => match pty::Size::from_query(Some(cols), Some(rows)) {
+                Some(size) => Ok(JobAction::Resize { id, size }),
+                None => Err(bad_size()),
+            },
+            _ => Err(text(400, "Bad Request", "bad request: resize needs cols and rows")),
+        },
+    }
+}
+
+fn bad_size() -> Decision {
+    text(
+        400,
+        "Bad Request",
+        &format!(
+            "bad request: cols and rows must be whole numbers from 1 to {}",
+            pty::MAX_SIDE
+        ),
+    )
+}
+
 /// An event number: decimal digits only (`u64::from_str` would also take a
 /// leading `+`), blanks around it ignored.
 fn event_number(value: &str) -> Option<u64> {
@@ -357,13 +494,14 @@ fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Co
         | (Route::JobEvents(_) | Route::AllEvents, Method::Get) => None,
         (Route::Jobs, Method::Other(m)) if m == "POST" => None,
         (Route::Job(_), Method::Other(m)) if m == "DELETE" => None,
-        (Route::Jobs | Route::Job(_) | Route::JobEvents(_) | Route::AllEvents, Method::Options)
-            if config.cors_origin.is_some() =>
-        {
-            Some(preflight(origin))
-        }
+        (Route::JobControl(..), Method::Other(m)) if m == "POST" => None,
+        (
+            Route::Jobs | Route::Job(_) | Route::JobEvents(_) | Route::AllEvents | Route::JobControl(..),
+            Method::Options,
+        ) if config.cors_origin.is_some() => Some(preflight(origin)),
         (Route::Jobs, _) => Some(method_not_allowed("GET, HEAD, POST")),
         (Route::Job(_), _) => Some(method_not_allowed("GET, HEAD, DELETE")),
+        (Route::JobControl(..), _) => Some(method_not_allowed("POST")),
         (Route::JobEvents(_) | Route::AllEvents, _) => Some(method_not_allowed("GET")),
     }
 }
@@ -468,14 +606,58 @@ fn run(head: &Head, query: &Query, config: &Config, cors: Vec<(&'static str, Str
         Ok(format) => format,
         Err(refusal) => return refusal,
     };
+    let streams = match streams_of(query, config, false) {
+        Ok(streams) => streams,
+        Err(refusal) => return refusal,
+    };
     match command(query, config, "/run") {
         Ok(argv) => Decision::Run(RunRequest {
             argv,
             format,
+            streams,
             headers: cors,
         }),
         Err(refusal) => refusal,
     }
+}
+
+/// A `0`/`1` query flag: `None` when absent.
+fn flag(query: &Query, name: &str) -> Result<Option<bool>, Decision> {
+    match query.get(name) {
+        None => Ok(None),
+        Some("1") => Ok(Some(true)),
+        Some("0") => Ok(Some(false)),
+        Some(_) => Err(text(400, "Bad Request", &format!("bad request: {name} must be 0 or 1"))),
+    }
+}
+
+/// Pipes or a terminal (`pty`, `--pty` as the default; `cols`, `rows`),
+/// and an open stdin (`stdin=1`, only for a job; a job on a terminal always
+/// has one) — contract §10.
+fn streams_of(query: &Query, config: &Config, job: bool) -> Result<Streams, Decision> {
+    let on_terminal = flag(query, "pty")?.unwrap_or(config.pty);
+    let Some(size) = pty::Size::from_query(query.get("cols"), query.get("rows")) else {
+        return Err(text(
+            400,
+            "Bad Request",
+            &format!(
+                "bad request: cols and rows must be whole numbers from 1 to {}",
+                pty::MAX_SIDE
+            ),
+        ));
+    };
+    let stdin = flag(query, "stdin")?.unwrap_or(false);
+    if stdin && !job {
+        return Err(text(
+            400,
+            "Bad Request",
+            "bad request: stdin=1 is for jobs (POST /jobs), whose input is POST /jobs/ID/input",
+        ));
+    }
+    Ok(Streams {
+        terminal: on_terminal.then_some(size),
+        stdin: stdin || (job && on_terminal),
+    })
 }
 
 /// What every command route checks before its own input: the token, then
@@ -832,6 +1014,7 @@ mod tests {
             Decision::Run(RunRequest {
                 argv: vec!["echo".into(), "a b".into()],
                 format: Format::Raw,
+                streams: Streams::default(),
                 headers: vec![]
             })
         );

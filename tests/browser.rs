@@ -997,7 +997,6 @@ fn browser_terminal_draws_10mb_of_colour() {
 /// ends the input, and the line goes; Ctrl-C in the line, and the ^C
 /// button, send INT to the command.
 #[test]
-#[ignore = "needs the server of contract v4 §10 (branch pty); passes on page merged with pty"]
 fn browser_terminal_input_line_sends_lines_eof_and_ctrl_c() {
     let Some(_lock) = browser_lock() else { return };
     let server = common::Server::start(&["--shell"]);
@@ -1057,7 +1056,6 @@ fn browser_terminal_input_line_sends_lines_eof_and_ctrl_c() {
 /// §12 with §10.4: a command on a terminal learns the output area's size
 /// (`stty size`), and the new one when the window is resized.
 #[test]
-#[ignore = "needs the server of contract v4 §10 (branch pty); passes on page merged with pty"]
 fn browser_terminal_follows_the_window_size() {
     let Some(_lock) = browser_lock() else { return };
     let server = common::Server::start(&["--shell"]);

@@ -20,6 +20,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::eventlog::{EventLog, Logged};
+use crate::http::body::{BodyError, BodyReader};
 use crate::http::request::{self, Head, HttpError, Parsed};
 use crate::http::response::{write_stream_head, Reply, HEARTBEAT_CHUNK, LAST_CHUNK, RETRY_CHUNK};
 use crate::jobs::Record;
@@ -56,6 +57,10 @@ pub const FIN_PROBE: Duration = Duration::from_secs(1);
 /// disconnected (contract §7.3); it can resume.
 pub const VIEWER_STALL: Duration = Duration::from_secs(30);
 
+/// The interim answer a client that sent `Expect: 100-continue` waits for
+/// before it sends a body.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// Events a viewer encodes per pull before others get theirs.
 const PULL_STEP: usize = 64;
 
@@ -79,6 +84,12 @@ pub enum Action {
     Reject(HttpError),
     /// A stream with room in its socket: hand it events from its source.
     Pull(Source),
+    /// The whole body of the request being answered (`POST /jobs/ID/input`,
+    /// contract §10.2): act on it and answer with [`Conn::reply`].
+    Body(Vec<u8>),
+    /// The body cannot be read (too large, bad chunks): answer the error
+    /// and close, as after a bad head.
+    RefuseBody(BodyError),
     /// The connection is done (or broken): the server detaches it from its
     /// [`Conn::source`] and drops it.
     Close,
@@ -172,6 +183,9 @@ enum Phase {
     /// [`HEAD_TIMEOUT`]. `idle` while not one byte of it has come (between
     /// keep-alive requests: closed silently after [`IDLE_TIMEOUT`]).
     ReadingHead { deadline: Deadline, idle: bool },
+    /// A request body is arriving (only `POST /jobs/ID/input` reads one);
+    /// it must be whole within [`HEAD_TIMEOUT`], as a head.
+    ReadingBody { body: BodyReader, deadline: Deadline },
     /// Sending an event stream.
     Streaming(Box<Stream>),
     /// The response is complete; flush what is unsent, then keep alive or close.
@@ -426,6 +440,16 @@ impl Conn {
             }
             let again = match &mut self.phase {
                 Phase::ReadingHead { .. } => return self.next_head(),
+                Phase::ReadingBody { .. } => {
+                    // The head buffer's bound stops each read: read on
+                    // while the body takes what came.
+                    let action = self.next_body();
+                    if matches!(action, Action::Wait) && self.wants_read() {
+                        self.read_some(buf);
+                        continue;
+                    }
+                    return action;
+                }
                 Phase::Streaming(stream) => {
                     if self.read == ReadHalf::Ended && stream.fin == Fin::NotSeen {
                         // Ask at once: a closed socket answers the ping with
@@ -513,6 +537,15 @@ impl Conn {
                     Action::Wait
                 }
             }
+            Phase::ReadingBody { deadline, .. } => {
+                if !deadline.fire(now, key, timers) {
+                    return Action::Wait;
+                }
+                match self.advance(buf, now, timers) {
+                    Action::Wait => Action::Reject(HttpError::Timeout),
+                    action => action,
+                }
+            }
             Phase::Draining { .. } => Action::Wait,
         }
     }
@@ -556,7 +589,7 @@ impl Conn {
                 }
             }
             Phase::Draining { then } => *then = After::Close,
-            Phase::ReadingHead { .. } | Phase::Lingering { .. } => {}
+            Phase::ReadingHead { .. } | Phase::ReadingBody { .. } | Phase::Lingering { .. } => {}
         }
     }
 
@@ -566,6 +599,7 @@ impl Conn {
     pub fn deadline_mut(&mut self, key: TimerKey) -> Option<&mut Deadline> {
         match (&mut self.phase, key) {
             (Phase::ReadingHead { deadline, .. }, TimerKey::Conn(_)) => Some(deadline),
+            (Phase::ReadingBody { deadline, .. }, TimerKey::Conn(_)) => Some(deadline),
             (Phase::Lingering { until }, TimerKey::Conn(_)) => Some(until),
             (Phase::Streaming(stream), TimerKey::Heartbeat(_)) => Some(&mut stream.beat),
             (Phase::Streaming(stream), TimerKey::Conn(_)) => match &mut stream.feed {
@@ -587,6 +621,27 @@ impl Conn {
         let then = if reply.close { After::Close } else { After::KeepAlive };
         self.phase = Phase::Draining { then };
         self.queue(&bytes, now);
+    }
+
+    /// Begins reading the body `head` announces (the server routed it to
+    /// the one route that takes one), at most `limit` bytes: it comes as
+    /// [`Action::Body`]. A client that sent `Expect: 100-continue` is told
+    /// to go on. `TooLarge` at once for a longer `Content-Length`.
+    pub fn begin_body(
+        &mut self,
+        head: &Head,
+        limit: usize,
+        now: Instant,
+        timers: &mut Timers,
+    ) -> Result<(), BodyError> {
+        let body = BodyReader::new(head.body, limit)?;
+        if head.expect_continue && head.minor_version == 1 && !body.is_done() {
+            self.queue(CONTINUE, now);
+        }
+        let mut deadline = Deadline::default();
+        deadline.set(now + HEAD_TIMEOUT, TimerKey::Conn(self.index), timers);
+        self.phase = Phase::ReadingBody { body, deadline };
+        Ok(())
     }
 
     /// Answers a head the parser refused, then closes: after a bad head
@@ -1005,6 +1060,36 @@ impl Conn {
             Ok(Parsed::Partial) => Action::Wait,
             Err(err) => Action::Reject(err),
         }
+    }
+
+    /// Takes the received bytes into the body being read: the body once
+    /// whole, or why it cannot be.
+    fn next_body(&mut self) -> Action {
+        let Phase::ReadingBody { body, deadline } = &mut self.phase else {
+            return Action::Wait;
+        };
+        let used = match body.feed(&self.inbuf) {
+            Ok(used) => used,
+            Err(err) => return Action::RefuseBody(err),
+        };
+        self.inbuf.drain(..used);
+        if self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+        }
+        if body.is_done() {
+            deadline.clear();
+            // Answered next by `reply`; until then nothing is queued.
+            let done = std::mem::replace(&mut self.phase, Phase::Draining { then: After::KeepAlive });
+            if let Phase::ReadingBody { body, .. } = done {
+                return Action::Body(body.into_body());
+            }
+            return Action::Wait;
+        }
+        if self.read == ReadHalf::Ended {
+            // The client stopped sending halfway: nobody to answer.
+            return Action::Close;
+        }
+        Action::Wait
     }
 
     fn log_access(&mut self, status: u16, note: &str) {

@@ -164,6 +164,12 @@ pub struct Head {
     pub keep_alive: bool,
     /// The request carries a body (non-zero `Content-Length` or chunked).
     pub has_body: bool,
+    /// How the body is framed, for the one route that reads one
+    /// (`POST /jobs/ID/input`, contract §10.2).
+    pub body: BodyFraming,
+    /// `Expect: 100-continue`: the client waits for `100 Continue` before
+    /// it sends the body.
+    pub expect_continue: bool,
 }
 
 impl Head {
@@ -280,12 +286,15 @@ fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize) -> Result
         last_event_id: None,
         keep_alive: minor == 1,
         has_body: false,
+        body: BodyFraming::default(),
+        expect_continue: false,
     };
     let mut framing = BodyFraming::default();
     for header in req.headers.iter() {
         apply_header(&mut head, &mut framing, header.name, header.value)?;
     }
     head.has_body = framing.check()?;
+    head.body = framing;
     if minor == 1 && head.host.is_none() {
         return Err(HttpError::BadRequest("HTTP/1.1 request without Host"));
     }
@@ -350,10 +359,12 @@ impl RequestTarget {
 }
 
 /// What the head says about a body, checked once all headers are seen.
-#[derive(Default)]
-struct BodyFraming {
-    content_length: Option<u64>,
-    chunked: bool,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyFraming {
+    /// `Content-Length`, if sent.
+    pub content_length: Option<u64>,
+    /// `Transfer-Encoding: chunked`.
+    pub chunked: bool,
     transfer_encoding: bool,
 }
 
@@ -441,6 +452,7 @@ fn apply_header(head: &mut Head, framing: &mut BodyFraming, name: &str, value: &
             if !text.eq_ignore_ascii_case("100-continue") {
                 return Err(HttpError::ExpectationFailed);
             }
+            head.expect_continue = true;
         }
         _ => {}
     }

@@ -21,17 +21,18 @@ use crate::contain::Containment;
 use crate::http::conn::{self, Action, Conn, Source};
 use crate::http::request::{Head, HttpError};
 use crate::http::response::Reply;
-use crate::job::{Job, JobOptions, Reader, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDOUT};
+use crate::job::{Job, JobOptions, Reader, TOKEN_KIND_BITS, TOKEN_STDERR, TOKEN_STDIN, TOKEN_STDOUT};
 use crate::jobs::Record;
 use crate::logsafe::{self, LogArgv};
 use crate::metrics::{Metrics, StopReason};
-use crate::route::{self, Decision};
+use crate::route::{self, Decision, RunRequest};
 use crate::sse::Format;
 use crate::sys;
 use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
 use std::rc::Rc;
 
+mod input;
 mod mux;
 mod publish;
 mod run;
@@ -150,6 +151,9 @@ pub struct Server {
     freed: usize,
     /// `--token`, shared with every connection (masked in access lines).
     token: Option<Rc<str>>,
+    /// Input requests whose bodies are arriving, by connection (contract
+    /// §10.2).
+    bodies: BTreeMap<usize, input::PendingInput>,
 }
 
 fn would_block(err: &io::Error) -> bool {
@@ -214,6 +218,7 @@ impl Server {
             metrics: Metrics::default(),
             freed: 0,
             token,
+            bodies: BTreeMap::new(),
         })
     }
 
@@ -319,6 +324,7 @@ impl Server {
                 }
                 self.pump_job(index, now);
             }
+            TOKEN_STDIN => self.on_stdin(index),
             _ => {}
         }
     }
@@ -448,6 +454,14 @@ impl Server {
             Action::Pull(Source::Run(job)) => self.feed_run(index, job, now),
             Action::Pull(Source::Watch(record)) => self.pull(index, record, now),
             Action::Pull(Source::Mux) => self.pull_mux(index, now),
+            Action::Body(body) => {
+                self.finish_input(index, body, now);
+                true
+            }
+            Action::RefuseBody(err) => {
+                self.refuse_body(index, err, now);
+                true
+            }
             Action::Close => {
                 self.close_conn(index, now);
                 false
@@ -511,12 +525,14 @@ impl Server {
 
     // ----- streams and jobs ------------------------------------------------
 
-    /// Starts `argv` as a job whose events go to `reader`; its job table
-    /// index, or the `err` event's message.
-    fn spawn_job(&mut self, argv: &[String], format: Format, reader: Reader, now: Instant) -> Result<usize, String> {
+    /// Starts `run`'s command (on pipes or a terminal, with or without
+    /// input) as a job whose events go to `reader`; its job table index, or
+    /// the `err` event's message.
+    fn spawn_job(&mut self, run: &RunRequest, format: Format, reader: Reader, now: Instant) -> Result<usize, String> {
+        let argv = &run.argv;
         let job_index = self.jobs.next_index();
         let spawned = match self.containment.spawn_scope() {
-            Ok(scope) => child::spawn(argv, &self.spawn_options, scope),
+            Ok(scope) => child::spawn(argv, &self.spawn_options, run.streams, scope),
             Err(err) => Err(child::SpawnError::Contain(err)),
         };
         let argv_for_log = self.argv_for_log(argv);
@@ -617,6 +633,7 @@ impl Server {
     }
 
     fn close_conn(&mut self, index: usize, now: Instant) {
+        self.bodies.remove(&index);
         let Some(conn) = self.conns.get(index) else { return };
         match conn.source() {
             Some(Source::Run(job)) => {

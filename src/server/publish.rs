@@ -18,9 +18,9 @@ use crate::http::conn::Conn;
 use crate::http::request::Head;
 use crate::http::response::Reply;
 use crate::job::{Job, Reader};
-use crate::jobs::{self, Record, State};
+use crate::jobs::{self, Record, State, Stdin};
 use crate::metrics::StopReason;
-use crate::route::{JobAction, JobRequest, RunRequest};
+use crate::route::{JobAction, JobRequest, RunRequest, JOB_SIGNALS};
 use crate::sse::{Format, Frame, Stream};
 use crate::table::Table;
 use crate::timer::TimerKey;
@@ -66,6 +66,9 @@ impl Server {
                 None => no_job(),
             },
             JobAction::Stop(id) => self.stop_published(&id, now),
+            JobAction::Input { id, eof } => return self.begin_input(index, head, id, eof, headers, now),
+            JobAction::Signal { id, signal } => self.signal_published(&id, signal),
+            JobAction::Resize { id, size } => self.resize_published(&id, size),
             JobAction::Watch { id, format, after } => {
                 match self.begin_watch(index, head, &id, format, after, &headers, now) {
                     Ok(()) => return,
@@ -104,7 +107,9 @@ impl Server {
         };
         let record_index = self.records.next_index();
         let mut record = Record::new(id, run.argv.clone(), State::Failed, self.config.job_log);
-        match self.spawn_job(&run.argv, Format::Json, Reader::Log(record_index), now) {
+        record.terminal = run.streams.terminal;
+        record.stdin = if run.streams.stdin { Stdin::Open } else { Stdin::None };
+        match self.spawn_job(run, Format::Json, Reader::Log(record_index), now) {
             Ok(job) => {
                 let pid = self.jobs.get(job).map_or(0, |j| j.pid());
                 record.state = State::Running { job, pid };
@@ -151,6 +156,64 @@ impl Server {
                 self.forget(index);
                 Reply::empty(204, "No Content")
             }
+        }
+    }
+
+    /// The running job of record `id`: its record and job table indices;
+    /// `404` for no such record, `409` when it has finished.
+    pub(super) fn running_job(&self, id: &str) -> Result<(usize, usize), Reply> {
+        let index = self.find_record(id).ok_or_else(no_job)?;
+        let record = self.records.get(index).ok_or_else(no_job)?;
+        match record.job() {
+            Some(job) if self.jobs.get(job).is_some_and(|j| !j.has_exited()) => Ok((index, job)),
+            _ => Err(conflict("conflict: this job has finished")),
+        }
+    }
+
+    /// `POST /jobs/ID/signal`: the signal to the command's group (`204`).
+    fn signal_published(&mut self, id: &str, signal: usize) -> Reply {
+        let (_, job) = match self.running_job(id) {
+            Ok(found) => found,
+            Err(reply) => return reply,
+        };
+        let Some(&(name, number)) = JOB_SIGNALS.get(signal) else {
+            return Reply::text(400, "Bad Request", "bad request: unknown signal");
+        };
+        match self.jobs.get(job).map(|j| j.signal_group(number)) {
+            Some(Ok(())) => {
+                self.metrics.signal_sent(signal);
+                Reply::empty(204, "No Content")
+            }
+            Some(Err(err)) => Reply::text(
+                500,
+                "Internal Server Error",
+                &format!("cannot send SIG{name} to the job: {err}"),
+            ),
+            None => conflict("conflict: this job has finished"),
+        }
+    }
+
+    /// `POST /jobs/ID/resize`: both terminals take the size, the group gets
+    /// `SIGWINCH` (`204`); `409` for a job on pipes.
+    fn resize_published(&mut self, id: &str, size: crate::sys::pty::Size) -> Reply {
+        let (index, job) = match self.running_job(id) {
+            Ok(found) => found,
+            Err(reply) => return reply,
+        };
+        match self.jobs.get_mut(job).map(|j| j.resize(size)) {
+            Some(Ok(true)) => {
+                if let Some(record) = self.records.get_mut(index) {
+                    record.terminal = Some(size);
+                }
+                Reply::empty(204, "No Content")
+            }
+            Some(Ok(false)) => conflict("conflict: this job is not on a terminal (start it with pty=1)"),
+            Some(Err(err)) => Reply::text(
+                500,
+                "Internal Server Error",
+                &format!("cannot resize the job's terminal: {err}"),
+            ),
+            None => conflict("conflict: this job has finished"),
         }
     }
 
@@ -408,6 +471,11 @@ fn json_reply(status: u16, reason: &'static str, body: String) -> Reply {
     reply.body.push(b'\n');
     reply.content_type = Some("application/json");
     reply.header("Cache-Control", "no-store")
+}
+
+/// `409`: the job exists but cannot do what was asked.
+pub(super) fn conflict(message: &str) -> Reply {
+    Reply::text(409, "Conflict", message)
 }
 
 pub(super) fn no_job() -> Reply {

@@ -17,7 +17,7 @@ impl Server {
     /// `GET /run`: spawns the command and starts its stream (an `err`
     /// stream if it cannot start). The connection then pulls.
     pub(super) fn start_stream(&mut self, index: usize, head: &Head, run: RunRequest, now: Instant) {
-        let started = self.spawn_job(&run.argv, run.format, Reader::Stream(index), now);
+        let started = self.spawn_job(&run, run.format, Reader::Stream(index), now);
         let Some(conn) = self.conns.get_mut(index) else { return };
         self.metrics.response(200);
         match started {

@@ -8,6 +8,7 @@ mod activation;
 mod fd;
 mod hygiene;
 mod process;
+pub mod pty;
 mod runtime;
 mod signal;
 mod spawn;

@@ -17,6 +17,9 @@ pub struct ExecPlan {
     pub env: Vec<std::ffi::CString>,
     /// Directory to change to before `execve`.
     pub cwd: Option<std::ffi::CString>,
+    /// A new session whose controlling terminal is descriptor 0 (contract
+    /// §10), instead of a new process group.
+    pub session: bool,
 }
 
 /// What the vfork child reads (the plan, as C pointers) and writes (why
@@ -26,6 +29,8 @@ struct ChildArgs {
     argv: Vec<*const libc::c_char>,
     env: Vec<*const libc::c_char>,
     cwd: *const libc::c_char,
+    /// See [`ExecPlan::session`].
+    session: bool,
     /// The signal mask to restore before `execve`.
     mask: libc::sigset_t,
     /// errno of the failed step, 0 if `execve` succeeded.
@@ -67,6 +72,7 @@ pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t>
         argv: with_null(&plan.argv),
         env: with_null(&plan.env),
         cwd: plan.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        session: plan.session,
         // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
         mask: unsafe { std::mem::zeroed() },
         error: 0,
@@ -207,7 +213,8 @@ fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>) -> io::Result<libc::pi
     Ok(pid)
 }
 
-/// The vfork child: default signal handlers, its own process group, a
+/// The vfork child: default signal handlers, its own process group (a new
+/// session on a terminal, contract §10), a
 /// descriptor table of just 0, 1 and 2, the working directory, our signal
 /// mask back, then `execve` of each path in turn. A failure is reported
 /// through `error` and ends the child with status 127.
@@ -228,8 +235,14 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
     // None of the calls below returns into Rust code that could unwind.
+    if args.session {
+        // On a terminal: a new session (its own group too), the terminal
+        // on descriptor 0 its controlling one.
+        if let Err(err) = super::pty::make_controlling(0) {
+            fail(args, err);
+        }
     // SAFETY: setpgid takes integers; it moves only this process.
-    if unsafe { libc::setpgid(0, 0) } != 0 {
+    } else if unsafe { libc::setpgid(0, 0) } != 0 {
         fail(args, errno());
     }
     // SAFETY: close_range takes integers; with CLOSE_RANGE_UNSHARE it gives

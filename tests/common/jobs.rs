@@ -76,14 +76,34 @@ pub fn check_job_json(v: &serde_json::Value) {
             "exit",
             "id",
             "pid",
+            "pty",
+            "size",
             "started_ms",
             "state",
+            "stdin",
             "viewers"
         ],
-        "job fields (§7.2): {}",
+        "job fields (§7.2, §10): {}",
         v
     );
     assert!(v["id"].is_string(), "id: {}", v);
+    // §10.1: `size` is [cols, rows] on a terminal, null on pipes.
+    match v["pty"].as_bool() {
+        Some(true) => assert!(
+            v["size"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2 && a.iter().all(|n| n.as_u64().is_some_and(|n| (1..=1000).contains(&n)))),
+            "size of a job on a terminal: {}",
+            v
+        ),
+        Some(false) => assert!(v["size"].is_null(), "size of a job on pipes: {}", v),
+        None => panic!("pty is not a boolean: {}", v),
+    }
+    assert!(
+        ["open", "closed", "none"].contains(&v["stdin"].as_str().unwrap_or("")),
+        "stdin (§10.2): {}",
+        v
+    );
     assert!(
         v["argv"]
             .as_array()
