@@ -919,8 +919,11 @@ fn browser_automation_hooks_work() {
     );
     assert_eq!(ids.as_array().map(Vec::len), Some(3), "three jobs listed: {ids}");
     browser.click(&format!("[data-role=jobs] [data-job-id=\"{alpha}\"]"));
+    // Its output is drawn on the next frame, after the status: wait for both.
     let state = browser.wait_for("the first job shown again", PAGE_TIMEOUT, |s| {
-        s["job"] == json!(alpha) && status(s).contains("exit code 3")
+        s["job"] == json!(alpha)
+            && status(s).contains("exit code 3")
+            && lines_of(&s["output"]).contains(&"alpha".to_owned())
     });
     let lines = lines_of(&state["output"]);
     assert!(
