@@ -1,6 +1,5 @@
 //! The built-in page (contract §2 `GET /`) in Debian's real headless Chromium,
-//! driven over WebDriver by a small client below (std `TcpStream` +
-//! `serde_json`): the cookie-less token flow (§4, v3: the printed URL, the
+//! driven over WebDriver by the tests' one client (tests/webdriver/): the cookie-less token flow (§4, v3: the printed URL, the
 //! token kept in the tab's `sessionStorage`, a reload), streaming output
 //! (§3.2, §3.3), Stop killing the child (§3.6), the page telling the user why
 //! a stream could not start; jobs (§7): a reload mid-run re-attaches without
@@ -16,43 +15,32 @@
 //! Screenshots go to `target/browser-*.png`.
 
 mod common;
+mod webdriver;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use webdriver::{Browser, CONTROL, ENTER};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const DRIVER_CANDIDATES: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
 /// The server's default `--kill-grace` (contract §1), which these tests keep.
 const KILL_GRACE: Duration = Duration::from_secs(2);
-/// Bound for one WebDriver command; starting a session is the slowest.
-const WEBDRIVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound for the page to show what a short command printed.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
-/// WebDriver's key code for Enter.
-const ENTER: &str = "\u{E007}";
-/// WebDriver's key code for Control (held until the end of the keys sent).
-const CONTROL: &str = "\u{E009}";
-/// The W3C key under which an element reference is returned.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// One browser at a time: four Chromiums at once make a 2-core box flaky.
-static BROWSER_LOCK: Mutex<()> = Mutex::new(());
 
 // ---------------------------------------------------------------- the tests
 
 /// Cookie login through the printed URL, then stdout and stderr as they come.
 #[test]
 fn browser_runs_command_and_streams_output() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("run", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("run");
     open_page_with_token(&browser, &server);
 
     assert_eq!(
@@ -84,9 +72,10 @@ fn browser_runs_command_and_streams_output() {
 /// A lone CR rewrites the line, as in a terminal: `\r1\r2\r3` ends as `3`.
 #[test]
 fn browser_carriage_return_rewrites_line() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("progress", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("progress");
     open_page_with_token(&browser, &server);
 
     let command = r#"for i in 1 2 3; do printf "\r$i"; sleep 0.3; done; echo"#;
@@ -104,9 +93,10 @@ fn browser_carriage_return_rewrites_line() {
 /// Stop closes the stream; the server kills the child within the kill grace.
 #[test]
 fn browser_stop_kills_command() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("stop", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("stop");
     open_page_with_token(&browser, &server);
 
     let marker = common::sleep_marker();
@@ -144,9 +134,10 @@ fn browser_stop_kills_command() {
 /// tab has lost its kept token.
 #[test]
 fn browser_without_token_says_how_to_get_it() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("unauthorised", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("unauthorised");
     let base = server.base.trim_end_matches('/').to_owned();
 
     // §4 (v3): `GET /` is served without a token; the page says what to do.
@@ -183,9 +174,10 @@ fn browser_without_token_says_how_to_get_it() {
 /// `sessionStorage`, and the address bar never shows it again.
 #[test]
 fn browser_reload_keeps_the_token_out_of_the_address() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("reload", false) else {
+        return;
+    };
     let server = common::Server::start(&[]);
-    let browser = Browser::start("reload");
     open_page_with_token(&browser, &server);
 
     browser.send_keys("#command", &format!("echo before-reload{ENTER}"));
@@ -199,7 +191,7 @@ fn browser_reload_keeps_the_token_out_of_the_address() {
     browser.click("#stop");
     browser.wait_for("status stopped", PAGE_TIMEOUT, |s| status(s).contains("stopped"));
 
-    browser.cmd("POST", &browser.path("/refresh"), Some(&json!({})));
+    browser.reload();
     let want = format!("{}/", server.base.trim_end_matches('/'));
     let state = browser.wait_for("the page again after the reload", PAGE_TIMEOUT, |s| {
         s["url"] == json!(want) && s["hasCommand"] == json!(true)
@@ -229,27 +221,32 @@ fn browser_reload_keeps_the_token_out_of_the_address() {
 /// the token. Then the user's own page still runs commands.
 #[test]
 fn browser_attacker_page_runs_nothing_and_learns_no_token() {
-    let Some(_lock) = browser_lock() else { return };
-    attack(&[]);
+    let Some(browser) = Browser::available("attack", false) else {
+        return;
+    };
+    attack(&browser, &[]);
 }
 
 /// The same attack under `--no-auth`: `Sec-Fetch-Site` and `Origin` alone
 /// must stop it.
 #[test]
 fn browser_attacker_page_runs_nothing_under_no_auth() {
-    let Some(_lock) = browser_lock() else { return };
-    attack(&["--no-auth"]);
+    let Some(browser) = Browser::available("attack", false) else {
+        return;
+    };
+    attack(&browser, &["--no-auth"]);
 }
 
 /// `err` (cannot start) shows its message; a vanished server is "unreachable".
 #[test]
 fn browser_shows_start_error_and_unreachable_server() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("errors", false) else {
+        return;
+    };
     let server = common::Server::start(&[]);
-    let browser = Browser::start("errors");
     open_page_with_token(&browser, &server);
 
-    let missing = format!("no-such-program-{}", unique());
+    let missing = format!("no-such-program-{}-{}", std::process::id(), common::next_id());
     browser.send_keys("#command", &format!("{missing}{ENTER}"));
     browser.wait_for("an error status naming the program", PAGE_TIMEOUT, |s| {
         status(s).contains("error") && status(s).contains(&missing)
@@ -270,9 +267,10 @@ fn browser_shows_start_error_and_unreachable_server() {
 /// into a cleared view with no line twice, and ends with its exit status.
 #[test]
 fn browser_reload_mid_run_reattaches_without_duplicates() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("reattach", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("reattach");
     open_page_with_token(&browser, &server);
 
     let command = "for i in $(seq 1 40); do echo line-$i; sleep 0.1; done";
@@ -283,7 +281,7 @@ fn browser_reload_mid_run_reattaches_without_duplicates() {
     let job = kept_job(&browser);
     assert!(!job.is_empty(), "the page keeps the job it shows in sessionStorage");
     browser.exec("window.beforeReload = true;", json!([]));
-    browser.cmd("POST", &browser.path("/refresh"), Some(&json!({})));
+    browser.reload();
     assert_eq!(browser.exec("return !!window.beforeReload;", json!([])), json!(false));
     // The reloaded page is attached again while the job still runs.
     let state = browser.wait_for("the re-attached page, still running", PAGE_TIMEOUT, |s| {
@@ -326,14 +324,15 @@ fn browser_reload_mid_run_reattaches_without_duplicates() {
 /// nothing is lost or repeated and the page does not have to drop repeats.
 #[test]
 fn browser_network_drop_resumes_without_loss_or_repeat() {
-    let Some(_lock) = browser_lock() else { return };
     // The drop is made with iproute2's `ss -K`: an outside tool.
     let ss = ssecommander::harness::outside::runs("ss", &["-V"]);
     if !ssecommander::harness::outside::available(ss, "ss", "apt-get install iproute2") {
         return;
     }
+    let Some(browser) = Browser::available("netdrop", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("netdrop");
     open_page_with_token(&browser, &server);
 
     let command = "for i in $(seq 1 120); do echo n-$i; sleep 0.05; done";
@@ -392,9 +391,10 @@ fn browser_network_drop_resumes_without_loss_or_repeat() {
 /// (from the first event on) and its end, as the first tab does.
 #[test]
 fn browser_job_list_reattaches_from_second_tab() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("joblist", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("joblist");
     open_page_with_token(&browser, &server);
 
     let command = "for i in $(seq 1 30); do echo t-$i; sleep 0.1; done";
@@ -452,9 +452,10 @@ fn browser_job_list_reattaches_from_second_tab() {
 /// were not kept") and then shows the held tail, to the end.
 #[test]
 fn browser_shows_a_gap_plainly() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("gap", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell", "--job-log", "2K"]);
-    let browser = Browser::start("gap");
     open_page_with_token(&browser, &server);
 
     // One line per event (a pause after each), far more than 2 KiB of events.
@@ -463,7 +464,7 @@ fn browser_shows_a_gap_plainly() {
     browser.wait_for("300 on the page", PAGE_TIMEOUT, |s| {
         lines_of(&s["stdout"]).iter().any(|l| l == "300")
     });
-    browser.cmd("POST", &browser.path("/refresh"), Some(&json!({})));
+    browser.reload();
     let state = browser.wait_for("exit code 0 after the reload", PAGE_TIMEOUT, |s| {
         status(s).contains("exit code 0")
     });
@@ -496,9 +497,10 @@ fn browser_shows_a_gap_plainly() {
 /// each event's id, name and size; tab and U+FFFD are marked.
 #[test]
 fn browser_wire_inspector_shows_the_exact_bytes_of_run() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("wire", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("wire");
     open_page_with_token(&browser, &server);
 
     // Tab, CRLF, an invalid byte, a 3-byte character on stderr; the sleeps
@@ -575,9 +577,10 @@ fn browser_wire_inspector_shows_the_exact_bytes_of_run() {
 /// (finished) job; the table starts with the `retry` block.
 #[test]
 fn browser_wire_inspector_reads_a_job_stream() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("wire-job", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("wire-job");
     open_page_with_token(&browser, &server);
 
     browser.click("#wire");
@@ -611,9 +614,10 @@ fn browser_wire_inspector_reads_a_job_stream() {
 /// fetch, and the server stops the command (§3.6).
 #[test]
 fn browser_wire_inspector_bounds_a_flood_and_stop_ends_it() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("wire-flood", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("wire-flood");
     open_page_with_token(&browser, &server);
 
     browser.click("#wire");
@@ -654,9 +658,10 @@ fn browser_wire_inspector_bounds_a_flood_and_stop_ends_it() {
 /// stdout and stderr alike, with no escape text left on the page.
 #[test]
 fn browser_terminal_colours_are_computed_styles() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("colours", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("colours");
     open_page_with_token(&browser, &server);
     let dir = common::scratch_dir("colours");
     std::fs::create_dir_all(dir.path().join("adir")).expect("mkdir");
@@ -728,9 +733,10 @@ fn browser_terminal_colours_are_computed_styles() {
 /// likewise.
 #[test]
 fn browser_terminal_progress_ends_with_the_final_frame() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("bars", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("bars");
     open_page_with_token(&browser, &server);
     let dir = common::scratch_dir("bars");
     let script = dir.path().join("bars.py");
@@ -806,9 +812,10 @@ fn browser_terminal_progress_ends_with_the_final_frame() {
 /// that looks like HTML stays text.
 #[test]
 fn browser_terminal_links_only_http_and_never_html() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("links", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("links");
     open_page_with_token(&browser, &server);
 
     let command = r"printf '\033]8;;javascript:alert(1)\033\\bad1\033]8;;\033\\ \033]8;id=x;JavaScript:alert(2)\007bad2\033]8;;\007 \033]8;;https://example.com/x?a=1\033\\good\033]8;;\033\\ \033]0;title\007\033P1$r0m\033\\\033(Bend\n'; printf '<b>notbold</b><img src=x onerror=alert(3)>\n'";
@@ -840,9 +847,10 @@ fn browser_terminal_links_only_http_and_never_html() {
 /// only for a running job with open input.
 #[test]
 fn browser_automation_hooks_work() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("hooks", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("hooks");
     open_page_with_token(&browser, &server);
 
     assert_eq!(
@@ -939,9 +947,10 @@ fn browser_automation_hooks_work() {
 /// DOM keeps its line bound, and no escape text shows.
 #[test]
 fn browser_terminal_draws_10mb_of_colour() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("flood", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("flood");
     open_page_with_token(&browser, &server);
     browser.exec(
         "window.longest = 0; new PerformanceObserver(function (l) { l.getEntries().forEach(function (e) {\
@@ -1001,9 +1010,10 @@ fn browser_terminal_draws_10mb_of_colour() {
 /// button, send INT to the command.
 #[test]
 fn browser_terminal_input_line_sends_lines_eof_and_ctrl_c() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("input", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("input");
     open_page_with_token(&browser, &server);
 
     let command = r#"read -r a; echo "got:$a"; cat; echo cat-ended"#;
@@ -1060,9 +1070,10 @@ fn browser_terminal_input_line_sends_lines_eof_and_ctrl_c() {
 /// (`stty size`), and the new one when the window is resized.
 #[test]
 fn browser_terminal_follows_the_window_size() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("resize", false) else {
+        return;
+    };
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("resize");
     open_page_with_token(&browser, &server);
 
     let command = "trap 'stty size' WINCH; stty size; while :; do sleep 0.1; done";
@@ -1089,11 +1100,7 @@ fn browser_terminal_follows_the_window_size() {
         "the terminal has the size the page asked for: {first} {posted}"
     );
 
-    browser.cmd(
-        "POST",
-        &browser.path("/window/rect"),
-        Some(&json!({"width": 760, "height": 520})),
-    );
+    browser.resize_window(760, 520);
     let state = browser.wait_for("a second stty size", PAGE_TIMEOUT, |s| sizes(s).len() >= 2);
     let second = sizes(&state)[1].clone();
     assert_ne!(second, first, "{state:#}");
@@ -1120,11 +1127,12 @@ fn browser_terminal_follows_the_window_size() {
 /// the job's own `/jobs/ID/events` has it: no line lost, none twice.
 #[test]
 fn browser_ten_tabs_share_one_stream() {
-    let Some(_lock) = browser_lock() else { return };
+    let Some(browser) = Browser::available("tentabs", false) else {
+        return;
+    };
     const TABS: usize = 10;
     const LINES: u32 = 250;
     let server = common::Server::start(&["--shell"]);
-    let browser = Browser::start("tentabs");
     // Records, for each numbered line drawn, how long after its printing.
     let observe = "window.lag = {}; var o = document.getElementById('output');\
         new MutationObserver(function () {\
@@ -1353,41 +1361,6 @@ fn serve_zeros(mut stream: TcpStream, size: usize) {
 
 /// `None` (after a loud SKIPPED line) when the browser is not installed and not
 /// required; the lock serialises the browser tests.
-fn browser_lock() -> Option<std::sync::MutexGuard<'static, ()>> {
-    let missing: Vec<&str> = [
-        (!Path::new(CHROMIUM).exists()).then_some(CHROMIUM),
-        driver_path().is_none().then_some("chromedriver"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !missing.is_empty() {
-        let msg = format!(
-            "{} not found: apt-get install chromium chromium-driver",
-            missing.join(" and ")
-        );
-        if std::env::var("SSECOMMANDER_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("SSECOMMANDER_REQUIRE_BROWSER=1 but {msg}");
-        }
-        ssecommander::harness::outside::skip(&format!("browser test: {msg}"));
-        return None;
-    }
-    Some(BROWSER_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-}
-
-fn driver_path() -> Option<PathBuf> {
-    DRIVER_CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-/// A string no other test run uses: pid and nanoseconds.
-fn unique() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{}{:09}", std::process::id(), nanos)
-}
-
 /// Opens the printed `?token=` URL: the page keeps the token in the tab's
 /// `sessionStorage` and takes it out of the address bar; no cookie is set
 /// and the token is nowhere in the page.
@@ -1472,12 +1445,11 @@ fn no_token_notice(state: &Value) -> bool {
 
 /// Runs the attack of [`browser_attacker_page_runs_nothing_and_learns_no_token`]
 /// against a server started with `args`.
-fn attack(args: &[&str]) {
+fn attack(browser: &Browser, args: &[&str]) {
     let server = common::Server::start(args);
     let dir = common::scratch_dir("attack");
     let victim = server.base.trim_end_matches('/').to_owned();
     let attacker = Attacker::start(&victim, dir.str());
-    let browser = Browser::start("attack");
     // The user opens the printed URL (the flow itself is checked by
     // open_page_with_token in the other tests).
     browser.goto(&server.url);
@@ -1716,7 +1688,7 @@ fn wait_inspector(browser: &Browser, what: &str, ok: impl Fn(&Value) -> bool) ->
             return wire;
         }
         if Instant::now() >= deadline {
-            browser.screenshot(&format!("browser-{}-timeout.png", browser.name));
+            browser.timeout_screenshot();
             wire_panic(what, &wire);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -1819,325 +1791,4 @@ fn poll_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn screenshot_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target")
-}
-
-// ---------------------------------------------------------------- WebDriver
-
-/// A chromedriver we spawned, with one Chromium session in a fresh profile.
-/// Dropping it ends the session, then kills what we started by PID.
-struct Browser {
-    driver: Child,
-    port: u16,
-    profile: PathBuf,
-    session: String,
-    name: String,
-}
-
-impl Browser {
-    fn start(name: &str) -> Browser {
-        let driver_bin = driver_path().expect("checked by browser_lock");
-        let port = {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-            listener.local_addr().expect("local addr").port()
-        };
-        let profile = std::env::temp_dir().join(format!("ssecommander-chromium-{}", unique()));
-        std::fs::create_dir_all(&profile).expect("create the profile dir");
-        let driver = Command::new(driver_bin)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn chromedriver");
-        let mut browser = Browser {
-            driver,
-            port,
-            profile,
-            session: String::new(),
-            name: name.to_owned(),
-        };
-        poll_for("chromedriver to answer /status", Duration::from_secs(20), || {
-            if let Ok(Some(exit)) = browser.driver.try_wait() {
-                panic!("chromedriver exited at start-up: {exit}");
-            }
-            let (code, body) = browser.request("GET", "/status", None).ok()?;
-            (code == 200 && body["value"]["ready"] == json!(true)).then_some(())
-        });
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "pageLoadStrategy": "normal",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
-                    "--no-proxy-server", "--window-size=1000,700",
-                    format!("--user-data-dir={}", browser.profile.display()),
-                ],
-            },
-        }}});
-        let reply = browser.cmd("POST", "/session", Some(&caps));
-        browser.session = reply["sessionId"].as_str().expect("sessionId").to_owned();
-        browser
-    }
-
-    fn path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
-    }
-
-    fn goto(&self, url: &str) {
-        self.cmd("POST", &self.path("/url"), Some(&json!({ "url": url })));
-    }
-
-    fn find(&self, css: &str) -> String {
-        let found = self.cmd(
-            "POST",
-            &self.path("/element"),
-            Some(&json!({"using": "css selector", "value": css})),
-        );
-        found[ELEMENT_KEY]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {found}"))
-            .to_owned()
-    }
-
-    fn send_keys(&self, css: &str, text: &str) {
-        let element = self.find(css);
-        self.cmd(
-            "POST",
-            &self.path(&format!("/element/{element}/value")),
-            Some(&json!({ "text": text })),
-        );
-    }
-
-    fn clear(&self, css: &str) {
-        let element = self.find(css);
-        self.cmd(
-            "POST",
-            &self.path(&format!("/element/{element}/clear")),
-            Some(&json!({})),
-        );
-    }
-
-    fn click(&self, css: &str) {
-        let element = self.find(css);
-        self.cmd(
-            "POST",
-            &self.path(&format!("/element/{element}/click")),
-            Some(&json!({})),
-        );
-    }
-
-    fn exec(&self, script: &str, args: Value) -> Value {
-        self.cmd(
-            "POST",
-            &self.path("/execute/sync"),
-            Some(&json!({"script": script, "args": args})),
-        )
-    }
-
-    /// A DevTools protocol command through chromedriver's `goog/cdp/execute`.
-    fn cdp(&self, command: &str, params: Value) -> Value {
-        self.cmd(
-            "POST",
-            &self.path("/goog/cdp/execute"),
-            Some(&json!({"cmd": command, "params": params})),
-        )
-    }
-
-    /// The handle of the current window.
-    fn window(&self) -> String {
-        let handle = self.cmd("GET", &self.path("/window"), None);
-        handle.as_str().expect("a window handle").to_owned()
-    }
-
-    /// Opens a new tab; its handle.
-    fn new_window(&self) -> String {
-        let reply = self.cmd("POST", &self.path("/window/new"), Some(&json!({"type": "tab"})));
-        reply["handle"].as_str().expect("a window handle").to_owned()
-    }
-
-    /// Closes the current tab.
-    fn close_window(&self) {
-        self.cmd("DELETE", &self.path("/window"), None);
-    }
-
-    fn switch_to(&self, handle: &str) {
-        self.cmd("POST", &self.path("/window"), Some(&json!({ "handle": handle })));
-    }
-
-    /// The names of every cookie the browser holds for the current page.
-    fn cookies(&self) -> Vec<String> {
-        let cookies = self.cmd("GET", &self.path("/cookie"), None);
-        cookies
-            .as_array()
-            .map(|all| all.iter().map(|c| c["name"].to_string()).collect())
-            .unwrap_or_default()
-    }
-
-    /// What the tests look at: status, texts of stdout/stderr elements, the
-    /// output as rendered, the address, and whether this is our page.
-    fn page_state(&self) -> Value {
-        self.exec(
-            "var q=function(s){return Array.prototype.map.call(document.querySelectorAll(s),\
-               function(e){return e.textContent;});};\
-             var st=document.getElementById('status'),o=document.getElementById('output');\
-             var n=document.getElementById('no-token');\
-             return {url: location.href, hasCommand: !!document.getElementById('command'),\
-               status: st ? st.textContent : '', output: o ? o.innerText : '',\
-               notice: n ? n.textContent : null,\
-               stdout: q('#output .stdout'), stderr: q('#output .stderr'),\
-               job: sessionStorage.getItem('ssecommander_job'),\
-               repeats: Number(o ? o.dataset.repeats || 0 : 0),\
-               jobs: Array.prototype.map.call(document.querySelectorAll('#joblist li[data-id]'),\
-                 function(l){return {id: l.dataset.id, text: l.textContent,\
-                   current: l.classList.contains('current')};}),\
-               body: document.body ? document.body.innerText.slice(0, 500) : ''};",
-            json!([]),
-        )
-    }
-
-    /// Polls the page until `ok`; on timeout saves a screenshot and shows the page.
-    fn wait_for(&self, what: &str, limit: Duration, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let state = self.page_state();
-            if ok(&state) {
-                return state;
-            }
-            if Instant::now() >= deadline {
-                self.screenshot(&format!("browser-{}-timeout.png", self.name));
-                panic!("timed out after {limit:?} waiting for {what}; page: {state:#}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn screenshot(&self, file: &str) {
-        let png = self.cmd("GET", &self.path("/screenshot"), None);
-        let bytes = base64_decode(png.as_str().expect("screenshot is base64"));
-        let dir = screenshot_dir();
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join(file);
-        std::fs::write(&path, bytes).expect("write screenshot");
-        eprintln!("screenshot: {}", path.display());
-    }
-
-    /// A WebDriver command; panics on an error answer, returns `value`.
-    fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        match self.request(method, path, body) {
-            Ok((200, mut reply)) => reply["value"].take(),
-            Ok((code, reply)) => panic!("WebDriver {method} {path} -> {code}: {reply}"),
-            Err(e) => panic!("WebDriver {method} {path}: {e}"),
-        }
-    }
-
-    /// One HTTP/1.1 exchange with chromedriver on a fresh connection.
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
-        let payload = body.map(Value::to_string).unwrap_or_default();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(WEBDRIVER_TIMEOUT))?;
-        stream.set_write_timeout(Some(WEBDRIVER_TIMEOUT))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json; \
-             charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-            self.port,
-            payload.len()
-        )?;
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let code = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let (mut length, mut chunked) = (None, false);
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap_or((&line, ""));
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse::<usize>().ok(),
-                "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-                _ => {}
-            }
-        }
-        let mut bytes = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                reader.read_line(&mut line)?;
-                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
-                if size == 0 {
-                    break;
-                }
-                let start = bytes.len();
-                bytes.resize(start + size, 0);
-                reader.read_exact(&mut bytes[start..])?;
-                line.clear();
-                reader.read_line(&mut line)?;
-            }
-        } else if let Some(length) = length {
-            bytes.resize(length, 0);
-            reader.read_exact(&mut bytes)?;
-        } else {
-            reader.read_to_end(&mut bytes)?;
-        }
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((code, value))
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let _ = self.request("DELETE", &self.path(""), None);
-        }
-        let group = self.driver.id() as libc::pid_t;
-        // SAFETY: kill() takes a process-group id we created and a signal number; no memory.
-        unsafe { libc::kill(-group, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && matches!(self.driver.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: as above; the group is the chromedriver we spawned and its children.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-        let _ = self.driver.wait();
-        // Chromium processes that left the group still name our fresh profile dir.
-        let profile = self.profile.display().to_string();
-        for pid in common::pids_with_marker(&profile) {
-            // SAFETY: kill() on a pid whose argv holds our unique profile path.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        }
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for byte in text.bytes() {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => continue, // padding and line breaks
-        };
-        acc = (acc << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }

@@ -281,7 +281,7 @@ fn page_runs_stops_and_lists(browser: &webdriver::Browser, server: &common::Serv
     // Stop: DELETE /jobs/ID stops a running command.
     let marker = common::sleep_marker();
     let _guard = common::MarkerGuard(vec![marker.clone()]);
-    browser.exec("document.getElementById('command').value = '';");
+    browser.exec("document.getElementById('command').value = '';", serde_json::json!([]));
     browser.send_keys("#command", &format!("sleep {marker}{}", webdriver::ENTER));
     let state = browser.wait_for(&format!("status running at {base}"), PAGE_TIMEOUT, |s| {
         status(s).contains("running") && s["job"].as_str().is_some_and(|j| j != echo_job)
@@ -320,10 +320,14 @@ fn status(state: &Value) -> String {
     state["status"].as_str().unwrap_or("").to_owned()
 }
 
+/// Whether one of the page's stdout lines, trimmed, is `line` (the page
+/// state gives the texts of its stdout elements, which may hold several
+/// lines or part of one).
 fn stdout_has(state: &Value, line: &str) -> bool {
-    state["stdout"]
-        .as_array()
-        .is_some_and(|lines| lines.iter().any(|l| l.as_str() == Some(line)))
+    let texts = state["stdout"].as_array().map_or_else(Vec::new, |texts| {
+        texts.iter().filter_map(Value::as_str).collect::<Vec<_>>()
+    });
+    texts.concat().lines().any(|l| l.trim() == line)
 }
 
 /// A self-signed certificate for 127.0.0.1 and its key, made with openssl

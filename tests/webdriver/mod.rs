@@ -1,18 +1,24 @@
-//! A headless Chromium driven over WebDriver (chromedriver), for tests that
-//! look at the page through something else than the server alone (nginx in
-//! tests/nginx.rs). The same approach as tests/browser.rs: a chromedriver we
-//! spawn in its own process group, a fresh profile, the page read through
-//! one script; everything we started is killed by PID on drop.
+//! The one WebDriver client of the tests: a headless Chromium driven through
+//! a chromedriver we spawn in its own process group, with a fresh profile,
+//! over a small HTTP/1.1 client (std `TcpStream` + `serde_json`). Used by
+//! tests/browser.rs (the page against the server) and tests/nginx.rs (the
+//! page through nginx). Everything it started is killed by PID on drop.
 //!
 //! [`Browser::available`] is `None` after a `SKIPPED` line when Chromium or
-//! chromedriver is missing outside CI (`ssecommander::harness::outside`).
+//! chromedriver is missing outside CI; under `CI=true` or
+//! `SSECOMMANDER_REQUIRE_BROWSER=1` it fails the test instead
+//! (`ssecommander::harness::outside`). One browser at a time per test
+//! binary: the browser holds a lock until it is dropped. Screenshots go to
+//! `target/`.
+// Not every test binary uses every part.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -21,53 +27,88 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const DRIVER_CANDIDATES: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
 /// Bound for one WebDriver command; starting a session is the slowest.
 const WEBDRIVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound for chromedriver to answer `/status` after it is spawned.
+const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// WebDriver's key code for Enter.
 pub const ENTER: &str = "\u{E007}";
+/// WebDriver's key code for Control (held until the end of the keys sent).
+pub const CONTROL: &str = "\u{E009}";
+/// The W3C key under which an element reference is returned.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// One browser at a time in a test binary: a 2-core box is shared.
+/// One browser at a time: four Chromiums at once make a 2-core box flaky.
 static LOCK: Mutex<()> = Mutex::new(());
 
+fn driver_path() -> Option<PathBuf> {
+    DRIVER_CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// Chromium and chromedriver are there; else `false` after a `SKIPPED`
+/// line, or a panic under `CI=true` or `SSECOMMANDER_REQUIRE_BROWSER=1`.
+fn present() -> bool {
+    let missing: Vec<&str> = [
+        (!Path::new(CHROMIUM).exists()).then_some(CHROMIUM),
+        driver_path().is_none().then_some("chromedriver"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{} not found: apt-get install chromium chromium-driver",
+        missing.join(" and ")
+    );
+    if std::env::var("SSECOMMANDER_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("SSECOMMANDER_REQUIRE_BROWSER=1 but {msg}");
+    }
+    ssecommander::harness::outside::skip(&format!("browser test: {msg}"));
+    false
+}
+
+/// A string no other test run uses: pid and nanoseconds.
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}{:09}", std::process::id(), nanos)
+}
+
+/// A chromedriver we spawned, with one Chromium session in a fresh profile.
+/// Dropping it ends the session, then kills what we started by PID.
 pub struct Browser {
     driver: Child,
     port: u16,
     profile: PathBuf,
     session: String,
     name: String,
-    _lock: std::sync::MutexGuard<'static, ()>,
-}
-
-fn driver_path() -> Option<PathBuf> {
-    DRIVER_CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists())
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
 impl Browser {
     /// A browser, or `None` (SKIPPED) when Chromium or chromedriver is
-    /// missing outside CI. `insecure_certs`: accept a self-signed
-    /// certificate (a test's own TLS front end).
+    /// missing outside CI; waits for any other browser of this test binary
+    /// to be dropped. `name` names its screenshots; `insecure_certs`
+    /// accepts a self-signed certificate (a test's own TLS front end).
     pub fn available(name: &str, insecure_certs: bool) -> Option<Browser> {
-        let found = Path::new(CHROMIUM).exists() && driver_path().is_some();
-        let what = "chromium and chromedriver";
-        let install = "apt-get install chromium chromium-driver";
-        if !ssecommander::harness::outside::available(found, what, install) {
+        if !present() {
             return None;
         }
         let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         Some(Browser::start(name, insecure_certs, lock))
     }
 
-    fn start(name: &str, insecure_certs: bool, lock: std::sync::MutexGuard<'static, ()>) -> Browser {
+    fn start(name: &str, insecure_certs: bool, lock: MutexGuard<'static, ()>) -> Browser {
+        let driver_bin = driver_path().expect("checked by present()");
         let port = {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
             listener.local_addr().expect("local addr").port()
         };
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let profile = std::env::temp_dir().join(format!("ssecommander-wd-{}{nanos:09}", std::process::id()));
+        let profile = std::env::temp_dir().join(format!("ssecommander-chromium-{}", unique()));
         std::fs::create_dir_all(&profile).expect("create the profile dir");
-        let driver = Command::new(driver_path().expect("checked"))
+        let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -81,9 +122,9 @@ impl Browser {
             profile,
             session: String::new(),
             name: name.to_owned(),
-            _lock: lock,
+            _one_at_a_time: lock,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + DRIVER_START_TIMEOUT;
         loop {
             if let Ok(Some(exit)) = browser.driver.try_wait() {
                 panic!("chromedriver exited at start-up: {exit}");
@@ -94,11 +135,15 @@ impl Browser {
             if ready {
                 break;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not answer /status in 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer /status in {DRIVER_START_TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "pageLoadStrategy": "normal",
             "acceptInsecureCerts": insecure_certs,
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
@@ -138,39 +183,112 @@ impl Browser {
 
     pub fn send_keys(&self, css: &str, text: &str) {
         let element = self.find(css);
-        let path = self.path(&format!("/element/{element}/value"));
-        self.cmd("POST", &path, Some(&json!({ "text": text })));
+        self.cmd(
+            "POST",
+            &self.path(&format!("/element/{element}/value")),
+            Some(&json!({ "text": text })),
+        );
+    }
+
+    /// The browser's reload (WebDriver `refresh`).
+    pub fn reload(&self) {
+        self.cmd("POST", &self.path("/refresh"), Some(&json!({})));
+    }
+
+    /// Sets the window's outer size in CSS pixels.
+    pub fn resize_window(&self, width: u32, height: u32) {
+        let rect = json!({"width": width, "height": height});
+        self.cmd("POST", &self.path("/window/rect"), Some(&rect));
+    }
+
+    pub fn clear(&self, css: &str) {
+        let element = self.find(css);
+        self.cmd(
+            "POST",
+            &self.path(&format!("/element/{element}/clear")),
+            Some(&json!({})),
+        );
     }
 
     pub fn click(&self, css: &str) {
         let element = self.find(css);
-        let path = self.path(&format!("/element/{element}/click"));
-        self.cmd("POST", &path, Some(&json!({})));
+        self.cmd(
+            "POST",
+            &self.path(&format!("/element/{element}/click")),
+            Some(&json!({})),
+        );
     }
 
-    pub fn exec(&self, script: &str) -> Value {
-        let body = json!({"script": script, "args": []});
-        self.cmd("POST", &self.path("/execute/sync"), Some(&body))
+    pub fn exec(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            &self.path("/execute/sync"),
+            Some(&json!({"script": script, "args": args})),
+        )
     }
 
-    /// What the tests look at: the address, the status line, the stdout
-    /// lines, the job shown, the job list (id, text), the page's notices.
+    /// A DevTools protocol command through chromedriver's `goog/cdp/execute`.
+    pub fn cdp(&self, command: &str, params: Value) -> Value {
+        self.cmd(
+            "POST",
+            &self.path("/goog/cdp/execute"),
+            Some(&json!({"cmd": command, "params": params})),
+        )
+    }
+
+    /// The handle of the current window.
+    pub fn window(&self) -> String {
+        let handle = self.cmd("GET", &self.path("/window"), None);
+        handle.as_str().expect("a window handle").to_owned()
+    }
+
+    /// Opens a new tab; its handle.
+    pub fn new_window(&self) -> String {
+        let reply = self.cmd("POST", &self.path("/window/new"), Some(&json!({"type": "tab"})));
+        reply["handle"].as_str().expect("a window handle").to_owned()
+    }
+
+    /// Closes the current tab.
+    pub fn close_window(&self) {
+        self.cmd("DELETE", &self.path("/window"), None);
+    }
+
+    pub fn switch_to(&self, handle: &str) {
+        self.cmd("POST", &self.path("/window"), Some(&json!({ "handle": handle })));
+    }
+
+    /// The names of every cookie the browser holds for the current page.
+    pub fn cookies(&self) -> Vec<String> {
+        let cookies = self.cmd("GET", &self.path("/cookie"), None);
+        cookies
+            .as_array()
+            .map(|all| all.iter().map(|c| c["name"].to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// What the tests look at: status, texts of stdout/stderr elements, the
+    /// output as rendered, the address, and whether this is our page.
     pub fn page_state(&self) -> Value {
         self.exec(
             "var q=function(s){return Array.prototype.map.call(document.querySelectorAll(s),\
                function(e){return e.textContent;});};\
-             var st=document.getElementById('status'),m=document.getElementById('msg');\
-             return {url: location.href, origin: location.origin,\
-               status: st ? st.textContent : '', msg: m ? m.textContent : '',\
-               stdout: q('#output .stdout').join('').split('\\n').map(function(l){return l.trim();}),\
+             var st=document.getElementById('status'),o=document.getElementById('output');\
+             var n=document.getElementById('no-token');\
+             return {url: location.href, hasCommand: !!document.getElementById('command'),\
+               status: st ? st.textContent : '', output: o ? o.innerText : '',\
+               notice: n ? n.textContent : null,\
+               stdout: q('#output .stdout'), stderr: q('#output .stderr'),\
                job: sessionStorage.getItem('ssecommander_job'),\
+               repeats: Number(o ? o.dataset.repeats || 0 : 0),\
                jobs: Array.prototype.map.call(document.querySelectorAll('#joblist li[data-id]'),\
-                 function(l){return {id: l.dataset.id, text: l.textContent};})};",
+                 function(l){return {id: l.dataset.id, text: l.textContent,\
+                   current: l.classList.contains('current')};}),\
+               body: document.body ? document.body.innerText.slice(0, 500) : ''};",
+            json!([]),
         )
     }
 
-    /// Polls the page until `ok`; on timeout saves a screenshot and panics
-    /// showing the page.
+    /// Polls the page until `ok`; on timeout saves a screenshot and shows the page.
     pub fn wait_for(&self, what: &str, limit: Duration, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + limit;
         loop {
@@ -179,18 +297,26 @@ impl Browser {
                 return state;
             }
             if Instant::now() >= deadline {
-                self.screenshot(&format!("webdriver-{}-timeout.png", self.name));
+                self.timeout_screenshot();
                 panic!("timed out after {limit:?} waiting for {what}; page: {state:#}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
+    /// `target/browser-NAME-timeout.png`: what the page showed when a wait
+    /// gave up.
+    pub fn timeout_screenshot(&self) {
+        self.screenshot(&format!("browser-{}-timeout.png", self.name));
+    }
+
     pub fn screenshot(&self, file: &str) {
         let png = self.cmd("GET", &self.path("/screenshot"), None);
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(file);
-        let _ = std::fs::create_dir_all(path.parent().expect("target/"));
-        std::fs::write(&path, base64_decode(png.as_str().unwrap_or(""))).expect("write a screenshot");
+        let bytes = base64_decode(png.as_str().expect("screenshot is base64"));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(file);
+        std::fs::write(&path, bytes).expect("write screenshot");
         eprintln!("screenshot: {}", path.display());
     }
 
@@ -255,7 +381,8 @@ impl Browser {
         } else {
             reader.read_to_end(&mut bytes)?;
         }
-        Ok((code, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((code, value))
     }
 }
 
