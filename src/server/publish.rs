@@ -36,6 +36,12 @@ pub(super) fn all_caught_up(record: &Record, index: usize, conns: &Table<Conn>) 
     })
 }
 
+/// True when no viewer of `record` is connected: the job's log then takes
+/// what the command writes at once, with nobody to wait for.
+fn no_viewer_connected(record: &Record, conns: &Table<Conn>) -> bool {
+    !record.viewers.iter().any(|&viewer| conns.get(viewer).is_some())
+}
+
 /// Appends one event of the job to its log; true while the log takes more
 /// at once (no live viewer to wait for).
 fn log_frame(log: &mut EventLog, frame: &Frame, text: &[u8], unwatched: bool) -> bool {
@@ -337,7 +343,7 @@ impl Server {
         };
         let before = record.log.next_id();
         let room = all_caught_up(record, record_index, &self.conns);
-        let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
+        let unwatched = no_viewer_connected(record, &self.conns);
         let log = &mut record.log;
         let pumped = job.pump(
             &mut self.buf,
@@ -450,7 +456,7 @@ impl Server {
         };
         let before = record.log.next_id();
         let room = all_caught_up(record, record_index, &self.conns);
-        let unwatched = !record.viewers.iter().any(|&v| self.conns.get(v).is_some());
+        let unwatched = no_viewer_connected(record, &self.conns);
         let log = &mut record.log;
         let capped = job.on_quiet(
             &mut self.buf,
