@@ -323,11 +323,12 @@ impl Ends {
     }
 }
 
-/// Starts the child with [`sys::spawn_plan`], inside `scope`.
+/// Starts the child with [`sys::spawn_plan`], inside `scope` (straight into
+/// its cgroup where the kernel can).
 fn start_fast(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc::pid_t, SpawnError> {
     let plan = plan_of(command).map_err(|err| command.start_error(err))?;
     scope
-        .run_inside(|| sys::spawn_plan(&plan, ends.child_raw()))
+        .spawn_into(|cgroup| sys::spawn_plan(&plan, ends.child_raw(), cgroup))
         .map_err(SpawnError::Contain)?
         .map_err(|err| command.start_error(err))
 }

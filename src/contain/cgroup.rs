@@ -5,6 +5,8 @@
 use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -37,6 +39,9 @@ pub(super) struct Cgroups {
     /// A move back home failed and the server is still in this cgroup: it is
     /// never `cgroup.kill`ed.
     stuck_in: Option<PathBuf>,
+    /// Commands start in their cgroup by `clone3` (`CLONE_INTO_CGROUP`):
+    /// probed at start, unless `cgroup-migrate` was asked for.
+    clone_into: bool,
 }
 
 /// One command's cgroup.
@@ -65,6 +70,18 @@ impl CgroupScope {
     /// The cgroup's path, for a debug line.
     pub(super) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `spawn` with a descriptor of the cgroup to start the child in,
+    /// where the kernel can (see `Cgroups::clone_into`); else as
+    /// [`CgroupScope::run_inside`], with `None`.
+    pub(super) fn spawn_into<T>(&self, spawn: impl FnOnce(Option<RawFd>) -> T) -> io::Result<T> {
+        if !self.cgroups.borrow().clone_into {
+            return self.run_inside(|| spawn(None));
+        }
+        // Opened per spawn, not kept: a running command costs no descriptor.
+        let dir = open_dir(&self.path)?;
+        Ok(spawn(Some(dir.as_raw_fd())))
     }
 
     /// Runs `spawn` with the server inside the cgroup, so what it starts
@@ -113,8 +130,10 @@ impl Drop for CgroupScope {
 
 impl Cgroups {
     /// Finds the cgroup v2 hierarchy and our place in it, makes the subtree
-    /// the commands go in, and proves a move in and out works.
-    pub(super) fn set_up(own_pid: libc::pid_t) -> io::Result<Cgroups> {
+    /// the commands go in, and proves a move in and out works; with
+    /// `clone_into`, also tries starting a child straight into a command
+    /// cgroup, and uses that way when it works.
+    pub(super) fn set_up(own_pid: libc::pid_t, clone_into: bool) -> io::Result<Cgroups> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
         let (mount, root) = cgroup2_mount(&mountinfo).ok_or_else(|| io::Error::other("no cgroup2 mount"))?;
         let ours = own_cgroup(&fs::read_to_string("/proc/self/cgroup")?)
@@ -157,10 +176,14 @@ impl Cgroups {
             pending: Vec::new(),
             spare: Vec::new(),
             stuck_in: None,
+            clone_into: false,
         };
         if let Err(err) = cgroups.probe() {
             cgroups.shut_down();
             return Err(err);
+        }
+        if clone_into {
+            cgroups.probe_clone_into();
         }
         Ok(cgroups)
     }
@@ -192,6 +215,20 @@ impl Cgroups {
             let _ = fs::remove_dir(&path);
         }
         result
+    }
+
+    /// Sets `clone_into` if a child can be started straight into a command
+    /// cgroup here (said in the log either way).
+    fn probe_clone_into(&mut self) {
+        let Some(path) = self.spare.last() else { return };
+        let tried = open_dir(path).and_then(|dir| sys::clone_into_cgroup_works(&dir));
+        match tried {
+            Ok(()) => {
+                info!("spawn: commands start in their cgroup (clone3 with CLONE_INTO_CGROUP)");
+                self.clone_into = true;
+            }
+            Err(err) => info!("spawn: the server moves into each command's cgroup to start it (clone3 into a cgroup: {err})"),
+        }
     }
 
     /// A spare empty command cgroup, or a new one.
@@ -374,6 +411,15 @@ fn remove_stale_subtrees(mount: &Path) {
             let _ = fs::remove_dir(entry.path());
         }
     }
+}
+
+/// A descriptor of the directory `path` (a cgroup, for `CLONE_INTO_CGROUP`).
+fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(path)?;
+    Ok(OwnedFd::from(dir))
 }
 
 fn make_dir(path: &Path) -> io::Result<()> {

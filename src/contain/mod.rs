@@ -8,9 +8,11 @@
 //!   (`<subtree>/cmd-<n>`). Stopping signals the process group and every
 //!   process the cgroup lists; `cgroup.kill` ends what is left after the
 //!   grace, and the cgroup is removed once empty. The child is put there
-//!   without a race: the server (one thread) moves itself into the
-//!   command's cgroup, spawns, and moves back, so std keeps its
-//!   `posix_spawn` path.
+//!   without a race: it is born there (`clone3` with `CLONE_INTO_CGROUP`,
+//!   probed once at start), or, where that is not possible (a kernel
+//!   before 5.7, another architecture than x86_64, the `posix_spawn`
+//!   fallback, or `cgroup-migrate` asked for), the server (one thread)
+//!   moves itself into the command's cgroup, spawns, and moves back.
 //! - **subreaper** ([`subreaper`]) elsewhere: the server is the child
 //!   subreaper, so orphans are re-parented to it; it reaps them, and stops
 //!   them with the command they were found under (by walking `/proc`).
@@ -28,6 +30,7 @@ mod subreaper;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -37,7 +40,9 @@ use subreaper::{Tree, TreeScope};
 use crate::sys;
 
 /// Test and debug knob: `subreaper` forces the fallback mode; `cgroup`
-/// requires cgroup mode and makes start-up fail without it.
+/// requires cgroup mode and makes start-up fail without it;
+/// `cgroup-migrate` as `cgroup`, with every command started by moving the
+/// server into its cgroup and back (the way where `clone3` cannot).
 pub const MODE_ENV: &str = "SSECOMMANDER_CONTAINMENT";
 
 /// How long the exit clean-up waits for killed commands to go: `cgroup.kill`
@@ -49,6 +54,8 @@ const EXIT_WAIT: Duration = Duration::from_secs(2);
 enum Wanted {
     Auto,
     Cgroup,
+    /// cgroup mode, moving the server rather than starting into the cgroup.
+    CgroupMigrate,
     Subreaper,
 }
 
@@ -80,21 +87,26 @@ impl Containment {
         let wanted = match std::env::var(MODE_ENV).as_deref() {
             Err(_) | Ok("") | Ok("auto") => Wanted::Auto,
             Ok("cgroup") => Wanted::Cgroup,
+            Ok("cgroup-migrate") => Wanted::CgroupMigrate,
             Ok("subreaper") => Wanted::Subreaper,
-            Ok(other) => return Err(format!("{MODE_ENV}={other:?}: expected cgroup or subreaper")),
+            Ok(other) => {
+                return Err(format!(
+                    "{MODE_ENV}={other:?}: expected cgroup, cgroup-migrate or subreaper"
+                ))
+            }
         };
         let own_pid = std::process::id() as libc::pid_t;
         let fell_back = wanted == Wanted::Auto;
         let why_not = if wanted == Wanted::Subreaper {
             format!("{MODE_ENV}=subreaper")
         } else {
-            match Cgroups::set_up(own_pid) {
+            match Cgroups::set_up(own_pid, wanted != Wanted::CgroupMigrate) {
                 Ok(cgroups) => {
                     let description = format!("cgroup v2 at {}", cgroups.subtree().display());
                     let mode = Mode::Cgroup(Rc::new(RefCell::new(cgroups)));
                     return Ok(Containment::with(mode, own_pid, description, false));
                 }
-                Err(err) if wanted == Wanted::Cgroup => {
+                Err(err) if matches!(wanted, Wanted::Cgroup | Wanted::CgroupMigrate) => {
                     return Err(format!("{MODE_ENV}=cgroup but no writable cgroup v2: {err}"));
                 }
                 Err(err) => format!("no writable cgroup v2: {err}"),
@@ -228,6 +240,19 @@ impl fmt::Debug for Scope {
 }
 
 impl Scope {
+    /// Runs `spawn` so that the process it starts lands in this scope: in
+    /// cgroup mode, `spawn` gets a descriptor of the command's cgroup to
+    /// start it in (`clone3` with `CLONE_INTO_CGROUP`) where that works, or
+    /// else `None` and the server is inside that cgroup meanwhile
+    /// ([`Scope::run_inside`]). Fails, without running `spawn`, if the
+    /// cgroup cannot be opened or entered.
+    pub fn spawn_into<T>(&self, spawn: impl FnOnce(Option<RawFd>) -> T) -> io::Result<T> {
+        match &self.place {
+            Place::Cgroup(scope) => scope.spawn_into(spawn),
+            Place::Tree(_) => Ok(spawn(None)),
+        }
+    }
+
     /// Runs `spawn` so that the process it starts lands in this scope: in
     /// cgroup mode the server is inside the command's cgroup meanwhile.
     /// Fails, without running `spawn`, if the server cannot enter it.

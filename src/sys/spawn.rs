@@ -5,6 +5,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{check, wait_blocking};
 
+mod clone3;
+
 /// Everything the child needs, made in the parent: until it calls `execve`
 /// the child shares our memory, so it only makes system calls on these.
 pub struct ExecPlan {
@@ -61,7 +63,11 @@ const CHILD_DEFAULT_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, li
 /// `clone` and put ours back after: the loop is one thread, and a vfork
 /// parent is suspended until the child has exec'd), and unshares with
 /// `close_range(3, ~0, CLOSE_RANGE_UNSHARE)`, which copies only 0, 1 and 2.
-pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t> {
+///
+/// `cgroup`, a descriptor of a cgroup v2 directory, starts the child there
+/// (`clone3` with `CLONE_INTO_CGROUP`, see [`clone_into_cgroup_works`]):
+/// the server never moves between cgroups for it.
+pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3], cgroup: Option<RawFd>) -> io::Result<libc::pid_t> {
     let with_null = |strings: &[std::ffi::CString]| {
         let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         ptrs.push(std::ptr::null());
@@ -83,7 +89,7 @@ pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t>
     let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     let saved = save_stdio()?;
     let placed = place_stdio(stdio);
-    let pid = placed.and_then(|()| clone_child(&mut args, &mut stack));
+    let pid = placed.and_then(|()| clone_child(&mut args, &mut stack, cgroup));
     restore_stdio(saved);
     let pid = match pid {
         Ok(pid) => pid,
@@ -99,6 +105,58 @@ pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3]) -> io::Result<libc::pid_t>
         return Err(if args.unsupported { unsupported(err) } else { err });
     }
     Ok(pid)
+}
+
+/// Starts a child that exits at once inside the cgroup directory `cgroup`
+/// by `clone3` with `CLONE_INTO_CGROUP`, and reaps it: `Ok` if this kernel
+/// (5.7+), its seccomp filter and this architecture let [`spawn_plan`]
+/// start commands in their cgroup directly.
+pub fn clone_into_cgroup_works(cgroup: &impl AsRawFd) -> io::Result<()> {
+    extern "C" fn exit_at_once(_: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: _exit ends the child at once, running nothing of ours.
+        unsafe { libc::_exit(0) }
+    }
+    let mut stack: Vec<u8> = Vec::with_capacity(4096);
+    let base = stack.as_mut_ptr() as usize;
+    let top = (base + stack.capacity()) & !15;
+    let masked = BlockedSignals::new()?;
+    // SAFETY: the child only calls _exit; the stack outlives the vfork.
+    let pid = unsafe { clone3::call(exit_at_once, std::ptr::null_mut(), base, top, cgroup.as_raw_fd()) };
+    drop(masked);
+    let status = wait_blocking(pid?)?;
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("the probe child ended with status {status}")))
+    }
+}
+
+/// Every signal blocked until dropped (our handlers must not run in a
+/// child that shares our memory).
+struct BlockedSignals(libc::sigset_t);
+
+impl BlockedSignals {
+    fn new() -> io::Result<BlockedSignals> {
+        // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigfillset writes only into `all`.
+        unsafe { libc::sigfillset(&mut all) };
+        // SAFETY: pthread_sigmask reads `all` and writes the old mask into `old`.
+        let blocked = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+        if blocked != 0 {
+            return Err(io::Error::from_raw_os_error(blocked));
+        }
+        Ok(BlockedSignals(old))
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        // SAFETY: pthread_sigmask reads the saved mask; the old one is not requested.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
 }
 
 /// [`spawn_plan`] cannot work here (`ErrorKind::Unsupported`): a kernel
@@ -178,8 +236,9 @@ fn restore_stdio(saved: [Option<OwnedFd>; 3]) {
 }
 
 /// `clone(CLONE_VM | CLONE_VFORK | CLONE_FILES)` of [`child_main`] with every
-/// signal blocked around it; returns once the child has exec'd or exited.
-fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>) -> io::Result<libc::pid_t> {
+/// signal blocked around it (`clone3`, into `cgroup`, when one is given);
+/// returns once the child has exec'd or exited.
+fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>, cgroup: Option<RawFd>) -> io::Result<libc::pid_t> {
     // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: sigfillset writes only into `all`.
@@ -191,20 +250,33 @@ fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>) -> io::Result<libc::pi
     }
     // The stack grows down: the child starts at its top, 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + stack.capacity()) & !15;
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
-    // SAFETY: the child runs child_main on its own stack (`stack`, alive
-    // until clone returns: CLONE_VFORK suspends us until the child has
-    // exec'd or exited) and reads `args`, alive as long; it only makes
-    // system calls and never returns into our code.
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            flags,
-            (args as *mut ChildArgs).cast(),
-        )
+    let (pid, err) = match cgroup {
+        Some(cgroup) => {
+            let base = stack.as_mut_ptr() as usize;
+            // SAFETY: as for clone below: child_main only makes system calls
+            // and execs or exits; `args` and `stack` outlive the vfork.
+            match unsafe { clone3::call(child_main, (args as *mut ChildArgs).cast(), base, top, cgroup) } {
+                Ok(pid) => (pid, io::Error::from_raw_os_error(0)),
+                Err(err) => (-1, err),
+            }
+        }
+        None => {
+            let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD;
+            // SAFETY: the child runs child_main on its own stack (`stack`,
+            // alive until clone returns: CLONE_VFORK suspends us until the
+            // child has exec'd or exited) and reads `args`, alive as long;
+            // it only makes system calls and never returns into our code.
+            let pid = unsafe {
+                libc::clone(
+                    child_main,
+                    top as *mut libc::c_void,
+                    flags,
+                    (args as *mut ChildArgs).cast(),
+                )
+            };
+            (pid, io::Error::last_os_error())
+        }
     };
-    let err = io::Error::last_os_error();
     // SAFETY: pthread_sigmask reads the saved mask; the old one is not requested.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut()) };
     if pid < 0 {
