@@ -99,6 +99,9 @@ pub struct Spawned {
     pub terminal: Option<pty::Size>,
     /// Everything the command starts, even what leaves its process group.
     pub scope: Scope,
+    /// `argv[0]`, for the `err` message should its `execve` fail after the
+    /// spawn returned ([`sys::take_launch_failure`]).
+    pub program: Box<str>,
 }
 
 /// Checks `argv[0]` against the allow-list (a bare entry matches the name
@@ -202,6 +205,7 @@ pub fn spawn(
             stdin,
             terminal: streams.terminal,
             scope,
+            program: program.as_str().into(),
         }),
         Err(err) => {
             // Setup failed after the child started: end it now so nothing
@@ -218,24 +222,43 @@ pub fn spawn(
 /// `posix_spawn` path.
 static CLONE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
-/// `SSECOMMANDER_SPAWN=posix_spawn` makes every spawn take the fallback path
-/// that qemu-user and kernels before 5.9 get, so it can be tested anywhere
-/// (a knob for tests and for working around a kernel, like
-/// [`crate::contain::MODE_ENV`]).
+/// Set at start-up when [`sys::launch`] works here (and was not turned off):
+/// commands not on a terminal start without the loop waiting for their
+/// `execve`.
+static LAUNCH: AtomicBool = AtomicBool::new(false);
+
+/// `SSECOMMANDER_SPAWN` picks the spawn path, for tests and for working
+/// around a kernel (like [`crate::contain::MODE_ENV`]): `launch` (the
+/// default) uses [`sys::launch`] where it works (x86_64, Linux 5.9+) and
+/// the vfork clone elsewhere; `clone` always the vfork clone
+/// ([`sys::spawn_plan`]); `posix_spawn` the fallback that qemu-user and
+/// kernels before 5.9 get, so it can be tested anywhere.
 pub const SPAWN_ENV: &str = "SSECOMMANDER_SPAWN";
 
-/// Reads [`SPAWN_ENV`] once at start-up: `posix_spawn` forces the fallback,
-/// unset or `clone` leaves the choice to the system. Another value is an
-/// error (exit 2).
+/// Reads [`SPAWN_ENV`] once at start-up and sets the chosen path up.
+/// Another value is an error (exit 2).
 pub fn choose_spawn_path() -> Result<(), String> {
     match std::env::var(SPAWN_ENV).as_deref() {
-        Err(_) | Ok("clone") => Ok(()),
+        Err(_) | Ok("launch") => {
+            match sys::enable_launch() {
+                Ok(()) => {
+                    info!("spawn: launch (the loop does not wait for a command's execve)");
+                    LAUNCH.store(true, Ordering::Relaxed);
+                }
+                Err(err) => info!("spawn: clone (launching without waiting is not possible here: {err})"),
+            }
+            Ok(())
+        }
+        Ok("clone") => {
+            info!("spawn: clone ({SPAWN_ENV}=clone)");
+            Ok(())
+        }
         Ok("posix_spawn") => {
             info!("spawn: posix_spawn ({SPAWN_ENV}=posix_spawn)");
             CLONE_UNSUPPORTED.store(true, Ordering::Relaxed);
             Ok(())
         }
-        Ok(other) => Err(format!("{SPAWN_ENV}={other:?}: expected clone or posix_spawn")),
+        Ok(other) => Err(format!("{SPAWN_ENV}={other:?}: expected launch, clone or posix_spawn")),
     }
 }
 
@@ -323,10 +346,23 @@ impl Ends {
     }
 }
 
-/// Starts the child with [`sys::spawn_plan`], inside `scope` (straight into
-/// its cgroup where the kernel can).
+/// Starts the child with [`sys::launch`] where it can, else with
+/// [`sys::spawn_plan`], inside `scope` (straight into its cgroup where the
+/// kernel can).
 fn start_fast(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc::pid_t, SpawnError> {
     let plan = plan_of(command).map_err(|err| command.start_error(err))?;
+    let plan = if LAUNCH.load(Ordering::Relaxed) {
+        let launched = scope
+            .spawn_into(|cgroup| sys::launch(plan, ends.child_raw(), cgroup))
+            .map_err(SpawnError::Contain)?;
+        match launched {
+            sys::Launched::Started(pid) => return Ok(pid),
+            sys::Launched::Failed(err) => return Err(command.start_error(err)),
+            sys::Launched::NotHere(plan) => plan,
+        }
+    } else {
+        plan
+    };
     scope
         .spawn_into(|cgroup| sys::spawn_plan(&plan, ends.child_raw(), cgroup))
         .map_err(SpawnError::Contain)?

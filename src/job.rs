@@ -62,6 +62,8 @@ impl Drop for Job {
         warn!("child {} {}: dropped while running: killing it", self.pgid, self.argv);
         self.scope.signal(libc::SIGKILL);
         let _ = sys::wait_blocking(self.pgid);
+        // A late exec failure of this pid is nobody's news any more.
+        let _ = sys::take_launch_failure(self.pgid);
     }
 }
 
@@ -150,6 +152,12 @@ pub struct Job {
     pub kill: Deadline,
     /// The command line, for logs: escaped, token redacted.
     argv: LogArgv,
+    /// `argv[0]` as the client gave it, for an `err` message.
+    program: Box<str>,
+    /// The `err` message when the program turned out not to start after
+    /// all (its `execve` failed after the spawn returned: see
+    /// [`sys::take_launch_failure`]); the job then ends with `err`.
+    late_failure: Option<String>,
 }
 
 impl Job {
@@ -169,6 +177,7 @@ impl Job {
             mut stdin,
             terminal,
             scope,
+            program,
         } = spawned;
         let registered = registry
             .register(&mut stdout, token(index, TOKEN_STDOUT), Interest::READABLE)
@@ -218,6 +227,8 @@ impl Job {
             flush: Deadline::default(),
             kill: Deadline::default(),
             argv: options.argv_for_log,
+            program,
+            late_failure: None,
         };
         job.encoder.set_measuring(matches!(job.reader, Reader::Log(_)));
         if let Life::Running { timeout_at: Some(at) } = job.life {
@@ -499,6 +510,11 @@ impl Job {
                 return false;
             }
         };
+        if let Some(err) = sys::take_launch_failure(self.pgid) {
+            let message = child::SpawnError::Start(self.program.to_string(), err).to_string();
+            info!("{message}");
+            self.late_failure = Some(message);
+        }
         info!(
             "child {} {} exited: {}",
             self.pgid,
@@ -652,9 +668,21 @@ impl Job {
         Some(child::exit_of(status, timed_out))
     }
 
-    /// The `exit` event's frame, for a reader that takes frames.
+    /// The last event's frame, for a reader that takes frames: `exit`, or
+    /// `err` when the program turned out not to start
+    /// ([`Job::late_failure`]).
     pub fn exit_frame(&mut self, exit: &Exit) -> &Frame {
-        self.encoder.exit(exit)
+        match &self.late_failure {
+            Some(message) => self.encoder.error(message),
+            None => self.encoder.exit(exit),
+        }
+    }
+
+    /// The `err` message when the program's `execve` failed after the
+    /// spawn had returned (known once the job is done): the job ends
+    /// with `err` rather than `exit` (contract §3.2, §7.1).
+    pub fn late_failure(&self) -> Option<&str> {
+        self.late_failure.as_deref()
     }
 
     /// Bytes of output the command wrote so far.

@@ -77,6 +77,11 @@ const EVENTS_PER_POLL: usize = 1024;
 /// loop.
 const REAPS_PER_TURN: usize = 256;
 
+/// How soon the loop looks again while a launched child may not have
+/// exec'd yet (see `sys::launch`): it holds copies of the child's pipe ends
+/// until then.
+const LAUNCH_LOOK: Duration = Duration::from_millis(1);
+
 /// How often the cgroups of ended commands are looked at again until they
 /// are empty and can go (`cgroup.kill` is asynchronous).
 const TIDY_EVERY: Duration = Duration::from_millis(100);
@@ -234,12 +239,21 @@ impl Server {
             self.conns.release_freed();
             self.jobs.release_freed();
             self.records.release_freed();
+            // Launched children that have exec'd give their stdio back.
+            sys::collect_launches();
             let timeout = if self.has_leftover_work() {
                 Some(Duration::ZERO)
             } else {
                 self.prune_timers();
                 self.compact_when_idle();
-                self.timers.poll_timeout(now)
+                let timeout = self.timers.poll_timeout(now);
+                if sys::launches_pending() {
+                    // Look again soon: a pending launch holds copies of its
+                    // child's pipe ends until it is seen to have exec'd.
+                    Some(timeout.map_or(LAUNCH_LOOK, |t| t.min(LAUNCH_LOOK)))
+                } else {
+                    timeout
+                }
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if interrupted(&err) {

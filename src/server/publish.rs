@@ -359,9 +359,16 @@ impl Server {
         let exit = job.exit_if_done();
         if let Some(exit) = exit {
             let id = record.log.next_id();
-            record.log.push(id, Logged::Exit(exit));
             self.finished_seq += 1;
-            record.finish(exit, self.finished_seq);
+            if let Some(message) = job.late_failure() {
+                // It never started after all: a failed job, as at once.
+                record.log.push(id, Logged::Error(message.to_owned()));
+                record.fail(self.finished_seq);
+                self.metrics.command_failed_to_start();
+            } else {
+                record.log.push(id, Logged::Exit(exit));
+                record.finish(exit, self.finished_seq);
+            }
             debug!("job {} finished", record.id);
         }
         self.log_grew(record_index, before);

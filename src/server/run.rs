@@ -45,6 +45,9 @@ impl Server {
             self.revisit_jobs.push(job_index);
         }
         if let Some(exit) = job.exit_if_done() {
+            if job.late_failure().is_some() {
+                self.metrics.command_failed_to_start();
+            }
             conn.send(job.exit_frame(&exit), b"", now);
             conn.end_stream(now);
             self.reap_if_finished(job_index);

@@ -6,6 +6,50 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use super::{check, wait_blocking};
 
 mod clone3;
+#[cfg(target_arch = "x86_64")]
+mod launch;
+
+#[cfg(target_arch = "x86_64")]
+pub use launch::{collect as collect_launches, enable as enable_launch, launch, pending as launches_pending, take_failure as take_launch_failure, Launched};
+
+/// What [`launch`] did (this architecture has no launch path).
+#[cfg(not(target_arch = "x86_64"))]
+pub enum Launched {
+    /// Never: see [`launch`].
+    Started(libc::pid_t),
+    /// Never: see [`launch`].
+    Failed(io::Error),
+    /// Always: the vfork path starts it.
+    NotHere(ExecPlan),
+}
+
+/// The launch path is x86_64 only (its child makes raw system calls).
+#[cfg(not(target_arch = "x86_64"))]
+pub fn enable_launch() -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// Always [`Launched::NotHere`] on this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn launch(plan: ExecPlan, _stdio: [RawFd; 3], _cgroup: Option<RawFd>) -> Launched {
+    Launched::NotHere(plan)
+}
+
+/// Nothing is ever pending on this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn launches_pending() -> bool {
+    false
+}
+
+/// Nothing to collect on this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn collect_launches() {}
+
+/// No launch ever fails late on this architecture.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn take_launch_failure(_pid: libc::pid_t) -> Option<io::Error> {
+    None
+}
 
 /// Everything the child needs, made in the parent: until it calls `execve`
 /// the child shares our memory, so it only makes system calls on these.
@@ -121,7 +165,9 @@ pub fn clone_into_cgroup_works(cgroup: &impl AsRawFd) -> io::Result<()> {
     let top = (base + stack.capacity()) & !15;
     let masked = BlockedSignals::new()?;
     // SAFETY: the child only calls _exit; the stack outlives the vfork.
-    let pid = unsafe { clone3::call(exit_at_once, std::ptr::null_mut(), base, top, cgroup.as_raw_fd()) };
+    let flags = (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+    let cgroup = Some(cgroup.as_raw_fd());
+    let pid = unsafe { clone3::call(flags, exit_at_once, std::ptr::null_mut(), base, top, cgroup, None) };
     drop(masked);
     let status = wait_blocking(pid?)?;
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
@@ -149,6 +195,11 @@ impl BlockedSignals {
             return Err(io::Error::from_raw_os_error(blocked));
         }
         Ok(BlockedSignals(old))
+    }
+
+    /// The mask before, for a child to restore before `execve`.
+    fn old(&self) -> libc::sigset_t {
+        self.0
     }
 }
 
@@ -255,7 +306,9 @@ fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>, cgroup: Option<RawFd>)
             let base = stack.as_mut_ptr() as usize;
             // SAFETY: as for clone below: child_main only makes system calls
             // and execs or exits; `args` and `stack` outlive the vfork.
-            match unsafe { clone3::call(child_main, (args as *mut ChildArgs).cast(), base, top, cgroup) } {
+            let flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES) as u64;
+            let arg = (args as *mut ChildArgs).cast();
+            match unsafe { clone3::call(flags, child_main, arg, base, top, Some(cgroup), None) } {
                 Ok(pid) => (pid, io::Error::from_raw_os_error(0)),
                 Err(err) => (-1, err),
             }

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::AtomicI32;
 
 /// `CLONE_INTO_CGROUP`: `clone_args.cgroup` is a cgroup v2 directory.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -34,28 +35,33 @@ struct CloneArgs {
 /// The function a child runs on its new stack; it never returns.
 pub(super) type ChildFn = extern "C" fn(*mut libc::c_void) -> libc::c_int;
 
-/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_INTO_CGROUP)`: the
-/// child runs `child(arg)` on the stack `[base, top)` (`top` 16-byte
-/// aligned) inside the cgroup `cgroup`; we resume once it has exec'd or
-/// exited. Returns its pid, or the error.
+/// `clone3(flags)`: the child runs `child(arg)` on the stack `[base, top)`
+/// (`top` 16-byte aligned), inside the cgroup `cgroup` when one is given
+/// (`CLONE_INTO_CGROUP`); `child_tid` is the word `CLONE_CHILD_CLEARTID`
+/// zeroes when the child execs or exits. Its exit is announced by SIGCHLD.
+/// Returns its pid, or the error.
 ///
 /// # Safety
 /// `child` must only make system calls and end with `execve` or `_exit`;
-/// `arg` and the stack must stay valid until this returns (the vfork
-/// suspends us until then), and signals should be blocked around it.
+/// `arg`, `child_tid` and the stack must stay valid until it has done so
+/// (with `CLONE_VFORK`, until this returns), and signals should be blocked
+/// around the call.
 pub(super) unsafe fn call(
+    flags: u64,
     child: ChildFn,
     arg: *mut libc::c_void,
     base: usize,
     top: usize,
-    cgroup: RawFd,
+    cgroup: Option<RawFd>,
+    child_tid: Option<&AtomicI32>,
 ) -> io::Result<libc::pid_t> {
     let args = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES) as u64 | CLONE_INTO_CGROUP,
+        flags: flags | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
+        child_tid: child_tid.map_or(0, |word| word.as_ptr() as u64),
         exit_signal: libc::SIGCHLD as u64,
         stack: base as u64,
         stack_size: (top - base) as u64,
-        cgroup: cgroup as u64,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
         ..CloneArgs::default()
     };
     // SAFETY: passed on to the caller (see above); `args` lives for the call.
