@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Cgroup,
+    /// cgroup mode with the server moving into each command's cgroup.
+    CgroupMigrate,
     Subreaper,
 }
 
@@ -24,6 +26,7 @@ impl Mode {
     fn env(self) -> &'static str {
         match self {
             Mode::Cgroup => "cgroup",
+            Mode::CgroupMigrate => "cgroup-migrate",
             Mode::Subreaper => "subreaper",
         }
     }
@@ -59,7 +62,7 @@ fn start(mode: Mode, args: &[&str]) -> Option<Server> {
 
 /// [`start`], for a caller that holds [`STARTING`].
 fn start_unlocked(mode: Mode, args: &[&str]) -> Option<Server> {
-    if mode == Mode::Cgroup {
+    if mode != Mode::Subreaper {
         if let Some(why) = cgroup_unavailable() {
             eprintln!("SKIPPED (cgroup mode): {why}");
             return None;
@@ -91,7 +94,7 @@ fn subtree(s: &Server) -> Option<PathBuf> {
 fn log_names_mode(mode: Mode) {
     let Some(s) = start(mode, &[]) else { return };
     let expected = match mode {
-        Mode::Cgroup => "containment: cgroup v2 at /",
+        Mode::Cgroup | Mode::CgroupMigrate => "containment: cgroup v2 at /",
         Mode::Subreaper => "containment: subreaper (",
     };
     let line = containment_line(&s);
@@ -333,7 +336,7 @@ fn command_exits(mode: Mode) {
 fn server_sigterm(mode: Mode) {
     let Some(mut s) = start(mode, &[]) else { return };
     let cgroups = subtree(&s);
-    if mode == Mode::Cgroup {
+    if mode != Mode::Subreaper {
         assert!(cgroups.is_some(), "cgroup mode: no subtree in the log:\n{}", s.log());
     }
     let opened: Vec<(Stream, Stray)> = runnable(&ESCAPES).into_iter().map(|e| open(&s, e, "30")).collect();
@@ -501,6 +504,24 @@ fn cgroup_next_start_kills_what_a_killed_server_left() {
 #[test]
 fn cgroup_disconnect_stops_strays() {
     disconnect(Mode::Cgroup);
+}
+
+/// The same with the server moving into each command's cgroup to start it
+/// (`SSECOMMANDER_CONTAINMENT=cgroup-migrate`, the way where `clone3` into
+/// a cgroup is not possible).
+#[test]
+fn cgroup_migrate_disconnect_stops_strays() {
+    disconnect(Mode::CgroupMigrate);
+}
+
+#[test]
+fn cgroup_migrate_command_exit_stops_strays() {
+    command_exits(Mode::CgroupMigrate);
+}
+
+#[test]
+fn cgroup_migrate_mode_is_logged() {
+    log_names_mode(Mode::CgroupMigrate);
 }
 
 #[test]

@@ -337,7 +337,7 @@ fn stdin_and_stderr_closed_at_start_lose_no_output() {
 /// stdio inherited, a disconnect that stops the command.
 #[test]
 fn posix_spawn_fallback_runs_commands_the_same() {
-    for path in ["clone", "posix_spawn"] {
+    for path in ["launch", "clone", "posix_spawn"] {
         let s = Server::start_env(&[], &[("SSECOMMANDER_SPAWN", path)]);
         if path == "posix_spawn" {
             assert!(
@@ -398,7 +398,7 @@ fn path_search_stops_at_a_program_that_cannot_run() {
     }
     let path_var = format!("{}:/usr/bin:/bin", dir.str());
     let allow = fake.to_str().expect("utf-8 path").to_owned();
-    for spawn in ["clone", "posix_spawn"] {
+    for spawn in ["launch", "clone", "posix_spawn"] {
         let s = Server::start_env(
             &["--allow", &allow],
             &[("PATH", &path_var), ("SSECOMMANDER_SPAWN", spawn)],
@@ -429,7 +429,7 @@ fn allowed_path_that_cannot_run_is_not_swapped_for_a_namesake() {
     set_mode(0o644);
     let path_var = format!("{}:/usr/bin:/bin", dir.str());
     let allow = fake.to_str().expect("utf-8 path").to_owned();
-    for spawn in ["clone", "posix_spawn"] {
+    for spawn in ["launch", "clone", "posix_spawn"] {
         let s = Server::start_env(
             &["--allow", &allow],
             &[("PATH", &path_var), ("SSECOMMANDER_SPAWN", spawn)],

@@ -227,7 +227,9 @@ impl Cgroups {
                 info!("spawn: commands start in their cgroup (clone3 with CLONE_INTO_CGROUP)");
                 self.clone_into = true;
             }
-            Err(err) => info!("spawn: the server moves into each command's cgroup to start it (clone3 into a cgroup: {err})"),
+            Err(err) => {
+                info!("spawn: the server moves into each command's cgroup to start it (clone3 into a cgroup: {err})")
+            }
         }
     }
 

@@ -10,7 +10,10 @@ mod clone3;
 mod launch;
 
 #[cfg(target_arch = "x86_64")]
-pub use launch::{collect as collect_launches, enable as enable_launch, launch, pending as launches_pending, take_failure as take_launch_failure, Launched};
+pub use launch::{
+    collect as collect_launches, enable as enable_launch, launch, pending as launches_pending,
+    take_failure as take_launch_failure, Launched,
+};
 
 /// What [`launch`] did (this architecture has no launch path).
 #[cfg(not(target_arch = "x86_64"))]

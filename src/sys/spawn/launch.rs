@@ -146,7 +146,12 @@ fn probe() -> io::Result<()> {
     extern "C" fn unshare_and_exit(_: *mut libc::c_void) -> libc::c_int {
         // SAFETY: raw system calls on integers; exit ends only this child.
         unsafe {
-            let ret = raw::syscall3(libc::SYS_close_range, 3, !0u32 as usize, libc::CLOSE_RANGE_UNSHARE as usize);
+            let ret = raw::syscall3(
+                libc::SYS_close_range,
+                3,
+                !0u32 as usize,
+                libc::CLOSE_RANGE_UNSHARE as usize,
+            );
             raw::syscall3(libc::SYS_exit, usize::from(ret != 0), 0, 0);
         }
         127
@@ -294,9 +299,7 @@ impl Launcher {
         // SAFETY: launched_child makes raw system calls only and execs or
         // exits; everything it reads (args, plan, stack) and the tid word
         // the kernel clears live in `pending`, kept until that word is 0.
-        let cloned = unsafe {
-            clone3::call(flags, launched_child, arg, base, top, cgroup, Some(&pending.tid))
-        };
+        let cloned = unsafe { clone3::call(flags, launched_child, arg, base, top, cgroup, Some(&pending.tid)) };
         drop(masked);
         let pid = match cloned {
             Ok(pid) => pid,
@@ -433,7 +436,12 @@ extern "C" fn launched_child(arg: *mut libc::c_void) -> libc::c_int {
             0,
             8,
         );
-        let ret = raw::syscall3(libc::SYS_execve, args.path as usize, args.argv as usize, args.env as usize);
+        let ret = raw::syscall3(
+            libc::SYS_execve,
+            args.path as usize,
+            args.argv as usize,
+            args.env as usize,
+        );
         fail(if ret == 0 { -(libc::ENOEXEC as isize) } else { ret })
     }
 }

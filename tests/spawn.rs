@@ -1,0 +1,227 @@
+//! Spawning (CONTRACT §3.2, §3.6, §7.1): every spawn path starts a command
+//! the same way, whether or not the loop waited for its `execve`
+//! (`SSECOMMANDER_SPAWN=launch`, the default on x86_64; `clone`, the vfork
+//! clone; `posix_spawn`, the fallback), and in its own cgroup whether it is
+//! born there or the server moves (`SSECOMMANDER_CONTAINMENT=cgroup` and
+//! `cgroup-migrate`).
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// Every spawn path the server has.
+const PATHS: [&str; 3] = ["launch", "clone", "posix_spawn"];
+
+/// A file that passes every check made before a launch (a regular file, executable, an
+/// ELF header) and that `execve` still refuses (ENOEXEC): on the launch path
+/// it fails after the spawn has returned, and must still end in `err` for
+/// `/run` and `failed` for a job, as on the other paths.
+#[test]
+fn an_exec_that_fails_late_is_still_err() {
+    let dir = scratch_dir("late-fail");
+    let bad = dir.path().join("bad-elf");
+    std::fs::write(&bad, b"\x7fELF but nothing more\n").expect("write the bad program");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let program = bad.to_str().expect("utf-8 path").to_owned();
+    for spawn in PATHS {
+        let s = Server::start_env(&[], &[("SSECOMMANDER_SPAWN", spawn)]);
+        let run = s.run(&program);
+        assert!(
+            matches!(run.end, End::Err(ref m) if m.contains("cannot run") && m.contains("os error 8")),
+            "{spawn}: /run of a program execve refuses: expected err with Exec format error, got {:?}",
+            run.end
+        );
+        assert!(
+            run.stdout().is_empty() && run.stderr().is_empty(),
+            "{spawn}: output from nothing"
+        );
+        let id = job_start(&s, &program)["id"].as_str().expect("a job id").to_owned();
+        let job = job_wait_ended(&s, &id, Duration::from_secs(10));
+        assert_eq!(
+            job["state"], "failed",
+            "{spawn}: the job of a program that cannot run: {job}"
+        );
+        assert_eq!(
+            job["exit"],
+            serde_json::Value::Null,
+            "{spawn}: a failed job has no exit: {job}"
+        );
+        let watched = job_watch(&s, &id, "", &[], 1);
+        assert!(
+            matches!(watched.end(), End::Err(ref m) if m.contains("os error 8")),
+            "{spawn}: the failed job's one event: {:?}",
+            watched.end()
+        );
+        // The server is still fine: the next command runs.
+        s.run("echo next").assert_end(End::code(0));
+    }
+}
+
+/// A launched child shares the server's descriptor table until it has its
+/// own: with many connections and streams open, it still holds only its
+/// stdio (plus `ls`'s own directory descriptor), on every path.
+#[test]
+fn launched_children_hold_only_their_stdio_with_many_connections_open() {
+    for spawn in PATHS {
+        let s = Server::start_env(&[], &[("SSECOMMANDER_SPAWN", spawn)]);
+        let marker = sleep_marker();
+        let _guard = MarkerGuard(vec![marker.clone()]);
+        let mut streams = Vec::new();
+        for _ in 0..8 {
+            let mut c = s.connect();
+            c.send(&s.req("GET", &format!("/run?command={}", pct(&format!("sleep {marker}"))), &[]));
+            c.read_head().assert_status(200, "a sleeping stream");
+            streams.push(c);
+        }
+        let idle: Vec<Conn> = (0..40).map(|_| s.connect()).collect();
+        for _ in 0..20 {
+            let fds = s.run("ls /proc/self/fd");
+            fds.assert_end(End::code(0));
+            let listed: Vec<String> = fds.stdout().lines().map(str::to_owned).collect();
+            assert!(
+                listed.len() <= 4 && listed.iter().take(3).eq(["0", "1", "2"].iter()),
+                "{spawn}: a child holds more than its stdio: {listed:?}"
+            );
+        }
+        drop(idle);
+        for c in streams {
+            c.close();
+        }
+        s.wait_no_children(Duration::from_secs(10));
+    }
+}
+
+/// §3.6: each command runs in a cgroup of its own under the server's
+/// subtree, whether it is started there (`clone3` into the cgroup) or the
+/// server moves there for the spawn (`cgroup-migrate`); the server itself
+/// stays home either way.
+#[test]
+fn a_command_runs_in_its_own_cgroup_both_ways() {
+    if let Some(why) = cgroup_unavailable() {
+        eprintln!("SKIPPED (cgroup mode): {why}");
+        return;
+    }
+    for (mode, spawn) in [
+        ("cgroup", "launch"),
+        ("cgroup", "clone"),
+        ("cgroup-migrate", "launch"),
+        ("cgroup", "posix_spawn"),
+    ] {
+        let s = Server::start_env(
+            &[],
+            &[("SSECOMMANDER_CONTAINMENT", mode), ("SSECOMMANDER_SPAWN", spawn)],
+        );
+        let log = s.log();
+        let subtree = log
+            .lines()
+            .find_map(|l| {
+                l.split_once("containment: cgroup v2 at ")
+                    .map(|(_, at)| at.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("{mode}: no cgroup mode line in the log:\n{log}"));
+        if mode == "cgroup-migrate" {
+            assert!(
+                !log.contains("CLONE_INTO_CGROUP"),
+                "{mode}: the server must move, not clone into: {log}"
+            );
+        }
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let run = s.run("cat /proc/self/cgroup");
+            run.assert_end(End::code(0));
+            let out = run.stdout();
+            let line = out
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap_or_else(|| panic!("{mode}/{spawn}: no cgroup v2 line in {out:?}"))
+                .to_owned();
+            assert!(
+                subtree.ends_with(line.rsplit_once('/').map_or("", |(dir, _)| dir))
+                    && line.rsplit_once('/').is_some_and(|(_, leaf)| leaf.starts_with("cmd-")),
+                "{mode}/{spawn}: the command ran in {line}, not in a cmd-N cgroup under {subtree}"
+            );
+            seen.push(line);
+        }
+        let own = std::fs::read_to_string(format!("/proc/{}/cgroup", s.pid())).unwrap_or_default();
+        assert!(
+            !own.lines().any(|l| l.starts_with("0::") && l.contains("/cmd-")),
+            "{mode}/{spawn}: the server stayed in a command's cgroup: {own}"
+        );
+    }
+}
+
+/// Why cgroup mode cannot be tested here, if it cannot: no cgroup2 mount,
+/// or one we may not write to.
+fn cgroup_unavailable() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some(mount) = info.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        (after.split(' ').next()? == "cgroup2").then(|| before.split(' ').nth(4).map(std::path::PathBuf::from))?
+    }) else {
+        return Some("no cgroup2 mount in /proc/self/mountinfo".to_owned());
+    };
+    let path = std::ffi::CString::new(mount.join("cgroup.procs").to_string_lossy().into_owned()).ok()?;
+    // SAFETY: access() reads a NUL-terminated path that lives for the call.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK) } != 0 {
+        return Some(format!("{} is not writable", mount.display()));
+    }
+    None
+}
+
+/// Out of descriptors (a hard limit of 64, filled with idle connections),
+/// a command that cannot get its pipes ends in `err` on every path, the
+/// server keeps serving, and once descriptors are free again the next
+/// command runs: the launch path's reserved triples take none of those.
+#[test]
+fn out_of_descriptors_a_command_gets_err_and_the_next_runs() {
+    const LIMIT: u64 = 64;
+    for spawn in PATHS {
+        let s = Server::start_with(&[], &[("SSECOMMANDER_SPAWN", spawn)], |cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the
+            // child's limits; the struct lives for the call.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let limit = libc::rlimit {
+                        rlim_cur: LIMIT,
+                        rlim_max: LIMIT,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        });
+        s.run("true").assert_end(End::code(0));
+        let base = s.settled_fd_count();
+        assert!(
+            base + 8 < LIMIT as usize,
+            "{spawn}: {base} descriptors at rest under a limit of {LIMIT}"
+        );
+        // Idle connections until one descriptor is left after the /run
+        // connection: a pipe needs two.
+        let mut idle = Vec::new();
+        while s.fd_count() + 2 < LIMIT as usize && idle.len() < LIMIT as usize {
+            let want = s.fd_count() + 1;
+            idle.push(s.connect());
+            wait_until(Duration::from_secs(5), "the server accepted an idle connection", || {
+                s.fd_count() >= want
+            });
+        }
+        let starved = s.run("echo starved");
+        assert!(
+            matches!(starved.end, End::Err(ref m) if m.contains("Too many open files")),
+            "{spawn}: a command with no descriptors left for its pipes: {:?}",
+            starved.end
+        );
+        drop(idle);
+        s.wait_fds_back_to(base, Duration::from_secs(10));
+        let next = s.run("echo next");
+        next.assert_end(End::code(0));
+        assert_eq!(next.stdout(), "next\n", "{spawn}: the command after the shortage");
+    }
+}
