@@ -167,9 +167,9 @@ pub fn clone_into_cgroup_works(cgroup: &impl AsRawFd) -> io::Result<()> {
     let base = stack.as_mut_ptr() as usize;
     let top = (base + stack.capacity()) & !15;
     let masked = BlockedSignals::new()?;
-    // SAFETY: the child only calls _exit; the stack outlives the vfork.
     let flags = (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
     let cgroup = Some(cgroup.as_raw_fd());
+    // SAFETY: the child only calls _exit; the stack outlives the vfork.
     let pid = unsafe { clone3::call(flags, exit_at_once, std::ptr::null_mut(), base, top, cgroup, None) };
     drop(masked);
     let status = wait_blocking(pid?)?;
@@ -307,10 +307,10 @@ fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>, cgroup: Option<RawFd>)
     let (pid, err) = match cgroup {
         Some(cgroup) => {
             let base = stack.as_mut_ptr() as usize;
-            // SAFETY: as for clone below: child_main only makes system calls
-            // and execs or exits; `args` and `stack` outlive the vfork.
             let flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES) as u64;
             let arg = (args as *mut ChildArgs).cast();
+            // SAFETY: as for clone below: child_main only makes system calls
+            // and execs or exits; `args` and `stack` outlive the vfork.
             match unsafe { clone3::call(flags, child_main, arg, base, top, Some(cgroup), None) } {
                 Ok(pid) => (pid, io::Error::from_raw_os_error(0)),
                 Err(err) => (-1, err),

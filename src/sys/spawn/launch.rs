@@ -88,6 +88,9 @@ struct Launcher {
     slots: [[RawFd; 3]; SLOTS],
     bound: RawFd,
     busy: [bool; SLOTS],
+    /// Boxed: the child holds pointers into each, which must not move as
+    /// the list grows.
+    #[allow(clippy::vec_box)]
     pending: Vec<Box<Pending>>,
     /// Launches whose `execve` failed after the clone: (pid, errno).
     failures: Vec<(libc::pid_t, i32)>,
@@ -381,8 +384,9 @@ extern "C" fn launched_child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the ChildArgs of a Pending kept alive until we exec
     // or exit; we only read it, and write `error` through an atomic.
     let args = unsafe { &*arg.cast::<ChildArgs>() };
-    // SAFETY: `error` points into the same Pending.
     let fail = |errno: isize| -> ! {
+        // SAFETY: `error` points into the same Pending; exit is a raw
+        // system call that ends only this child.
         unsafe {
             (*args.error).store((-errno) as i32, Ordering::Release);
             raw::syscall3(libc::SYS_exit, 127, 0, 0);
@@ -390,8 +394,8 @@ extern "C" fn launched_child(arg: *mut libc::c_void) -> libc::c_int {
         #[allow(clippy::empty_loop)]
         loop {}
     };
-    // SAFETY (every call below): raw system calls on integers and on
-    // memory of `args` or this stack, alive until execve or exit.
+    // SAFETY: raw system calls on integers and on memory of `args` or this
+    // stack, alive until execve or exit.
     unsafe {
         let default = raw::KernelSigaction::default();
         for signal in CHILD_DEFAULT_SIGNALS {
