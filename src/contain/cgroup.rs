@@ -2,7 +2,7 @@
 //! subtree; stopping signals every process the cgroup lists, `cgroup.kill`
 //! ends what is left, and the cgroup is removed (or kept spare) once empty.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -53,6 +53,10 @@ pub(super) struct CgroupScope {
     /// The server's pid: it passes through the cgroup at each spawn, and is
     /// never signalled.
     own_pid: libc::pid_t,
+    /// Seen without a live process after the spawn: it stays so (nothing
+    /// is left in it to fork, and the server moves only into spare ones),
+    /// so the command's exit reads `cgroup.events` once, not three times.
+    seen_empty: Cell<bool>,
 }
 
 impl CgroupScope {
@@ -64,6 +68,7 @@ impl CgroupScope {
             path,
             running: None,
             own_pid,
+            seen_empty: Cell::new(false),
         })
     }
 
@@ -97,6 +102,9 @@ impl CgroupScope {
     /// Sends `signal` to every process the cgroup lists but the server;
     /// SIGKILL also `cgroup.kill`s it.
     pub(super) fn signal(&self, signal: libc::c_int) {
+        if self.is_empty() {
+            return;
+        }
         for pid in cgroup_pids(&self.path) {
             if pid != self.own_pid {
                 let _ = sys::kill_pid(pid, signal);
@@ -107,9 +115,13 @@ impl CgroupScope {
         }
     }
 
-    /// True when the cgroup holds no process.
+    /// True when the cgroup holds no live process (asked only once the
+    /// command was spawned into it).
     pub(super) fn is_empty(&self) -> bool {
-        !is_populated(&self.path)
+        if !self.seen_empty.get() && !is_populated(&self.path) {
+            self.seen_empty.set(true);
+        }
+        self.seen_empty.get()
     }
 
     /// Keeps `running` until the cgroup is found empty after the drop.
@@ -123,7 +135,8 @@ impl Drop for CgroupScope {
     /// goes to clean-up.
     fn drop(&mut self) {
         if let Ok(mut cgroups) = self.cgroups.try_borrow_mut() {
-            cgroups.release(std::mem::take(&mut self.path), self.running.take());
+            let populated = !self.seen_empty.get() && is_populated(&self.path);
+            cgroups.release(std::mem::take(&mut self.path), self.running.take(), populated);
         }
     }
 }
@@ -278,8 +291,8 @@ impl Cgroups {
     /// A command ended: its cgroup, killed if anything is left in it, is
     /// kept spare or removed once empty.
     /// `running` (its command's count) is given back once it is empty.
-    fn release(&mut self, path: PathBuf, running: Option<Running>) {
-        if is_populated(&path) {
+    fn release(&mut self, path: PathBuf, running: Option<Running>, populated: bool) {
+        if populated {
             self.kill(&path);
             self.pending.push((path, running));
         } else {
