@@ -225,3 +225,28 @@ fn out_of_descriptors_a_command_gets_err_and_the_next_runs() {
         assert_eq!(next.stdout(), "next\n", "{spawn}: the command after the shortage");
     }
 }
+
+/// A script found first on `PATH` whose interpreter is missing makes
+/// `execve` say ENOENT, and the search goes on to a later namesake, as
+/// `execvp`'s does, on every path (the launch path leaves such a script to
+/// the vfork clone rather than fail it late).
+#[test]
+fn a_script_with_a_missing_interpreter_lets_the_path_search_go_on() {
+    let first = scratch_dir("no-interp");
+    let second = scratch_dir("has-interp");
+    let write = |dir: &TempPath, body: &[u8]| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join("ssec-tool");
+        std::fs::write(&path, body).expect("write the script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    write(&first, b"#!/no/such/interpreter\necho first\n");
+    write(&second, b"#!/bin/sh\necho second\n");
+    let path_var = format!("{}:{}:/usr/bin:/bin", first.str(), second.str());
+    for spawn in PATHS {
+        let s = Server::start_env(&[], &[("PATH", &path_var), ("SSECOMMANDER_SPAWN", spawn)]);
+        let run = s.run("ssec-tool");
+        run.assert_end(End::code(0));
+        assert_eq!(run.stdout(), "second\n", "{spawn}: the later namesake runs");
+    }
+}

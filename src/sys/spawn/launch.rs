@@ -364,16 +364,31 @@ fn executable(path: &Path) -> bool {
     unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
 }
 
-/// Starts with `\x7fELF` or `#!` (a file we cannot read: not sure, false).
+/// Starts with `\x7fELF`, or `#!` and an absolute interpreter that exists
+/// (a missing one makes `execve` say ENOENT, on which the search would go
+/// on to the next `PATH` entry: the vfork path does that). A file we cannot
+/// read: not sure, false.
 fn has_known_header(path: &Path) -> bool {
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 256];
     let Ok(mut file) = std::fs::File::open(path) else {
         return false;
     };
-    match file.read(&mut head) {
-        Ok(n) if n >= 2 => head.starts_with(b"\x7fELF") || head.starts_with(b"#!"),
-        _ => false,
+    let Ok(n) = file.read(&mut head) else {
+        return false;
+    };
+    let head = &head[..n];
+    if head.starts_with(b"\x7fELF") {
+        return true;
     }
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return false;
+    };
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    let Some(interpreter) = line.split(|&b| b == b' ' || b == b'\t').find(|word| !word.is_empty()) else {
+        return false;
+    };
+    let interpreter = Path::new(std::ffi::OsStr::from_bytes(interpreter));
+    interpreter.is_absolute() && interpreter.is_file()
 }
 
 /// The launched child: default signal handlers, its own process group, a
