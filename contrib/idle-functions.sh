@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates contrib/idle-functions.txt: the functions the static x86_64
 # binary runs from its start until it waits idle, which
-# contrib/link-idle-first.sh places first in the musl box builds (README,
-# "Deploy"; docs/DEPLOY.md, "Idle memory").
+# contrib/link-idle-first.sh places first in the musl box builds (docs/DEPLOY.md,
+# "Idle memory").
 #
 # It builds target/static/ssecommander-x86_64 (contrib/build-static.sh),
 # starts it under valgrind's lackey tool, which logs the address of every

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The linker of the musl box builds (contrib/build-static.sh): rust-lld, with
 # the functions an idle server has run placed first in .text, so that the
-# pages a waiting server has touched are few and together (README, "Deploy";
-# docs/DEPLOY.md, "Idle memory").
+# pages a waiting server has touched are few and together
+# (docs/DEPLOY.md, "Idle memory").
 #
 # Why a wrapper: lld orders by exact symbol names, and a Rust symbol's name
 # carries hashes that differ per target and toolchain. contrib/idle-functions.txt
