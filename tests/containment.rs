@@ -388,9 +388,12 @@ fn grace_still_counts(mode: Mode) {
         let job = job_start(&s, &command);
         let id = job["id"].as_str().expect("a job id").to_owned();
         let leader = job["pid"].as_u64().expect("a running job's pid") as u32;
-        // The subshell (or the sleep it became: the shell may exec it).
+        // The sleep itself: it runs only once the subshell has set its
+        // trap (a subshell seen before that would die of the SIGTERM).
         wait_until(Duration::from_secs(5), "the command's stray to start", || {
-            live_marked(marker).iter().any(|&pid| pid != leader)
+            live_marked(marker).iter().any(|&pid| {
+                pid != leader && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"))
+            })
         });
         job_delete(&s, &id).assert_status(202, "DELETE a running job");
         leaders.push(leader);

@@ -426,6 +426,10 @@ fn signal_names_outside_the_list_are_400() {
     let m = sleep_marker();
     let _g = MarkerGuard(vec![m.clone()]);
     let id = job_start_id(&s, &format!("sleep {m}"), "");
+    // The 201 can come before the child's execve: wait for the sleep.
+    wait_until(Duration::from_secs(5), "the sleep to run", || {
+        !live_marked(&m).is_empty()
+    });
     for name in ["", "FOO", "SIGINT", "int", "9", "SEGV", "INT%00"] {
         let r = post(&s, &format!("/jobs/{id}/signal?name={name}"));
         r.assert_status(400, &format!("name={name:?}"));
