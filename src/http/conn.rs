@@ -800,11 +800,11 @@ impl Conn {
             }
             let (frame, text) = match what {
                 What::Gap { from, to, global } => {
-                    encoder.tag_next(&job.id, to, global);
+                    encoder.tag_next(&job.tag, to, global);
                     (encoder.gap(from, to), &[][..])
                 }
                 What::Event { seq, global } => {
-                    encoder.tag_next(&job.id, seq, global);
+                    encoder.tag_next(&job.tag, seq, global);
                     match job.log.get(seq) {
                         Some(Logged::Output(which, text)) => (encoder.output(*which, text), &text[..]),
                         Some(Logged::Error(message)) => (encoder.error(message), &[][..]),
