@@ -15,6 +15,12 @@ is the server's cost minus nobody's; the goal is mux <= 1.0x separate.
                                       from start to end: instructions, medians
                                       (spawning by posix_spawn: valgrind
                                       cannot follow the server's clone)
+  mux-cost.py BIN memory [VIEWERS]    the server's RSS before and after
+                                      VIEWERS (default 50) multiplexed
+                                      streams of the 64 jobs that read
+                                      nothing (a full socket buffer and
+                                      what the server holds for them):
+                                      the growth per viewer
 
 MUX_COST_KEEP=1 keeps the callgrind files (for callgrind_annotate).
 Only the server's own time counts (its children are other processes).
@@ -155,8 +161,38 @@ def callgrind(binary, rounds):
     return {case: statistics.median(v) for case, v in results.items()}, "Ir"
 
 
+def rss_kib(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(binary, viewers):
+    srv, url, addr = start([binary])
+    ids = jobs(url, None)
+    time.sleep(3)
+    before = rss_kib(srv.pid)
+    socks = []
+    for _ in range(viewers):
+        s = socket.create_connection(addr)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(("GET /jobs/events?ids=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % ",".join(ids)).encode())
+        socks.append(s)
+    time.sleep(8)  # the jobs write on; the viewers take nothing
+    after = rss_kib(srv.pid)
+    for s in socks:
+        s.close()
+    srv.terminate()
+    srv.wait(10)
+    print("RSS %d KiB with no viewer, %d KiB with %d multiplexed viewers reading nothing: %.1f KiB each" % (
+        before, after, viewers, (after - before) / viewers))
+
+
 def main():
     binary, how = sys.argv[1], sys.argv[2]
+    if how == "memory":
+        return memory(binary, int(sys.argv[3]) if len(sys.argv) > 3 else 50)
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     med, unit = {"wall": wall, "callgrind": callgrind}[how](binary, rounds)
     mux, sep, none = med["mux"] - med["none"], med["separate"] - med["none"], med["none"]
