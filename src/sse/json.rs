@@ -180,6 +180,12 @@ fn next_control(bytes: &[u8], from: usize, to: usize) -> Option<usize> {
 
 /// Appends `text` to `out` as the inside of a JSON string (RFC 8259).
 pub fn escape_json_into(out: &mut String, text: &str) {
+    // Names and ids (a job id on every event of a multiplexed stream)
+    // rarely hold anything to escape.
+    if !text.bytes().any(needs_json_escape) {
+        out.push_str(text);
+        return;
+    }
     for ch in text.chars() {
         if ch.is_ascii() && needs_json_escape(ch as u8) {
             // The escapes are ASCII, so they are valid UTF-8.
