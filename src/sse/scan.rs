@@ -5,8 +5,8 @@
 //! below 0x20 (LF, CR, tab, ESC…), `"` and `\\`, so its rare control bytes
 //! need no pass of their own. A block's mask comes from vector compares
 //! (AVX2 or SSE2 on x86_64, chosen at run time) or from a portable word-
-//! at-a-time version of the same compares; [`each_hit`] then calls its
-//! consumer for each set bit, in the same loop.
+//! at-a-time version of the same compares; its set bits become the places
+//! [`each_hit`] hands on.
 //! The vector code is the one `unsafe` outside `sys/`, and stays in this
 //! file: each block says why it is sound, and `fuzz/fuzz_targets/line_scan.rs`
 //! holds every level to the portable scanner and to a plain byte filter.
@@ -81,6 +81,10 @@ impl Level {
     }
 }
 
+/// Blocks one call scans: a call per KiB of text, and the places of its
+/// needles fit in a 2 KiB array on the stack.
+const BATCH: usize = 16;
+
 /// Calls `f` with the place of each of `needles` in `bytes`, in increasing
 /// order, scanned at the fastest level this CPU runs.
 #[inline]
@@ -88,52 +92,78 @@ pub(crate) fn each_hit(bytes: &[u8], needles: Needles, f: impl FnMut(usize)) {
     each_hit_at(bytes, needles, Level::detected(), f);
 }
 
-/// [`each_hit`] at `level`, or, on a CPU without it, the fastest level it
-/// has below it: a vector level is never run where it is missing.
+/// [`each_hit`] at `level`, or, on a CPU without it, at the fastest level
+/// it has below it: a vector level is never run where it is missing.
+///
+/// One call finds the places in a batch of [`BATCH`] blocks (a vector
+/// level's code cannot be inlined into code built for any x86_64), then a
+/// plain loop hands them to `f`, which is compiled into that loop.
 #[inline]
-pub(crate) fn each_hit_at(bytes: &[u8], needles: Needles, level: Level, f: impl FnMut(usize)) {
-    match needles {
-        Needles::LineEnds => each::<false>(bytes, level, f),
-        Needles::JsonEscapes => each::<true>(bytes, level, f),
+pub(crate) fn each_hit_at(bytes: &[u8], needles: Needles, level: Level, mut f: impl FnMut(usize)) {
+    let level = match (level, Level::detected()) {
+        (Level::Avx2, Level::Avx2) => Level::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        (Level::Avx2 | Level::Sse2, _) => Level::Sse2,
+        _ => Level::Portable,
+    };
+    let mut places = [0u16; BATCH * BLOCK];
+    let mut start = 0;
+    while start < bytes.len() {
+        let batch = &bytes[start..bytes.len().min(start + BATCH * BLOCK)];
+        let found = find(batch, needles, level, &mut places);
+        for &place in &places[..found] {
+            f(start + usize::from(place));
+        }
+        start += batch.len();
     }
 }
 
-/// [`each_hit_at`] for one set of needles (`JSON`: [`Needles::JsonEscapes`],
-/// else [`Needles::LineEnds`]): the walk, the block masks and `f` are
-/// compiled into one loop per level, with no call per block.
-#[inline]
-fn each<const JSON: bool>(bytes: &[u8], level: Level, f: impl FnMut(usize)) {
-    match (level, Level::detected()) {
+/// Writes the places of `needles` in `batch` (at most [`BATCH`] blocks)
+/// into `places`; returns how many.
+#[inline(never)]
+fn find(batch: &[u8], needles: Needles, level: Level, places: &mut [u16; BATCH * BLOCK]) -> usize {
+    match (needles, level) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 code runs only where the CPU reported AVX2.
-        (Level::Avx2, Level::Avx2) => unsafe { x86::each_avx2::<JSON>(bytes, f) },
+        // SAFETY: `each_hit_at` picks Avx2 only where the CPU reported AVX2.
+        (Needles::LineEnds, Level::Avx2) => unsafe { x86::find_avx2::<false>(batch, places) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        (Needles::JsonEscapes, Level::Avx2) => unsafe { x86::find_avx2::<true>(batch, places) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: SSE2 is part of x86_64 itself: every such CPU has it.
-        (Level::Avx2 | Level::Sse2, _) => unsafe { x86::each_sse2::<JSON>(bytes, f) },
-        _ => walk(bytes, portable_mask::<JSON>, f),
+        (Needles::LineEnds, Level::Sse2) => unsafe { x86::find_sse2::<false>(batch, places) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        (Needles::JsonEscapes, Level::Sse2) => unsafe { x86::find_sse2::<true>(batch, places) },
+        (Needles::LineEnds, _) => find_with(batch, places, portable_mask::<false>),
+        (Needles::JsonEscapes, _) => find_with(batch, places, portable_mask::<true>),
     }
 }
 
-/// Calls `f` with the place of each bit `mask` sets, block by block; a last
-/// block shorter than [`BLOCK`] is padded with spaces (no level's needle)
-/// and the padding's bits cleared.
+/// [`find`] with `mask` giving each block's needles as bits. A last block
+/// shorter than [`BLOCK`] is padded with spaces (no level's needle) and the
+/// padding's bits cleared.
 #[inline(always)]
-fn walk(bytes: &[u8], mask: impl Fn(&[u8; BLOCK]) -> u64, mut f: impl FnMut(usize)) {
-    let (blocks, rest) = bytes.as_chunks::<BLOCK>();
-    let mut each_bit = |start: usize, mut bits: u64| {
+fn find_with(batch: &[u8], places: &mut [u16; BATCH * BLOCK], mask: impl Fn(&[u8; BLOCK]) -> u64) -> usize {
+    let (blocks, rest) = batch.as_chunks::<BLOCK>();
+    let mut found = 0;
+    let mut put = |start: usize, mut bits: u64| {
         while bits != 0 {
-            f(start + bits.trailing_zeros() as usize);
+            // At most one place per byte of the batch: `found` stays in bounds.
+            places[found] = (start + bits.trailing_zeros() as usize) as u16;
+            found += 1;
             bits &= bits - 1;
         }
     };
     for (n, block) in blocks.iter().enumerate() {
-        each_bit(n * BLOCK, mask(block));
+        put(n * BLOCK, mask(block));
     }
     if !rest.is_empty() {
         let mut block = [b' '; BLOCK];
         block[..rest.len()].copy_from_slice(rest);
-        each_bit(blocks.len() * BLOCK, mask(&block) & ((1u64 << rest.len()) - 1));
+        put(blocks.len() * BLOCK, mask(&block) & ((1u64 << rest.len()) - 1));
     }
+    found
 }
 
 /// Bit `i` set where `block[i]` is a needle, without vector instructions:
@@ -161,19 +191,19 @@ fn portable_mask<const JSON: bool>(block: &[u8; BLOCK]) -> u64 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{walk, BLOCK};
+    use super::{find_with, BATCH, BLOCK};
     use std::arch::x86_64::*;
 
-    /// [`super::each`] with 32-byte compares.
+    /// [`super::find`] with 32-byte compares.
     #[target_feature(enable = "avx2")]
-    pub(super) fn each_avx2<const JSON: bool>(bytes: &[u8], f: impl FnMut(usize)) {
-        walk(bytes, |block| mask_avx2::<JSON>(block), f);
+    pub(super) fn find_avx2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
+        find_with(batch, places, |block| mask_avx2::<JSON>(block))
     }
 
-    /// [`super::each`] with 16-byte compares.
+    /// [`super::find`] with 16-byte compares.
     #[target_feature(enable = "sse2")]
-    pub(super) fn each_sse2<const JSON: bool>(bytes: &[u8], f: impl FnMut(usize)) {
-        walk(bytes, |block| mask_sse2::<JSON>(block), f);
+    pub(super) fn find_sse2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
+        find_with(batch, places, |block| mask_sse2::<JSON>(block))
     }
 
     /// The block's needle mask with 32-byte compares.
