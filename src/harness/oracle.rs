@@ -1003,7 +1003,8 @@ fn decode_chunked(body: &[u8]) -> Option<Vec<u8>> {
 /// The line-end scanner (`sse::scan`): every level this CPU runs (AVX2,
 /// SSE2, the portable word-at-a-time one) finds exactly the bytes a plain
 /// byte-by-byte filter finds, in order, for both sets of needles (CR and LF;
-/// what JSON escapes: bytes below 0x20, `"`, `\\`).
+/// what JSON escapes: bytes below 0x20, `"`, `\\`); its ASCII check agrees
+/// with std's.
 ///
 /// Input: the first byte's low six bits skip that many following bytes, so
 /// the text starts at every place within a 64-byte block (the scanner reads
@@ -1025,6 +1026,11 @@ pub fn line_scan(data: &[u8]) {
             );
         }
     }
+    assert_eq!(
+        scan::is_ascii(text),
+        text.is_ascii(),
+        "is_ascii differs from std's on {text:?}"
+    );
 }
 
 #[cfg(test)]

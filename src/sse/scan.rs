@@ -85,6 +85,19 @@ impl Level {
 /// needles fit in a 2 KiB array on the stack.
 const BATCH: usize = 16;
 
+/// True if every byte of `text` is below 0x80: the check before UTF-8
+/// validation, which plain text never needs. With AVX2, 128 bytes per step
+/// (std's `is_ascii` takes 16): it was a tenth of the raw encoder's work.
+#[inline]
+pub(crate) fn is_ascii(text: &[u8]) -> bool {
+    match Level::detected() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 code runs only where the CPU reported AVX2.
+        Level::Avx2 => unsafe { x86::is_ascii_avx2(text) },
+        _ => text.is_ascii(),
+    }
+}
+
 /// Calls `f` with the place of each of `needles` in `bytes`, in increasing
 /// order, scanned at the fastest level this CPU runs.
 #[inline]
@@ -204,6 +217,30 @@ mod x86 {
     #[target_feature(enable = "sse2")]
     pub(super) fn find_sse2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
         find_with(batch, places, |block| mask_sse2::<JSON>(block))
+    }
+
+    /// [`super::is_ascii`]: the bytes of four 32-byte loads OR-ed, and one
+    /// test of their high bits; std's check for the rest.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn is_ascii_avx2(text: &[u8]) -> bool {
+        let (steps, rest) = text.as_chunks::<128>();
+        for step in steps {
+            let at = step.as_ptr().cast::<__m256i>();
+            // SAFETY: `step` is 128 readable bytes: four unaligned 32-byte loads.
+            let (a, b, c, d) = unsafe {
+                (
+                    _mm256_loadu_si256(at),
+                    _mm256_loadu_si256(at.add(1)),
+                    _mm256_loadu_si256(at.add(2)),
+                    _mm256_loadu_si256(at.add(3)),
+                )
+            };
+            let any = _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d));
+            if _mm256_movemask_epi8(any) != 0 {
+                return false;
+            }
+        }
+        rest.is_ascii()
     }
 
     /// The block's needle mask with 32-byte compares.
@@ -330,6 +367,23 @@ mod tests {
                         each_hit_at(&block, needles, level, |i| got.push(i));
                         assert_eq!(got, want, "{level:?} {needles:?} {byte:#x} at {place}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn is_ascii_agrees_with_std_wherever_the_high_byte_is() {
+        // Lengths through three 128-byte steps and a tail, with one byte at
+        // or above 0x80 in each place (or none).
+        for len in 0..300 {
+            let text = vec![b'~'; len];
+            assert!(is_ascii(&text), "length {len}, all ASCII");
+            for place in 0..len {
+                for high in [0x80, 0xc3, 0xff] {
+                    let mut text = text.clone();
+                    text[place] = high;
+                    assert!(!is_ascii(&text), "length {len}, {high:#x} at {place}");
                 }
             }
         }
