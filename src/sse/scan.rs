@@ -158,7 +158,7 @@ fn find(batch: &[u8], needles: Needles, level: Level, places: &mut [u16; BATCH *
 /// padding's bits cleared.
 #[inline(always)]
 fn find_with(batch: &[u8], places: &mut [u16; BATCH * BLOCK], mask: impl Fn(&[u8; BLOCK]) -> u64) -> usize {
-    let (blocks, rest) = batch.as_chunks::<BLOCK>();
+    let mut blocks = batch.chunks_exact(BLOCK);
     let mut found = 0;
     let mut put = |start: usize, mut bits: u64| {
         while bits != 0 {
@@ -168,13 +168,18 @@ fn find_with(batch: &[u8], places: &mut [u16; BATCH * BLOCK], mask: impl Fn(&[u8
             bits &= bits - 1;
         }
     };
-    for (n, block) in blocks.iter().enumerate() {
-        put(n * BLOCK, mask(block));
+    let mut start = 0;
+    for block in &mut blocks {
+        if let Ok(block) = <&[u8; BLOCK]>::try_from(block) {
+            put(start, mask(block));
+        }
+        start += BLOCK;
     }
+    let rest = blocks.remainder();
     if !rest.is_empty() {
         let mut block = [b' '; BLOCK];
         block[..rest.len()].copy_from_slice(rest);
-        put(blocks.len() * BLOCK, mask(&block) & ((1u64 << rest.len()) - 1));
+        put(start, mask(&block) & ((1u64 << rest.len()) - 1));
     }
     found
 }
@@ -188,8 +193,10 @@ fn portable_mask<const JSON: bool>(block: &[u8; BLOCK]) -> u64 {
     // The high bit of each byte of `w` that is zero, and no other bit.
     let zero = |w: u64| !(((w & !HI) + !HI) | w) & HI;
     let mut mask = 0;
-    for (i, word) in block.as_chunks::<8>().0.iter().enumerate() {
-        let w = u64::from_le_bytes(*word);
+    for (i, word) in block.chunks_exact(8).enumerate() {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(word);
+        let w = u64::from_le_bytes(le);
         let flags = if JSON {
             zero(w & (LO * 0xe0)) | zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\')))
         } else {
@@ -202,51 +209,63 @@ fn portable_mask<const JSON: bool>(block: &[u8; BLOCK]) -> u64 {
     mask
 }
 
+/// The vector levels. Written for Rust 1.85 (the crate's MSRV): there a
+/// `#[target_feature]` function must be an `unsafe fn` and every intrinsic
+/// is one, so each function here is `unsafe` to call (the CPU must have its
+/// feature: the callers' `SAFETY:` lines say why it does) and its body, an
+/// unsafe context, calls intrinsics directly; its only memory reads are the
+/// unaligned loads, each within the array it is given.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{find_with, BATCH, BLOCK};
     use std::arch::x86_64::*;
 
     /// [`super::find`] with 32-byte compares.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) fn find_avx2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
+    pub(super) unsafe fn find_avx2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
         find_with(batch, places, |block| mask_avx2::<JSON>(block))
     }
 
     /// [`super::find`] with 16-byte compares.
+    ///
+    /// # Safety
+    /// The CPU must have SSE2 (every x86_64 CPU has).
     #[target_feature(enable = "sse2")]
-    pub(super) fn find_sse2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
+    pub(super) unsafe fn find_sse2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
         find_with(batch, places, |block| mask_sse2::<JSON>(block))
     }
 
     /// [`super::is_ascii`]: the bytes of four 32-byte loads OR-ed, and one
     /// test of their high bits; std's check for the rest.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) fn is_ascii_avx2(text: &[u8]) -> bool {
-        let (steps, rest) = text.as_chunks::<128>();
-        for step in steps {
+    pub(super) unsafe fn is_ascii_avx2(text: &[u8]) -> bool {
+        let mut steps = text.chunks_exact(128);
+        for step in &mut steps {
+            // Four unaligned 32-byte loads, within the 128 bytes of `step`.
             let at = step.as_ptr().cast::<__m256i>();
-            // SAFETY: `step` is 128 readable bytes: four unaligned 32-byte loads.
-            let (a, b, c, d) = unsafe {
-                (
-                    _mm256_loadu_si256(at),
-                    _mm256_loadu_si256(at.add(1)),
-                    _mm256_loadu_si256(at.add(2)),
-                    _mm256_loadu_si256(at.add(3)),
-                )
-            };
+            let (a, b) = (_mm256_loadu_si256(at), _mm256_loadu_si256(at.add(1)));
+            let (c, d) = (_mm256_loadu_si256(at.add(2)), _mm256_loadu_si256(at.add(3)));
             let any = _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d));
             if _mm256_movemask_epi8(any) != 0 {
                 return false;
             }
         }
-        rest.is_ascii()
+        steps.remainder().is_ascii()
     }
 
     /// The block's needle mask with 32-byte compares.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn mask_avx2<const JSON: bool>(block: &[u8; BLOCK]) -> u64 {
+    unsafe fn mask_avx2<const JSON: bool>(block: &[u8; BLOCK]) -> u64 {
         let hits = |v: __m256i| {
             if JSON {
                 _mm256_or_si256(
@@ -264,18 +283,20 @@ mod x86 {
                 )
             }
         };
+        // Two unaligned 32-byte loads, within the 64 bytes of `block`.
         let at = block.as_ptr().cast::<__m256i>();
-        // SAFETY: `block` is 64 readable bytes: two unaligned 32-byte loads.
-        let (lo, hi) = unsafe { (_mm256_loadu_si256(at), _mm256_loadu_si256(at.add(1))) };
-        let lo = _mm256_movemask_epi8(hits(lo)) as u32 as u64;
-        let hi = _mm256_movemask_epi8(hits(hi)) as u32 as u64;
+        let lo = _mm256_movemask_epi8(hits(_mm256_loadu_si256(at))) as u32 as u64;
+        let hi = _mm256_movemask_epi8(hits(_mm256_loadu_si256(at.add(1)))) as u32 as u64;
         lo | hi << 32
     }
 
     /// The block's needle mask with 16-byte compares.
+    ///
+    /// # Safety
+    /// The CPU must have SSE2 (every x86_64 CPU has).
     #[target_feature(enable = "sse2")]
     #[inline]
-    fn mask_sse2<const JSON: bool>(block: &[u8; BLOCK]) -> u64 {
+    unsafe fn mask_sse2<const JSON: bool>(block: &[u8; BLOCK]) -> u64 {
         let hits = |v: __m128i| {
             if JSON {
                 _mm_or_si128(
@@ -295,9 +316,8 @@ mod x86 {
         let at = block.as_ptr().cast::<__m128i>();
         let mut mask = 0u64;
         for i in 0..BLOCK / 16 {
-            // SAFETY: `block` is 64 readable bytes; load `i` reads 16 of them
-            // from byte 16 * i (i < 4), unaligned.
-            let v = unsafe { _mm_loadu_si128(at.add(i)) };
+            // An unaligned 16-byte load from byte 16 * i (i < 4) of `block`.
+            let v = _mm_loadu_si128(at.add(i));
             mask |= u64::from(_mm_movemask_epi8(hits(v)) as u16) << (16 * i);
         }
         mask
