@@ -22,6 +22,8 @@
 # (968,752 bytes before them; 878,648 at "s"). SSECOMMANDER_OPT_LEVEL
 # overrides the opt-level of every target (e.g. "s" for size, 3 for speed).
 # Each binary must stay at or under 950,000 bytes; the script fails otherwise.
+# The musl ones are linked with the functions an idle server runs first
+# (contrib/link-idle-first.sh), which keeps their idle RSS low.
 # Usage: contrib/build-static.sh [TRIPLE...]   (default: all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,13 +57,47 @@ for triple in "${targets[@]}"; do
       *) opt=3 ;;
     esac
   fi
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt RUSTC_BOOTSTRAP=1 cargo build --release --locked --target "$triple" --target-dir target/box \
+  flags="'-Zunstable-options','-Cpanic=immediate-abort','-Cforce-unwind-tables=no'"
+  # musl: linked by contrib/link-idle-first.sh, rust-lld placing the
+  # functions of contrib/idle-functions.txt first, so that an idle server
+  # keeps fewer of its pages (docs/DEPLOY.md, "Idle memory"). rustc would
+  # guess the linker's kind from its name; here it is told (lld's arguments).
+  # Cargo does not relink when only the list changed: the binary is then
+  # removed, so the link (and the LTO before it) runs again.
+  linker=()
+  report=$PWD/target/box/$triple/idle-link
+  case $triple in
+    *-musl)
+      flags="$flags,'-Clinker-flavor=ld.lld'"
+      linker=(--config "target.$triple.linker='$PWD/contrib/link-idle-first.sh'")
+      if ! cmp -s contrib/idle-functions.txt "$report/list"; then
+        rm -f "target/box/$triple/release/ssecommander"
+        find "target/box/$triple/release/deps" -maxdepth 1 -type f -name 'ssecommander-*' ! -name '*.*' -delete 2>/dev/null || true
+      fi
+      ;;
+  esac
+  SSECOMMANDER_IDLE_REPORT=$report CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt RUSTC_BOOTSTRAP=1 \
+    cargo build --release --locked --target "$triple" --target-dir target/box \
     -Z build-std=std,panic_abort -Z build-std-features= \
-    --config "target.$triple.rustflags=['-Zunstable-options','-Cpanic=immediate-abort','-Cforce-unwind-tables=no']"
+    --config "target.$triple.rustflags=[$flags]" "${linker[@]}"
   name="ssecommander-${triple%%-*}"
   cp "target/box/$triple/release/ssecommander" "$out/$name"
   size=$(stat -c %s "$out/$name")
   echo "$out/$name: $size bytes"
+  if [ ${#linker[@]} -gt 0 ]; then
+    # Placed: the symbols of listed functions found in this build (a generic
+    # function may have several). Far fewer than listed means a stale list:
+    # contrib/idle-functions.sh makes a new one.
+    listed=$(grep -c -v -e '^#' -e '^$' contrib/idle-functions.txt || true)
+    found=0
+    [ -f "$report/order" ] && found=$(wc -l <"$report/order")
+    echo "$out/$name: idle functions first: $found symbols placed, $listed functions listed"
+    if [ "$found" -eq 0 ] && [ "${listed:-0}" -gt 0 ]; then
+      # Not an error (the binary is as good as without the list), but the
+      # idle RSS is back to about the binary's size: say so.
+      echo "warning: $out/$name: no listed function found; see contrib/link-idle-first.sh" >&2
+    fi
+  fi
   if [ "$size" -gt "$max_bytes" ]; then
     echo "error: $out/$name is larger than $max_bytes bytes" >&2
     status=1

@@ -41,7 +41,9 @@
 //!   queue that sets the poll timeout; it owns the tables of connections,
 //!   jobs and records ([`table`]: a slot is reused only after the poll batch
 //!   that freed it). Only it decides what closes. Its `run` part holds the
-//!   `/run` glue, its `publish` part the job routes and the viewers' pulling.
+//!   `/run` glue, its `publish` part the job routes and the viewers' pulling,
+//!   its `mux` part the streams of many jobs, `input` the input bodies and
+//!   `scrape` `/metrics`.
 //! - [`http::conn`] is one client socket as a state machine: private
 //!   fields, a phase enum whose variants carry their own data (a head with
 //!   its deadline, a stream with its framing and feed, a viewer's cursor,
@@ -50,13 +52,15 @@
 //!   line.
 //! - [`http`] parses request heads ([`http::request`]), percent-decodes
 //!   queries ([`http::query`]) and formats responses ([`http::response`]).
-//! - [`route`] maps a head to what to do; [`auth`] checks token, Host,
-//!   Origin, Fetch-Metadata.
+//! - [`route`] maps a head to what to do (the job routes and the page in
+//!   files of their own); [`auth`] checks token, Host, Origin,
+//!   Fetch-Metadata.
 //! - [`argv`] splits a command line like a POSIX shell, without expansion.
 //! - [`input`] holds what clients posted for a job's stdin until the
 //!   command takes it (contract §10.2).
 //! - [`job`] is one running command; [`jobs`] the record of a published one;
-//!   [`eventlog`] its events.
+//!   [`eventlog`] its events; [`mux`] the cursors of a stream of many jobs
+//!   (contract §11).
 //! - [`child`] spawns into a process group and reaps; [`contain`] keeps
 //!   whatever a command starts (a cgroup v2, else the child subreaper) so it
 //!   is stopped with it; [`sys`] holds every system call std lacks, and

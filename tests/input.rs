@@ -7,13 +7,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// Starts a job of `command` with `query` appended; its id.
-fn start_job(s: &Server, command: &str, query: &str) -> String {
-    let r = s.request(&s.req("POST", &format!("/jobs?command={}{}", pct(command), query), &[]));
-    r.assert_status(201, &format!("POST /jobs {command:?}"));
-    job_json_of(&r)["id"].as_str().expect("an id").to_owned()
-}
-
 /// A `POST /jobs/ID/input` request with `body`, framed by `Content-Length`
 /// or (`chunked`) in chunks of at most 7 bytes with an extension and a
 /// trailer.
@@ -39,24 +32,6 @@ fn post_input(s: &Server, id: &str, query: &str, body: &[u8]) -> Response {
     s.request(&input_request(s, id, query, body, false))
 }
 
-/// The text of a job's stdout and stderr events, and how it ended.
-fn job_output(s: &Server, id: &str) -> (String, String, End) {
-    let run = job_watch(s, id, "", &[], 1);
-    let text = |kind: &str| run.events.iter().filter(|e| e.event == kind).map(out_text).collect();
-    let end = end_of(run.events.last().expect("an end event"));
-    (text("stdout"), text("stderr"), end)
-}
-
-/// The value of one metrics series.
-fn metric(s: &Server, series: &str) -> u64 {
-    let r = s.get("/metrics");
-    r.assert_status(200, "GET /metrics");
-    r.body_str()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{}", r.body_str()))
-}
-
 /// §10.2: 200 posts to `cat`, by `Content-Length` and chunked, several on
 /// one kept-alive connection, come out byte-exact and in order; `eof=1`
 /// ends the input (cat exits 0); `GET /jobs/ID` shows `stdin` open, then
@@ -64,9 +39,9 @@ fn metric(s: &Server, series: &str) -> u64 {
 #[test]
 fn two_hundred_posts_reach_cat_byte_exact() {
     let s = Server::start(&[]);
-    let id = start_job(&s, "cat", "&stdin=1");
+    let id = job_start_id(&s, "cat", "&stdin=1");
     assert_eq!(job_info(&s, &id)["stdin"], "open");
-    let before = metric(&s, "ssecommander_input_bytes_total");
+    let before = s.metric("ssecommander_input_bytes_total");
     let mut want = String::new();
     let mut c = s.connect();
     for i in 0..200 {
@@ -96,7 +71,7 @@ fn two_hundred_posts_reach_cat_byte_exact() {
     assert_eq!(end, End::code(0), "cat read the end of its input");
     assert_eq!(out, want, "every byte, in order");
     assert_eq!(job_info(&s, &id)["stdin"], "closed");
-    assert_eq!(metric(&s, "ssecommander_input_bytes_total"), before + want.len() as u64);
+    assert_eq!(s.metric("ssecommander_input_bytes_total"), before + want.len() as u64);
 }
 
 /// §10.2: once the command stops reading (`head -c 5` exits), the input is
@@ -105,7 +80,7 @@ fn two_hundred_posts_reach_cat_byte_exact() {
 #[test]
 fn input_to_a_finished_job_or_one_without_input_is_409() {
     let s = Server::start(&[]);
-    let id = start_job(&s, "head -c 5", "&stdin=1");
+    let id = job_start_id(&s, "head -c 5", "&stdin=1");
     post_input(&s, &id, "", b"hello world\n").assert_status(204, "first post");
     let ended = job_wait_ended(&s, &id, Duration::from_secs(5));
     assert_eq!(ended["exit"]["code"], 0, "{ended}");
@@ -115,13 +90,13 @@ fn input_to_a_finished_job_or_one_without_input_is_409() {
 
     let m = sleep_marker();
     let _g = MarkerGuard(vec![m.clone()]);
-    let none = start_job(&s, &format!("sleep {m}"), "");
+    let none = job_start_id(&s, &format!("sleep {m}"), "");
     assert_eq!(job_info(&s, &none)["stdin"], "none");
     let r = post_input(&s, &none, "", b"x");
     r.assert_status(409, "a job without stdin=1");
     assert!(r.body_str().contains("stdin=1"), "{}", r.body_str());
 
-    let ended = start_job(&s, &format!("sleep {m}"), "&stdin=1");
+    let ended = job_start_id(&s, &format!("sleep {m}"), "&stdin=1");
     post_input(&s, &ended, "?eof=1", b"bye").assert_status(204, "eof=1");
     wait_until(Duration::from_secs(3), "stdin to be closed", || {
         job_info(&s, &ended)["stdin"] == "closed"
@@ -140,7 +115,7 @@ fn input_to_a_finished_job_or_one_without_input_is_409() {
 #[test]
 fn backpressure_is_503_and_the_refused_body_is_not_queued() {
     let s = Server::start(&[]);
-    let id = start_job(&s, "sh -c 'sleep 1.5; exec cat'", "&stdin=1");
+    let id = job_start_id(&s, "sh -c 'sleep 1.5; exec cat'", "&stdin=1");
     let mut want = Vec::new();
     let mut refused = None;
     for (i, letter) in (b'a'..=b'j').enumerate() {
@@ -196,7 +171,7 @@ fn backpressure_is_503_and_the_refused_body_is_not_queued() {
 #[test]
 fn oversized_and_malformed_bodies_are_refused() {
     let s = Server::start(&[]);
-    let id = start_job(&s, "cat", "&stdin=1");
+    let id = job_start_id(&s, "cat", "&stdin=1");
     let big = vec![b'x'; 64 * 1024 + 1];
     let r = s.request(&input_request(&s, &id, "", &big, false));
     r.assert_status(413, "Content-Length over 64 KiB");
@@ -227,7 +202,7 @@ fn oversized_and_malformed_bodies_are_refused() {
 #[test]
 fn input_on_a_terminal_reaches_python_and_eof_ends_cat() {
     let s = Server::start(&[]);
-    let id = start_job(
+    let id = job_start_id(
         &s,
         "python3 -c 'name = input(\"name? \")\nprint(\"hello,\", name)'",
         "&pty=1",
@@ -240,7 +215,7 @@ fn input_on_a_terminal_reaches_python_and_eof_ends_cat() {
     assert!(out.ends_with("bob\nhello, bob\n"), "the echo, then the answer: {out:?}");
 
     for (body, want) in [(&b"line\n"[..], "line\nline\n"), (b"partial", "partialpartial")] {
-        let id = start_job(&s, "cat", "&pty=1");
+        let id = job_start_id(&s, "cat", "&pty=1");
         post_input(&s, &id, "?eof=1", body).assert_status(204, "eof=1");
         let (out, _, end) = job_output(&s, &id);
         assert_eq!(

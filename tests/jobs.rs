@@ -1258,8 +1258,8 @@ fn exchange_raw(s: &Server, method: &str, target: &str) -> (String, Vec<u8>) {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("a read timeout");
     c.stream.read_to_end(&mut raw).expect("read to the close");
-    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head") + 4;
-    (String::from_utf8_lossy(&raw[..at]).into_owned(), raw[at..].to_vec())
+    let (_, head, body) = split_head(&raw);
+    (head, body.to_vec())
 }
 
 /// `HEAD /jobs` and `HEAD /jobs/ID` answer as `GET` without a body (the

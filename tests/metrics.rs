@@ -62,9 +62,16 @@ struct Exchange {
 }
 
 impl Exchange {
+    /// Every byte read to the close, its status taken from its head.
+    fn new(raw: Vec<u8>) -> Exchange {
+        Exchange {
+            status: split_head(&raw).0.status,
+            raw,
+        }
+    }
+
     fn body(&self) -> &[u8] {
-        let at = find(&self.raw, b"\r\n\r\n").expect("a complete head") + 4;
-        &self.raw[at..]
+        split_head(&self.raw).2
     }
 
     /// `event: NAME` lines of an SSE body (the JSON format keeps line
@@ -73,10 +80,6 @@ impl Exchange {
         let needle = format!("\nevent: {name}\n");
         count(&self.raw, needle.as_bytes())
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn count(hay: &[u8], needle: &[u8]) -> u64 {
@@ -92,18 +95,7 @@ fn exchange(server: &Server, request: &[u8]) -> Exchange {
     let mut raw = Vec::new();
     sock.read_to_end(&mut raw)
         .unwrap_or_else(|e| panic!("read to the close: {e}; got {:?}", String::from_utf8_lossy(&raw)));
-    Exchange {
-        status: status_of(&raw),
-        raw,
-    }
-}
-
-fn status_of(raw: &[u8]) -> u16 {
-    let line = String::from_utf8_lossy(&raw[..raw.len().min(16)]).into_owned();
-    line.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {:?}", String::from_utf8_lossy(raw)))
+    Exchange::new(raw)
 }
 
 fn close() -> (&'static str, &'static str) {
@@ -244,7 +236,7 @@ fn promtool_check(text: &str) {
 fn scrape(server: &Server) -> (Scrape, Exchange) {
     let ex = exchange(server, &server.req("GET", "/metrics", &[close()]));
     assert_eq!(ex.status, 200, "{}", String::from_utf8_lossy(&ex.raw));
-    let head = String::from_utf8_lossy(&ex.raw[..ex.raw.len() - ex.body().len()]).into_owned();
+    let (_, head, _) = split_head(&ex.raw);
     assert!(
         head.contains("\r\nContent-Type: text/plain; version=0.0.4\r\n"),
         "contract §8 content type: {head}"
@@ -312,10 +304,7 @@ fn every_counter_moves_by_exactly_what_a_mixed_load_did() {
             sock.write_all(&req).unwrap();
             let mut raw = Vec::new();
             sock.read_to_end(&mut raw).unwrap();
-            Exchange {
-                status: status_of(&raw),
-                raw,
-            }
+            Exchange::new(raw)
         })
     };
     // Commands that run to their end: JSON and raw, stdout and stderr.

@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ssecommander::harness::outside;
+use ssecommander::harness::{outside, procfs};
 
 /// Where Debian installs nginx.
 const NGINX: &str = "/usr/sbin/nginx";
@@ -192,13 +192,13 @@ fn nginx_routes_jobs_and_resumes_byte_exact() {
     // Watch b's job through the proxy, cut after about 300 KB, resume.
     let id = &ids[1];
     let target = format!("/jobs/{id}/events");
-    let mut first = proxy.events(&target, &[headers[0]]);
+    let mut first = proxy.events(&target, &[headers[0]], 1);
     let (mut out, last) = first.read_until(|text, _| text.len() >= 300_000);
     assert_eq!(first.first_id, Some(1), "a new viewer starts at event 1");
     drop(first); // the cut: nginx closes its side to the instance as well
     assert!(out.len() < expected(LINES).len(), "the cut came after the end");
     let last_text = last.to_string();
-    let mut resumed = proxy.events(&target, &[headers[0], ("Last-Event-ID", last_text.as_str())]);
+    let mut resumed = proxy.events(&target, &[headers[0], ("Last-Event-ID", last_text.as_str())], last + 1);
     let (rest, end) = resumed.read_until(|_, _| false);
     assert_eq!(
         resumed.first_id,
@@ -443,8 +443,9 @@ impl Nginx {
         conn.read_response()
     }
 
-    /// Opens an event stream through nginx (200 expected).
-    fn events(&self, target: &str, extra: &[(&str, &str)]) -> Events {
+    /// Opens an event stream through nginx (200 expected) whose first
+    /// event is `first`.
+    fn events(&self, target: &str, extra: &[(&str, &str)], first: u64) -> Events {
         let mut conn = common::Conn::connect(self.addr);
         conn.send(&self.head("GET", target, extra));
         let head = conn.read_head();
@@ -453,7 +454,7 @@ impl Nginx {
         Events {
             conn,
             body,
-            pending: Vec::new(),
+            sse: common::JobSse::new(first),
             first_id: None,
             exit: None,
         }
@@ -462,26 +463,18 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let group = self.child.id() as libc::pid_t;
-        // SAFETY: kill() on the process group of the nginx we spawned; no memory.
-        unsafe { libc::kill(-group, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SAFETY: as above; its workers are in the same group.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-        let _ = self.child.wait();
+        // Its workers are in the master's group.
+        procfs::stop_group(&mut self.child, Duration::from_secs(5));
     }
 }
 
-/// An event stream read through nginx, decoded just enough: ids, the text
-/// of `stdout` events, the `exit` data. Nothing but the events of §3.2 and
-/// the `retry` line may come.
+/// An event stream read through nginx by the strict job-stream parser
+/// (`common::JobSse`: a `retry` block, ids from `first` up by one); only
+/// `stdout` and `exit` events may come.
 struct Events {
     conn: common::Conn,
     body: common::Body,
-    pending: Vec<u8>,
+    sse: common::JobSse,
     first_id: Option<u64>,
     exit: Option<Value>,
 }
@@ -492,43 +485,30 @@ impl Events {
     fn read_until(&mut self, mut stop: impl FnMut(&[u8], u64) -> bool) -> (Vec<u8>, u64) {
         let (mut text, mut last) = (Vec::new(), 0u64);
         let deadline = Instant::now() + Duration::from_secs(120);
-        while let Some((piece, _)) = self.conn.read_body_some(&mut self.body, 64 * 1024) {
+        while let Some((piece, at)) = self.conn.read_body_some(&mut self.body, 64 * 1024) {
             assert!(Instant::now() < deadline, "the stream took over 120 s");
-            self.pending.extend_from_slice(&piece);
-            while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.pending.drain(..end + 2).collect();
-                if let Some(id) = self.on_block(&block, &mut text) {
-                    last = id;
-                    if stop(&text, last) {
-                        return (text, last);
-                    }
+            for item in self.sse.feed(&piece, at) {
+                let common::JobItem::Event(event) = item else {
+                    continue;
+                };
+                last = self.on_event(&event, &mut text);
+                if stop(&text, last) {
+                    return (text, last);
                 }
             }
         }
+        self.sse.finish();
         (text, last)
     }
 
-    /// One blank-line-ended block: its id if it was an event.
-    fn on_block(&mut self, block: &[u8], text: &mut Vec<u8>) -> Option<u64> {
-        let block = std::str::from_utf8(block).expect("UTF-8 events");
-        let (mut id, mut name, mut data) = (None, "", String::new());
-        for line in block.lines().filter(|l| !l.is_empty()) {
-            match line.split_once(": ").or_else(|| line.split_once(':')) {
-                Some(("id", v)) => id = v.parse::<u64>().ok(),
-                Some(("event", v)) => name = v,
-                Some(("data", v)) => data.push_str(v),
-                Some(("retry", _)) | Some(("", _)) => {}
-                _ => panic!("unexpected SSE line {line:?} in {block:?}"),
-            }
+    /// One event: its text appended to `text` or its exit kept; its id.
+    fn on_event(&mut self, event: &common::Event, text: &mut Vec<u8>) -> u64 {
+        match event.event.as_str() {
+            "stdout" => text.extend_from_slice(common::out_text(event).as_bytes()),
+            "exit" => self.exit = Some(common::json(event)),
+            other => panic!("unexpected event {other}: {}", event.data),
         }
-        let id = id?;
-        let value: Value = serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}"));
-        match name {
-            "stdout" => text.extend_from_slice(value["out"].as_str().expect("out").as_bytes()),
-            "exit" => self.exit = Some(value),
-            other => panic!("unexpected event {other}: {data}"),
-        }
-        self.first_id.get_or_insert(id);
-        Some(id)
+        self.first_id.get_or_insert(event.id);
+        event.id
     }
 }

@@ -345,13 +345,6 @@ fn post(s: &Server, path: &str) -> Response {
     s.request(&s.req("POST", path, &[]))
 }
 
-/// Starts a job of `command` with `query` appended; its id.
-fn start_job(s: &Server, command: &str, query: &str) -> String {
-    let r = post(s, &format!("/jobs?command={}{}", pct(command), query));
-    r.assert_status(201, &format!("POST /jobs {command:?}"));
-    job_json_of(&r)["id"].as_str().expect("an id").to_owned()
-}
-
 /// Waits until job `id` has written at least `bytes` bytes.
 fn wait_bytes(s: &Server, id: &str, bytes: u64) {
     wait_until(
@@ -361,50 +354,24 @@ fn wait_bytes(s: &Server, id: &str, bytes: u64) {
     );
 }
 
-/// The stdout text of a job's whole stream, and how it ended.
-fn job_output(s: &Server, id: &str) -> (String, End) {
-    let run = job_watch(s, id, "", &[], 1);
-    let out = run
-        .events
-        .iter()
-        .filter(|e| e.event == "stdout")
-        .map(out_text)
-        .collect();
-    let end = end_of(run.events.last().expect("an end event"));
-    (out, end)
-}
-
-/// The value of one metrics series.
-fn metric(s: &Server, series: &str) -> u64 {
-    let r = s.get("/metrics");
-    r.assert_status(200, "GET /metrics");
-    r.body_str()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{}", r.body_str()))
-}
-
 /// §10.3: INT reaches a trap, which prints and exits 3; on pipes and on a
 /// terminal; counted in `signals_sent_total`.
 #[test]
 fn signal_int_reaches_a_trap() {
     let s = Server::start(&[]);
     for query in ["", "&pty=1"] {
-        let id = start_job(
+        let id = job_start_id(
             &s,
             "sh -c 'trap \"echo got-int; exit 3\" INT; echo ready; while :; do sleep 0.1; done'",
             query,
         );
         wait_bytes(&s, &id, 6);
-        let before = metric(&s, "ssecommander_signals_sent_total{signal=\"INT\"}");
+        let before = s.metric("ssecommander_signals_sent_total{signal=\"INT\"}");
         post(&s, &format!("/jobs/{id}/signal?name=INT")).assert_status(204, "signal INT");
-        let (out, end) = job_output(&s, &id);
+        let (out, _, end) = job_output(&s, &id);
         assert_eq!(out, "ready\ngot-int\n", "({query})");
         assert_eq!(end, End::code(3), "({query})");
-        assert_eq!(
-            metric(&s, "ssecommander_signals_sent_total{signal=\"INT\"}"),
-            before + 1
-        );
+        assert_eq!(s.metric("ssecommander_signals_sent_total{signal=\"INT\"}"), before + 1);
         post(&s, &format!("/jobs/{id}/signal?name=INT")).assert_status(409, "a finished job");
     }
 }
@@ -415,7 +382,7 @@ fn signal_kill_ends_the_job() {
     let s = Server::start(&[]);
     let m = sleep_marker();
     let _g = MarkerGuard(vec![m.clone()]);
-    let id = start_job(&s, &format!("sleep {m}"), "&pty=1");
+    let id = job_start_id(&s, &format!("sleep {m}"), "&pty=1");
     wait_until(Duration::from_secs(5), "the sleep to start", || {
         !live_marked(&m).is_empty()
     });
@@ -429,7 +396,7 @@ fn signal_kill_ends_the_job() {
 #[test]
 fn signal_stop_and_cont_pause_and_resume_the_group() {
     let s = Server::start(&[]);
-    let id = start_job(&s, "sh -c 'while :; do echo tick; sleep 0.05; done'", "");
+    let id = job_start_id(&s, "sh -c 'while :; do echo tick; sleep 0.05; done'", "");
     let pid = job_info(&s, &id)["pid"].as_u64().expect("a pid") as u32;
     wait_bytes(&s, &id, 10);
     post(&s, &format!("/jobs/{id}/signal?name=STOP")).assert_status(204, "signal STOP");
@@ -458,7 +425,7 @@ fn signal_names_outside_the_list_are_400() {
     let s = Server::start(&[]);
     let m = sleep_marker();
     let _g = MarkerGuard(vec![m.clone()]);
-    let id = start_job(&s, &format!("sleep {m}"), "");
+    let id = job_start_id(&s, &format!("sleep {m}"), "");
     for name in ["", "FOO", "SIGINT", "int", "9", "SEGV", "INT%00"] {
         let r = post(&s, &format!("/jobs/{id}/signal?name={name}"));
         r.assert_status(400, &format!("name={name:?}"));
@@ -477,7 +444,7 @@ fn signal_names_outside_the_list_are_400() {
 #[test]
 fn resize_changes_the_size_and_signals_winch() {
     let s = Server::start(&[]);
-    let id = start_job(
+    let id = job_start_id(
         &s,
         "sh -c 'trap \"stty size\" WINCH; echo ready; while :; do sleep 0.05; done'",
         "&pty=1&cols=80&rows=24",
@@ -489,7 +456,7 @@ fn resize_changes_the_size_and_signals_winch() {
     post(&s, &format!("/jobs/{id}/resize?cols=100&rows=30")).assert_status(204, "resize to the same size");
     wait_bytes(&s, &id, 6 + 14);
     post(&s, &format!("/jobs/{id}/signal?name=TERM")).assert_status(204, "TERM");
-    let (out, _) = job_output(&s, &id);
+    let (out, _, _) = job_output(&s, &id);
     assert_eq!(out, "ready\n30 100\n30 100\n");
 }
 
@@ -500,9 +467,9 @@ fn resize_refusals() {
     let s = Server::start(&[]);
     let m = sleep_marker();
     let _g = MarkerGuard(vec![m.clone()]);
-    let on_pipes = start_job(&s, &format!("sleep {m}"), "");
+    let on_pipes = job_start_id(&s, &format!("sleep {m}"), "");
     post(&s, &format!("/jobs/{on_pipes}/resize?cols=100&rows=30")).assert_status(409, "a job on pipes");
-    let on_pty = start_job(&s, &format!("sleep {m}"), "&pty=1");
+    let on_pty = job_start_id(&s, &format!("sleep {m}"), "&pty=1");
     for query in [
         "cols=0&rows=5",
         "cols=5&rows=1001",
@@ -514,7 +481,7 @@ fn resize_refusals() {
         post(&s, &format!("/jobs/{on_pty}/resize?{query}")).assert_status(400, query);
     }
     assert_eq!(job_info(&s, &on_pty)["size"], serde_json::json!([80, 24]), "unchanged");
-    let done = start_job(&s, "true", "&pty=1");
+    let done = job_start_id(&s, "true", "&pty=1");
     job_wait_ended(&s, &done, Duration::from_secs(5));
     post(&s, &format!("/jobs/{done}/resize?cols=100&rows=30")).assert_status(409, "a finished job");
     for id in [on_pipes, on_pty] {
@@ -601,7 +568,7 @@ fn control_routes_need_the_token_and_answer_preflights() {
     let s = Server::start(&["--cors-origin", origin]);
     let m = sleep_marker();
     let _g = MarkerGuard(vec![m.clone()]);
-    let id = start_job(&s, &format!("sleep {m}"), "&pty=1");
+    let id = job_start_id(&s, &format!("sleep {m}"), "&pty=1");
     let pid = wait_marked(&m);
     for route in ["input", "signal?name=INT", "resize?cols=10&rows=10"] {
         let path = format!("/jobs/{id}/{route}");

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 /// Number of open file descriptors of `pid`.
 pub fn fd_count(pid: u32) -> Option<usize> {
@@ -175,6 +177,23 @@ pub fn send_signal(pid: u32, signal: i32) {
     }
 }
 
+/// Stops `child`, which leads a process group of its own (spawned with
+/// `process_group(0)`), and everything in that group: SIGTERM to the group,
+/// up to `grace` for the leader to exit, then SIGKILL to the group (workers
+/// that ignored the TERM), and the leader reaped.
+pub fn stop_group(child: &mut Child, grace: Duration) {
+    let Ok(group) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    let _ = crate::sys::kill_group(group, libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = crate::sys::kill_group(group, libc::SIGKILL);
+    let _ = child.wait();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +215,32 @@ mod tests {
         assert_eq!(fd_count(gone), None);
         assert_eq!(state(gone), None);
         assert!(!is_alive(gone));
+    }
+
+    #[test]
+    fn stop_group_ends_the_leader_and_a_member_that_ignores_term() {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        // The member ignores TERM, so only the group's KILL ends it; the
+        // leader waits on it, so it lives until the TERM.
+        let mut leader = Command::new("sh")
+            .args(["-c", "sh -c 'trap \"\" TERM; echo $$; exec sleep 30' & wait"])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh");
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(leader.stdout.take().expect("stdout"));
+        std::io::BufRead::read_line(&mut out, &mut line).expect("the member's pid");
+        let member: u32 = line.trim().parse().expect("a pid");
+        assert_eq!(pgrp(member), Some(leader.id()), "the member is in the leader's group");
+        stop_group(&mut leader, Duration::from_millis(300));
+        assert!(leader.try_wait().is_ok_and(|s| s.is_some()), "the leader is reaped");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_alive(member) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!is_alive(member), "the member that ignored TERM is gone");
     }
 }

@@ -52,6 +52,56 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response whose head (`raw`, parsed as `head`) ended at `head_at`;
+    /// its body not read yet. Stricter than the client about framing: our
+    /// server never sends a coding but chunked, nor both lengths.
+    fn from_head(head: client::Head, raw: Vec<u8>, head_at: Instant) -> Response {
+        let raw_head = String::from_utf8(raw).unwrap_or_else(|e| panic!("response head is not UTF-8: {:?}", e));
+        let headers = head
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8(value.clone())
+                    .unwrap_or_else(|_| panic!("header {name} is not UTF-8 in head:\n{raw_head}"));
+                (name.clone(), value)
+            })
+            .collect();
+        let mut resp = Response {
+            version: format!("HTTP/1.{}", head.version),
+            status: head.status,
+            reason: head.reason.clone(),
+            headers,
+            body: Vec::new(),
+            raw_head,
+            raw_body: Vec::new(),
+            framing: Framing::None,
+            head_at,
+            end_at: head_at,
+        };
+        if (100..200).contains(&resp.status) || resp.status == 204 || resp.status == 304 {
+            return resp;
+        }
+        if let Some(te) = resp.header("transfer-encoding") {
+            assert!(
+                te.eq_ignore_ascii_case("chunked"),
+                "unexpected Transfer-Encoding {:?}",
+                te
+            );
+            assert!(
+                resp.header("content-length").is_none(),
+                "both Transfer-Encoding and Content-Length:\n{}",
+                resp.raw_head
+            );
+        }
+        resp.framing = match head.framing(false) {
+            Ok(client::Framing::Chunked) => Framing::Chunked,
+            Ok(client::Framing::Length(n)) => Framing::Length(n),
+            Ok(client::Framing::Close) => Framing::Close,
+            Err(err) => panic!("{err} in head:\n{}", resp.raw_head),
+        };
+        resp
+    }
+
     /// First header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -260,11 +310,13 @@ impl Conn {
     pub fn try_read_response(&mut self) -> Result<Response, String> {
         let mut polls = 0;
         loop {
-            if find(&self.buf, b"\r\n\r\n").is_some() {
-                return Ok(self.read_response());
+            match client::http::parse_head(&self.buf) {
+                Ok(Some(_)) => return Ok(self.read_response()),
+                Ok(None) => {}
+                Err(err) => return Err(err.to_string()),
             }
             polls += 1;
-            if polls > 100_000 || self.buf.len() > 64 * 1024 {
+            if polls > 100_000 {
                 return Err("no complete head".into());
             }
             match self.try_fill(64 * 1024) {
@@ -280,18 +332,14 @@ impl Conn {
         }
     }
 
-    /// Reads one response head. Panics on EOF or timeout before a full head.
+    /// Reads one response head (parsed by `client::parse_head`). Panics on
+    /// a bad head, or EOF or timeout before a full one.
     pub fn read_head(&mut self) -> Response {
         let mut polls = 0;
-        let end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
+        let (head, end) = loop {
+            if let Some(done) = self.head_in_buf() {
+                break done;
             }
-            assert!(
-                self.buf.len() < 64 * 1024,
-                "response head over 64 KiB: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
             polls += 1;
             assert!(polls < 100_000, "too many reads for one head");
             if self.fill(64 * 1024) == 0 {
@@ -303,63 +351,14 @@ impl Conn {
         };
         let head_at = self.last_read_at;
         let raw: Vec<u8> = self.buf.drain(..end).collect();
-        let raw_head = String::from_utf8(raw).unwrap_or_else(|e| panic!("response head is not UTF-8: {:?}", e));
-        let mut lines = raw_head[..raw_head.len() - 4].split("\r\n");
-        let status_line = lines.next().unwrap();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("").to_owned();
-        assert!(
-            version == "HTTP/1.1" || version == "HTTP/1.0",
-            "bad status line {:?} in head:\n{}",
-            status_line,
-            raw_head
-        );
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {:?}", status_line));
-        let reason = parts.next().unwrap_or("").to_owned();
-        let mut headers = Vec::new();
-        for l in lines {
-            let (k, v) = l
-                .split_once(':')
-                .unwrap_or_else(|| panic!("bad header line {:?} in head:\n{}", l, raw_head));
-            assert!(!k.is_empty() && !k.contains(' '), "bad header name in {:?}", l);
-            headers.push((k.to_owned(), v.trim().to_owned()));
-        }
-        let mut resp = Response {
-            version,
-            status,
-            reason,
-            headers,
-            body: Vec::new(),
-            raw_head,
-            raw_body: Vec::new(),
-            framing: Framing::None,
-            head_at,
-            end_at: head_at,
-        };
-        resp.framing = if (100..200).contains(&status) || status == 204 || status == 304 {
-            Framing::None
-        } else if resp.header("transfer-encoding").is_some() {
-            let te = resp.header("transfer-encoding").unwrap();
-            assert!(
-                te.eq_ignore_ascii_case("chunked"),
-                "unexpected Transfer-Encoding {:?}",
-                te
-            );
-            assert!(
-                resp.header("content-length").is_none(),
-                "both Transfer-Encoding and Content-Length:\n{}",
-                resp.raw_head
-            );
-            Framing::Chunked
-        } else if let Some(cl) = resp.header("content-length") {
-            Framing::Length(cl.parse().unwrap_or_else(|_| panic!("bad Content-Length {:?}", cl)))
-        } else {
-            Framing::Close
-        };
-        resp
+        Response::from_head(head, raw, head_at)
+    }
+
+    /// The head at the start of the buffer and where it ends, once complete;
+    /// panics on a head the client refuses.
+    fn head_in_buf(&self) -> Option<(client::Head, usize)> {
+        client::http::parse_head(&self.buf)
+            .unwrap_or_else(|err| panic!("{err}: {:?}", String::from_utf8_lossy(&self.buf)))
     }
 
     /// Starts reading the body of `resp`.
@@ -505,12 +504,17 @@ impl Conn {
     }
 
     fn read_body_rest(&mut self, resp: &Response) -> Vec<u8> {
-        let mut body = self.body(resp);
         let mut out = Vec::new();
-        while let Some((piece, _)) = self.read_body_some(&mut body, 256 * 1024) {
-            out.extend_from_slice(&piece);
-        }
+        self.read_body_into(resp, &mut out);
         out
+    }
+
+    /// Reads the body of `resp` to its end, appending it to `out`.
+    pub fn read_body_into(&mut self, resp: &Response, out: &mut Vec<u8>) {
+        self.read_body_with(resp, |piece, _| {
+            out.extend_from_slice(piece);
+            true
+        });
     }
 
     /// Bytes received but not yet consumed by a response (e.g. pipelined).
@@ -563,6 +567,12 @@ impl Conn {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// A response read to the close, split where its head ends: the head as
+/// `client::parse_head` reads it, its text, and every byte after it.
+pub fn split_head(raw: &[u8]) -> (client::Head, String, &[u8]) {
+    let (head, end) = client::http::parse_head(raw)
+        .unwrap_or_else(|err| panic!("{err}: {:?}", String::from_utf8_lossy(raw)))
+        .unwrap_or_else(|| panic!("no complete head in {:?}", String::from_utf8_lossy(raw)));
+    let text = String::from_utf8_lossy(&raw[..end]).into_owned();
+    (head, text, &raw[end..])
 }

@@ -8,12 +8,29 @@ use super::*;
 
 /// `POST /jobs?command=CMD` (no body, no Content-Length) on a new connection.
 pub fn job_post(s: &Server, command: &str) -> Response {
-    s.request(&s.req("POST", &format!("/jobs?command={}", pct(command)), &[]))
+    job_post_with(s, command, "")
+}
+
+/// [`job_post`] with `query` appended to the target (e.g. `&pty=1`).
+fn job_post_with(s: &Server, command: &str, query: &str) -> Response {
+    s.request(&s.req("POST", &format!("/jobs?command={}{}", pct(command), query), &[]))
 }
 
 /// Starts a job that must be accepted (201); its JSON (checked by [`check_job_json`]).
 pub fn job_start(s: &Server, command: &str) -> serde_json::Value {
-    let r = job_post(s, command);
+    job_start_with(s, command, "")
+}
+
+/// Starts a job of `command` with `query` appended (e.g. `&stdin=1`), which
+/// must be accepted (201); its id.
+pub fn job_start_id(s: &Server, command: &str, query: &str) -> String {
+    let v = job_start_with(s, command, query);
+    v["id"].as_str().expect("checked: id is a string").to_owned()
+}
+
+/// [`job_start`] with `query` appended to the target.
+fn job_start_with(s: &Server, command: &str, query: &str) -> serde_json::Value {
+    let r = job_post_with(s, command, query);
     r.assert_status(201, &format!("POST /jobs {:?}", command));
     let v = job_json_of(&r);
     let id = v["id"].as_str().unwrap().to_owned();
@@ -367,11 +384,8 @@ pub fn job_events_req(s: &Server, id: &str, query: &str, extra: &[(&str, &str)])
 pub fn job_stream_head(c: &mut Conn) -> Response {
     let head = c.read_head();
     if head.status != 200 {
-        let mut b = c.body(&head);
         let mut rest = Vec::new();
-        while let Some((p, _)) = c.read_body_some(&mut b, 65536) {
-            rest.extend_from_slice(&p);
-        }
+        c.read_body_into(&head, &mut rest);
         panic!(
             "job events: expected 200, got:\n{}{}",
             head.raw_head,
@@ -436,4 +450,13 @@ pub fn job_watch(s: &Server, id: &str, query: &str, extra: &[(&str, &str)], firs
     c.send(&job_events_req(s, id, query, extra));
     let head = job_stream_head(&mut c);
     job_read_stream(&mut c, head, first)
+}
+
+/// The text of a job's `stdout` and `stderr` events, read from event 1 on a
+/// new connection, and how it ended.
+pub fn job_output(s: &Server, id: &str) -> (String, String, End) {
+    let run = job_watch(s, id, "", &[], 1);
+    let text = |kind: &str| run.events.iter().filter(|e| e.event == kind).map(out_text).collect();
+    let end = end_of(run.events.last().expect("an end event"));
+    (text("stdout"), text("stderr"), end)
 }

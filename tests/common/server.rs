@@ -154,6 +154,17 @@ impl Server {
         c.read_run(t0)
     }
 
+    /// The value of one series of a `/metrics` scrape, named in full
+    /// (`ssecommander_…`, labels included).
+    pub fn metric(&self, series: &str) -> u64 {
+        let r = self.get("/metrics");
+        r.assert_status(200, "GET /metrics");
+        r.body_str()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{}", r.body_str()))
+    }
+
     /// Resident memory of the server, KiB.
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid()).expect("server is alive")

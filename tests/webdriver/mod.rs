@@ -22,6 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use ssecommander::harness::procfs;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const DRIVER_CANDIDATES: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
@@ -391,21 +392,13 @@ impl Drop for Browser {
         if !self.session.is_empty() {
             let _ = self.request("DELETE", &self.path(""), None);
         }
-        let group = self.driver.id() as libc::pid_t;
-        // SAFETY: kill() takes a process-group id we created and a signal number; no memory.
-        unsafe { libc::kill(-group, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && matches!(self.driver.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: as above; the group is the chromedriver we spawned and its children.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-        let _ = self.driver.wait();
+        // The group is the chromedriver we spawned and its children.
+        procfs::stop_group(&mut self.driver, Duration::from_secs(3));
         // Chromium processes that left the group still name our fresh profile dir.
         let profile = self.profile.display().to_string();
-        for pid in ssecommander::harness::procfs::pids_with_marker(&profile) {
-            // SAFETY: kill() on a pid whose argv holds our unique profile path.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        for pid in procfs::pids_with_marker(&profile) {
+            // A pid whose argv holds our unique profile path.
+            procfs::send_signal(pid, libc::SIGKILL);
         }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
