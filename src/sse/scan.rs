@@ -42,8 +42,10 @@ impl Needles {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Level {
     /// 32-byte vector compares (x86_64 with AVX2, detected at run time).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2,
     /// 16-byte vector compares (every x86_64 CPU has SSE2).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Sse2,
     /// Eight bytes per 64-bit word, on any CPU (on x86_64, only the checks
     /// that compare the levels ask for it).
@@ -69,15 +71,16 @@ impl Level {
     /// that compare them).
     #[cfg(any(test, feature = "harness"))]
     pub(crate) fn available() -> Vec<Level> {
-        let mut levels = vec![Level::Portable];
         #[cfg(target_arch = "x86_64")]
         {
-            levels.push(Level::Sse2);
+            let mut levels = vec![Level::Portable, Level::Sse2];
             if std::is_x86_feature_detected!("avx2") {
                 levels.push(Level::Avx2);
             }
+            levels
         }
-        levels
+        #[cfg(not(target_arch = "x86_64"))]
+        vec![Level::Portable]
     }
 }
 
