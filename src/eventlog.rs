@@ -11,14 +11,17 @@
 //! Every event also gets a **global number** (contract §11.2) when it is
 //! appended: one counter for every job of the process, so numbers increase
 //! across jobs and are never reused while the server runs. The log keeps it
-//! beside the event (8 bytes, no copy of the text), and keeps the numbers of
-//! the last [`RETAINED`] forgotten events, so a stream resuming after a
-//! global number can say exactly which of this job's events it missed.
+//! beside the event (8 bytes, no copy of the text), and those of the events
+//! it forgot in a few KiB ([`forgotten`]), so a stream resuming after a
+//! global number, however old, starts its `gap` after the last event it had.
+
+mod forgotten;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sse::{Exit, Stream};
+use forgotten::Forgotten;
 
 /// What one event of a job says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +51,6 @@ pub fn last_global() -> u64 {
     NEXT_GLOBAL.load(Ordering::Relaxed) - 1
 }
 
-/// Global numbers of forgotten events a log keeps (2 KiB at most): a
-/// stream resuming within them learns exactly which events it missed; one
-/// further back is told it missed everything from event 1 on (the most it
-/// could have missed).
-pub const RETAINED: usize = 256;
-
 /// Where a stream that has every event up to global number `G` goes on in
 /// one job's log (see [`EventLog::resume_after`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +66,10 @@ pub struct Resume {
 #[derive(Debug)]
 pub struct EventLog {
     events: VecDeque<Logged>,
-    /// The global number of each held event, and before them those of the
-    /// last `retained` forgotten ones: `globals[retained + i]` belongs to
-    /// `events[i]`.
+    /// The global number of each held event: `globals[i]` is `events[i]`'s.
     globals: VecDeque<u64>,
-    /// Forgotten events whose global numbers are still in `globals`.
-    retained: usize,
+    /// The global numbers of the events forgotten.
+    forgotten: Forgotten,
     /// Id of `events[0]` (or of the next event when none is held).
     first_id: u64,
     /// Bytes held, as the bound counts them.
@@ -98,7 +93,7 @@ impl EventLog {
         EventLog {
             events: VecDeque::new(),
             globals: VecDeque::new(),
-            retained: 0,
+            forgotten: Forgotten::new(),
             first_id: 1,
             bytes: 0,
             limit,
@@ -166,12 +161,10 @@ impl EventLog {
         while self.bytes > self.limit && self.first_id < keep_from && self.events.len() > 1 {
             let Some(event) = self.events.pop_front() else { break };
             self.bytes -= cost(&event);
-            self.first_id += 1;
-            self.retained += 1;
-            if self.retained > RETAINED {
-                self.globals.pop_front();
-                self.retained -= 1;
+            if let Some(global) = self.globals.pop_front() {
+                self.forgotten.push(self.first_id, global);
             }
+            self.first_id += 1;
             if let Logged::Output(_, mut text) = event {
                 if self.spare.len() < SPARES && text.capacity() <= SPARE_MAX {
                     text.clear();
@@ -196,11 +189,13 @@ impl EventLog {
         self.events.get(usize::try_from(index).ok()?)
     }
 
-    /// The global number of event `id`, if held (or recently forgotten).
+    /// The global number of event `id`, if held (or forgotten and still
+    /// known exactly: always so for the last one forgotten).
     pub fn global_of(&self, id: u64) -> Option<u64> {
-        let first = self.first_id - self.retained as u64;
-        let index = id.checked_sub(first)?;
-        self.globals.get(usize::try_from(index).ok()?).copied()
+        match id.checked_sub(self.first_id) {
+            Some(index) => self.globals.get(usize::try_from(index).ok()?).copied(),
+            None => self.forgotten.global_of(id),
+        }
     }
 
     /// The global number of the last event, if any.
@@ -213,18 +208,19 @@ impl EventLog {
     /// event numbered above it, and the `gap` for those of them no longer
     /// held.
     pub fn resume_after(&self, after: u64) -> Resume {
-        let first = self.first_id - self.retained as u64;
         // Global numbers increase along the log: the first above `after`.
-        let index = self.globals.partition_point(|&global| global <= after);
-        let next = first + index as u64;
-        if next >= self.first_id {
-            return Resume { next, gap: None };
+        let held = self.globals.partition_point(|&global| global <= after);
+        if held > 0 {
+            return Resume {
+                next: self.first_id + held as u64,
+                gap: None,
+            };
         }
-        // Before the numbers kept, nothing is known: claim all of it rather
-        // than skip any silently.
-        let from = if index == 0 { 1 } else { next };
+        let from = self.forgotten.first_after(after, self.first_id);
         let to = self.first_id - 1;
-        let gap = self.global_of(to).map(|global| (from, to, global));
+        let gap = (from <= to)
+            .then(|| self.global_of(to).map(|global| (from, to, global)))
+            .flatten();
         Resume {
             next: self.first_id,
             gap,
@@ -363,25 +359,57 @@ mod tests {
         // After the last: the next one, not yet made.
         let last = b.last_global().expect("some");
         assert_eq!(b.resume_after(last), Resume { next: 7, gap: None });
-        // Beyond the retained numbers: everything from 1 is claimed.
+    }
+
+    /// A stream that had a job's first events and resumes after the log
+    /// forgot far more than it keeps one by one (another job numbering in
+    /// between, so each forgotten event is its own run): its gap starts
+    /// after an event it had (at most 1/32 of the history before the last
+    /// one), never at event 1 and never after one it missed; alone, the job's
+    /// numbers are one run and the gap starts right after the last it had.
+    #[test]
+    fn a_gap_from_far_back_starts_after_the_last_event_had() {
         let mut c = EventLog::new(0);
-        for id in 1..=(RETAINED as u64 + 10) {
+        let mut other = EventLog::new(1 << 20);
+        let many = 10 * forgotten::RUNS as u64;
+        let mut had = 0;
+        for id in 1..=many {
             assert!(c.push(id, out("z")));
+            assert!(other.push(id, out("o")));
             c.trim(id + 1);
+            if id == 5 {
+                had = c.global_of(5).expect("held");
+            }
         }
-        let resume = c.resume_after(0);
-        assert_eq!(resume.next, RETAINED as u64 + 10);
-        assert_eq!(
-            resume.gap.map(|(from, to, _)| (from, to)),
-            Some((1, RETAINED as u64 + 9))
-        );
-        let kept = c
-            .global_of(c.first_held().expect("one") - RETAINED as u64)
-            .expect("retained");
-        assert_eq!(c.resume_after(kept - 1).gap.map(|(from, _, _)| from), Some(1));
-        assert_eq!(
-            c.resume_after(kept).gap.map(|(from, _, _)| from),
-            Some(c.first_held().expect("one") - RETAINED as u64 + 1)
-        );
+        assert_eq!(c.first_held(), Some(many));
+        let gap = |after| c.resume_after(after).gap.map(|(from, to, _)| (from, to));
+        for after in [had, had + 1] {
+            let (from, to) = gap(after).expect("a gap");
+            assert!((2..=6).contains(&from), "after {after}: gap from {from}");
+            assert_eq!(to, many - 1);
+        }
+        let half = c.global_of(many / 2).map_or(0, |g| g);
+        assert_eq!(half, 0, "no longer known one by one");
+        let mid = other.global_of(many / 2).expect("held");
+        let (from, _) = gap(mid).expect("a gap");
+        assert!(from <= many / 2 + 1 && from + many / 32 > many / 2, "gap from {from}");
+        // From the start, or before its first event: all of it.
+        assert_eq!(gap(0), Some((1, many - 1)));
+        assert_eq!(gap(other.global_of(1).expect("held") - 2), Some((1, many - 1)));
+        // Recently forgotten: exact.
+        let recent = c.global_of(many - 3).expect("exact");
+        assert_eq!(gap(recent), Some((many - 2, many - 1)));
+        assert_eq!(c.resume_after(recent).next, many);
+        // Alone: exact however far back.
+        let mut alone = EventLog::new(0);
+        for id in 1..=many {
+            assert!(alone.push(id, out("z")));
+            alone.trim(id + 1);
+            if id == 5 {
+                had = alone.global_of(5).expect("held");
+            }
+        }
+        let from = alone.resume_after(had).gap.map(|(from, _, _)| from);
+        assert_eq!(from, Some(6));
     }
 }

@@ -87,6 +87,8 @@ impl Stdin {
 pub struct Record {
     /// Its id (contract §7.1).
     pub id: String,
+    /// What its events carry on a multiplexed stream (made once).
+    pub tag: crate::sse::JobTag,
     argv: Vec<String>,
     /// Where it is.
     pub state: State,
@@ -118,6 +120,7 @@ impl Record {
     /// A record for `argv`, started now.
     pub fn new(id: String, argv: Vec<String>, state: State, log_limit: usize) -> Record {
         Record {
+            tag: crate::sse::JobTag::new(&id),
             id,
             argv,
             state,

@@ -1263,6 +1263,124 @@ fn browser_ten_tabs_share_one_stream() {
     );
 }
 
+/// §12 one stream, where tabs cannot share: an init script removes
+/// `navigator.locks` and `BroadcastChannel` (as on plain `http://` to a LAN
+/// address, not a secure context) before the page runs. Three tabs each run
+/// a job printing a numbered, timestamped line every 100 ms: each tab says
+/// it holds its own stream, the server sees exactly three event streams
+/// (three `GET /jobs/events`, three open, no other stream), and each tab
+/// shows its job's output live (each line within 2 s) and exactly as the
+/// job's own `/jobs/ID/events` has it.
+#[test]
+fn browser_without_locks_holds_one_stream_per_tab() {
+    let Some(browser) = Browser::available("nolocks", false) else {
+        return;
+    };
+    const TABS: usize = 3;
+    const LINES: u32 = 60;
+    let server = common::Server::start(&["--shell"]);
+    let no_sharing = "delete Navigator.prototype.locks; delete window.BroadcastChannel;";
+    let observe = "window.lag = {}; var o = document.getElementById('output');\
+        new MutationObserver(function () {\
+          o.querySelectorAll('.stdout').forEach(function (e) {\
+            var m = /^L(\\d+)-(\\d+) (\\d+)$/.exec(e.textContent);\
+            if (m && !(m[2] in window.lag)) window.lag[m[2]] = Date.now() - Number(m[3]);\
+          });\
+        }).observe(o, {childList: true, subtree: true, characterData: true});";
+    let mut tabs = Vec::new();
+    for k in 0..TABS {
+        if k > 0 {
+            let tab = browser.new_window();
+            browser.switch_to(&tab);
+        }
+        tabs.push(browser.window());
+        browser.cdp("Page.addScriptToEvaluateOnNewDocument", json!({ "source": no_sharing }));
+        open_page_with_token(&browser, &server);
+        let shared = browser.exec("return !!(navigator.locks || window.BroadcastChannel);", json!([]));
+        assert_eq!(shared, json!(false), "tab {k}: the init script ran before the page");
+        browser.exec(observe, json!([]));
+        let command = format!("for i in $(seq 1 {LINES}); do echo \"L{k}-$i $(date +%s%3N)\"; sleep 0.1; done");
+        browser.clear("[data-role=command]");
+        browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
+        browser.wait_for(&format!("tab {k}: its first line"), PAGE_TIMEOUT, |s| {
+            let first = format!("L{k}-1 ");
+            lines_of(&s["stdout"]).iter().any(|l| l.starts_with(&first))
+        });
+    }
+    let modes: Vec<Value> = tabs
+        .iter()
+        .map(|tab| {
+            browser.switch_to(tab);
+            browser.exec("return document.body.dataset.stream;", json!([]))
+        })
+        .collect();
+    assert_eq!(modes, vec![json!("own"); TABS], "each tab holds its own stream");
+    let gauge = |name: &str| -> u64 {
+        let body = server.get("/metrics").body_str();
+        let key = format!("ssecommander_{name} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&key).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in the metrics:\n{body}"))
+    };
+    assert_eq!(
+        gauge("multiplexed_streams_open"),
+        TABS as u64,
+        "one GET /jobs/events per tab open"
+    );
+    assert_eq!(gauge("streams_open"), TABS as u64, "and no other stream open");
+    // Counted before this test reads the jobs' own streams itself.
+    let job_streams = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("/events") && !l.contains("GET /jobs/events"))
+            .count()
+    };
+    let mut states = Vec::new();
+    for (k, tab) in tabs.iter().enumerate() {
+        browser.switch_to(tab);
+        states.push(
+            browser.wait_for(&format!("tab {k}: exit code 0"), Duration::from_secs(30), |s| {
+                status(s).contains("exit code 0")
+            }),
+        );
+    }
+    let log = server.log();
+    assert_eq!(
+        feed_requests(&server),
+        TABS,
+        "exactly one GET /jobs/events per tab:\n{log}"
+    );
+    assert_eq!(
+        job_streams(&log),
+        0,
+        "and no other event stream (each tab heard its job from the start):\n{log}"
+    );
+    for (k, (tab, state)) in tabs.iter().zip(states).enumerate() {
+        browser.switch_to(tab);
+        let job = kept_job(&browser);
+        let mut c = server.connect();
+        c.send(&common::job_events_req(&server, &job, "?format=json", &[]));
+        let head = common::job_stream_head(&mut c);
+        let own = common::job_read_stream(&mut c, head, 1).stdout();
+        let own: Vec<String> = own.lines().map(|l| l.trim_end_matches('\r').to_owned()).collect();
+        assert_eq!(own.len(), LINES as usize, "tab {k}'s job printed every line: {own:?}");
+        assert_eq!(
+            lines_of(&state["stdout"]),
+            own,
+            "tab {k} shows its job's output exactly, each line once: {state:#}"
+        );
+        assert_eq!(state["repeats"], json!(0), "tab {k}: {state:#}");
+        let lag = browser.exec("return window.lag;", json!([]));
+        let lags: Vec<i64> = (1..=LINES)
+            .map(|i| lag[i.to_string()].as_i64().unwrap_or(i64::MAX))
+            .collect();
+        let max = lags.iter().copied().max().unwrap_or(i64::MAX);
+        assert!(
+            max <= 2000,
+            "tab {k}: a line drawn {max} ms after its printing: {lags:?}"
+        );
+    }
+}
+
 fn wait_input_line(browser: &Browser, shown: bool) {
     poll_for(
         &format!("the input line to be {}", if shown { "shown" } else { "hidden" }),

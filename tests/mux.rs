@@ -464,3 +464,65 @@ fn a_multiplexed_viewer_paces_its_jobs() {
     assert_eq!(text.len() as u64, total + "<exit>".len() as u64, "every byte arrives");
     assert!(text.starts_with("1\n2\n3\n") && text.ends_with(&format!("\n{lines}\n<exit>")));
 }
+
+/// §11.3 from far back: a client had a job's first events, left, and the
+/// job then made (and the log forgot) more events than a log keeps the
+/// numbers of one by one. Resuming after the last number it had, the `gap`
+/// starts right after the last event it had, not at event 1 (it had
+/// those: claiming them again would be a lie), and ends where the job's own
+/// stream says; then the held events, exactly as on the job's own stream.
+#[test]
+fn a_gap_from_far_back_starts_after_the_last_event_had() {
+    let s = Server::start(&["--job-log", "1K"]);
+    let go = marker_path("mux-far-back");
+    // Five events the client reads, then (once it left) 600 events, one per
+    // write: far more than a log keeps the numbers of one by one.
+    let job = job_start(
+        &s,
+        &format!(
+            "sh -c 'for i in 1 2 3 4 5; do echo $i; sleep 0.05; done; \
+             while [ ! -e {go} ]; do sleep 0.02; done; \
+             for i in $(seq 6 605); do echo $i; sleep 0.002; done'",
+            go = go.str()
+        ),
+    )["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut c = s.connect();
+    c.send(&req_mux(&s, &format!("?ids={job}"), &[]));
+    let head = c.read_head();
+    assert_eq!(head.status, 200, "{}", head.raw_head);
+    let mut body = c.body(&head);
+    let mut reader = Reader::new();
+    let had_five = |r: &Reader| r.events.iter().any(|e| e.data["out"] == "5\n");
+    let t0 = Instant::now();
+    while !had_five(&reader) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "waited 10 s for line 5");
+        let (piece, _) = c.read_body_some(&mut body, 65536).expect("the stream goes on");
+        reader.feed(&piece);
+    }
+    drop(c);
+    let last_had = reader.events.iter().rev().find(|e| e.id.is_some()).expect("an event");
+    let g = last_had.id.expect("id");
+    let seq_had = last_had.data["seq"].as_u64().expect("seq");
+    std::fs::write(go.path(), b"").expect("marker");
+    job_wait_ended(&s, &job, Duration::from_secs(30));
+    let own = own_events(&s, &job);
+    assert_eq!(own[0].1, "gap", "own stream starts with a gap: {:?}", own[0]);
+    let own_to = own[0].2["to"].as_u64().expect("to");
+    assert!(
+        own_to > seq_had + 300,
+        "the log forgot more than 300 events after the client left (to {own_to})"
+    );
+    let (_, resumed) = mux_watch(&s, &format!("?ids={job}"), &[("Last-Event-ID", &g.to_string())]);
+    check_order(&resumed.events);
+    let got = of_job(&resumed.events, &job);
+    assert_eq!(got[0].1, "gap", "{:?}", got[0]);
+    assert_eq!(
+        (got[0].2["from"].as_u64(), got[0].2["to"].as_u64()),
+        (Some(seq_had + 1), Some(own_to)),
+        "the gap starts right after event {seq_had}, the last the client had"
+    );
+    assert_eq!(&got[1..], &own[1..], "then the held events as on the job's own stream");
+}

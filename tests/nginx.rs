@@ -7,6 +7,9 @@
 //!   Through the proxy a job starts on either instance, is looked at and
 //!   watched on the right one, the watching connection is cut, and a resume
 //!   with `Last-Event-ID` gives the rest, byte-exact;
+//! - one multiplexed stream (contract §11) per instance, through the guide's
+//!   `/a/` and `/b/` prefixes: each carries exactly its instance's jobs, is
+//!   cut, and resumes with the last global number it had, byte-exact;
 //! - the page in headless Chromium through nginx on a port that is not 80
 //!   and through nginx terminating TLS (a self-signed certificate made with
 //!   openssl): Run, Stop and the job list work, which needs the client's
@@ -66,7 +69,7 @@ fn instances_conf(listen: u16, a: SocketAddr, b: SocketAddr) -> String {
         location / {{
             proxy_pass http://$ssecommander;
 {README_PROXYING}        }}
-    }}
+{README_PREFIXES}    }}
 "
     )
 }
@@ -118,6 +121,29 @@ const README_PROXYING: &str = r#"            proxy_http_version 1.1;
             proxy_read_timeout 1h;
 "#;
 
+/// The guide's per-instance prefixes, verbatim: `/a/…` is instance a's
+/// `/…` (`proxy_pass` with a URI replaces the matched prefix), so each
+/// instance's multiplexed stream has an address of its own.
+const README_PREFIXES: &str = r#"        # /a/… and /b/… reach one instance, the prefix removed: its own
+        # multiplexed stream is /a/jobs/events (and /b/jobs/events).
+        location /a/ {
+            proxy_pass http://ssecommander_a/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }
+        location /b/ {
+            proxy_pass http://ssecommander_b/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }
+"#;
+
 /// The TLS lines of the guide's one-instance `server` block, verbatim.
 const README_TLS: &str = r#"        listen 443 ssl;
         ssl_certificate     /etc/ssl/ssecommander.crt;
@@ -129,9 +155,15 @@ const README_TLS: &str = r#"        listen 443 ssl;
 fn the_guide_shows_the_tested_configuration() {
     let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/GUIDE.md"))
         .expect("read docs/GUIDE.md");
+    assert_eq!(
+        README_PREFIXES.matches(README_PROXYING).count(),
+        2,
+        "each prefix passes the same proxying lines"
+    );
     for part in [
         README_ROUTING,
         README_PROXYING,
+        README_PREFIXES,
         README_TLS,
         "proxy_pass http://$ssecommander;",
         "proxy_pass http://127.0.0.1:3000;",
@@ -227,6 +259,171 @@ fn nginx_routes_jobs_and_resumes_byte_exact() {
     // Resuming after the end: 204, through the proxy too.
     let reply = proxy.request("GET", &target, &[headers[0], ("Last-Event-ID", &end.to_string())]);
     reply.assert_status(204, "resume after the last event");
+}
+
+/// Lines of each job watched on a multiplexed stream through nginx, one
+/// event each (a line every 3 ms).
+const MUX_LINES: [u32; 2] = [600, 400];
+
+/// Contract §11 behind nginx with two instances: each instance's
+/// multiplexed stream (`/a/jobs/events`, `/b/jobs/events`, the guide's
+/// prefixes) carries exactly that instance's two jobs, live; it is cut
+/// after 40 KB and resumed through nginx with `Last-Event-ID`, the last global
+/// number it had; each job's output, rebuilt from both connections, is
+/// byte-exact, with its events once each and global ids increasing.
+#[test]
+fn nginx_carries_one_multiplexed_stream_per_instance_cut_and_resumed() {
+    if !nginx_present() {
+        return;
+    }
+    let token = format!("nginx-mux-{}", common::next_id() + std::process::id());
+    let common_args = ["--token", token.as_str(), "--job-log", "64M"];
+    let a = common::Server::start(&[&common_args[..], &["--instance", "a"]].concat());
+    let b = common::Server::start(&[&common_args[..], &["--instance", "b"]].concat());
+    let proxy = Nginx::start(|port| instances_conf(port, a.addr, b.addr));
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str())];
+    for name in ["a", "b"] {
+        // Two jobs on this instance, started through its prefix.
+        let ids: Vec<String> = MUX_LINES
+            .iter()
+            .map(|lines| {
+                let command = common::pct(&format!(
+                    "sh -c 'for i in $(seq 1 {lines}); do echo $i; sleep 0.003; done'"
+                ));
+                let reply = proxy.request(
+                    "POST",
+                    &format!("/{name}/jobs?command={command}"),
+                    &[headers[0], ("Content-Length", "0")],
+                );
+                reply.assert_status(201, "POST /NAME/jobs through nginx");
+                let job: Value = serde_json::from_slice(&reply.body).expect("the job JSON");
+                job["id"].as_str().expect("an id").to_owned()
+            })
+            .collect();
+        assert!(
+            ids.iter().all(|id| id.starts_with(&format!("{name}-"))),
+            "both on instance {name}: {ids:?}"
+        );
+        let target = format!("/{name}/jobs/events");
+        let mut mux = MuxRead::default();
+        let mut first = proxy.stream(&target, &headers);
+        mux.read(&mut first, |m| m.bytes >= 40_000);
+        drop(first); // the cut
+        let last = *mux.globals.last().expect("events before the cut");
+        assert!(
+            ids.iter().any(|id| !mux.ended(id)),
+            "the cut came before both jobs ended"
+        );
+        let before = mux.globals.len();
+        let g = last.to_string();
+        let mut resumed = proxy.stream(&target, &[headers[0], ("Last-Event-ID", g.as_str())]);
+        mux.read(&mut resumed, |m| ids.iter().all(|id| m.ended(id)));
+        eprintln!(
+            "instance {name}: {before} events before the cut, {} after",
+            mux.globals.len() - before
+        );
+        assert!(
+            mux.globals.windows(2).all(|w| w[0] < w[1]),
+            "instance {name}: global ids increase over the cut"
+        );
+        assert_eq!(
+            mux.jobs.keys().cloned().collect::<Vec<_>>(),
+            {
+                let mut sorted = ids.clone();
+                sorted.sort();
+                sorted
+            },
+            "instance {name}'s stream carries exactly its own jobs"
+        );
+        for (id, lines) in ids.iter().zip(MUX_LINES) {
+            let job = &mux.jobs[id];
+            let want: Vec<u64> = (1..=job.seqs.len() as u64).collect();
+            assert_eq!(job.seqs, want, "job {id}: its events once each, in order");
+            assert_eq!(job.exit.as_ref().map(|e| e["code"].clone()), Some(Value::from(0)));
+            let expected = expected(lines);
+            assert!(
+                job.stdout == expected,
+                "job {id} byte-exact through nginx and a cut: got {} bytes (fnv {:016x}), want {} (fnv {:016x})",
+                job.stdout.len(),
+                fnv(&job.stdout),
+                expected.len(),
+                fnv(&expected)
+            );
+        }
+    }
+}
+
+/// One job as a multiplexed stream gave it.
+#[derive(Default)]
+struct MuxJob {
+    stdout: Vec<u8>,
+    seqs: Vec<u64>,
+    exit: Option<Value>,
+}
+
+/// What multiplexed streams gave, over one or more connections.
+#[derive(Default)]
+struct MuxRead {
+    jobs: std::collections::BTreeMap<String, MuxJob>,
+    globals: Vec<u64>,
+    /// Event bytes (decoded body) read so far.
+    bytes: usize,
+}
+
+impl MuxRead {
+    fn ended(&self, id: &str) -> bool {
+        self.jobs.get(id).is_some_and(|job| job.exit.is_some())
+    }
+
+    /// Reads `stream` with the crate's SSE parser until `done` holds after
+    /// an event (or the stream ends), within 120 s.
+    fn read(&mut self, stream: &mut (common::Conn, common::Body), done: impl Fn(&MuxRead) -> bool) {
+        let (conn, body) = stream;
+        let mut parser = ssecommander::client::SseParser::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "the stream took over 120 s");
+            let Some((piece, _)) = conn.read_body_some(body, 64 * 1024) else {
+                panic!("the stream ended before it was done");
+            };
+            self.bytes += piece.len();
+            let mut events = Vec::new();
+            parser
+                .feed(&piece, &mut |item| {
+                    if let ssecommander::client::Item::Event(e) = item {
+                        let id = e.has_id.then(|| String::from_utf8_lossy(e.last_event_id).into_owned());
+                        events.push((String::from_utf8_lossy(e.name).into_owned(), id, e.data.to_vec()));
+                    }
+                })
+                .expect("a well-formed stream");
+            for (name, id, data) in events {
+                self.on_event(&name, id, &data);
+            }
+        }
+    }
+
+    fn on_event(&mut self, name: &str, id: Option<String>, data: &[u8]) {
+        let value: Value = serde_json::from_slice(data).expect("JSON data");
+        if name == "job" {
+            assert_eq!(id, None, "a job event has no id");
+            return;
+        }
+        let global: u64 = id.and_then(|id| id.parse().ok()).expect("a numbered event");
+        self.globals.push(global);
+        let job = self
+            .jobs
+            .entry(value["job"].as_str().expect("job").to_owned())
+            .or_default();
+        job.seqs.push(value["seq"].as_u64().expect("seq"));
+        match name {
+            "stdout" => job
+                .stdout
+                .extend_from_slice(value["out"].as_str().expect("out").as_bytes()),
+            "exit" => job.exit = Some(value),
+            other => panic!("unexpected event {other}: {value}"),
+        }
+    }
 }
 
 /// The page through nginx in front of one instance, as the guide shows it:
@@ -441,6 +638,17 @@ impl Nginx {
         let mut conn = common::Conn::connect(self.addr);
         conn.send(&self.head(method, target, extra));
         conn.read_response()
+    }
+
+    /// Opens a stream through nginx (200 expected): the connection and its
+    /// body to read.
+    fn stream(&self, target: &str, extra: &[(&str, &str)]) -> (common::Conn, common::Body) {
+        let mut conn = common::Conn::connect(self.addr);
+        conn.send(&self.head("GET", target, extra));
+        let head = conn.read_head();
+        assert_eq!(head.status, 200, "a stream through nginx: {}", head.dump());
+        let body = conn.body(&head);
+        (conn, body)
     }
 
     /// Opens an event stream through nginx (200 expected) whose first

@@ -34,6 +34,10 @@ use crate::timer::{Deadline, TimerKey, Timers};
 /// `writev` takes at most this many slices (Linux's `IOV_MAX`).
 const MAX_SLICES: usize = 1024;
 
+/// Slices of a write kept on the stack; a write of more parts (a large
+/// frame of many lines) gathers them in a vector, a small cost beside it.
+const FEW_SLICES: usize = 16;
+
 /// A kept-alive connection frees buffers larger than this once they are
 /// empty, so thousands of idle connections cost little.
 const KEEP_CAPACITY: usize = 16 * 1024;
@@ -796,11 +800,11 @@ impl Conn {
             }
             let (frame, text) = match what {
                 What::Gap { from, to, global } => {
-                    encoder.tag_next(&job.id, to, global);
+                    encoder.tag_next(&job.tag, to, global);
                     (encoder.gap(from, to), &[][..])
                 }
                 What::Event { seq, global } => {
-                    encoder.tag_next(&job.id, seq, global);
+                    encoder.tag_next(&job.tag, seq, global);
                     match job.log.get(seq) {
                         Some(Logged::Output(which, text)) => (encoder.output(*which, text), &text[..]),
                         Some(Logged::Error(message)) => (encoder.error(message), &[][..]),
@@ -1332,28 +1336,45 @@ enum Written {
 
 /// Writes `parts` with as few `writev` calls as the slice limit allows,
 /// stopping when the socket is full.
-fn write_parts<'a, I>(sock: &mut TcpStream, mut parts: I) -> io::Result<Written>
+fn write_parts<'a, I>(sock: &mut TcpStream, parts: I) -> io::Result<Written>
 where
     I: Iterator<Item = &'a [u8]>,
 {
-    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let mut parts = parts.peekable();
+    // Most writes are a few parts: filling (and first clearing) an array
+    // of MAX_SLICES for each cost more than the rest of a small event.
+    let mut few = [IoSlice::new(&[]); FEW_SLICES];
+    let mut many: Vec<IoSlice<'a>> = Vec::new();
     let mut written = 0;
     loop {
         let mut count = 0;
         let mut batch = 0;
-        for part in parts.by_ref() {
-            slices[count] = IoSlice::new(part);
+        while count < FEW_SLICES {
+            let Some(part) = parts.next() else { break };
+            few[count] = IoSlice::new(part);
             batch += part.len();
             count += 1;
-            if count == MAX_SLICES {
-                break;
-            }
         }
-        if count == 0 {
+        let slices: &[IoSlice<'a>] = if count == FEW_SLICES && parts.peek().is_some() {
+            // A frame of many parts: gather up to MAX_SLICES of them.
+            many.clear();
+            many.extend_from_slice(&few);
+            for part in parts.by_ref() {
+                many.push(IoSlice::new(part));
+                batch += part.len();
+                if many.len() == MAX_SLICES {
+                    break;
+                }
+            }
+            &many
+        } else {
+            &few[..count]
+        };
+        if slices.is_empty() {
             return Ok(Written::All(written));
         }
         let n = loop {
-            match sock.write_vectored(&slices[..count]) {
+            match sock.write_vectored(slices) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => break n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

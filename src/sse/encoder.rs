@@ -4,7 +4,7 @@ use super::frame::KEEP_SCRATCH;
 use super::json::{escape_json_into, json_bound, push_json_escaped};
 use super::raw::RawLines;
 use super::utf8::for_each_utf8_segment;
-use super::{EventName, Exit, Format, Frame, Stream};
+use super::{EventName, Exit, Format, Frame, JobTag, Stream};
 
 /// Turns a stream's output into numbered SSE events (ids 1, 2, 3…).
 #[derive(Debug)]
@@ -20,10 +20,8 @@ pub struct Encoder {
     /// The next event's place in a stream of many jobs (see
     /// [`Encoder::tag_next`]): used once.
     tag: Option<Tag>,
-    /// The tagged job's id as given and JSON-escaped (kept between events:
-    /// usually the same job comes again).
-    tag_raw: String,
-    tag_job: String,
+    /// The tagged job's [`JobTag`] bytes.
+    tag_prefix: Vec<u8>,
 }
 
 /// An event of one job on a stream of many (contract §11.2).
@@ -43,8 +41,7 @@ impl Encoder {
             after_cr: [false; 2],
             measuring: false,
             tag: None,
-            tag_raw: String::new(),
-            tag_job: String::new(),
+            tag_prefix: Vec::new(),
         }
     }
 
@@ -104,14 +101,11 @@ impl Encoder {
 
     /// Tags the next event (JSON only) for a stream that carries many jobs
     /// (contract §11.2): its `id:` is `global` and its JSON object gets
-    /// `"job":"JOB","seq":SEQ` (its own id in the job) after its type.
-    pub fn tag_next(&mut self, job: &str, seq: u64, global: u64) {
-        if self.tag_raw != job {
-            self.tag_raw.clear();
-            self.tag_raw.push_str(job);
-            self.tag_job.clear();
-            escape_json_into(&mut self.tag_job, job);
-        }
+    /// `"job":"JOB","seq":SEQ` (`job`, then its own id in the job) after
+    /// its type.
+    pub fn tag_next(&mut self, job: &JobTag, seq: u64, global: u64) {
+        self.tag_prefix.clear();
+        self.tag_prefix.extend_from_slice(job.prefix());
         self.tag = Some(Tag { seq, global });
     }
 
@@ -119,11 +113,7 @@ impl Encoder {
     /// after the type, and uses it up.
     fn put_tag(&mut self) {
         let Some(tag) = self.tag.take() else { return };
-        self.frame.lit(b"\"job\":\"");
-        let job = std::mem::take(&mut self.tag_job);
-        self.frame.scratch_str(&job);
-        self.tag_job = job;
-        self.frame.lit(b"\",\"seq\":");
+        self.frame.copy(&self.tag_prefix);
         self.frame.number(tag.seq);
         self.frame.lit(b",");
     }

@@ -18,6 +18,7 @@ mod json;
 mod names;
 mod raw;
 pub(crate) mod scan;
+mod tag;
 mod utf8;
 
 pub use cut::{last_line_end, Emit, PipeText, MAX_HELD};
@@ -25,6 +26,7 @@ pub use encoder::Encoder;
 pub use frame::{Frame, POINT_AT};
 pub use json::escape_json_into;
 pub use names::{EventName, Exit, Format, Stream};
+pub use tag::JobTag;
 pub use utf8::char_boundary;
 
 /// Where the text allows, an event's frame stays under about this size:

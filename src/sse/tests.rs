@@ -262,14 +262,14 @@ fn measuring_cuts_like_encoding() {
 #[test]
 fn tagged_events_carry_job_seq_and_the_global_id() {
     let mut enc = Encoder::new(Format::Json);
-    enc.tag_next("ab-C_d", 3, 917);
+    enc.tag_next(&JobTag::new("ab-C_d"), 3, 917);
     let text = b"hi\n";
     let out = String::from_utf8(enc.output(Stream::Stderr, text).to_vec(text, false)).expect("utf-8");
     assert_eq!(
         out,
         "id: 917\nevent: stderr\ndata: {\"type\":\"stderr\",\"job\":\"ab-C_d\",\"seq\":3,\"out\":\"hi\\n\"}\n\n"
     );
-    enc.tag_next("x", 4, 920);
+    enc.tag_next(&JobTag::new("x"), 4, 920);
     let exit = Exit {
         code: None,
         signal: Some(9),
@@ -283,16 +283,23 @@ fn tagged_events_carry_job_seq_and_the_global_id() {
             &exit.json()["{\"type\":\"exit\",".len()..]
         )
     );
-    enc.tag_next("x", 5, 930);
+    enc.tag_next(&JobTag::new("x"), 5, 930);
     let out = String::from_utf8(enc.gap(1, 5).to_vec(b"", false)).expect("utf-8");
     assert_eq!(
         out,
         "id: 930\nevent: gap\ndata: {\"type\":\"gap\",\"job\":\"x\",\"seq\":5,\"from\":1,\"to\":5}\n\n"
     );
-    enc.tag_next("x", 1, 931);
+    enc.tag_next(&JobTag::new("x"), 1, 931);
     let out = String::from_utf8(enc.error("no such file").to_vec(b"", false)).expect("utf-8");
     assert!(out.starts_with("id: 931\nevent: err\ndata: {\"type\":\"error\",\"job\":\"x\",\"seq\":1,\"out\":\"no such"));
     // Untagged again: the plain event of §3.2.
     let out = String::from_utf8(enc.output(Stream::Stdout, text).to_vec(text, false)).expect("utf-8");
     assert!(out.contains("data: {\"type\":\"stdout\",\"out\":"), "{out}");
+}
+
+/// A job's tag is made once, its id escaped as JSON.
+#[test]
+fn a_job_tag_escapes_its_id_once() {
+    assert_eq!(JobTag::new("a-b_C").prefix(), br#""job":"a-b_C","seq":"#);
+    assert_eq!(JobTag::new("a\"b\\").prefix(), br#""job":"a\"b\\","seq":"#);
 }
