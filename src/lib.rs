@@ -64,15 +64,20 @@
 //! - [`child`] spawns into a process group and reaps; [`contain`] keeps
 //!   whatever a command starts (a cgroup v2, else the child subreaper) so it
 //!   is stopped with it; [`sys`] holds every system call std lacks, and
-//!   every `unsafe` block; its [`sys::pty`] opens the pseudo-terminals of
-//!   `pty=1` (contract §10) and makes one the controlling terminal of a
-//!   command's new session.
+//!   every `unsafe` block but the line scanner's (see [`sse`]); its
+//!   [`sys::pty`] opens the pseudo-terminals of `pty=1` (contract §10) and
+//!   makes one the controlling terminal of a command's new session.
 //! - [`logsafe`] escapes and redacts what clients and children control
 //!   before it reaches a log line.
 //! - [`metrics`] counts what `/metrics` reports: integers bumped where it
 //!   happens (a connection counts what it writes), rendered on a scrape.
 //! - [`sse`] cuts child output into events and encodes them as SSE frames,
 //!   `IoSlice` pieces that point at the bytes they encode; it does no I/O.
+//!   Its `scan` part finds line ends and the bytes JSON escapes 64 bytes
+//!   at a time (AVX2 or SSE2 chosen at run time, a portable fallback): the
+//!   one `unsafe` outside [`sys`] (vector loads and calls into code built
+//!   for a CPU feature just detected), each block with its `SAFETY:` line,
+//!   fuzzed against the portable scanner (`fuzz/fuzz_targets/line_scan.rs`).
 //! - [`client`] is the other side of the wire (URL, HTTP response, SSE
 //!   parser, payload decoding) for `ssecommander bench` and the tests;
 //!   [`bench`] is that load client (contract §9), one mio thread. Both are

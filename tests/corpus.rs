@@ -46,3 +46,8 @@ fn sse_encoder_corpus() {
 fn chunked_corpus() {
     replay("chunked", ssecommander::harness::oracle::chunked);
 }
+
+#[test]
+fn line_scan_corpus() {
+    replay("line_scan", ssecommander::harness::oracle::line_scan);
+}

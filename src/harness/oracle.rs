@@ -19,6 +19,7 @@ use crate::client::sse::End;
 use crate::client::{payload, BodyDecoder, Framing, Item, SseParser};
 use crate::http::query::{self, Query};
 use crate::http::request::{self, HttpError, Parsed};
+use crate::sse::scan::{self, Level, Needles};
 use crate::sse::{self, Encoder, Exit, Format, Frame, PipeText, Stream};
 
 /// Every status a bad request head may be answered with (contract §5).
@@ -999,6 +1000,39 @@ fn decode_chunked(body: &[u8]) -> Option<Vec<u8>> {
     (used == body.len() && decoder.is_done()).then_some(out)
 }
 
+/// The line-end scanner (`sse::scan`): every level this CPU runs (AVX2,
+/// SSE2, the portable word-at-a-time one) finds exactly the bytes a plain
+/// byte-by-byte filter finds, in order, for both sets of needles (CR and LF;
+/// what JSON escapes: bytes below 0x20, `"`, `\\`); its ASCII check agrees
+/// with std's.
+///
+/// Input: the first byte's low six bits skip that many following bytes, so
+/// the text starts at every place within a 64-byte block (the scanner reads
+/// blocks from the text's start, but a heap buffer's alignment varies); the
+/// rest is the text.
+pub fn line_scan(data: &[u8]) {
+    let Some((&skip, rest)) = data.split_first() else {
+        return;
+    };
+    let text = &rest[usize::from(skip & 63).min(rest.len())..];
+    for needles in [Needles::LineEnds, Needles::JsonEscapes] {
+        let want: Vec<usize> = (0..text.len()).filter(|&i| needles.matches(text[i])).collect();
+        for level in Level::available() {
+            let mut got = Vec::with_capacity(want.len());
+            scan::each_hit_at(text, needles, level, |i| got.push(i));
+            assert_eq!(
+                got, want,
+                "{level:?} scan for {needles:?} differs from the byte filter on {text:?}"
+            );
+        }
+    }
+    assert_eq!(
+        scan::is_ascii(text),
+        text.is_ascii(),
+        "is_ascii differs from std's on {text:?}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1087,5 +1121,6 @@ mod tests {
         sse_encoder(b"\x00hello\nworld");
         sse_encoder(b"\x23\x81\x45a\r\nb\rc\xe2\x82\xac\n");
         chunked(b"\x00\x00\x03abc\x02\x01x\x3b\x00\x00\x00\x00\x09");
+        line_scan(b"\x05ab\r\ncd\"\\\x1f\x20\x7f\x80");
     }
 }

@@ -2,6 +2,7 @@
 //! bound on how long that comes out.
 
 use super::frame::push_short;
+use super::scan::{self, Needles};
 use super::utf8::{Segment, REPLACEMENT};
 use super::{Frame, MAX_FRAME, POINT_AT};
 
@@ -72,10 +73,6 @@ fn json_escape(byte: u8) -> &'static [u8] {
     }
 }
 
-fn needs_json_escape(byte: u8) -> bool {
-    byte < 0x20 || byte == b'"' || byte == b'\\'
-}
-
 pub(super) fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize) {
     let bytes = match seg {
         Segment::Replacement => {
@@ -84,36 +81,13 @@ pub(super) fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize)
         }
         Segment::Valid(bytes) => bytes,
     };
-    // Most output has no control byte but LF: one pass over the whole
-    // segment settles that, instead of a check of each line's stretch.
-    let controls = has_rare_control(bytes);
-    let run = line_ends!(Three, memchr::memchr3_iter, (b'\n', b'"', b'\\'), bytes, |hits| {
-        json_runs(frame, bytes, off, controls, hits)
-    });
-    let run = if controls {
-        escape_controls(frame, bytes, off, run, bytes.len())
-    } else {
-        run
-    };
-    frame.text(&bytes[run..], off + run);
-}
-
-/// Adds `bytes` up to its last common escape (`"`, `\\`, LF: `hits` are
-/// their places), escaped; returns where the rest begins.
-fn json_runs<I>(frame: &mut Frame, bytes: &[u8], off: usize, controls: bool, hits: I) -> usize
-where
-    I: Iterator<Item = usize>,
-{
+    // One scan finds every byte to escape: LF, the rarer control bytes (CR,
+    // tab, ESC…), `"` and `\\`.
     let mut run = 0;
     // Short runs go straight onto the scratch; its pieces are brought up to
     // date once, not per line, and before any other piece is added.
     let mut mark = frame.scratch.len();
-    for hit in hits {
-        if controls {
-            frame.grew(mark);
-            run = escape_controls(frame, bytes, off, run, hit);
-            mark = frame.scratch.len();
-        }
+    scan::each_hit(bytes, Needles::JsonEscapes, |hit| {
         let text = &bytes[run..hit];
         if text.len() >= POINT_AT {
             frame.grew(mark);
@@ -129,69 +103,21 @@ where
             byte => frame.scratch.extend_from_slice(json_escape(byte)),
         }
         run = hit + 1;
-    }
+    });
     frame.grew(mark);
-    run
-}
-
-/// True if `bytes` holds a byte below 0x20 other than LF (CR, tab, ESC…).
-/// Fixed-size blocks with no early exit inside compile to vector compares.
-fn has_rare_control(bytes: &[u8]) -> bool {
-    any_block(bytes, |b| u8::from(b < 0x20) & u8::from(b != b'\n'))
-}
-
-/// True if `hit` is non-zero for some byte of `bytes`, checked a 64-byte
-/// block at a time (no early exit inside a block: vector compares).
-#[inline(always)]
-fn any_block(bytes: &[u8], hit: impl Fn(u8) -> u8 + Copy) -> bool {
-    let mut blocks = bytes.chunks_exact(64);
-    let found = blocks
-        .by_ref()
-        .any(|block| block.iter().fold(0u8, |seen, &b| seen | hit(b)) != 0);
-    found || blocks.remainder().iter().any(|&b| hit(b) != 0)
-}
-
-/// Adds `bytes[from..to]` up to and including its last rarer control byte
-/// (CR, tab, ESC…), escaped; returns where the plain rest begins. The
-/// stretch is checked a block at a time, so a run of progress-bar CRs costs
-/// one block each, not a rescan to the next LF.
-fn escape_controls(frame: &mut Frame, bytes: &[u8], off: usize, from: usize, to: usize) -> usize {
-    let mut run = from;
-    while let Some(i) = next_control(bytes, run, to) {
-        frame.text(&bytes[run..i], off + run);
-        frame.lit(json_escape(bytes[i]));
-        run = i + 1;
-    }
-    run
-}
-
-/// The first byte below 0x20 in `bytes[from..to]`.
-fn next_control(bytes: &[u8], from: usize, to: usize) -> Option<usize> {
-    let stretch = &bytes[from..to];
-    for (n, block) in stretch.chunks(64).enumerate() {
-        // No early exit inside the block: this compiles to vector compares.
-        if block.iter().fold(0u8, |seen, &b| seen | u8::from(b < 0x20)) != 0 {
-            let start = from + n * 64;
-            return block.iter().position(|&b| b < 0x20).map(|i| start + i);
-        }
-    }
-    None
+    frame.text(&bytes[run..], off + run);
 }
 
 /// Appends `text` to `out` as the inside of a JSON string (RFC 8259).
 pub fn escape_json_into(out: &mut String, text: &str) {
-    // Names and ids (a job id on every event of a multiplexed stream)
-    // rarely hold anything to escape.
-    if !text.bytes().any(needs_json_escape) {
-        out.push_str(text);
-        return;
-    }
-    for ch in text.chars() {
-        if ch.is_ascii() && needs_json_escape(ch as u8) {
-            // The escapes are ASCII, so they are valid UTF-8.
-            out.push_str(std::str::from_utf8(json_escape(ch as u8)).unwrap_or("?"));
-        } else {
-            out.push(ch);
-        }
-    }
+    let mut run = 0;
+    scan::each_hit(text.as_bytes(), Needles::JsonEscapes, |hit| {
+        // Every escaped byte is ASCII, so `hit` is a character boundary and
+        // the clean run before it is copied whole.
+        out.push_str(&text[run..hit]);
+        // The escapes are ASCII, so they are valid UTF-8.
+        out.push_str(std::str::from_utf8(json_escape(text.as_bytes()[hit])).unwrap_or("?"));
+        run = hit + 1;
+    });
+    out.push_str(&text[run..]);
 }

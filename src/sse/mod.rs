@@ -11,38 +11,13 @@
 //!
 //! This module does no I/O and reads no clock; the job decides when to flush.
 
-/// Runs `$body` with `$hits`, an iterator over the places of the needles in
-/// `$hay`, from a searcher built once for the whole text: `memchr2_iter`
-/// and `memchr3_iter` pick the CPU's routine again on every `next`, which on
-/// 100-byte lines was a third of the encoder's instructions.
-macro_rules! line_ends {
-    ($kind:ident, $fallback:path, ($($needle:expr),+), $hay:expr, |$hits:ident| $body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        let found = match memchr::arch::x86_64::avx2::memchr::$kind::new($($needle),+) {
-            Some(searcher) => {
-                let $hits = searcher.iter($hay);
-                $body
-            }
-            None => {
-                let $hits = $fallback($($needle,)+ $hay);
-                $body
-            }
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let found = {
-            let $hits = $fallback($($needle,)+ $hay);
-            $body
-        };
-        found
-    }};
-}
-
 mod cut;
 mod encoder;
 mod frame;
 mod json;
 mod names;
 mod raw;
+pub(crate) mod scan;
 mod tag;
 mod utf8;
 

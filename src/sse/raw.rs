@@ -1,6 +1,7 @@
 //! `format=raw`: one `data:` line per output line.
 
 use super::frame::{push_short, POINT_AT};
+use super::scan::{self, Needles};
 use super::utf8::{Segment, REPLACEMENT};
 use super::Frame;
 
@@ -25,18 +26,9 @@ impl RawLines {
             }
             Segment::Valid(bytes) => {
                 let base = self.base + off;
-                let mut at = usize::from(self.pending_cr && bytes.first() == Some(&b'\n'));
+                let at = usize::from(self.pending_cr && bytes.first() == Some(&b'\n'));
                 self.pending_cr = false;
-                // Most text has no CR: then one needle, a cheaper search.
-                at = if memchr::memchr(b'\r', &bytes[at..]).is_none() {
-                    line_ends!(One, memchr::memchr_iter, (b'\n'), bytes, |ends| {
-                        self.lines(frame, bytes, base, at, ends)
-                    })
-                } else {
-                    line_ends!(Two, memchr::memchr2_iter, (b'\r', b'\n'), bytes, |ends| {
-                        self.lines(frame, bytes, base, at, ends)
-                    })
-                };
+                let at = self.lines(frame, bytes, base, at);
                 if at < bytes.len() {
                     self.open(frame);
                     frame.text(&bytes[at..], base + at);
@@ -45,18 +37,15 @@ impl RawLines {
         }
     }
 
-    /// Adds each line of `bytes` from `at` that `ends` (the places of its CRs
-    /// and LFs) ends; returns where the unended rest begins.
-    fn lines<I>(&mut self, frame: &mut Frame, bytes: &[u8], base: usize, mut at: usize, ends: I) -> usize
-    where
-        I: Iterator<Item = usize>,
-    {
+    /// Adds each line of `bytes` from `at` that a CR or LF ends; returns
+    /// where the unended rest begins.
+    fn lines(&mut self, frame: &mut Frame, bytes: &[u8], base: usize, mut at: usize) -> usize {
         // Short lines go straight onto the scratch; its pieces are brought up
         // to date once, not per line, and before any pointed-at line.
         let mut mark = frame.scratch.len();
-        for end in ends {
+        scan::each_hit(bytes, Needles::LineEnds, |end| {
             if end < at {
-                continue; // the LF of a CRLF already taken
+                return; // the LF of a CRLF already taken
             }
             let line = &bytes[at..end];
             if line.len() >= POINT_AT {
@@ -81,7 +70,7 @@ impl RawLines {
                     self.pending_cr = true;
                 }
             }
-        }
+        });
         frame.grew(mark);
         at
     }

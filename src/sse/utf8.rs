@@ -1,6 +1,7 @@
 //! Walking text as UTF-8: valid runs and replacements, and where the last
 //! whole character ends.
 
+use super::scan;
 use super::Frame;
 
 /// U+FFFD REPLACEMENT CHARACTER, what invalid bytes become.
@@ -20,7 +21,7 @@ pub(super) fn for_each_utf8_segment<F>(text: &[u8], frame: &mut Frame, mut f: F)
 where
     F: FnMut(&mut Frame, Segment<'_>, usize),
 {
-    if text.is_ascii() {
+    if scan::is_ascii(text) {
         // The usual case, checked with vector compares: `from_utf8` walks
         // plain ASCII a word at a time, the largest cost of encoding 100-byte
         // raw lines after the copy itself.

@@ -1,4 +1,5 @@
-//! The system calls std lacks, and every `unsafe` block of the crate.
+//! The system calls std lacks, and every `unsafe` block of the crate but
+//! the line scanner's vector code (`sse/scan.rs`).
 //!
 //! Each function is a thin, checked wrapper: errors come back as
 //! `io::Error`, descriptors as `OwnedFd`. Policy (when to kill, what to do on
