@@ -43,7 +43,8 @@ pub(super) const KEEP_SCRATCH: usize = 16 * 1024;
 
 /// Appends a short run of text (under [`POINT_AT`]) to `out`.
 ///
-/// On musl (the static box builds), in 16-byte blocks, then 8, 4, 2, 1:
+/// On musl (the static box builds), in 64-byte blocks, then 32, 16, 8, 4,
+/// 2, 1:
 /// each copy has a length known at compile time, so it is a register store,
 /// where `extend_from_slice` of a run of unknown length calls `memcpy`.
 /// musl's `memcpy` moves an unaligned head and tail a byte at a time: on
@@ -65,25 +66,29 @@ pub(super) fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg_attr(not(target_env = "musl"), allow(dead_code))]
 pub(super) fn push_blocks(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len());
-    let mut blocks = bytes.chunks_exact(16);
+    // 64-byte blocks: a 100-byte line is one block and a 32-byte tail
+    // (16-byte blocks took six steps; perf on the static build, W1 100-B:
+    // this copy fell from about 5 % of the server's CPU to 1.4 %).
+    let mut blocks = bytes.chunks_exact(64);
     for block in &mut blocks {
-        if let Ok(block) = <&[u8; 16]>::try_from(block) {
+        if let Ok(block) = <&[u8; 64]>::try_from(block) {
             out.extend_from_slice(block);
         }
     }
     let mut rest = blocks.remainder();
-    if let Some((block, tail)) = rest.split_first_chunk::<8>() {
-        out.extend_from_slice(block);
-        rest = tail;
+    macro_rules! block_of {
+        ($n:literal) => {
+            if let Some((block, tail)) = rest.split_first_chunk::<$n>() {
+                out.extend_from_slice(block);
+                rest = tail;
+            }
+        };
     }
-    if let Some((block, tail)) = rest.split_first_chunk::<4>() {
-        out.extend_from_slice(block);
-        rest = tail;
-    }
-    if let Some((block, tail)) = rest.split_first_chunk::<2>() {
-        out.extend_from_slice(block);
-        rest = tail;
-    }
+    block_of!(32);
+    block_of!(16);
+    block_of!(8);
+    block_of!(4);
+    block_of!(2);
     if let Some(&byte) = rest.first() {
         out.push(byte);
     }

@@ -8,9 +8,9 @@ fn encode(format: Format, text: &[u8]) -> String {
 
 #[test]
 fn push_short_appends_every_length_whole() {
-    // Every length through three blocks and each tail size, onto a vector
-    // that already holds bytes.
-    let text: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+    // Every length through three 64-byte blocks and each tail size, onto a
+    // vector that already holds bytes.
+    let text: Vec<u8> = (0..200u8).map(|i| i.wrapping_mul(37)).collect();
     for len in 0..=text.len() {
         let mut want = b"head".to_vec();
         want.extend_from_slice(&text[..len]);
