@@ -200,7 +200,10 @@ impl BlockedSignals {
         Ok(BlockedSignals(old))
     }
 
-    /// The mask before, for a child to restore before `execve`.
+    /// The mask before, for a child to restore before `execve` (only the
+    /// x86_64 launch path reads it; the vfork clone saves its own in its
+    /// arguments).
+    #[cfg(target_arch = "x86_64")]
     fn old(&self) -> libc::sigset_t {
         self.0
     }
