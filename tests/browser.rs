@@ -1133,14 +1133,6 @@ fn browser_ten_tabs_share_one_stream() {
     const TABS: usize = 10;
     const LINES: u32 = 250;
     let server = common::Server::start(&["--shell"]);
-    // Records, for each numbered line drawn, how long after its printing.
-    let observe = "window.lag = {}; var o = document.getElementById('output');\
-        new MutationObserver(function () {\
-          o.querySelectorAll('.stdout').forEach(function (e) {\
-            var m = /^L(\\d+)-(\\d+) (\\d+)$/.exec(e.textContent);\
-            if (m && !(m[2] in window.lag)) window.lag[m[2]] = Date.now() - Number(m[3]);\
-          });\
-        }).observe(o, {childList: true, subtree: true, characterData: true});";
     let mut tabs = Vec::new();
     for k in 0..TABS {
         if k > 0 {
@@ -1160,37 +1152,25 @@ fn browser_ten_tabs_share_one_stream() {
         browser.wait_for(&format!("tab {k}: sleep stopped"), PAGE_TIMEOUT, |s| {
             status(s).contains("stopped")
         });
-        browser.exec(observe, json!([]));
-        let command = format!("for i in $(seq 1 {LINES}); do echo \"L{k}-$i $(date +%s%3N)\"; sleep 0.1; done");
-        browser.clear("[data-role=command]");
-        browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
-        browser.wait_for(&format!("tab {k}: its first line"), PAGE_TIMEOUT, |s| {
-            let first = format!("L{k}-1 ");
-            lines_of(&s["stdout"]).iter().any(|l| l.starts_with(&first))
-        });
+        browser.exec(OBSERVE_LAG, json!([]));
+        run_numbered_lines(&browser, k, LINES);
     }
-    let modes: Vec<String> = tabs
-        .iter()
-        .map(|tab| {
-            browser.switch_to(tab);
-            let mode = browser.exec("return document.body.dataset.stream;", json!([]));
-            mode.as_str().unwrap_or_default().to_owned()
-        })
-        .collect();
+    let modes = stream_modes(&browser, &tabs);
     assert_eq!(
         modes.iter().filter(|m| *m == "leader").count(),
         1,
         "one tab holds the stream, the others are relayed to: {modes:?}"
     );
-    let gauge = |name: &str| -> u64 {
-        let body = server.get("/metrics").body_str();
-        let key = format!("ssecommander_{name} ");
-        body.lines()
-            .find_map(|l| l.strip_prefix(&key).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no {name} in the metrics:\n{body}"))
-    };
-    assert_eq!(gauge("multiplexed_streams_open"), 1, "one GET /jobs/events open");
-    assert_eq!(gauge("streams_open"), 1, "and no other stream open");
+    assert_eq!(
+        server.metric("ssecommander_multiplexed_streams_open"),
+        1,
+        "one GET /jobs/events open"
+    );
+    assert_eq!(
+        server.metric("ssecommander_streams_open"),
+        1,
+        "and no other stream open"
+    );
     assert_eq!(
         feed_requests(&server),
         1,
@@ -1211,29 +1191,7 @@ fn browser_ten_tabs_share_one_stream() {
         let state = browser.wait_for(&format!("tab {k}: exit code 0"), Duration::from_secs(60), |s| {
             status(s).contains("exit code 0")
         });
-        let job = kept_job(&browser);
-        let mut c = server.connect();
-        c.send(&common::job_events_req(&server, &job, "?format=json", &[]));
-        let head = common::job_stream_head(&mut c);
-        let own = common::job_read_stream(&mut c, head, 1).stdout();
-        let own: Vec<String> = own.lines().map(|l| l.trim_end_matches('\r').to_owned()).collect();
-        assert_eq!(own.len(), LINES as usize, "tab {k}'s job printed every line: {own:?}");
-        assert_eq!(
-            lines_of(&state["stdout"]),
-            own,
-            "tab {k} shows its job's output exactly, each line once: {state:#}"
-        );
-        assert_eq!(state["repeats"], json!(0), "tab {k}: {state:#}");
-        let lag = browser.exec("return window.lag;", json!([]));
-        let lags: Vec<i64> = (1..=LINES)
-            .map(|i| lag[i.to_string()].as_i64().unwrap_or(i64::MAX))
-            .collect();
-        let max = lags.iter().copied().max().unwrap_or(i64::MAX);
-        assert!(
-            max <= 2000,
-            "tab {k}: a line drawn {max} ms after its printing: {lags:?}"
-        );
-        worst = worst.max(max);
+        worst = worst.max(assert_tab_shows_its_job(&browser, &server, *k, &state, LINES));
     }
     eprintln!(
         "ten tabs: worst line {worst} ms after printing; the leader (tab {leader}) left after {cut} of \
@@ -1280,13 +1238,6 @@ fn browser_without_locks_holds_one_stream_per_tab() {
     const LINES: u32 = 60;
     let server = common::Server::start(&["--shell"]);
     let no_sharing = "delete Navigator.prototype.locks; delete window.BroadcastChannel;";
-    let observe = "window.lag = {}; var o = document.getElementById('output');\
-        new MutationObserver(function () {\
-          o.querySelectorAll('.stdout').forEach(function (e) {\
-            var m = /^L(\\d+)-(\\d+) (\\d+)$/.exec(e.textContent);\
-            if (m && !(m[2] in window.lag)) window.lag[m[2]] = Date.now() - Number(m[3]);\
-          });\
-        }).observe(o, {childList: true, subtree: true, characterData: true});";
     let mut tabs = Vec::new();
     for k in 0..TABS {
         if k > 0 {
@@ -1298,36 +1249,21 @@ fn browser_without_locks_holds_one_stream_per_tab() {
         open_page_with_token(&browser, &server);
         let shared = browser.exec("return !!(navigator.locks || window.BroadcastChannel);", json!([]));
         assert_eq!(shared, json!(false), "tab {k}: the init script ran before the page");
-        browser.exec(observe, json!([]));
-        let command = format!("for i in $(seq 1 {LINES}); do echo \"L{k}-$i $(date +%s%3N)\"; sleep 0.1; done");
-        browser.clear("[data-role=command]");
-        browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
-        browser.wait_for(&format!("tab {k}: its first line"), PAGE_TIMEOUT, |s| {
-            let first = format!("L{k}-1 ");
-            lines_of(&s["stdout"]).iter().any(|l| l.starts_with(&first))
-        });
+        browser.exec(OBSERVE_LAG, json!([]));
+        run_numbered_lines(&browser, k, LINES);
     }
-    let modes: Vec<Value> = tabs
-        .iter()
-        .map(|tab| {
-            browser.switch_to(tab);
-            browser.exec("return document.body.dataset.stream;", json!([]))
-        })
-        .collect();
-    assert_eq!(modes, vec![json!("own"); TABS], "each tab holds its own stream");
-    let gauge = |name: &str| -> u64 {
-        let body = server.get("/metrics").body_str();
-        let key = format!("ssecommander_{name} ");
-        body.lines()
-            .find_map(|l| l.strip_prefix(&key).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no {name} in the metrics:\n{body}"))
-    };
+    let modes = stream_modes(&browser, &tabs);
+    assert_eq!(modes, vec!["own"; TABS], "each tab holds its own stream");
     assert_eq!(
-        gauge("multiplexed_streams_open"),
+        server.metric("ssecommander_multiplexed_streams_open"),
         TABS as u64,
         "one GET /jobs/events per tab open"
     );
-    assert_eq!(gauge("streams_open"), TABS as u64, "and no other stream open");
+    assert_eq!(
+        server.metric("ssecommander_streams_open"),
+        TABS as u64,
+        "and no other stream open"
+    );
     // Counted before this test reads the jobs' own streams itself.
     let job_streams = |log: &str| {
         log.lines()
@@ -1356,29 +1292,71 @@ fn browser_without_locks_holds_one_stream_per_tab() {
     );
     for (k, (tab, state)) in tabs.iter().zip(states).enumerate() {
         browser.switch_to(tab);
-        let job = kept_job(&browser);
-        let mut c = server.connect();
-        c.send(&common::job_events_req(&server, &job, "?format=json", &[]));
-        let head = common::job_stream_head(&mut c);
-        let own = common::job_read_stream(&mut c, head, 1).stdout();
-        let own: Vec<String> = own.lines().map(|l| l.trim_end_matches('\r').to_owned()).collect();
-        assert_eq!(own.len(), LINES as usize, "tab {k}'s job printed every line: {own:?}");
-        assert_eq!(
-            lines_of(&state["stdout"]),
-            own,
-            "tab {k} shows its job's output exactly, each line once: {state:#}"
-        );
-        assert_eq!(state["repeats"], json!(0), "tab {k}: {state:#}");
-        let lag = browser.exec("return window.lag;", json!([]));
-        let lags: Vec<i64> = (1..=LINES)
-            .map(|i| lag[i.to_string()].as_i64().unwrap_or(i64::MAX))
-            .collect();
-        let max = lags.iter().copied().max().unwrap_or(i64::MAX);
-        assert!(
-            max <= 2000,
-            "tab {k}: a line drawn {max} ms after its printing: {lags:?}"
-        );
+        assert_tab_shows_its_job(&browser, &server, k, &state, LINES);
     }
+}
+
+/// Records in `window.lag`, for each numbered line `L<tab>-<i> <ms>` drawn,
+/// how many ms after its printing it was drawn.
+const OBSERVE_LAG: &str = "window.lag = {}; var o = document.getElementById('output');\
+    new MutationObserver(function () {\
+      o.querySelectorAll('.stdout').forEach(function (e) {\
+        var m = /^L(\\d+)-(\\d+) (\\d+)$/.exec(e.textContent);\
+        if (m && !(m[2] in window.lag)) window.lag[m[2]] = Date.now() - Number(m[3]);\
+      });\
+    }).observe(o, {childList: true, subtree: true, characterData: true});";
+
+/// Runs, from tab `k`'s page, a job printing `lines` numbered, timestamped
+/// lines every 100 ms, and waits until the tab shows the first.
+fn run_numbered_lines(browser: &Browser, k: usize, lines: u32) {
+    let command = format!("for i in $(seq 1 {lines}); do echo \"L{k}-$i $(date +%s%3N)\"; sleep 0.1; done");
+    browser.clear("[data-role=command]");
+    browser.send_keys("[data-role=command]", &format!("{command}{ENTER}"));
+    browser.wait_for(&format!("tab {k}: its first line"), PAGE_TIMEOUT, |s| {
+        let first = format!("L{k}-1 ");
+        lines_of(&s["stdout"]).iter().any(|l| l.starts_with(&first))
+    });
+}
+
+/// Each tab's `data-stream`: `leader`, `relayed` or `own`.
+fn stream_modes(browser: &Browser, tabs: &[String]) -> Vec<String> {
+    tabs.iter()
+        .map(|tab| {
+            browser.switch_to(tab);
+            let mode = browser.exec("return document.body.dataset.stream;", json!([]));
+            mode.as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// The current tab (`k`, its page state `state` at the end) shows its job's
+/// `lines` numbered lines exactly as the job's own `/jobs/ID/events` has
+/// them, each once and each drawn within 2 s of its printing. Returns the
+/// worst lag, ms.
+fn assert_tab_shows_its_job(browser: &Browser, server: &common::Server, k: usize, state: &Value, lines: u32) -> i64 {
+    let job = kept_job(browser);
+    let mut c = server.connect();
+    c.send(&common::job_events_req(server, &job, "?format=json", &[]));
+    let head = common::job_stream_head(&mut c);
+    let own = common::job_read_stream(&mut c, head, 1).stdout();
+    let own: Vec<String> = own.lines().map(|l| l.trim_end_matches('\r').to_owned()).collect();
+    assert_eq!(own.len(), lines as usize, "tab {k}'s job printed every line: {own:?}");
+    assert_eq!(
+        lines_of(&state["stdout"]),
+        own,
+        "tab {k} shows its job's output exactly, each line once: {state:#}"
+    );
+    assert_eq!(state["repeats"], json!(0), "tab {k}: {state:#}");
+    let lag = browser.exec("return window.lag;", json!([]));
+    let lags: Vec<i64> = (1..=lines)
+        .map(|i| lag[i.to_string()].as_i64().unwrap_or(i64::MAX))
+        .collect();
+    let max = lags.iter().copied().max().unwrap_or(i64::MAX);
+    assert!(
+        max <= 2000,
+        "tab {k}: a line drawn {max} ms after its printing: {lags:?}"
+    );
+    max
 }
 
 fn wait_input_line(browser: &Browser, shown: bool) {
