@@ -172,17 +172,25 @@ fn the_guide_shows_the_tested_configuration() {
     }
 }
 
+/// Two servers, `--instance a` and `--instance b`, sharing a token (named
+/// after `tag`) and a 64 MiB job log, behind nginx with the guide's
+/// instances configuration; and the `Authorization` value for them. Bound
+/// in this order, nginx is dropped first, then b, then a.
+fn two_instances_behind_nginx(tag: &str) -> (common::Server, common::Server, Nginx, String) {
+    let token = format!("{tag}-{}", common::next_id() + std::process::id());
+    let common_args = ["--token", token.as_str(), "--job-log", "64M"];
+    let a = common::Server::start(&[&common_args[..], &["--instance", "a"]].concat());
+    let b = common::Server::start(&[&common_args[..], &["--instance", "b"]].concat());
+    let proxy = Nginx::start(|port| instances_conf(port, a.addr, b.addr));
+    (a, b, proxy, format!("Bearer {token}"))
+}
+
 #[test]
 fn nginx_routes_jobs_and_resumes_byte_exact() {
     if !nginx_present() {
         return;
     }
-    let token = format!("nginx-test-{}", common::next_id() + std::process::id());
-    let common_args = ["--token", token.as_str(), "--job-log", "64M"];
-    let a = common::Server::start(&[&common_args[..], &["--instance", "a"]].concat());
-    let b = common::Server::start(&[&common_args[..], &["--instance", "b"]].concat());
-    let proxy = Nginx::start(|port| instances_conf(port, a.addr, b.addr));
-    let auth = format!("Bearer {token}");
+    let (a, b, proxy, auth) = two_instances_behind_nginx("nginx-test");
     let headers = [("Authorization", auth.as_str())];
 
     // POST anywhere: round-robin puts consecutive jobs on both instances.
@@ -276,12 +284,7 @@ fn nginx_carries_one_multiplexed_stream_per_instance_cut_and_resumed() {
     if !nginx_present() {
         return;
     }
-    let token = format!("nginx-mux-{}", common::next_id() + std::process::id());
-    let common_args = ["--token", token.as_str(), "--job-log", "64M"];
-    let a = common::Server::start(&[&common_args[..], &["--instance", "a"]].concat());
-    let b = common::Server::start(&[&common_args[..], &["--instance", "b"]].concat());
-    let proxy = Nginx::start(|port| instances_conf(port, a.addr, b.addr));
-    let auth = format!("Bearer {token}");
+    let (_a, _b, proxy, auth) = two_instances_behind_nginx("nginx-mux");
     let headers = [("Authorization", auth.as_str())];
     for name in ["a", "b"] {
         // Two jobs on this instance, started through its prefix.
