@@ -32,24 +32,6 @@ impl Mode {
     }
 }
 
-/// Why cgroup mode cannot be tested here, if it cannot: no cgroup2 mount,
-/// or one we may not write to.
-fn cgroup_unavailable() -> Option<String> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let Some(mount) = info.lines().find_map(|line| {
-        let (before, after) = line.split_once(" - ")?;
-        (after.split(' ').next()? == "cgroup2").then(|| before.split(' ').nth(4).map(PathBuf::from))?
-    }) else {
-        return Some("no cgroup2 mount in /proc/self/mountinfo".to_owned());
-    };
-    let path = std::ffi::CString::new(mount.join("cgroup.procs").to_string_lossy().into_owned()).ok()?;
-    // SAFETY: access() reads a NUL-terminated path that lives for the call.
-    if unsafe { libc::access(path.as_ptr(), libc::W_OK) } != 0 {
-        return Some(format!("{} is not writable", mount.display()));
-    }
-    None
-}
-
 /// Held while a server starts: a cgroup-mode start-up clears what dead
 /// servers left, which a test of that must see happen in its own server.
 static STARTING: Mutex<()> = Mutex::new(());
@@ -63,7 +45,7 @@ fn start(mode: Mode, args: &[&str]) -> Option<Server> {
 /// [`start`], for a caller that holds [`STARTING`].
 fn start_unlocked(mode: Mode, args: &[&str]) -> Option<Server> {
     if mode != Mode::Subreaper {
-        if let Some(why) = cgroup_unavailable() {
+        if let Some(why) = common::cgroup_unavailable() {
             eprintln!("SKIPPED (cgroup mode): {why}");
             return None;
         }

@@ -100,7 +100,7 @@ fn launched_children_hold_only_their_stdio_with_many_connections_open() {
 /// stays home either way.
 #[test]
 fn a_command_runs_in_its_own_cgroup_both_ways() {
-    if let Some(why) = cgroup_unavailable() {
+    if let Some(why) = common::cgroup_unavailable() {
         eprintln!("SKIPPED (cgroup mode): {why}");
         return;
     }
@@ -151,24 +151,6 @@ fn a_command_runs_in_its_own_cgroup_both_ways() {
             "{mode}/{spawn}: the server stayed in a command's cgroup: {own}"
         );
     }
-}
-
-/// Why cgroup mode cannot be tested here, if it cannot: no cgroup2 mount,
-/// or one we may not write to.
-fn cgroup_unavailable() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let Some(mount) = info.lines().find_map(|line| {
-        let (before, after) = line.split_once(" - ")?;
-        (after.split(' ').next()? == "cgroup2").then(|| before.split(' ').nth(4).map(std::path::PathBuf::from))?
-    }) else {
-        return Some("no cgroup2 mount in /proc/self/mountinfo".to_owned());
-    };
-    let path = std::ffi::CString::new(mount.join("cgroup.procs").to_string_lossy().into_owned()).ok()?;
-    // SAFETY: access() reads a NUL-terminated path that lives for the call.
-    if unsafe { libc::access(path.as_ptr(), libc::W_OK) } != 0 {
-        return Some(format!("{} is not writable", mount.display()));
-    }
-    None
 }
 
 /// Out of descriptors (a hard limit of 64, filled with idle connections),

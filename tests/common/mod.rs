@@ -55,3 +55,21 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ssecommander");
 
 /// Default socket read timeout: no single read of a healthy server takes this long.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why cgroup mode cannot be tested here, if it cannot: no cgroup2 mount,
+/// or one we may not write to.
+pub fn cgroup_unavailable() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some(mount) = info.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        (after.split(' ').next()? == "cgroup2").then(|| before.split(' ').nth(4).map(std::path::PathBuf::from))?
+    }) else {
+        return Some("no cgroup2 mount in /proc/self/mountinfo".to_owned());
+    };
+    let path = std::ffi::CString::new(mount.join("cgroup.procs").to_string_lossy().into_owned()).ok()?;
+    // SAFETY: access() reads a NUL-terminated path that lives for the call.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK) } != 0 {
+        return Some(format!("{} is not writable", mount.display()));
+    }
+    None
+}
