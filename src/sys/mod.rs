@@ -25,8 +25,8 @@ pub use process::{
 pub use runtime::{getrandom, monotonic_ns, release_free_memory};
 pub use signal::{signal_pipe, take_signals};
 pub use spawn::{
-    clone_into_cgroup_works, collect_launches, enable_launch, launch, launches_pending, open_closed_stdio, spawn_plan,
-    take_launch_failure, ExecPlan, Launched,
+    clone_into_cgroup_works, collect_launches, enable_launch, launch, launch_notifier, on_launch_notice,
+    open_closed_stdio, spawn_plan, take_launch_failure, ExecPlan, Launched,
 };
 
 /// Converts a `-1` return into the current `errno`.
