@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -450,10 +450,16 @@ fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// True while `cgroup.events` says `populated 1`; an unreadable file (the
 /// cgroup is gone) reads as empty.
+/// Asked at every command's exit: one `read` into a buffer on the stack
+/// (kernfs returns the whole small file at once), not `read_to_string`'s
+/// `statx` and second read.
 fn is_populated(path: &Path) -> bool {
-    fs::read_to_string(path.join("cgroup.events"))
-        .map(|events| events.lines().any(|line| line == "populated 1"))
-        .unwrap_or(false)
+    let mut events = [0u8; 256];
+    let Ok(mut file) = File::open(path.join("cgroup.events")) else {
+        return false;
+    };
+    let Ok(n) = file.read(&mut events) else { return false };
+    events[..n].split(|&b| b == b'\n').any(|line| line == b"populated 1")
 }
 
 fn cgroup_pids(path: &Path) -> Vec<libc::pid_t> {

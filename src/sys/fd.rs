@@ -5,13 +5,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::check;
 
-/// Puts `fd` in non-blocking mode (std's pipes from `Command` are blocking).
+/// Puts `fd`, a pipe or terminal end this process just made, in
+/// non-blocking mode. Its other status flags (`O_APPEND`, `O_ASYNC`, ...)
+/// are all clear on such a descriptor, so they are not read first: one
+/// system call per end of every command, not two.
 pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    let fd = fd.as_raw_fd();
-    // SAFETY: F_GETFL reads the flags of a descriptor the caller owns.
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    // SAFETY: F_SETFL sets flags on that same descriptor; no memory is passed.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    // SAFETY: F_SETFL sets flags on a descriptor the caller owns; no memory is passed.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) })?;
     Ok(())
 }
 
