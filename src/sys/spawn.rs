@@ -67,7 +67,7 @@ pub struct ExecPlan {
     /// The argument vector, `argv[0]` first.
     pub argv: Vec<std::ffi::CString>,
     /// The environment, `NAME=value` each.
-    pub env: Vec<std::ffi::CString>,
+    pub env: std::borrow::Cow<'static, [std::ffi::CString]>,
     /// Directory to change to before `execve`.
     pub cwd: Option<std::ffi::CString>,
     /// A new session whose controlling terminal is descriptor 0 (contract
