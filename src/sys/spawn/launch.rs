@@ -114,6 +114,51 @@ struct Launcher {
     pending: Vec<Box<Pending>>,
     /// Launches whose `execve` failed after the clone: (pid, errno).
     failures: Vec<(libc::pid_t, i32)>,
+    /// ELF programs found runnable lately (see [`runnable_path`]).
+    checked: Checked,
+}
+
+/// How many checked programs [`Checked`] remembers.
+const CHECKED: usize = 32;
+
+/// ELF programs [`runnable_path`] found runnable, each with what `statx`
+/// said of it then (device, inode, size, change and modification times):
+/// while that is unchanged, so are its header and its permissions (a
+/// `chmod`, `chown` or ACL change moves the change time), so the
+/// `faccessat` and the header read are not made again for every command.
+/// What could still differ (a `noexec` remount) fails after the clone,
+/// which the launch path answers anyway ([`take_failure`]).
+#[derive(Default)]
+struct Checked {
+    /// (path, key), most recent last.
+    entries: Vec<(CString, [i64; 7])>,
+}
+
+impl Checked {
+    fn key(meta: &std::fs::Metadata) -> [i64; 7] {
+        use std::os::unix::fs::MetadataExt;
+        [
+            meta.dev() as i64,
+            meta.ino() as i64,
+            meta.size() as i64,
+            meta.ctime(),
+            meta.ctime_nsec(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        ]
+    }
+
+    fn holds(&self, path: &CString, key: &[i64; 7]) -> bool {
+        self.entries.iter().any(|(p, k)| p == path && k == key)
+    }
+
+    fn remember(&mut self, path: &CString, key: [i64; 7]) {
+        self.entries.retain(|(p, _)| p != path);
+        if self.entries.len() >= CHECKED {
+            self.entries.remove(0);
+        }
+        self.entries.push((path.clone(), key));
+    }
 }
 
 thread_local! {
@@ -168,6 +213,7 @@ pub fn enable() -> io::Result<()> {
             busy: [false; SLOTS],
             pending: Vec::new(),
             failures: Vec::new(),
+            checked: Checked::default(),
         })
     });
     Ok(())
@@ -294,7 +340,7 @@ impl Launcher {
         let Some(slot) = self.busy.iter().position(|busy| !busy) else {
             return Launched::NotHere(plan);
         };
-        let Some(path) = runnable_path(&plan) else {
+        let Some(path) = runnable_path(&plan, &mut self.checked) else {
             return Launched::NotHere(plan);
         };
         for (fd, target) in stdio.iter().zip(self.slots[slot]) {
@@ -397,9 +443,9 @@ impl Drop for Launcher {
 /// without a `cwd`, relative) path to a regular file we may execute that
 /// starts like an ELF file or a script. `None`: let the vfork path try
 /// (it answers every failure as before).
-fn runnable_path(plan: &ExecPlan) -> Option<usize> {
-    for (index, path) in plan.paths.iter().enumerate() {
-        let path = Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()));
+fn runnable_path(plan: &ExecPlan, checked: &mut Checked) -> Option<usize> {
+    for (index, c_path) in plan.paths.iter().enumerate() {
+        let path = Path::new(std::ffi::OsStr::from_bytes(c_path.as_bytes()));
         if plan.cwd.is_some() && path.is_relative() {
             return None;
         }
@@ -409,10 +455,24 @@ fn runnable_path(plan: &ExecPlan) -> Option<usize> {
             Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
             Err(_) => return None,
         };
-        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 || !executable(path) {
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
             return None;
         }
-        return has_known_header(path).then_some(index);
+        let key = Checked::key(&meta);
+        if checked.holds(c_path, &key) {
+            return Some(index);
+        }
+        if !executable(path) {
+            return None;
+        }
+        return match header(path) {
+            Header::Elf => {
+                checked.remember(c_path, key);
+                Some(index)
+            }
+            Header::Script => Some(index),
+            Header::Other => None,
+        };
     }
     None
 }
@@ -426,31 +486,43 @@ fn executable(path: &Path) -> bool {
     unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
 }
 
-/// Starts with `\x7fELF`, or `#!` and an absolute interpreter that exists
-/// (a missing one makes `execve` say ENOENT, on which the search would go
-/// on to the next `PATH` entry: the vfork path does that). A file we cannot
-/// read: not sure, false.
-fn has_known_header(path: &Path) -> bool {
+/// What [`header`] found.
+enum Header {
+    /// `\x7fELF`.
+    Elf,
+    /// `#!` and an absolute interpreter that exists (looked at every time:
+    /// a missing one makes `execve` say ENOENT, on which the search would
+    /// go on to the next `PATH` entry: the vfork path does that).
+    Script,
+    /// Anything else, or a file we cannot read: not sure.
+    Other,
+}
+
+fn header(path: &Path) -> Header {
     let mut head = [0u8; 256];
     let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
+        return Header::Other;
     };
     let Ok(n) = file.read(&mut head) else {
-        return false;
+        return Header::Other;
     };
     let head = &head[..n];
     if head.starts_with(b"\x7fELF") {
-        return true;
+        return Header::Elf;
     }
     let Some(line) = head.strip_prefix(b"#!") else {
-        return false;
+        return Header::Other;
     };
     let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
     let Some(interpreter) = line.split(|&b| b == b' ' || b == b'\t').find(|word| !word.is_empty()) else {
-        return false;
+        return Header::Other;
     };
     let interpreter = Path::new(std::ffi::OsStr::from_bytes(interpreter));
-    interpreter.is_absolute() && interpreter.is_file()
+    if interpreter.is_absolute() && interpreter.is_file() {
+        Header::Script
+    } else {
+        Header::Other
+    }
 }
 
 /// The launched child: default signal handlers, its own process group, a
