@@ -320,6 +320,10 @@ fn the_loop_sleeps_while_launched_children_start_and_run() {
         eprintln!("SKIPPED (frozen launch): not in cgroup mode:\n{log}");
         return;
     };
+    if !subtree.join("cgroup.freeze").exists() {
+        eprintln!("SKIPPED (frozen launch): no cgroup.freeze (Linux 5.2 or later)");
+        return;
+    }
     let _thaw = Thaw(subtree.clone());
     std::fs::write(subtree.join("cgroup.freeze"), "1").expect("freeze the command cgroups");
     wait_until(Duration::from_secs(5), "the command cgroups to freeze", || {
