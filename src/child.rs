@@ -8,6 +8,7 @@
 //! descriptor table ([`sys::spawn_plan`]): the cost of a spawn does not grow
 //! with the number of streams open. Knows nothing of HTTP or SSE.
 
+use std::borrow::Cow;
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs::File;
@@ -19,6 +20,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use log::{info, warn};
 
@@ -149,9 +151,14 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
 
 /// Where a bare program name is looked for, in order: each `PATH` entry
 /// joined with it (execvp's default `PATH` when unset).
+/// `PATH` is split once, as [`base_env`] is read once.
 fn path_candidates(program: &str) -> Vec<PathBuf> {
-    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&search).map(|dir| dir.join(program)).collect()
+    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    let dirs = DIRS.get_or_init(|| {
+        let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&search).collect()
+    });
+    dirs.iter().map(|dir| dir.join(program)).collect()
 }
 
 /// Starts `argv` as described in the module doc, inside `scope` (from
@@ -325,7 +332,7 @@ impl Ends {
                     let (read, write) = sys::pipe()?;
                     (read, Some(Sender::from(write)))
                 } else {
-                    (OwnedFd::from(File::open("/dev/null")?), None)
+                    (dev_null()?, None)
                 };
                 Ok(Ends {
                     child: [stdin_r, stdout_w, stderr_w],
@@ -429,21 +436,25 @@ fn plan_of(command: &Program<'_>) -> io::Result<sys::ExecPlan> {
         .map(|arg| c(arg.as_bytes()))
         .collect::<io::Result<_>>()?;
     let overrides = command.terminal_env();
-    let env = std::env::vars_os()
-        .filter(|(name, _)| name != OsStr::new(TOKEN_ENV))
-        .filter(|(name, _)| !overrides.iter().any(|(set, _)| name == OsStr::new(set)))
-        .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
-        .chain(
-            overrides
+    let env = if overrides.is_empty() {
+        Cow::Borrowed(base_env())
+    } else {
+        let overridden = |pair: &CString| {
+            let name = pair.as_bytes().split(|&b| b == b'=').next().unwrap_or_default();
+            overrides.iter().any(|(set, _)| set.as_bytes() == name)
+        };
+        let set = overrides
+            .iter()
+            .filter_map(|(name, value)| CString::new(format!("{name}={value}")).ok());
+        Cow::Owned(
+            base_env()
                 .iter()
-                .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec())),
+                .filter(|pair| !overridden(pair))
+                .cloned()
+                .chain(set)
+                .collect(),
         )
-        .filter_map(|(mut pair, value)| {
-            pair.push(b'=');
-            pair.extend_from_slice(&value);
-            CString::new(pair).ok()
-        })
-        .collect();
+    };
     let cwd = match &options.cwd {
         Some(dir) => Some(c(dir.as_os_str().as_bytes())?),
         None => None,
@@ -454,6 +465,37 @@ fn plan_of(command: &Program<'_>) -> io::Result<sys::ExecPlan> {
         env,
         cwd,
         session: command.terminal.is_some(),
+    })
+}
+
+/// `/dev/null` for a command's stdin: a copy of one opened at the first
+/// command (`dup`, no path lookup per command).
+fn dev_null() -> io::Result<OwnedFd> {
+    static NULL: OnceLock<File> = OnceLock::new();
+    if let Some(null) = NULL.get() {
+        return Ok(OwnedFd::from(null.try_clone()?));
+    }
+    let null = File::open("/dev/null")?;
+    let copy = null.try_clone()?;
+    let _ = NULL.set(null);
+    Ok(OwnedFd::from(copy))
+}
+
+/// Our environment without the token, as `NAME=value` C strings, made at
+/// the first command: the server never changes its environment, so it is
+/// not copied out again (a lock and a hundred allocations) per command.
+fn base_env() -> &'static [CString] {
+    static BASE: OnceLock<Vec<CString>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        std::env::vars_os()
+            .filter(|(name, _)| name != OsStr::new(TOKEN_ENV))
+            .filter_map(|(name, value)| {
+                let mut pair = name.as_bytes().to_vec();
+                pair.push(b'=');
+                pair.extend_from_slice(value.as_bytes());
+                CString::new(pair).ok()
+            })
+            .collect()
     })
 }
 

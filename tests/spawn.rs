@@ -232,3 +232,119 @@ fn a_script_with_a_missing_interpreter_lets_the_path_search_go_on() {
         assert_eq!(run.stdout(), "second\n", "{spawn}: the later namesake runs");
     }
 }
+
+/// The server's sleeping wake-ups so far: each return from a sleeping
+/// `epoll_wait` adds one to `voluntary_ctxt_switches`.
+fn wakeups(s: &Server) -> u64 {
+    status_fields(s.pid())
+        .and_then(|fields| fields.get("voluntary_ctxt_switches").copied())
+        .expect("voluntary_ctxt_switches in /proc/PID/status")
+}
+
+/// Waits (at most `within`) for a whole second in which the server does
+/// not wake; the wake-ups of the last second looked at.
+fn wait_quiet_second(s: &Server, within: Duration) -> u64 {
+    let start = std::time::Instant::now();
+    loop {
+        let before = wakeups(s);
+        std::thread::sleep(Duration::from_secs(1));
+        let woke = wakeups(s) - before;
+        if woke == 0 || start.elapsed() >= within {
+            return woke;
+        }
+    }
+}
+
+/// Thaws a frozen cgroup when dropped, so a failed test leaves nothing frozen.
+struct Thaw(std::path::PathBuf);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.freeze"), "0");
+    }
+}
+
+/// The launch path never polls: the loop learns from an eventfd when a
+/// launched child has its own descriptor table (so the copies of its pipe
+/// ends can go) and looks at whether it has exec'd only when it wakes
+/// anyway. So after many short commands and with long ones running, the
+/// server sleeps; and while a launched child is held before its first
+/// instruction (its cgroup frozen, so it can neither unshare nor exec),
+/// the server sleeps too, instead of looking every millisecond; thawed,
+/// the command runs and its output ends as usual.
+#[test]
+fn the_loop_sleeps_while_launched_children_start_and_run() {
+    let s = Server::start(&["--max-procs", "100"]);
+    let log = s.log();
+    if !log.contains("spawn: launch") {
+        eprintln!("SKIPPED: the launch path is not used here:\n{log}");
+        return;
+    }
+    let marker = sleep_marker();
+    let _guard = MarkerGuard(vec![marker.clone()]);
+    for i in 0..40 {
+        let run = s.run(&format!("echo short{i}"));
+        run.assert_end(End::code(0));
+        assert_eq!(run.stdout(), format!("short{i}\n"), "short command {i}");
+    }
+    let long: Vec<String> = (0..3)
+        .map(|_| {
+            job_start(&s, &format!("sleep {marker}"))["id"]
+                .as_str()
+                .expect("a job id")
+                .to_owned()
+        })
+        .collect();
+    for i in 0..20 {
+        s.run("true").assert_end(End::code(0));
+        let run = s.run(&format!("echo more{i}"));
+        assert_eq!(run.stdout(), format!("more{i}\n"), "short command {i} beside long ones");
+    }
+    wait_until(Duration::from_secs(10), "the long commands to run", || {
+        live_marked(&marker).len() == long.len()
+    });
+    let woke = wait_quiet_second(&s, Duration::from_secs(8));
+    assert_eq!(
+        woke, 0,
+        "with long commands running, the server still wakes: {woke} in the last second"
+    );
+
+    if let Some(why) = common::cgroup_unavailable() {
+        eprintln!("SKIPPED (frozen launch): {why}");
+        return;
+    }
+    let Some(subtree) = log.lines().find_map(|l| {
+        l.split_once("containment: cgroup v2 at ")
+            .map(|(_, at)| std::path::PathBuf::from(at.trim()))
+    }) else {
+        eprintln!("SKIPPED (frozen launch): not in cgroup mode:\n{log}");
+        return;
+    };
+    if !subtree.join("cgroup.freeze").exists() {
+        eprintln!("SKIPPED (frozen launch): no cgroup.freeze (Linux 5.2 or later)");
+        return;
+    }
+    let _thaw = Thaw(subtree.clone());
+    std::fs::write(subtree.join("cgroup.freeze"), "1").expect("freeze the command cgroups");
+    wait_until(Duration::from_secs(5), "the command cgroups to freeze", || {
+        std::fs::read_to_string(subtree.join("cgroup.events")).is_ok_and(|e| e.lines().any(|l| l == "frozen 1"))
+    });
+    let held = job_start(&s, "echo held")["id"].as_str().expect("a job id").to_owned();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = wakeups(&s);
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = wakeups(&s) - before;
+    assert!(
+        woke <= 1,
+        "the server woke {woke} times in 1 s while a launched child was held before execve"
+    );
+    assert_eq!(job_info(&s, &held)["state"], "running", "the held command");
+    std::fs::write(subtree.join("cgroup.freeze"), "0").expect("thaw the command cgroups");
+    let (stdout, stderr, end) = job_output(&s, &held);
+    assert_eq!(
+        (stdout.as_str(), stderr.as_str()),
+        ("held\n", ""),
+        "the held command's output"
+    );
+    assert_eq!(end, End::code(0), "the held command's end");
+}

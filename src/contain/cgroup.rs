@@ -3,9 +3,11 @@
 //! ends what is left, and the cgroup is removed (or kept spare) once empty.
 
 use std::cell::{Cell, RefCell};
+use std::ffi::{CStr, CString};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -25,6 +27,9 @@ const SPARE_CGROUPS: usize = 16;
 pub(super) struct Cgroups {
     /// Parent of the command cgroups.
     subtree: PathBuf,
+    /// `subtree`, open: each command's cgroup and its `cgroup.events` are
+    /// opened from here, not looked up from the root every time.
+    subtree_dir: OwnedFd,
     /// We made `subtree` (our cgroup was the hierarchy's root): remove it at exit.
     owns_subtree: bool,
     /// `cgroup.procs` of the server's own cgroup, kept open to move back to.
@@ -85,7 +90,7 @@ impl CgroupScope {
             return self.run_inside(|| spawn(None));
         }
         // Opened per spawn, not kept: a running command costs no descriptor.
-        let dir = open_dir(&self.path)?;
+        let dir = self.cgroups.borrow().open_command(&self.path, c"")?;
         Ok(spawn(Some(dir.as_raw_fd())))
     }
 
@@ -118,7 +123,7 @@ impl CgroupScope {
     /// True when the cgroup holds no live process (asked only once the
     /// command was spawned into it).
     pub(super) fn is_empty(&self) -> bool {
-        if !self.seen_empty.get() && !is_populated(&self.path) {
+        if !self.seen_empty.get() && !self.cgroups.borrow().is_populated(&self.path) {
             self.seen_empty.set(true);
         }
         self.seen_empty.get()
@@ -181,8 +186,18 @@ impl Cgroups {
                 return Err(err);
             }
         };
+        let subtree_dir = match open_dir(&subtree) {
+            Ok(dir) => dir,
+            Err(err) => {
+                if owns_subtree {
+                    let _ = fs::remove_dir(&subtree);
+                }
+                return Err(err);
+            }
+        };
         let mut cgroups = Cgroups {
             subtree,
+            subtree_dir,
             owns_subtree,
             home: home_procs,
             next: 0,
@@ -204,6 +219,29 @@ impl Cgroups {
     /// Parent of the command cgroups.
     pub(super) fn subtree(&self) -> &Path {
         &self.subtree
+    }
+
+    /// Opens `file` (empty: the directory itself) of the command cgroup
+    /// at `path`, from the open subtree.
+    fn open_command(&self, path: &Path, file: &CStr) -> io::Result<OwnedFd> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::other("a command cgroup without a name"))?;
+        let mut relative = name.as_bytes().to_vec();
+        if file.is_empty() {
+            let relative = CString::new(relative).map_err(io::Error::other)?;
+            return sys::open_at(&self.subtree_dir, &relative, libc::O_RDONLY | libc::O_DIRECTORY);
+        }
+        relative.push(b'/');
+        relative.extend_from_slice(file.to_bytes());
+        let relative = CString::new(relative).map_err(io::Error::other)?;
+        sys::open_at(&self.subtree_dir, &relative, libc::O_RDONLY)
+    }
+
+    /// [`is_populated`] of a command cgroup, opened from the subtree.
+    fn is_populated(&self, path: &Path) -> bool {
+        self.open_command(path, c"cgroup.events")
+            .is_ok_and(|events| populated_in(File::from(events)))
     }
 
     /// True while some ended command's cgroup is not yet empty.
@@ -450,10 +488,18 @@ fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// True while `cgroup.events` says `populated 1`; an unreadable file (the
 /// cgroup is gone) reads as empty.
+/// Asked at every command's exit: one `read` into a buffer on the stack
+/// (kernfs returns the whole small file at once), not `read_to_string`'s
+/// `statx` and second read.
 fn is_populated(path: &Path) -> bool {
-    fs::read_to_string(path.join("cgroup.events"))
-        .map(|events| events.lines().any(|line| line == "populated 1"))
-        .unwrap_or(false)
+    File::open(path.join("cgroup.events")).is_ok_and(populated_in)
+}
+
+/// `cgroup.events`, open, says `populated 1`.
+fn populated_in(mut file: File) -> bool {
+    let mut events = [0u8; 256];
+    let Ok(n) = file.read(&mut events) else { return false };
+    events[..n].split(|&b| b == b'\n').any(|line| line == b"populated 1")
 }
 
 fn cgroup_pids(path: &Path) -> Vec<libc::pid_t> {

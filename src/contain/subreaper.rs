@@ -1,6 +1,16 @@
 //! Subreaper mode: the server is the child subreaper, so orphans are
-//! re-parented to it; each command's descendants are found by walking
-//! `/proc`, and stopped with it. Best effort: see docs/SECURITY.md (Containment).
+//! re-parented to it; each command's descendants are found and stopped
+//! with it. Best effort: see docs/SECURITY.md (Containment).
+//!
+//! Finding them reads only the command's family, not all of `/proc`: a
+//! living descendant of a command is a descendant of its leader, of a
+//! member seen before, or — its parent gone — of an orphan re-parented to
+//! us, so the server's own children (`/proc/PID/task/TID/children`) and,
+//! down from there, each process's children are all it takes. A `true`
+//! costs reading the server's children list and the leader's `stat`,
+//! however many processes the machine runs. Where the kernel has no
+//! `children` files (`CONFIG_PROC_CHILDREN`), every `/proc/PID/stat` is
+//! read instead, a walk reused for [`SNAPSHOT_AGE`].
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -11,9 +21,10 @@ use std::time::{Duration, Instant};
 use super::EXIT_WAIT;
 use crate::sys;
 
-/// How long a walk of `/proc` is reused (subreaper mode). One command's
-/// exit asks several times in a row (signal, is it empty, drop); a walk costs
-/// about a millisecond. Reuse is safe enough: what a stale walk misses was
+/// How long what was read of `/proc` is reused (subreaper mode). One
+/// command's exit asks several times in a row (signal, is it empty, drop),
+/// and several commands end in one turn under load; a whole walk costs
+/// about a millisecond. Reuse is safe enough: what a stale read misses was
 /// forked by a process it saw, which then still counts as alive.
 const SNAPSHOT_AGE: Duration = Duration::from_millis(2);
 
@@ -22,8 +33,14 @@ const SNAPSHOT_AGE: Duration = Duration::from_millis(2);
 pub(super) struct Tree {
     next: u64,
     scopes: HashMap<u64, Tracked>,
-    /// The last walk of `/proc` and when it was taken (see [`SNAPSHOT_AGE`]).
+    /// The last walk of `/proc` and when it was taken (see [`SNAPSHOT_AGE`]),
+    /// where the kernel has no `children` files.
     snapshot: Option<(Instant, Vec<Stat>)>,
+    /// `None` until first asked: whether `/proc/PID/task/TID/children`
+    /// exists here.
+    children_files: Option<bool>,
+    /// What was read of the processes asked about lately, and when.
+    live: Option<(Instant, Live)>,
 }
 
 /// One command in subreaper mode.
@@ -124,18 +141,28 @@ impl Tree {
     /// they share the leader's group or the leader has exited (orphans
     /// re-parented at its exit are its own).
     fn refresh(&mut self, id: u64, own_pid: libc::pid_t) -> Vec<Proc> {
+        let children_files = *self
+            .children_files
+            .get_or_insert_with(|| fs::metadata(format!("/proc/{own_pid}/task/{own_pid}/children")).is_ok());
+        if children_files {
+            let mut live = match self.live.take() {
+                Some((at, live)) if at.elapsed() < SNAPSHOT_AGE => (at, live),
+                _ => (Instant::now(), Live::new(own_pid)),
+            };
+            let members = self.refresh_with(id, own_pid, &mut live.1);
+            self.live = Some(live);
+            return members;
+        }
         let snapshot = match self.snapshot.take() {
             Some((at, snapshot)) if at.elapsed() < SNAPSHOT_AGE => (at, snapshot),
             _ => (Instant::now(), processes()),
         };
-        let members = self.refresh_with(id, own_pid, &snapshot.1);
+        let members = self.refresh_with(id, own_pid, &mut Snapshot::new(&snapshot.1));
         self.snapshot = Some(snapshot);
         members
     }
 
-    fn refresh_with(&mut self, id: u64, own_pid: libc::pid_t, snapshot: &[Stat]) -> Vec<Proc> {
-        let by_pid: HashMap<libc::pid_t, Stat> = snapshot.iter().map(|s| (s.proc.pid, *s)).collect();
-        let alive = |p: &Proc| by_pid.get(&p.pid).is_some_and(|s| s.proc == *p && !s.zombie);
+    fn refresh_with(&mut self, id: u64, own_pid: libc::pid_t, view: &mut impl View) -> Vec<Proc> {
         let known: HashSet<Proc> = self
             .scopes
             .iter()
@@ -150,55 +177,151 @@ impl Tree {
         if leader <= 1 {
             return Vec::new();
         }
-        let leader_exited = by_pid.get(&leader).is_none_or(|s| s.zombie);
+        let leader_exited = view.stat(leader).is_none_or(|s| s.zombie);
         let mut roots: Vec<libc::pid_t> = vec![leader];
-        roots.extend(tracked.members.iter().filter(|p| alive(p)).map(|p| p.pid));
-        roots.extend(
-            snapshot
-                .iter()
-                .filter(|s| s.ppid == own_pid && !s.zombie)
-                .filter(|s| !leaders.contains(&s.proc.pid) && !known.contains(&s.proc))
-                .filter(|s| leader_exited || s.pgrp == leader)
-                .map(|s| s.proc.pid),
-        );
-        let mut members = descendants(&roots, snapshot);
+        for member in &tracked.members {
+            if view.stat(member.pid).is_some_and(|s| s.proc == *member && !s.zombie) {
+                roots.push(member.pid);
+            }
+        }
+        // Orphans of ours no scope knows (our children that lead no command).
+        for pid in view.children(own_pid) {
+            if leaders.contains(&pid) {
+                continue;
+            }
+            let Some(s) = view.stat(pid) else { continue };
+            if !s.zombie && !known.contains(&s.proc) && (leader_exited || s.pgrp == leader) {
+                roots.push(pid);
+            }
+        }
+        let mut members = descendants(&roots, view);
         members.retain(|p| p.pid != leader && !known.contains(p));
         tracked.members = members.clone();
         members
     }
 }
 
-/// `roots` (those alive) and all their living descendants in `snapshot`.
-fn descendants(roots: &[libc::pid_t], snapshot: &[Stat]) -> Vec<Proc> {
-    let mut children: HashMap<libc::pid_t, Vec<&Stat>> = HashMap::new();
-    for stat in snapshot {
-        children.entry(stat.ppid).or_default().push(stat);
-    }
+/// `roots` (those alive) and all their living descendants in `view`.
+fn descendants(roots: &[libc::pid_t], view: &mut impl View) -> Vec<Proc> {
     let mut seen: HashSet<libc::pid_t> = HashSet::new();
     let mut out = Vec::new();
     let mut queue: Vec<libc::pid_t> = roots.to_vec();
-    // Bounded by the snapshot: each pid is visited once.
+    // Bounded: each pid is visited once, and pids are finite (at most
+    // `pid_max`; in practice the command's family).
     while let Some(pid) = queue.pop() {
         if !seen.insert(pid) {
             continue;
         }
-        if let Some(stat) = snapshot.iter().find(|s| s.proc.pid == pid) {
-            if !stat.zombie {
-                out.push(stat.proc);
-            }
+        let Some(stat) = view.stat(pid) else { continue };
+        if !stat.zombie {
+            out.push(stat.proc);
         }
-        if let Some(kids) = children.get(&pid) {
-            queue.extend(kids.iter().map(|s| s.proc.pid));
-        }
+        queue.extend(view.children(pid));
     }
     out
+}
+
+/// What the walk needs to know of processes: each one's `stat`, and its
+/// children.
+trait View {
+    fn stat(&mut self, pid: libc::pid_t) -> Option<Stat>;
+    fn children(&mut self, pid: libc::pid_t) -> Vec<libc::pid_t>;
+}
+
+/// A whole `/proc` walk (kernels without `children` files, and exit).
+struct Snapshot {
+    by_pid: HashMap<libc::pid_t, Stat>,
+    children: HashMap<libc::pid_t, Vec<libc::pid_t>>,
+}
+
+impl Snapshot {
+    fn new(all: &[Stat]) -> Snapshot {
+        let mut children: HashMap<libc::pid_t, Vec<libc::pid_t>> = HashMap::new();
+        for stat in all {
+            children.entry(stat.ppid).or_default().push(stat.proc.pid);
+        }
+        Snapshot {
+            by_pid: all.iter().map(|s| (s.proc.pid, *s)).collect(),
+            children,
+        }
+    }
+}
+
+impl View for Snapshot {
+    fn stat(&mut self, pid: libc::pid_t) -> Option<Stat> {
+        self.by_pid.get(&pid).copied()
+    }
+
+    fn children(&mut self, pid: libc::pid_t) -> Vec<libc::pid_t> {
+        self.children.get(&pid).cloned().unwrap_or_default()
+    }
+}
+
+/// Reads only the processes asked about, each once.
+struct Live {
+    own_pid: libc::pid_t,
+    stats: HashMap<libc::pid_t, Option<Stat>>,
+    children: HashMap<libc::pid_t, Vec<libc::pid_t>>,
+}
+
+impl Live {
+    fn new(own_pid: libc::pid_t) -> Live {
+        Live {
+            own_pid,
+            stats: HashMap::new(),
+            children: HashMap::new(),
+        }
+    }
+
+    /// The children of every thread of `pid` (a child's parent is the
+    /// thread that forked it; an orphan goes to the first live thread of
+    /// its new parent). Ours are the main thread's alone: it runs the loop
+    /// that starts every command, and as the first thread it takes the
+    /// orphans.
+    fn read_children(&self, pid: libc::pid_t) -> Vec<libc::pid_t> {
+        let parse =
+            |text: &str| -> Vec<libc::pid_t> { text.split_whitespace().filter_map(|n| n.parse().ok()).collect() };
+        if pid == self.own_pid {
+            return fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .map(|text| parse(&text))
+                .unwrap_or_default();
+        }
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for task in tasks.flatten() {
+            if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+                out.extend(parse(&text));
+            }
+        }
+        out
+    }
+}
+
+impl View for Live {
+    fn stat(&mut self, pid: libc::pid_t) -> Option<Stat> {
+        *self.stats.entry(pid).or_insert_with(|| {
+            let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            parse_stat(pid, &text)
+        })
+    }
+
+    fn children(&mut self, pid: libc::pid_t) -> Vec<libc::pid_t> {
+        if let Some(children) = self.children.get(&pid) {
+            return children.clone();
+        }
+        let children = self.read_children(pid);
+        self.children.insert(pid, children.clone());
+        children
+    }
 }
 
 /// At exit in subreaper mode: SIGKILL to every descendant of ours (the
 /// commands left and all they started), then reap what is ours, briefly.
 pub(super) fn kill_all_descendants(own_pid: libc::pid_t) {
     let snapshot = processes();
-    let mut all = descendants(&[own_pid], &snapshot);
+    let mut all = descendants(&[own_pid], &mut Snapshot::new(&snapshot));
     all.retain(|p| p.pid != own_pid);
     for proc in &all {
         let _ = sys::kill_pid(proc.pid, libc::SIGKILL);
@@ -281,7 +404,10 @@ mod tests {
             stat(13, 12, false),
             stat(20, 1, false),
         ];
-        let mut found: Vec<_> = descendants(&[10], &snapshot).iter().map(|p| p.pid).collect();
+        let mut found: Vec<_> = descendants(&[10], &mut Snapshot::new(&snapshot))
+            .iter()
+            .map(|p| p.pid)
+            .collect();
         found.sort_unstable();
         assert_eq!(found, vec![10, 11, 13]);
     }

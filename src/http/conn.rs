@@ -915,6 +915,22 @@ impl Conn {
         }
     }
 
+    /// Sends the last frame of a `/run` stream (its `exit` or `err`) and
+    /// ends the stream, the last chunk in the same `writev`: one segment
+    /// and one wake-up for the client, not two. Then drain and keep alive
+    /// or close.
+    pub fn send_last(&mut self, frame: &Frame, text: &[u8], now: Instant) {
+        let Phase::Streaming(stream) = &self.phase else {
+            return;
+        };
+        let framing = stream.framing;
+        let last: &[u8] = if framing.chunked { LAST_CHUNK } else { b"" };
+        let parts = frame.parts(text, framing.chunked).chain(std::iter::once(last));
+        self.send_parts(parts.filter(|part| !part.is_empty()), now);
+        self.count_event(frame);
+        self.phase = Phase::Draining { then: framing.then };
+    }
+
     /// Ends the current stream: the last chunk, then drain and keep alive or
     /// close.
     pub fn end_stream(&mut self, now: Instant) {

@@ -1,6 +1,7 @@
 //! The event loop: one `mio::Poll` for the listener, every client socket,
-//! every child's pipes, and the signal self-pipe (SIGCHLD reports every
-//! child's exit); the timer queue sets its timeout. Only this module calls `poll` and decides what closes.
+//! every child's pipes, the signal self-pipe (SIGCHLD reports every
+//! child's exit) and the launch path's eventfd (a launched child has its
+//! own descriptor table); the timer queue sets its timeout. Only this module calls `poll` and decides what closes.
 //!
 //! A failed system call ends one connection or one job, never the loop.
 
@@ -42,6 +43,9 @@ mod scrape;
 const LISTENER: Token = Token(0);
 /// The signal self-pipe's poll token (index 1, kind 0).
 const SIGNALS: Token = Token(1 << TOKEN_KIND_BITS);
+/// The launch path's eventfd's poll token (index 2, kind 0): see
+/// `sys::launch_notifier`.
+const LAUNCHES: Token = Token(2 << TOKEN_KIND_BITS);
 
 /// Size of the one read buffer the whole loop shares (pipes and sockets).
 /// 64 KiB is a default pipe's capacity: one read empties a full pipe.
@@ -80,11 +84,6 @@ const EVENTS_PER_POLL: usize = 1024;
 /// the next turn (before the next poll), so a burst of exits cannot hold the
 /// loop.
 const REAPS_PER_TURN: usize = 256;
-
-/// How soon the loop looks again while a launched child may not have
-/// exec'd yet (see `sys::launch`): it holds copies of the child's pipe ends
-/// until then.
-const LAUNCH_LOOK: Duration = Duration::from_millis(1);
 
 /// How often the cgroups of ended commands are looked at again until they
 /// are empty and can go (`cgroup.kill` is asynchronous).
@@ -194,6 +193,10 @@ impl Server {
         poll.registry()
             .register(&mut SourceFd(&signal_fd.as_raw_fd()), SIGNALS, Interest::READABLE)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(notifier) = sys::launch_notifier() {
+            poll.registry()
+                .register(&mut SourceFd(&notifier), LAUNCHES, Interest::READABLE)?;
+        }
         let _ = sys::set_listen_backlog(&listener, 4096);
         let token = config.token.as_deref().map(Rc::from);
         let spawn_options = SpawnOptions {
@@ -249,21 +252,16 @@ impl Server {
             self.conns.release_freed();
             self.jobs.release_freed();
             self.records.release_freed();
-            // Launched children that have exec'd give their stdio back.
+            // Launched children give back what they no longer need (their
+            // stdio once they have their own table: the eventfd woke us;
+            // their memory once exec'd: looked at on any wake-up).
             sys::collect_launches();
             let timeout = if self.has_leftover_work() {
                 Some(Duration::ZERO)
             } else {
                 self.prune_timers();
                 self.compact_when_idle();
-                let timeout = self.timers.poll_timeout(now);
-                if sys::launches_pending() {
-                    // Look again soon: a pending launch holds copies of its
-                    // child's pipe ends until it is seen to have exec'd.
-                    Some(timeout.map_or(LAUNCH_LOOK, |t| t.min(LAUNCH_LOOK)))
-                } else {
-                    timeout
-                }
+                self.timers.poll_timeout(now)
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if interrupted(&err) {
@@ -347,6 +345,10 @@ impl Server {
         }
         if token == SIGNALS {
             self.on_signal(now);
+            return;
+        }
+        if token == LAUNCHES {
+            sys::on_launch_notice();
             return;
         }
         let index = token.0 >> TOKEN_KIND_BITS;

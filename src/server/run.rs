@@ -48,8 +48,7 @@ impl Server {
             if job.late_failure().is_some() {
                 self.metrics.command_failed_to_start();
             }
-            conn.send(job.exit_frame(&exit), b"", now);
-            conn.end_stream(now);
+            conn.send_last(job.exit_frame(&exit), b"", now);
             self.reap_if_finished(job_index);
             return true;
         }

@@ -1,17 +1,18 @@
 //! Descriptors: pipes, non-blocking mode, pipe and accept-queue sizes.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::check;
 
-/// Puts `fd` in non-blocking mode (std's pipes from `Command` are blocking).
+/// Puts `fd`, a pipe or terminal end this process just made, in
+/// non-blocking mode. Its other status flags (`O_APPEND`, `O_ASYNC`, ...)
+/// are all clear on such a descriptor, so they are not read first: one
+/// system call per end of every command, not two.
 pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    let fd = fd.as_raw_fd();
-    // SAFETY: F_GETFL reads the flags of a descriptor the caller owns.
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    // SAFETY: F_SETFL sets flags on that same descriptor; no memory is passed.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    // SAFETY: F_SETFL sets flags on a descriptor the caller owns; no memory is passed.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) })?;
     Ok(())
 }
 
@@ -38,4 +39,14 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: both descriptors are new and owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `openat(dir, name, flags | O_CLOEXEC)`: a path looked up from an open
+/// directory, not from the root (the per-command cgroup files: a few
+/// kernfs lookups fewer each).
+pub fn open_at(dir: &impl AsRawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: openat reads the NUL-terminated `name`, alive for the call.
+    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    // SAFETY: the descriptor is new and owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -17,7 +17,7 @@ mod spawn;
 use std::io;
 
 pub use activation::{listen_fds, take_activated_listener, LISTEN_FDS_START};
-pub use fd::{pipe, set_listen_backlog, set_nonblocking, set_pipe_size};
+pub use fd::{open_at, pipe, set_listen_backlog, set_nonblocking, set_pipe_size};
 pub use hygiene::{cloexec_inherited, raise_nofile_limit, set_non_dumpable};
 pub use process::{
     group_alive, kill_group, kill_pid, peek_exited_child, reap_pid, reap_status, set_child_subreaper, wait_blocking,
@@ -25,8 +25,8 @@ pub use process::{
 pub use runtime::{getrandom, monotonic_ns, release_free_memory};
 pub use signal::{signal_pipe, take_signals};
 pub use spawn::{
-    clone_into_cgroup_works, collect_launches, enable_launch, launch, launches_pending, open_closed_stdio, spawn_plan,
-    take_launch_failure, ExecPlan, Launched,
+    clone_into_cgroup_works, collect_launches, enable_launch, launch, launch_notifier, on_launch_notice,
+    open_closed_stdio, spawn_plan, take_launch_failure, ExecPlan, Launched,
 };
 
 /// Converts a `-1` return into the current `errno`.

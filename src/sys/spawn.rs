@@ -11,8 +11,8 @@ mod launch;
 
 #[cfg(target_arch = "x86_64")]
 pub use launch::{
-    collect as collect_launches, enable as enable_launch, launch, pending as launches_pending,
-    take_failure as take_launch_failure, Launched,
+    collect as collect_launches, enable as enable_launch, launch, notifier as launch_notifier,
+    on_notice as on_launch_notice, take_failure as take_launch_failure, Launched,
 };
 
 /// What [`launch`] did (this architecture has no launch path).
@@ -38,11 +38,15 @@ pub fn launch(plan: ExecPlan, _stdio: [RawFd; 3], _cgroup: Option<RawFd>) -> Lau
     Launched::NotHere(plan)
 }
 
-/// Nothing is ever pending on this architecture.
+/// No launch ever tells the loop anything on this architecture.
 #[cfg(not(target_arch = "x86_64"))]
-pub fn launches_pending() -> bool {
-    false
+pub fn launch_notifier() -> Option<RawFd> {
+    None
 }
+
+/// Never called on this architecture (no [`launch_notifier`]).
+#[cfg(not(target_arch = "x86_64"))]
+pub fn on_launch_notice() {}
 
 /// Nothing to collect on this architecture.
 #[cfg(not(target_arch = "x86_64"))]
@@ -63,7 +67,7 @@ pub struct ExecPlan {
     /// The argument vector, `argv[0]` first.
     pub argv: Vec<std::ffi::CString>,
     /// The environment, `NAME=value` each.
-    pub env: Vec<std::ffi::CString>,
+    pub env: std::borrow::Cow<'static, [std::ffi::CString]>,
     /// Directory to change to before `execve`.
     pub cwd: Option<std::ffi::CString>,
     /// A new session whose controlling terminal is descriptor 0 (contract

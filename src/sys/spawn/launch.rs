@@ -8,12 +8,23 @@
 //! - **Memory** the child reads (its plan, stack and the word it reports
 //!   through) is kept in a [`Pending`] until the kernel says the child has
 //!   exec'd or exited: `CLONE_CHILD_CLEARTID` zeroes a word of ours then.
+//!   Nothing waits for that: the loop looks at the words (atomic loads)
+//!   whenever it wakes anyway, and frees what it finds done.
 //! - **Descriptors**: the loop keeps using the shared table meanwhile, so
 //!   the child's stdio is not put at 0-2 for it (that would be ours too)
 //!   but in one of [`SLOTS`] reserved triples, which only this launch uses
-//!   until it has exec'd. The child takes its own copy of the table's low
-//!   part (`close_range(bound, ~0, CLOSE_RANGE_UNSHARE)`, the triples are
-//!   all below `bound`), moves its triple to 0-2 there, and closes the rest.
+//!   until the child has a table of its own. The child takes its own copy
+//!   of the table's low part (`close_range(bound, ~0, CLOSE_RANGE_UNSHARE)`,
+//!   the triples are all below `bound`), moves its triple to 0-2 there, and
+//!   closes the rest.
+//! - **Being told**: our copy of the triple keeps the pipes' write ends
+//!   open (a job's stdout would never end), so it must go as soon as the
+//!   child has its own table — and not before, or the child loses its
+//!   stdio. Right after unsharing, the child sets its `unshared` word and
+//!   writes to one eventfd (also below `bound`, so its own table has it),
+//!   which the loop polls: that wake-up frees the triple. A child that
+//!   fails before unsharing exits, and its SIGCHLD frees it. No timer, no
+//!   polling while a child is on its way to `execve`.
 //! - **errno**: the child shares our thread-local errno, so it makes no
 //!   libc call at all: every step is a raw system call (assembly), and why
 //!   an `execve` failed is written into the [`Pending`].
@@ -55,10 +66,13 @@ pub enum Launched {
 struct Pending {
     /// `CLONE_CHILD_CLEARTID`'s word: 1 until the child exec'd or exited.
     tid: AtomicI32,
+    /// Set by the child once its table is its own: our triple may go.
+    unshared: AtomicI32,
     /// errno of the child's failed step; 0 while none.
     error: AtomicI32,
     pid: libc::pid_t,
-    slot: usize,
+    /// The triple it holds; `None` once freed.
+    slot: Option<usize>,
     /// The child's view: pointers into `plan`, its triple, the mask.
     args: ChildArgs,
     /// Owns what `args` points into.
@@ -78,13 +92,19 @@ struct ChildArgs {
     stdio: [RawFd; 3],
     /// Descriptors below this are copied into the child's own table.
     bound: RawFd,
+    /// The eventfd the child writes to once it has unshared (below `bound`).
+    notify: RawFd,
     mask: libc::sigset_t,
     error: *const AtomicI32,
+    unshared: *const AtomicI32,
 }
 
 /// The reserved triples and the launches using them.
 struct Launcher {
     null: OwnedFd,
+    /// Written by each child once it has its own table (see the module
+    /// notes); the loop polls it ([`notifier`]).
+    notify: OwnedFd,
     slots: [[RawFd; 3]; SLOTS],
     bound: RawFd,
     busy: [bool; SLOTS],
@@ -94,6 +114,51 @@ struct Launcher {
     pending: Vec<Box<Pending>>,
     /// Launches whose `execve` failed after the clone: (pid, errno).
     failures: Vec<(libc::pid_t, i32)>,
+    /// ELF programs found runnable lately (see [`runnable_path`]).
+    checked: Checked,
+}
+
+/// How many checked programs [`Checked`] remembers.
+const CHECKED: usize = 32;
+
+/// ELF programs [`runnable_path`] found runnable, each with what `statx`
+/// said of it then (device, inode, size, change and modification times):
+/// while that is unchanged, so are its header and its permissions (a
+/// `chmod`, `chown` or ACL change moves the change time), so the
+/// `faccessat` and the header read are not made again for every command.
+/// What could still differ (a `noexec` remount) fails after the clone,
+/// which the launch path answers anyway ([`take_failure`]).
+#[derive(Default)]
+struct Checked {
+    /// (path, key), most recent last.
+    entries: Vec<(CString, [i64; 7])>,
+}
+
+impl Checked {
+    fn key(meta: &std::fs::Metadata) -> [i64; 7] {
+        use std::os::unix::fs::MetadataExt;
+        [
+            meta.dev() as i64,
+            meta.ino() as i64,
+            meta.size() as i64,
+            meta.ctime(),
+            meta.ctime_nsec(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        ]
+    }
+
+    fn holds(&self, path: &CString, key: &[i64; 7]) -> bool {
+        self.entries.iter().any(|(p, k)| p == path && k == key)
+    }
+
+    fn remember(&mut self, path: &CString, key: [i64; 7]) {
+        self.entries.retain(|(p, _)| p != path);
+        if self.entries.len() >= CHECKED {
+            self.entries.remove(0);
+        }
+        self.entries.push((path.clone(), key));
+    }
 }
 
 thread_local! {
@@ -111,6 +176,14 @@ pub fn enable() -> io::Result<()> {
     }
     // SAFETY: the descriptor is new and ours alone.
     let null = unsafe { OwnedFd::from_raw_fd(null) };
+    // Made before the triples, at the lowest free descriptor: below `bound`.
+    // SAFETY: eventfd takes integers.
+    let notify = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if notify < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is new and ours alone.
+    let notify = unsafe { OwnedFd::from_raw_fd(notify) };
     let mut slots = [[0; 3]; SLOTS];
     let mut reserved: Vec<OwnedFd> = Vec::with_capacity(SLOTS * 3);
     for fd in slots.iter_mut().flatten() {
@@ -124,7 +197,8 @@ pub fn enable() -> io::Result<()> {
         *fd = copy;
     }
     probe()?;
-    let bound = slots.iter().flatten().copied().max().unwrap_or(2) + 1;
+    let highest = slots.iter().flatten().copied().max().unwrap_or(2);
+    let bound = highest.max(notify.as_raw_fd()) + 1;
     // The triples stay open for the life of the process: ownership moves
     // into the launcher's numbers.
     for fd in reserved {
@@ -133,11 +207,13 @@ pub fn enable() -> io::Result<()> {
     LAUNCHER.with(|launcher| {
         *launcher.borrow_mut() = Some(Launcher {
             null,
+            notify,
             slots,
             bound,
             busy: [false; SLOTS],
             pending: Vec::new(),
             failures: Vec::new(),
+            checked: Checked::default(),
         })
     });
     Ok(())
@@ -176,13 +252,31 @@ fn probe() -> io::Result<()> {
     }
 }
 
-/// True while some launched child may not have exec'd yet: the loop
-/// then looks again soon ([`collect`]), so the triple it holds is freed.
-pub fn pending() -> bool {
-    LAUNCHER.with(|launcher| launcher.borrow().as_ref().is_some_and(|l| !l.pending.is_empty()))
+/// The eventfd the loop polls (readable: a launched child has its own
+/// table, see [`on_notice`]); `None` before [`enable`].
+pub fn notifier() -> Option<RawFd> {
+    LAUNCHER.with(|launcher| launcher.borrow().as_ref().map(|l| l.notify.as_raw_fd()))
 }
 
-/// Frees what launched children that have exec'd (or exited) held.
+/// The eventfd was readable: empties it, then frees the triples of the
+/// children that have unshared since.
+pub fn on_notice() {
+    LAUNCHER.with(|launcher| {
+        if let Some(launcher) = launcher.borrow_mut().as_mut() {
+            let mut count = [0u8; 8];
+            // Emptied before the look, so a child that writes after this
+            // read makes it readable again. EAGAIN: nothing to empty.
+            // SAFETY: read writes at most 8 bytes into `count`.
+            unsafe { libc::read(launcher.notify.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+            launcher.collect();
+        }
+    });
+}
+
+/// Frees what launched children hold that they no longer need: the triple
+/// of each that has its own table, and all of each that has exec'd or
+/// exited. Atomic loads over the pending list: the loop calls it whenever
+/// it wakes.
 pub fn collect() {
     LAUNCHER.with(|launcher| {
         if let Some(launcher) = launcher.borrow_mut().as_mut() {
@@ -218,7 +312,14 @@ impl Launcher {
         let mut i = 0;
         // Bounded by the pending list, which only shrinks here.
         while i < self.pending.len() {
-            if self.pending[i].tid.load(Ordering::Acquire) != 0 {
+            let pending = &mut self.pending[i];
+            let done = pending.tid.load(Ordering::Acquire) == 0;
+            if done || pending.unshared.load(Ordering::Acquire) != 0 {
+                if let Some(slot) = pending.slot.take() {
+                    free_slot(&self.null, self.slots[slot], &mut self.busy[slot]);
+                }
+            }
+            if !done {
                 i += 1;
                 continue;
             }
@@ -227,17 +328,11 @@ impl Launcher {
             if errno != 0 {
                 self.failures.push((done.pid, errno));
             }
-            self.free_slot(done.slot);
         }
     }
 
-    /// Puts `/dev/null` back on a triple, dropping our hold on the pipes.
     fn free_slot(&mut self, slot: usize) {
-        for fd in self.slots[slot] {
-            // SAFETY: dup3 takes integers; both descriptors are ours.
-            unsafe { libc::dup3(self.null.as_raw_fd(), fd, libc::O_CLOEXEC) };
-        }
-        self.busy[slot] = false;
+        free_slot(&self.null, self.slots[slot], &mut self.busy[slot]);
     }
 
     fn launch(&mut self, plan: ExecPlan, stdio: [RawFd; 3], cgroup: Option<RawFd>) -> Launched {
@@ -245,7 +340,7 @@ impl Launcher {
         let Some(slot) = self.busy.iter().position(|busy| !busy) else {
             return Launched::NotHere(plan);
         };
-        let Some(path) = runnable_path(&plan) else {
+        let Some(path) = runnable_path(&plan, &mut self.checked) else {
             return Launched::NotHere(plan);
         };
         for (fd, target) in stdio.iter().zip(self.slots[slot]) {
@@ -268,9 +363,10 @@ impl Launcher {
         let env = with_null(&plan.env);
         let mut pending = Box::new(Pending {
             tid: AtomicI32::new(1),
+            unshared: AtomicI32::new(0),
             error: AtomicI32::new(0),
             pid: 0,
-            slot,
+            slot: Some(slot),
             args: ChildArgs {
                 path: plan.paths[path].as_ptr(),
                 argv: argv.as_ptr(),
@@ -278,15 +374,18 @@ impl Launcher {
                 cwd: plan.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
                 stdio: self.slots[slot],
                 bound: self.bound,
+                notify: self.notify.as_raw_fd(),
                 // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
                 mask: unsafe { std::mem::zeroed() },
                 error: std::ptr::null(),
+                unshared: std::ptr::null(),
             },
             _plan: plan,
             _pointers: [argv, env],
             _stack: Vec::with_capacity(CHILD_STACK),
         });
         pending.args.error = &pending.error;
+        pending.args.unshared = &pending.unshared;
         let masked = match BlockedSignals::new() {
             Ok(masked) => masked,
             Err(err) => {
@@ -321,6 +420,15 @@ impl Launcher {
     }
 }
 
+/// Puts `/dev/null` back on a triple, dropping our hold on the pipes.
+fn free_slot(null: &OwnedFd, triple: [RawFd; 3], busy: &mut bool) {
+    for fd in triple {
+        // SAFETY: dup3 takes integers; both descriptors are ours.
+        unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) };
+    }
+    *busy = false;
+}
+
 impl Drop for Launcher {
     /// Children may still run on memory of a pending launch: never freed.
     fn drop(&mut self) {
@@ -335,9 +443,9 @@ impl Drop for Launcher {
 /// without a `cwd`, relative) path to a regular file we may execute that
 /// starts like an ELF file or a script. `None`: let the vfork path try
 /// (it answers every failure as before).
-fn runnable_path(plan: &ExecPlan) -> Option<usize> {
-    for (index, path) in plan.paths.iter().enumerate() {
-        let path = Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()));
+fn runnable_path(plan: &ExecPlan, checked: &mut Checked) -> Option<usize> {
+    for (index, c_path) in plan.paths.iter().enumerate() {
+        let path = Path::new(std::ffi::OsStr::from_bytes(c_path.as_bytes()));
         if plan.cwd.is_some() && path.is_relative() {
             return None;
         }
@@ -347,10 +455,24 @@ fn runnable_path(plan: &ExecPlan) -> Option<usize> {
             Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
             Err(_) => return None,
         };
-        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 || !executable(path) {
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
             return None;
         }
-        return has_known_header(path).then_some(index);
+        let key = Checked::key(&meta);
+        if checked.holds(c_path, &key) {
+            return Some(index);
+        }
+        if !executable(path) {
+            return None;
+        }
+        return match header(path) {
+            Header::Elf => {
+                checked.remember(c_path, key);
+                Some(index)
+            }
+            Header::Script => Some(index),
+            Header::Other => None,
+        };
     }
     None
 }
@@ -364,35 +486,48 @@ fn executable(path: &Path) -> bool {
     unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) == 0 }
 }
 
-/// Starts with `\x7fELF`, or `#!` and an absolute interpreter that exists
-/// (a missing one makes `execve` say ENOENT, on which the search would go
-/// on to the next `PATH` entry: the vfork path does that). A file we cannot
-/// read: not sure, false.
-fn has_known_header(path: &Path) -> bool {
+/// What [`header`] found.
+enum Header {
+    /// `\x7fELF`.
+    Elf,
+    /// `#!` and an absolute interpreter that exists (looked at every time:
+    /// a missing one makes `execve` say ENOENT, on which the search would
+    /// go on to the next `PATH` entry: the vfork path does that).
+    Script,
+    /// Anything else, or a file we cannot read: not sure.
+    Other,
+}
+
+fn header(path: &Path) -> Header {
     let mut head = [0u8; 256];
     let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
+        return Header::Other;
     };
     let Ok(n) = file.read(&mut head) else {
-        return false;
+        return Header::Other;
     };
     let head = &head[..n];
     if head.starts_with(b"\x7fELF") {
-        return true;
+        return Header::Elf;
     }
     let Some(line) = head.strip_prefix(b"#!") else {
-        return false;
+        return Header::Other;
     };
     let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
     let Some(interpreter) = line.split(|&b| b == b' ' || b == b'\t').find(|word| !word.is_empty()) else {
-        return false;
+        return Header::Other;
     };
     let interpreter = Path::new(std::ffi::OsStr::from_bytes(interpreter));
-    interpreter.is_absolute() && interpreter.is_file()
+    if interpreter.is_absolute() && interpreter.is_file() {
+        Header::Script
+    } else {
+        Header::Other
+    }
 }
 
 /// The launched child: default signal handlers, its own process group, a
-/// table of its own with just its triple at 0, 1, 2, the working
+/// table of its own (said through `unshared` and the eventfd, so the loop
+/// frees our triple) with just its triple at 0, 1, 2, the working
 /// directory, our signal mask, `execve`. Raw system calls only (no libc:
 /// errno is ours); a failure is written to `error` and ends it with 127.
 extern "C" fn launched_child(arg: *mut libc::c_void) -> libc::c_int {
@@ -435,6 +570,12 @@ extern "C" fn launched_child(arg: *mut libc::c_void) -> libc::c_int {
         if ret < 0 {
             fail(ret);
         }
+        // The table is ours alone now: flag first, then the wake-up (the
+        // loop empties the eventfd before it reads the flags). Our copy of
+        // the eventfd goes with the close_range below.
+        (*args.unshared).store(1, Ordering::Release);
+        let one: u64 = 1;
+        raw::syscall3(libc::SYS_write, args.notify as usize, &one as *const u64 as usize, 8);
         for (target, fd) in args.stdio.iter().enumerate() {
             let ret = raw::syscall3(libc::SYS_dup2, *fd as usize, target, 0);
             if ret < 0 {
