@@ -294,11 +294,11 @@ impl Server {
     /// the earliest wake-up is at least [`CLOCK_REUSE_MARGIN`] after it (a
     /// heartbeat, an idle timeout: late by one turn's work at most, which
     /// they do not notice), else a fresh read (a partial line's 20 ms, a
-    /// kill grace, a launch being watched). Under a steady load of streams
+    /// kill grace). Under a steady load of streams
     /// that is one clock read per batch, not two.
     fn clock_for_timeout(&self, batch_clock: Instant) -> Instant {
         let far = |(at, _)| at >= batch_clock + CLOCK_REUSE_MARGIN;
-        if self.has_leftover_work() || sys::launches_pending() || !self.timers.peek().is_none_or(far) {
+        if self.has_leftover_work() || !self.timers.peek().is_none_or(far) {
             return Instant::now();
         }
         batch_clock
