@@ -1,7 +1,7 @@
 //! `format=json`: the text JSON-escaped into one `data:` line, and a cheap
 //! bound on how long that comes out.
 
-use super::frame::push_short;
+use super::frame::push_run;
 use super::scan::{self, Needles};
 use super::utf8::{Segment, REPLACEMENT};
 use super::{Frame, MAX_FRAME, POINT_AT};
@@ -94,7 +94,7 @@ pub(super) fn push_json_escaped(frame: &mut Frame, seg: Segment<'_>, off: usize)
             frame.text(text, off + run);
             mark = frame.scratch.len();
         } else {
-            push_short(&mut frame.scratch, text);
+            push_run(&mut frame.scratch, bytes, run, hit);
         }
         // The LF of each line as a literal: a copy of known length is a
         // store, not a `memcpy` call.

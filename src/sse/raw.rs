@@ -1,6 +1,6 @@
 //! `format=raw`: one `data:` line per output line.
 
-use super::frame::{push_short, POINT_AT};
+use super::frame::{push_run, POINT_AT};
 use super::scan::{self, Needles};
 use super::utf8::{Segment, REPLACEMENT};
 use super::Frame;
@@ -59,7 +59,7 @@ impl RawLines {
                 if !self.line_open {
                     frame.scratch.extend_from_slice(b"\ndata: ");
                 }
-                push_short(&mut frame.scratch, line);
+                push_run(&mut frame.scratch, bytes, at, end);
             }
             self.line_open = false;
             at = end + 1;

@@ -7,20 +7,35 @@ fn encode(format: Format, text: &[u8]) -> String {
 }
 
 #[test]
-fn push_short_appends_every_length_whole() {
-    // Every length through three 64-byte blocks and each tail size, onto a
-    // vector that already holds bytes.
-    let text: Vec<u8> = (0..200u8).map(|i| i.wrapping_mul(37)).collect();
-    for len in 0..=text.len() {
-        let mut want = b"head".to_vec();
-        want.extend_from_slice(&text[..len]);
-        let mut got = b"head".to_vec();
-        frame::push_short(&mut got, &text[..len]);
-        assert_eq!(got, want, "push_short, length {len}");
-        // The musl-only block copy, checked on every build.
-        let mut got = b"head".to_vec();
-        frame::push_blocks(&mut got, &text[..len]);
-        assert_eq!(got, want, "push_blocks, length {len}");
+fn short_copies_append_every_run_whole() {
+    // Every run of a 300-byte text up to 200 bytes long, from every start:
+    // lengths through three 64-byte blocks and each tail size, runs whose
+    // window reaches past the text's end (the block copy then), each onto a
+    // vector that already holds bytes and followed by a second run, which
+    // must land right after the first (over the bytes read past it).
+    let text: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
+    for len in 0..=200 {
+        for start in 0..=text.len() - len {
+            let end = start + len;
+            let mut want = b"head".to_vec();
+            want.extend_from_slice(&text[start..end]);
+            want.extend_from_slice(&text[..3]);
+            let mut got = b"head".to_vec();
+            frame::push_run(&mut got, &text, start, end);
+            frame::push_run(&mut got, &text, 0, 3);
+            assert_eq!(got, want, "push_run, {start}..{end}");
+            // The musl-only copies, checked on every build.
+            let mut got = b"head".to_vec();
+            frame::push_window(&mut got, &text, start, end);
+            frame::push_window(&mut got, &text, 0, 3);
+            assert_eq!(got, want, "push_window, {start}..{end}");
+            if start == 0 {
+                let mut got = b"head".to_vec();
+                frame::push_blocks(&mut got, &text[start..end]);
+                frame::push_blocks(&mut got, &text[..3]);
+                assert_eq!(got, want, "push_blocks, length {len}");
+            }
+        }
     }
 }
 
