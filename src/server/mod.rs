@@ -265,6 +265,10 @@ impl Server {
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if interrupted(&err) {
+                    // The wait may have lasted long (a stop and continue
+                    // interrupts it without a signal of ours): the next
+                    // timeout must not be counted from before it.
+                    batch_clock = Instant::now();
                     continue;
                 }
                 return Err(err);
