@@ -15,7 +15,8 @@
 //!   moves itself into the command's cgroup, spawns, and moves back.
 //! - **subreaper** ([`subreaper`]) elsewhere: the server is the child
 //!   subreaper, so orphans are re-parented to it; it reaps them, and stops
-//!   them with the command they were found under (by walking `/proc`).
+//!   them with the command they were found under (by reading `/proc`: the
+//!   children lists of the server and of the command's family).
 //!   Best effort: see docs/SECURITY.md (Containment).
 //!
 //! Jobs see a [`Scope`]: `signal`, `is_empty`, and its drop, which kills what
@@ -259,7 +260,7 @@ impl Scope {
     pub fn run_inside<T>(&self, spawn: impl FnOnce() -> T) -> io::Result<T> {
         match &self.place {
             Place::Cgroup(scope) => scope.run_inside(spawn),
-            // Orphans are found by walking /proc: nowhere to enter.
+            // Orphans are found in /proc afterwards: nowhere to enter.
             Place::Tree(_) => Ok(spawn()),
         }
     }

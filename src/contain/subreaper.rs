@@ -28,6 +28,11 @@ use crate::sys;
 /// forked by a process it saw, which then still counts as alive.
 const SNAPSHOT_AGE: Duration = Duration::from_millis(2);
 
+/// How many times one look reads the server's children list for orphans
+/// (see `Tree::refresh_with`): a second round finds what the first one's
+/// orphans left while their families were read; more is for the next look.
+const ORPHAN_ROUNDS: usize = 3;
+
 /// Subreaper mode: the descendants seen under each live command.
 #[derive(Default)]
 pub(super) struct Tree {
@@ -177,24 +182,39 @@ impl Tree {
         if leader <= 1 {
             return Vec::new();
         }
-        let leader_exited = view.stat(leader).is_none_or(|s| s.zombie);
         let mut roots: Vec<libc::pid_t> = vec![leader];
         for member in &tracked.members {
             if view.stat(member.pid).is_some_and(|s| s.proc == *member && !s.zombie) {
                 roots.push(member.pid);
             }
         }
-        // Orphans of ours no scope knows (our children that lead no command).
-        for pid in view.children(own_pid) {
-            if leaders.contains(&pid) {
-                continue;
+        let mut seen: HashSet<libc::pid_t> = HashSet::new();
+        let mut members = Vec::new();
+        descend(&roots, view, &mut seen, &mut members);
+        // Orphans of ours no scope knows (our children that lead no
+        // command). Our list is read after the family's: a process
+        // re-parented to us while they were read (its parent died) is then
+        // in one list or the other. The leader's state is read after our
+        // list, so what its exit left us counts as its own. A round that
+        // took orphans read their families: once more, for what those left.
+        for _ in 0..ORPHAN_ROUNDS {
+            let ours = view.children(own_pid);
+            let leader_exited = view.exited(leader);
+            let mut orphans = Vec::new();
+            for pid in ours {
+                if leaders.contains(&pid) || seen.contains(&pid) {
+                    continue;
+                }
+                let Some(s) = view.stat(pid) else { continue };
+                if !s.zombie && !known.contains(&s.proc) && (leader_exited || s.pgrp == leader) {
+                    orphans.push(pid);
+                }
             }
-            let Some(s) = view.stat(pid) else { continue };
-            if !s.zombie && !known.contains(&s.proc) && (leader_exited || s.pgrp == leader) {
-                roots.push(pid);
+            if orphans.is_empty() {
+                break;
             }
+            descend(&orphans, view, &mut seen, &mut members);
         }
-        let mut members = descendants(&roots, view);
         members.retain(|p| p.pid != leader && !known.contains(p));
         tracked.members = members.clone();
         members
@@ -203,8 +223,13 @@ impl Tree {
 
 /// `roots` (those alive) and all their living descendants in `view`.
 fn descendants(roots: &[libc::pid_t], view: &mut impl View) -> Vec<Proc> {
-    let mut seen: HashSet<libc::pid_t> = HashSet::new();
     let mut out = Vec::new();
+    descend(roots, view, &mut HashSet::new(), &mut out);
+    out
+}
+
+/// Adds to `out` `roots` and their living descendants not in `seen`.
+fn descend(roots: &[libc::pid_t], view: &mut impl View, seen: &mut HashSet<libc::pid_t>, out: &mut Vec<Proc>) {
     let mut queue: Vec<libc::pid_t> = roots.to_vec();
     // Bounded: each pid is visited once, and pids are finite (at most
     // `pid_max`; in practice the command's family).
@@ -218,7 +243,6 @@ fn descendants(roots: &[libc::pid_t], view: &mut impl View) -> Vec<Proc> {
         }
         queue.extend(view.children(pid));
     }
-    out
 }
 
 /// What the walk needs to know of processes: each one's `stat`, and its
@@ -226,6 +250,11 @@ fn descendants(roots: &[libc::pid_t], view: &mut impl View) -> Vec<Proc> {
 trait View {
     fn stat(&mut self, pid: libc::pid_t) -> Option<Stat>;
     fn children(&mut self, pid: libc::pid_t) -> Vec<libc::pid_t>;
+
+    /// `pid` has exited (a zombie, or gone), as of now.
+    fn exited(&mut self, pid: libc::pid_t) -> bool {
+        self.stat(pid).is_none_or(|s| s.zombie)
+    }
 }
 
 /// A whole `/proc` walk (kernels without `children` files, and exit).
@@ -307,13 +336,28 @@ impl View for Live {
         })
     }
 
+    /// Kept for reuse, except that our own list is never older than any
+    /// other kept one: a process re-parented to us after its old parent's
+    /// list was read must be in ours (see `Tree::refresh_with`).
     fn children(&mut self, pid: libc::pid_t) -> Vec<libc::pid_t> {
         if let Some(children) = self.children.get(&pid) {
             return children.clone();
         }
+        if pid != self.own_pid {
+            self.children.remove(&self.own_pid);
+        }
         let children = self.read_children(pid);
         self.children.insert(pid, children.clone());
         children
+    }
+
+    /// An exit seen is final; a process seen alive is read again, as its
+    /// exit may have left us orphans since (asked after our list).
+    fn exited(&mut self, pid: libc::pid_t) -> bool {
+        if self.stats.get(&pid).is_some_and(|s| s.is_some_and(|s| !s.zombie)) {
+            self.stats.remove(&pid);
+        }
+        self.stat(pid).is_none_or(|s| s.zombie)
     }
 }
 
@@ -410,5 +454,99 @@ mod tests {
             .collect();
         found.sort_unstable();
         assert_eq!(found, vec![10, 11, 13]);
+    }
+
+    /// Processes that change while they are read: reading the children of
+    /// `trigger` first lets `dying` exit, its children going to `reaper`.
+    struct Changing {
+        stats: HashMap<libc::pid_t, Stat>,
+        children: HashMap<libc::pid_t, Vec<libc::pid_t>>,
+        trigger: libc::pid_t,
+        dying: libc::pid_t,
+        reaper: libc::pid_t,
+    }
+
+    impl View for Changing {
+        fn stat(&mut self, pid: libc::pid_t) -> Option<Stat> {
+            self.stats.get(&pid).copied()
+        }
+
+        fn children(&mut self, pid: libc::pid_t) -> Vec<libc::pid_t> {
+            if pid == self.trigger {
+                let left = self.children.remove(&self.dying).unwrap_or_default();
+                self.children.entry(self.reaper).or_default().extend(left);
+                if let Some(stat) = self.stats.get_mut(&self.dying) {
+                    stat.zombie = true;
+                }
+            }
+            self.children.get(&pid).cloned().unwrap_or_default()
+        }
+    }
+
+    /// Our pid 1 serves one command, leader 10; `family` is (pid, ppid,
+    /// pgrp) of the other processes; `dying` exits when `trigger`'s
+    /// children are read. The members found, sorted.
+    fn found_while(
+        family: &[(libc::pid_t, libc::pid_t, libc::pid_t)],
+        trigger: libc::pid_t,
+        dying: libc::pid_t,
+    ) -> Vec<libc::pid_t> {
+        let stat = |pid, ppid, pgrp| Stat {
+            proc: Proc { pid, start: 1 },
+            ppid,
+            pgrp,
+            zombie: false,
+        };
+        let mut view = Changing {
+            stats: HashMap::new(),
+            children: HashMap::new(),
+            trigger,
+            dying,
+            reaper: 1,
+        };
+        for &(pid, ppid, pgrp) in [(10, 1, 10)].iter().chain(family) {
+            view.stats.insert(pid, stat(pid, ppid, pgrp));
+            view.children.entry(ppid).or_default().push(pid);
+        }
+        let mut tree = Tree::default();
+        tree.scopes.insert(
+            0,
+            Tracked {
+                leader: 10,
+                members: Vec::new(),
+            },
+        );
+        let mut found: Vec<_> = tree.refresh_with(0, 1, &mut view).iter().map(|p| p.pid).collect();
+        found.sort_unstable();
+        found
+    }
+
+    #[test]
+    fn a_grandchild_reparented_while_its_family_is_read_is_found() {
+        // 10 -> 11 -> 12; 11 exits as its own children are read: 12 is ours
+        // by then, and in our list, read after.
+        assert_eq!(found_while(&[(11, 10, 10), (12, 11, 10)], 11, 11), vec![11, 12]);
+    }
+
+    #[test]
+    fn our_list_is_read_again_after_any_other_list_is() {
+        let mut live = Live::new(1);
+        live.children.insert(1, vec![42]);
+        live.children.insert(7, Vec::new());
+        live.children(7);
+        assert_eq!(live.children(1), vec![42], "nothing read since: ours kept");
+        // No such process: read (nothing found), and ours is not kept.
+        assert!(live.children(libc::pid_t::MAX).is_empty());
+        assert!(!live.children.contains_key(&1));
+    }
+
+    #[test]
+    fn orphans_the_leaders_exit_leaves_are_its_own() {
+        // 12 left the group (setsid); the leader exits as its children are
+        // read: 12 is an orphan of ours from another group, the leader's
+        // all the same, as it has exited by the time our list is read.
+        assert_eq!(found_while(&[(12, 10, 12)], 10, 10), vec![12]);
+        // An unrelated orphan from another group, the leader alive: not its.
+        assert_eq!(found_while(&[(12, 1, 12)], 99, 99), Vec::<libc::pid_t>::new());
     }
 }

@@ -265,6 +265,10 @@ impl Server {
             };
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if interrupted(&err) {
+                    // The wait may have lasted long (a stop and continue
+                    // interrupts it without a signal of ours): the next
+                    // timeout must not be counted from before it.
+                    batch_clock = Instant::now();
                     continue;
                 }
                 return Err(err);
@@ -293,9 +297,10 @@ impl Server {
     /// The clock for the next poll's timeout: the last batch's read when
     /// the earliest wake-up is at least [`CLOCK_REUSE_MARGIN`] after it (a
     /// heartbeat, an idle timeout: late by one turn's work at most, which
-    /// they do not notice), else a fresh read (a partial line's 20 ms, a
-    /// kill grace). Under a steady load of streams
-    /// that is one clock read per batch, not two.
+    /// they do not notice), else a fresh read (a partial line's 20 ms, the
+    /// last second of a kill grace): a wake-up is late by one turn's work
+    /// at most, and only one a second or more away. Under a steady load of
+    /// streams that is one clock read per batch, not two.
     fn clock_for_timeout(&self, batch_clock: Instant) -> Instant {
         let far = |(at, _)| at >= batch_clock + CLOCK_REUSE_MARGIN;
         if self.has_leftover_work() || !self.timers.peek().is_none_or(far) {
