@@ -139,9 +139,6 @@ pub struct Server {
     /// The batch of `woken` being driven (kept, with its capacity, so waking
     /// allocates nothing per event).
     waking: Vec<usize>,
-    /// Jobs whose pipes the current batch of poll events made ready, pumped
-    /// after the batch's other events (see `pump_ready_jobs`).
-    ready_jobs: Vec<usize>,
     /// Connections and jobs at once since memory was last given back.
     busiest: usize,
     /// The listener has connections left (accept cap or pause).
@@ -223,7 +220,6 @@ impl Server {
             revisit_conns: Vec::new(),
             woken: Vec::new(),
             waking: Vec::new(),
-            ready_jobs: Vec::new(),
             busiest: 0,
             accept_pending: false,
             accept_pause: Deadline::default(),
@@ -281,7 +277,6 @@ impl Server {
             for event in events.iter() {
                 self.dispatch(event, now);
             }
-            self.pump_ready_jobs(now);
             self.wake_conns(now);
             self.revisit(now);
             if self.reap_pending {
@@ -371,31 +366,16 @@ impl Server {
             kind @ (TOKEN_STDOUT | TOKEN_STDERR) => {
                 if let Some(job) = self.jobs.get_mut(index) {
                     job.set_ready(kind);
-                    // Pumped once the batch's events are all taken: a job
-                    // whose stdout and stderr are both ready is read in one
-                    // pump, and a client event of the same batch (it left,
-                    // or its socket has room again) is known before.
-                    if self.ready_jobs.last() != Some(&index) {
-                        self.ready_jobs.push(index);
-                    }
+                    // Pumped at once, in the order the events came: a job
+                    // whose stdout and stderr both became ready is read in
+                    // the order they did (a pty's text before the stderr
+                    // line written after it), not by the pump's turn-taking.
+                    self.pump_job(index, now);
                 }
             }
             TOKEN_STDIN => self.on_stdin(index),
             _ => {}
         }
-    }
-
-    /// Pumps the jobs whose pipes this batch made ready. A job named twice
-    /// (its two pipes' events apart in the batch) finds nothing ready the
-    /// second time: no read is made for it.
-    fn pump_ready_jobs(&mut self, now: Instant) {
-        let jobs = std::mem::take(&mut self.ready_jobs);
-        for &index in &jobs {
-            self.pump_job(index, now);
-        }
-        // Kept, with its capacity: no allocation per batch.
-        self.ready_jobs = jobs;
-        self.ready_jobs.clear();
     }
 
     fn revisit(&mut self, now: Instant) {
