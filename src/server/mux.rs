@@ -95,7 +95,8 @@ impl Server {
         };
         let mut left = Vec::new();
         let pulled = conn.pull_mux(&self.records, now, &mut self.timers, &mut left);
-        let mut caught_up = Vec::new();
+        // Kept with its room: most pulls catch up with a job.
+        let mut caught_up = std::mem::take(&mut self.caught_up);
         if conn.pending_len() == 0 {
             if let Some(mux) = conn.mux_mut() {
                 mux.take_caught_up(&mut caught_up);
@@ -106,11 +107,13 @@ impl Server {
             self.leave_record(index, record, now);
         }
         if broken || pulled.ended {
+            caught_up.clear();
+            self.caught_up = caught_up;
             return true;
         }
         // The commands this viewer just caught up with may wait on it.
         // Only when no other viewer holds it back (see `pull`).
-        for record_index in caught_up {
+        for record_index in caught_up.drain(..) {
             let Some(record) = self.records.get(record_index) else {
                 continue;
             };
@@ -123,7 +126,10 @@ impl Server {
                 self.revisit_jobs.push(job);
             }
         }
-        pulled.sent > 0
+        self.caught_up = caught_up;
+        // Caught up: nothing more until a job's log grows (a look again
+        // would find nothing, at a cost per wake).
+        pulled.sent > 0 && !pulled.caught_up
     }
 
     /// A multiplexed viewer closes: it leaves every job it still watched.
