@@ -240,7 +240,8 @@ impl Mux {
         while let Some(slot) = self.noted.pop() {
             self.look(slot, &log_of, left);
         }
-        let Reverse((_, slot)) = self.heap.pop()?;
+        // The key is the item's global number (see `look`).
+        let Reverse((key, slot)) = self.heap.pop()?;
         let cursor = &mut self.cursors[slot];
         let record = cursor.record;
         let announce = !cursor.announced;
@@ -253,9 +254,8 @@ impl Mux {
             Some((from, to, global)) => What::Gap { from, to, global },
             None => {
                 let seq = cursor.next;
-                let global = log.global_of(seq).unwrap_or(0);
                 cursor.next += 1;
-                What::Event { seq, global }
+                What::Event { seq, global: key }
             }
         };
         let last = matches!(what, What::Event { seq, .. } if seq + 1 == log.next_id() && log.ended());

@@ -160,9 +160,10 @@ enum Feed {
         mux: Box<Mux>,
         /// Encodes every job's events, tagged with job, id and global number.
         encoder: Encoder,
-        /// The small events of one pull but its last, copied together so
-        /// they go out in one write with the last (written from where it
-        /// lies) however many jobs they come from.
+        /// The small events of one pull but its last, copied together
+        /// (plain SSE, one chunk when written) so they go out in one write
+        /// with the last (written from where it lies) however many jobs
+        /// they come from.
         batch: Vec<u8>,
         /// As for `Watch`.
         stall: Deadline,
@@ -797,7 +798,7 @@ impl Conn {
             };
             let Some(job) = records.get(record) else { continue };
             if announce {
-                push_block(batch, &job_event(job), chunked);
+                push_job_event(batch, job);
             }
             let (frame, text) = match what {
                 What::Gap { from, to, global } => {
@@ -824,21 +825,21 @@ impl Conn {
             // copying it into the batch first cost about a thousand
             // instructions per event (callgrind, 64 jobs of short lines).
             if frame.len() >= BATCH_EVENT_MAX || mux.is_caught_up() {
-                out.frame_after(batch, frame, text, chunked, now);
+                out.batch_then(batch, Some((frame, text)), chunked, now);
                 batch.clear();
                 continue;
             }
-            for part in frame.parts(text, chunked) {
+            for part in frame.parts(text, false) {
                 batch.extend_from_slice(part);
             }
             out.counts.events[frame.name().index()] += 1;
             if batch.len() >= BATCH_MAX {
-                out.parts(std::iter::once(&batch[..]), true, now);
+                out.batch_then(batch, None, chunked, now);
                 batch.clear();
             }
         }
         if !batch.is_empty() {
-            out.parts(std::iter::once(&batch[..]), true, now);
+            out.batch_then(batch, None, chunked, now);
             batch.clear();
         }
         if batch.capacity() > KEEP_CAPACITY {
@@ -1243,43 +1244,56 @@ const BATCH_EVENT_MAX: usize = 4 * 1024;
 /// A multiplexed stream's batch is written once it holds this much.
 const BATCH_MAX: usize = 32 * 1024;
 
-/// Appends a whole SSE block to `batch` (in one chunk when `chunked`).
-fn push_block(batch: &mut Vec<u8>, bytes: &[u8], chunked: bool) {
-    if chunked {
-        batch.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
-        batch.extend_from_slice(bytes);
-        batch.extend_from_slice(b"\r\n");
-    } else {
-        batch.extend_from_slice(bytes);
+/// The chunk line of a chunk of `len` bytes (hex digits, CRLF) and its
+/// length.
+fn chunk_line(len: usize) -> ([u8; 20], usize) {
+    let mut line = [0u8; 20];
+    let mut digits = 1;
+    while digits < 16 && len >> (4 * digits) != 0 {
+        digits += 1;
     }
+    for (i, byte) in line[..digits].iter_mut().enumerate() {
+        *byte = b"0123456789abcdef"[(len >> (4 * (digits - 1 - i))) & 0xf];
+    }
+    line[digits] = b'\r';
+    line[digits + 1] = b'\n';
+    (line, digits + 2)
 }
 
-/// The `job` event of a stream of many jobs (contract §11.2): the job's
-/// §7.2 object with `"type":"job"`, and no `id:` line, so it does not move
-/// the client's last event id.
-fn job_event(record: &Record) -> Vec<u8> {
+/// Appends the `job` event of a stream of many jobs (contract §11.2) to
+/// `batch`: the job's §7.2 object with `"type":"job"`, and no `id:` line,
+/// so it does not move the client's last event id.
+fn push_job_event(batch: &mut Vec<u8>, record: &Record) {
     let json = record.json();
-    let mut bytes = Vec::with_capacity(json.len() + 48);
-    bytes.extend_from_slice(b"event: job\ndata: {\"type\":\"job\",");
-    bytes.extend_from_slice(json.strip_prefix('{').unwrap_or(&json).as_bytes());
-    bytes.extend_from_slice(b"\n\n");
-    bytes
+    batch.extend_from_slice(b"event: job\ndata: {\"type\":\"job\",");
+    batch.extend_from_slice(json.strip_prefix('{').unwrap_or(&json).as_bytes());
+    batch.extend_from_slice(b"\n\n");
 }
 
 impl Out<'_> {
     fn frame(&mut self, frame: &Frame, text: &[u8], chunked: bool, now: Instant) {
-        self.frame_after(b"", frame, text, chunked, now);
-    }
-
-    /// Writes `before` (whole SSE blocks, maybe none) and then `frame`, in
-    /// one `writev` while the socket takes them.
-    fn frame_after(&mut self, before: &[u8], frame: &Frame, text: &[u8], chunked: bool, now: Instant) {
-        // (Never an empty slice: a writev of nothing returns 0, which
-        // reads as a dead socket.)
-        let before = std::iter::once(before).filter(|bytes| !bytes.is_empty());
-        self.parts(before.chain(frame.parts(text, chunked)), true, now);
+        self.parts(frame.parts(text, chunked), true, now);
         if *self.write != WriteHalf::Failed && !frame.is_empty() {
             self.counts.events[frame.name().index()] += 1;
+        }
+    }
+
+    /// Writes `batch` (whole SSE blocks, maybe none: one chunk when
+    /// `chunked`) and then `frame` (encoded from `text`), in one `writev`
+    /// while the socket takes them.
+    fn batch_then(&mut self, batch: &[u8], frame: Option<(&Frame, &[u8])>, chunked: bool, now: Instant) {
+        let (line, line_len) = chunk_line(batch.len());
+        let wrap = chunked && !batch.is_empty();
+        let (head, tail): (&[u8], &[u8]) = if wrap { (&line[..line_len], b"\r\n") } else { (b"", b"") };
+        // (Never an empty slice: a writev of nothing returns 0, which
+        // reads as a dead socket.)
+        let before = [head, batch, tail].into_iter().filter(|bytes| !bytes.is_empty());
+        let event = frame.into_iter().flat_map(|(frame, text)| frame.parts(text, chunked));
+        self.parts(before.chain(event), true, now);
+        if let Some((frame, _)) = frame {
+            if *self.write != WriteHalf::Failed && !frame.is_empty() {
+                self.counts.events[frame.name().index()] += 1;
+            }
         }
     }
 
