@@ -1282,14 +1282,42 @@ impl Out<'_> {
     /// `chunked`) and then `frame` (encoded from `text`), in one `writev`
     /// while the socket takes them.
     fn batch_then(&mut self, batch: &[u8], frame: Option<(&Frame, &[u8])>, chunked: bool, now: Instant) {
+        if batch.is_empty() {
+            if let Some((frame, text)) = frame {
+                self.frame(frame, text, chunked, now);
+            }
+            return;
+        }
         let (line, line_len) = chunk_line(batch.len());
-        let wrap = chunked && !batch.is_empty();
-        let (head, tail): (&[u8], &[u8]) = if wrap { (&line[..line_len], b"\r\n") } else { (b"", b"") };
+        let wrapped: [&[u8]; 3] = if chunked {
+            [&line[..line_len], batch, b"\r\n"]
+        } else {
+            [batch, b"", b""]
+        };
+        // The slices gathered in an array: chained iterators (batch, then
+        // the frame's parts) cost more than the event they wrote.
+        let mut slices: [&[u8]; FEW_SLICES] = [&[]; FEW_SLICES];
+        let mut count = 0;
         // (Never an empty slice: a writev of nothing returns 0, which
         // reads as a dead socket.)
-        let before = [head, batch, tail].into_iter().filter(|bytes| !bytes.is_empty());
-        let event = frame.into_iter().flat_map(|(frame, text)| frame.parts(text, chunked));
-        self.parts(before.chain(event), true, now);
+        for part in wrapped.into_iter().filter(|part| !part.is_empty()) {
+            slices[count] = part;
+            count += 1;
+        }
+        let batch_slices = count;
+        if let Some((frame, text)) = frame {
+            for part in frame.parts(text, chunked) {
+                if count == FEW_SLICES {
+                    // A frame of many pieces: after the batch, on its own.
+                    self.parts(slices[..batch_slices].iter().copied(), true, now);
+                    self.frame(frame, text, chunked, now);
+                    return;
+                }
+                slices[count] = part;
+                count += 1;
+            }
+        }
+        self.parts(slices[..count].iter().copied(), true, now);
         if let Some((frame, _)) = frame {
             if *self.write != WriteHalf::Failed && !frame.is_empty() {
                 self.counts.events[frame.name().index()] += 1;
