@@ -18,6 +18,11 @@ use crate::eventlog::EventLog;
 /// At most this many jobs are named in `?ids=` (contract §11.1).
 pub const MAX_IDS: usize = 64;
 
+/// Slots remembered by record (see `Mux::hints`): as many as the jobs
+/// named at most, so a stream of jobs started together (records next to
+/// each other) finds every one at once.
+const HINTS: usize = MAX_IDS;
+
 /// What a cursor is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
@@ -87,10 +92,11 @@ pub struct Mux {
     /// the B-tree it replaced (callgrind, 64 jobs: about 150 instructions
     /// per event less), and it holds 16 bytes per job.
     by_record: Vec<(usize, usize)>,
-    /// The slot last found by record: the server asks about one job
-    /// several times in a row (pacing, trim, note), and a hit costs no
-    /// search. Checked against the cursor, so never stale.
-    hint: Cell<usize>,
+    /// The slot last found for a record, by record index modulo
+    /// [`HINTS`]: the server asks for a job's cursor three times per event
+    /// of it (pacing, trim, note), and a hit costs no search. Checked
+    /// against the cursor, so never stale. 256 bytes.
+    hints: [Cell<u32>; HINTS],
     /// Cursors with a held item, by that item's global number.
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     /// Cursors whose logs grew since they were last looked at.
@@ -116,7 +122,7 @@ impl Mux {
         Mux {
             cursors: Vec::new(),
             by_record: Vec::new(),
-            hint: Cell::new(0),
+            hints: std::array::from_fn(|_| Cell::new(u32::MAX)),
             heap: BinaryHeap::new(),
             noted: Vec::new(),
             free: Vec::new(),
@@ -178,17 +184,18 @@ impl Mux {
 
     /// The cursor slot of the job at `record`, while it is on the stream.
     fn slot(&self, record: usize) -> Option<usize> {
-        let hint = self.hint.get();
+        let hint = &self.hints[record % HINTS];
+        let slot = hint.get() as usize;
         if self
             .cursors
-            .get(hint)
+            .get(slot)
             .is_some_and(|c| c.record == record && c.wait != Wait::Done)
         {
             // A job has one cursor, and a cursor not done is its job's.
-            return Some(hint);
+            return Some(slot);
         }
         let slot = self.by_record[self.find(record).ok()?].1;
-        self.hint.set(slot);
+        hint.set(u32::try_from(slot).unwrap_or(u32::MAX));
         Some(slot)
     }
 
@@ -261,6 +268,11 @@ impl Mux {
         let last = matches!(what, What::Event { seq, .. } if seq + 1 == log.next_id() && log.ended());
         if last {
             self.finish(slot, left);
+        } else if cursor.gap.is_none() && cursor.next >= log.next_id() {
+            // Caught up with its job (the usual case: one new line): what
+            // `look` would find, without looking the log up again.
+            cursor.wait = Wait::Idle;
+            self.caught_up.push(record);
         } else {
             self.look(slot, &log_of, left);
         }
@@ -437,5 +449,29 @@ mod tests {
         let mut again = Mux::new(false);
         assert!(!again.add(1, &logs[1], last));
         assert!(again.ended());
+    }
+
+    #[test]
+    fn cursors_found_by_record_whatever_shares_their_hint() {
+        // Records 0, 64 and 128 share a hint; slot 0 is reused by 128.
+        let mut logs: Vec<EventLog> = (0..=128).map(|_| EventLog::new(1 << 20)).collect();
+        for r in [0, 64, 128] {
+            push(&mut logs[r], "a");
+            push(&mut logs[r], "b");
+        }
+        exit(&mut logs[0]);
+        let mut mux = Mux::new(false);
+        let mut left = Vec::new();
+        assert!(mux.add(0, &logs[0], 0));
+        assert!(mux.add(64, &logs[64], 0));
+        assert_eq!((mux.cursor(0), mux.cursor(64), mux.cursor(0)), (Some(1), Some(1), Some(1)));
+        assert_eq!(drain(&mut mux, &logs, &mut left).len(), 5);
+        assert_eq!(left, vec![0]);
+        assert_eq!((mux.cursor(64), mux.cursor(0)), (Some(3), None));
+        assert!(mux.add(128, &logs[128], 0));
+        assert_eq!((mux.cursor(128), mux.cursor(0), mux.cursor(64)), (Some(1), None, Some(3)));
+        mux.note(128);
+        assert_eq!(drain(&mut mux, &logs, &mut left).len(), 2);
+        assert_eq!((mux.cursor(128), mux.cursor(64)), (Some(3), Some(3)));
     }
 }
