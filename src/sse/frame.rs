@@ -156,6 +156,26 @@ impl Frame {
         self.copy(s.as_bytes());
     }
 
+    /// Adds a job's tag (`"job":"ID","seq":`), `seq` and a comma, as one
+    /// piece.
+    pub(super) fn tag(&mut self, job: &[u8], seq: u64) {
+        let start = self.scratch.len();
+        self.scratch.extend_from_slice(job);
+        let mut digits = [b','; 21];
+        let mut at = digits.len() - 1;
+        let mut n = seq;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.scratch.extend_from_slice(&digits[at..]);
+        self.grew(start);
+    }
+
     pub(super) fn number(&mut self, n: u64) {
         let mut digits = [0u8; 20];
         let mut at = digits.len();
