@@ -178,11 +178,13 @@ impl Mux {
     }
 
     /// Where `record` is in `by_record` (`Ok`), or would go (`Err`).
+    #[inline]
     fn find(&self, record: usize) -> Result<usize, usize> {
         self.by_record.binary_search_by_key(&record, |&(r, _)| r)
     }
 
     /// The cursor slot of the job at `record`, while it is on the stream.
+    #[inline]
     fn slot(&self, record: usize) -> Option<usize> {
         let hint = &self.hints[record % HINTS];
         let slot = hint.get() as usize;
@@ -200,6 +202,7 @@ impl Mux {
     }
 
     /// The job at `record` has new events in its log.
+    #[inline]
     pub fn note(&mut self, record: usize) {
         let Some(slot) = self.slot(record) else {
             return;
@@ -213,6 +216,7 @@ impl Mux {
 
     /// The id of the next event this stream needs from the job at
     /// `record`, while it needs any (the log keeps it).
+    #[inline]
     pub fn cursor(&self, record: usize) -> Option<u64> {
         let cursor = &self.cursors[self.slot(record)?];
         Some(cursor.gap.map_or(cursor.next, |(from, _, _)| from))
@@ -229,6 +233,7 @@ impl Mux {
     }
 
     /// True while nothing is held that the stream has not sent.
+    #[inline]
     pub fn is_caught_up(&self) -> bool {
         self.heap.is_empty() && self.noted.is_empty()
     }
@@ -464,12 +469,18 @@ mod tests {
         let mut left = Vec::new();
         assert!(mux.add(0, &logs[0], 0));
         assert!(mux.add(64, &logs[64], 0));
-        assert_eq!((mux.cursor(0), mux.cursor(64), mux.cursor(0)), (Some(1), Some(1), Some(1)));
+        assert_eq!(
+            (mux.cursor(0), mux.cursor(64), mux.cursor(0)),
+            (Some(1), Some(1), Some(1))
+        );
         assert_eq!(drain(&mut mux, &logs, &mut left).len(), 5);
         assert_eq!(left, vec![0]);
         assert_eq!((mux.cursor(64), mux.cursor(0)), (Some(3), None));
         assert!(mux.add(128, &logs[128], 0));
-        assert_eq!((mux.cursor(128), mux.cursor(0), mux.cursor(64)), (Some(1), None, Some(3)));
+        assert_eq!(
+            (mux.cursor(128), mux.cursor(0), mux.cursor(64)),
+            (Some(1), None, Some(3))
+        );
         mux.note(128);
         assert_eq!(drain(&mut mux, &logs, &mut left).len(), 2);
         assert_eq!((mux.cursor(128), mux.cursor(64)), (Some(3), Some(3)));
