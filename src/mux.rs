@@ -238,9 +238,13 @@ impl Mux {
         self.heap.is_empty() && self.noted.is_empty()
     }
 
-    /// Jobs caught up with since last asked.
-    pub fn take_caught_up(&mut self, into: &mut Vec<usize>) {
-        into.append(&mut self.caught_up);
+    /// Jobs caught up with since last asked, those `wanted` into `into`.
+    pub fn take_caught_up(&mut self, into: &mut Vec<usize>, wanted: impl Fn(usize) -> bool) {
+        for record in self.caught_up.drain(..) {
+            if wanted(record) {
+                into.push(record);
+            }
+        }
     }
 
     /// The next item in global order, from the logs `log_of` gives; the

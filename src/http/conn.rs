@@ -805,16 +805,21 @@ impl Conn {
                     encoder.tag_next(&job.tag, to, global);
                     (encoder.gap(from, to), &[][..])
                 }
-                What::Event { seq, global } => {
-                    encoder.tag_next(&job.tag, seq, global);
-                    match job.log.get(seq) {
-                        Some(Logged::Output(which, text)) => (encoder.output(*which, text), &text[..]),
-                        Some(Logged::Error(message)) => (encoder.error(message), &[][..]),
-                        Some(Logged::Exit(exit)) => (encoder.exit(exit), &[][..]),
-                        // The log keeps every event a cursor needs.
-                        None => continue,
+                What::Event { seq, global } => match job.log.get(seq) {
+                    Some(Logged::Output(which, text)) => {
+                        (encoder.output_tagged(*which, text, &job.tag, seq, global), &text[..])
                     }
-                }
+                    Some(Logged::Error(message)) => {
+                        encoder.tag_next(&job.tag, seq, global);
+                        (encoder.error(message), &[][..])
+                    }
+                    Some(Logged::Exit(exit)) => {
+                        encoder.tag_next(&job.tag, seq, global);
+                        (encoder.exit(exit), &[][..])
+                    }
+                    // The log keeps every event a cursor needs.
+                    None => continue,
+                },
             };
             pulled.sent += 1;
             if frame.is_empty() {

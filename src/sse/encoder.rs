@@ -84,9 +84,6 @@ impl Encoder {
     }
 
     fn start(&mut self, name: EventName, event: &'static [u8]) {
-        self.frame.clear();
-        self.frame.name = name;
-        self.frame.lit(b"id: ");
         let id = match &self.tag {
             Some(tag) => tag.global,
             None => {
@@ -94,6 +91,13 @@ impl Encoder {
                 self.next_id - 1
             }
         };
+        self.start_at(name, event, id);
+    }
+
+    fn start_at(&mut self, name: EventName, event: &'static [u8], id: u64) {
+        self.frame.clear();
+        self.frame.name = name;
+        self.frame.lit(b"id: ");
         self.frame.number(id);
         self.frame.id = id;
         self.frame.stream = None;
@@ -155,6 +159,28 @@ impl Encoder {
         &self.frame
     }
 
+    /// [`Encoder::tag_next`] and [`Encoder::output`] in one, for the
+    /// events of a stream of many jobs (the tag is written from `job`
+    /// itself, not kept: about 50 instructions per event less). JSON only.
+    pub fn output_tagged(&mut self, stream: Stream, text: &[u8], job: &JobTag, seq: u64, global: u64) -> &Frame {
+        if self.format != Format::Json || self.measuring {
+            self.tag_next(job, seq, global);
+            return self.output(stream, text);
+        }
+        self.tag = None;
+        self.start_at(
+            stream.into(),
+            match stream {
+                Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",",
+                Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",",
+            },
+            global,
+        );
+        self.frame.tag(job.prefix(), seq);
+        self.json_text(stream, text);
+        &self.frame
+    }
+
     fn json_output(&mut self, stream: Stream, text: &[u8]) {
         if self.measuring {
             if let Some(bound) = json_bound(text) {
@@ -175,6 +201,11 @@ impl Encoder {
             },
         );
         self.put_tag();
+        self.json_text(stream, text);
+    }
+
+    /// The rest of a JSON output event: its text, and the end.
+    fn json_text(&mut self, stream: Stream, text: &[u8]) {
         self.frame.lit(b"\"out\":\"");
         self.frame.stream = Some(stream);
         for_each_utf8_segment(text, &mut self.frame, push_json_escaped);

@@ -28,7 +28,6 @@ impl JobTag {
     }
 
     /// The bytes an event carries before its own id.
-    #[cfg(test)]
     pub(super) fn prefix(&self) -> &[u8] {
         &self.prefix
     }
