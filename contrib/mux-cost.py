@@ -17,6 +17,16 @@ is the server's cost minus nobody's; the goal is mux <= 1.0x separate.
                                       cannot follow the server's clone),
                                       per job event made (the count varies
                                       a little with the machine's load)
+  mux-cost.py BIN steady [ROUNDS]     as callgrind, but jobs that never end
+                                      and only the steady state counted:
+                                      the counters are zeroed once the
+                                      streams are open and their backlog
+                                      sent, and dumped 10 s later
+                                      (callgrind_control); instructions per
+                                      job event made in that window, medians
+                                      (setting up 64 connections, a fixed
+                                      cost the short callgrind run divides
+                                      among its events, is left out)
   mux-cost.py BIN memory [VIEWERS]    the server's RSS before and after
                                       VIEWERS (default 50) multiplexed
                                       streams of the 64 jobs that read
@@ -167,6 +177,51 @@ def callgrind(binary, rounds):
     return {case: statistics.median(v) for case, v in results.items()}, "Ir per event"
 
 
+def events_made(url):
+    """Events the jobs made so far (one request: the job list)."""
+    return sum(job["events"] for job in json.load(urllib.request.urlopen(url + "jobs"))["jobs"])
+
+
+def callgrind_total(path):
+    total = None
+    for line in open(path):
+        if line.startswith(("totals:", "summary:")):
+            total = int(line.split()[1])
+    return total
+
+
+def steady(binary, rounds):
+    results = {case: [] for case in CASES}
+    for r in range(rounds):
+        for case in CASES:
+            out = tempfile.mktemp(prefix="mux-steady-", suffix=".callgrind")
+            env = dict(os.environ, SSECOMMANDER_SPAWN="posix_spawn")
+            srv, url, addr = start(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, binary], env)
+            ids = jobs(url, None)
+            socks = open_streams(addr, targets(case, ids))
+            drain(socks, time.time() + 5) if socks else time.sleep(5)  # setup, backlog
+            e0 = events_made(url)
+            subprocess.run(["callgrind_control", "-z", str(srv.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            got = drain(socks, time.time() + 10) if socks else time.sleep(10) or 0
+            subprocess.run(["callgrind_control", "-d", str(srv.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            e1 = events_made(url)
+            for sock in socks:
+                sock.close()
+            srv.send_signal(signal.SIGTERM)
+            srv.wait(60)
+            dumps = sorted(glob.glob(out + ".*"), key=os.path.getmtime)
+            total = callgrind_total(dumps[0])
+            for f in dumps + glob.glob(out):
+                if os.environ.get("MUX_COST_KEEP"):
+                    print("kept", f)
+                else:
+                    os.unlink(f)
+            results[case].append(total / (e1 - e0))
+            print("round %d %-8s %d Ir, %d events, %d Ir/event, %d B read" % (
+                r, case, total, e1 - e0, total / (e1 - e0), got), flush=True)
+    return {case: statistics.median(v) for case, v in results.items()}, "Ir per event"
+
+
 def rss_kib(pid):
     for line in open("/proc/%d/status" % pid):
         if line.startswith("VmRSS:"):
@@ -200,12 +255,12 @@ def main():
     if how == "memory":
         return memory(binary, int(sys.argv[3]) if len(sys.argv) > 3 else 50)
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    med, unit = {"wall": wall, "callgrind": callgrind}[how](binary, rounds)
+    med, unit = {"wall": wall, "callgrind": callgrind, "steady": steady}[how](binary, rounds)
     mux, sep, none = med["mux"] - med["none"], med["separate"] - med["none"], med["none"]
     print("medians: no viewer %s %s; one mux stream %s; 64 job streams %s" % (
         med["none"], unit, med["mux"], med["separate"]))
     print("server cost, mux / separate: %.2fx" % (med["mux"] / med["separate"]))
-    if how == "wall":
+    if how in ("wall", "steady"):
         # Per event, no viewer's cost is not a fixed share (spawning the
         # jobs is a fixed cost): subtracted only for CPU time over 10 s.
         print("the viewers' own cost (minus no viewer): %.2fx" % (mux / sep if sep > 0 else float("nan")))

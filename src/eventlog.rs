@@ -191,6 +191,7 @@ impl EventLog {
 
     /// The global number of event `id`, if held (or forgotten and still
     /// known exactly: always so for the last one forgotten).
+    #[inline]
     pub fn global_of(&self, id: u64) -> Option<u64> {
         match id.checked_sub(self.first_id) {
             Some(index) => self.globals.get(usize::try_from(index).ok()?).copied(),

@@ -187,7 +187,11 @@ impl Record {
 
     /// The record as JSON (contract §7.2).
     pub fn json(&self) -> String {
-        let mut out = String::with_capacity(256);
+        // Room for the usual object at once (a job's `job` event on a
+        // multiplexed stream makes one too): growing it cost more than
+        // filling it.
+        let argv_len: usize = self.argv.iter().map(|word| word.len() + 3).sum();
+        let mut out = String::with_capacity(320 + self.id.len() + argv_len);
         out.push_str("{\"id\":\"");
         sse::escape_json_into(&mut out, &self.id);
         out.push_str("\",\"argv\":[");
@@ -209,7 +213,7 @@ impl Record {
         out.push_str("\",\"pid\":");
         push_opt(&mut out, pid.map(i64::from));
         out.push_str(",\"started_ms\":");
-        out.push_str(&self.started_ms.to_string());
+        push_u64(&mut out, self.started_ms);
         out.push_str(",\"ended_ms\":");
         push_opt(&mut out, self.ended_ms.and_then(|ms| i64::try_from(ms).ok()));
         out.push_str(",\"exit\":");
@@ -217,14 +221,20 @@ impl Record {
             Some(exit) => out.push_str(&exit.json()),
             None => out.push_str("null"),
         }
-        out.push_str(&format!(
-            ",\"viewers\":{},\"events\":{},\"bytes\":{}",
-            self.viewers.len(),
-            self.log.count(),
-            self.bytes
-        ));
+        out.push_str(",\"viewers\":");
+        push_u64(&mut out, self.viewers.len() as u64);
+        out.push_str(",\"events\":");
+        push_u64(&mut out, self.log.count());
+        out.push_str(",\"bytes\":");
+        push_u64(&mut out, self.bytes);
         match self.terminal {
-            Some(size) => out.push_str(&format!(",\"pty\":true,\"size\":[{},{}]", size.cols, size.rows)),
+            Some(size) => {
+                out.push_str(",\"pty\":true,\"size\":[");
+                push_u64(&mut out, u64::from(size.cols));
+                out.push(',');
+                push_u64(&mut out, u64::from(size.rows));
+                out.push(']');
+            }
             None => out.push_str(",\"pty\":false,\"size\":null"),
         }
         out.push_str(",\"stdin\":\"");
@@ -236,8 +246,32 @@ impl Record {
 
 fn push_opt(out: &mut String, value: Option<i64>) {
     match value {
-        Some(n) => out.push_str(&n.to_string()),
+        Some(n) => {
+            if n < 0 {
+                out.push('-');
+            }
+            push_u64(out, n.unsigned_abs());
+        }
         None => out.push_str("null"),
+    }
+}
+
+/// Appends `n` in decimal, without the formatting machinery (`json` is
+/// made for every job event of a multiplexed stream).
+fn push_u64(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
     }
 }
 

@@ -9,13 +9,19 @@
 //! step, not a look at every job. Nothing is copied: the connection encodes
 //! each event from the job's log. Pure: no sockets, no clock.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
 use crate::eventlog::EventLog;
 
 /// At most this many jobs are named in `?ids=` (contract §11.1).
 pub const MAX_IDS: usize = 64;
+
+/// Slots remembered by record (see `Mux::hints`): as many as the jobs
+/// named at most, so a stream of jobs started together (records next to
+/// each other) finds every one at once.
+const HINTS: usize = MAX_IDS;
 
 /// What a cursor is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +86,17 @@ pub enum What {
 #[derive(Debug)]
 pub struct Mux {
     cursors: Vec<Cursor>,
-    /// Cursor of each job, by record index.
-    by_record: BTreeMap<usize, usize>,
+    /// Cursor of each job: `(record index, slot)`, sorted by record. The
+    /// server asks for a job's cursor three times per event of it (trim,
+    /// pacing, note): a binary search in one small block cost less than
+    /// the B-tree it replaced (callgrind, 64 jobs: about 150 instructions
+    /// per event less), and it holds 16 bytes per job.
+    by_record: Vec<(usize, usize)>,
+    /// The slot last found for a record, by record index modulo
+    /// [`HINTS`]: the server asks for a job's cursor three times per event
+    /// of it (pacing, trim, note), and a hit costs no search. Checked
+    /// against the cursor, so never stale. 256 bytes.
+    hints: [Cell<u32>; HINTS],
     /// Cursors with a held item, by that item's global number.
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     /// Cursors whose logs grew since they were last looked at.
@@ -106,7 +121,8 @@ impl Mux {
     pub fn new(every: bool) -> Mux {
         Mux {
             cursors: Vec::new(),
-            by_record: BTreeMap::new(),
+            by_record: Vec::new(),
+            hints: std::array::from_fn(|_| Cell::new(u32::MAX)),
             heap: BinaryHeap::new(),
             noted: Vec::new(),
             free: Vec::new(),
@@ -131,9 +147,9 @@ impl Mux {
     /// be sent. False if it has nothing to send (it ended at or before
     /// `after`): then it is not added. A job already on the stream is left.
     pub fn add(&mut self, record: usize, log: &EventLog, after: u64) -> bool {
-        if self.by_record.contains_key(&record) {
+        let Err(at) = self.find(record) else {
             return true;
-        }
+        };
         let resume = log.resume_after(after);
         if log.ended() && resume.gap.is_none() && resume.next >= log.next_id() {
             return false;
@@ -155,15 +171,40 @@ impl Mux {
                 self.cursors.len() - 1
             }
         };
-        self.by_record.insert(record, slot);
+        self.by_record.insert(at, (record, slot));
         self.noted.push(slot);
         self.live += 1;
         true
     }
 
+    /// Where `record` is in `by_record` (`Ok`), or would go (`Err`).
+    #[inline]
+    fn find(&self, record: usize) -> Result<usize, usize> {
+        self.by_record.binary_search_by_key(&record, |&(r, _)| r)
+    }
+
+    /// The cursor slot of the job at `record`, while it is on the stream.
+    #[inline]
+    fn slot(&self, record: usize) -> Option<usize> {
+        let hint = &self.hints[record % HINTS];
+        let slot = hint.get() as usize;
+        if self
+            .cursors
+            .get(slot)
+            .is_some_and(|c| c.record == record && c.wait != Wait::Done)
+        {
+            // A job has one cursor, and a cursor not done is its job's.
+            return Some(slot);
+        }
+        let slot = self.by_record[self.find(record).ok()?].1;
+        hint.set(u32::try_from(slot).unwrap_or(u32::MAX));
+        Some(slot)
+    }
+
     /// The job at `record` has new events in its log.
+    #[inline]
     pub fn note(&mut self, record: usize) {
-        let Some(&slot) = self.by_record.get(&record) else {
+        let Some(slot) = self.slot(record) else {
             return;
         };
         let cursor = &mut self.cursors[slot];
@@ -175,15 +216,15 @@ impl Mux {
 
     /// The id of the next event this stream needs from the job at
     /// `record`, while it needs any (the log keeps it).
+    #[inline]
     pub fn cursor(&self, record: usize) -> Option<u64> {
-        let &slot = self.by_record.get(&record)?;
-        let cursor = &self.cursors[slot];
+        let cursor = &self.cursors[self.slot(record)?];
         Some(cursor.gap.map_or(cursor.next, |(from, _, _)| from))
     }
 
     /// The jobs on the stream (their record indices).
     pub fn records(&self) -> impl Iterator<Item = usize> + '_ {
-        self.by_record.keys().copied()
+        self.by_record.iter().map(|&(record, _)| record)
     }
 
     /// True once every job is done and none can join: the stream ends.
@@ -192,23 +233,31 @@ impl Mux {
     }
 
     /// True while nothing is held that the stream has not sent.
+    #[inline]
     pub fn is_caught_up(&self) -> bool {
         self.heap.is_empty() && self.noted.is_empty()
     }
 
-    /// Jobs caught up with since last asked.
-    pub fn take_caught_up(&mut self, into: &mut Vec<usize>) {
-        into.append(&mut self.caught_up);
+    /// Jobs caught up with since last asked, those `wanted` into `into`.
+    pub fn take_caught_up(&mut self, into: &mut Vec<usize>, wanted: impl Fn(usize) -> bool) {
+        for record in self.caught_up.drain(..) {
+            if wanted(record) {
+                into.push(record);
+            }
+        }
     }
 
     /// The next item in global order, from the logs `log_of` gives; the
     /// cursor moves past it. A job whose last event it is leaves the
     /// stream (`left` gets its record).
     pub fn next<'a>(&mut self, log_of: impl Fn(usize) -> Option<&'a EventLog>, left: &mut Vec<usize>) -> Option<Item> {
-        for slot in std::mem::take(&mut self.noted) {
+        // Popped, not taken: the vector keeps its room for the next wake
+        // (`look` notes nothing).
+        while let Some(slot) = self.noted.pop() {
             self.look(slot, &log_of, left);
         }
-        let Reverse((_, slot)) = self.heap.pop()?;
+        // The key is the item's global number (see `look`).
+        let Reverse((key, slot)) = self.heap.pop()?;
         let cursor = &mut self.cursors[slot];
         let record = cursor.record;
         let announce = !cursor.announced;
@@ -221,14 +270,18 @@ impl Mux {
             Some((from, to, global)) => What::Gap { from, to, global },
             None => {
                 let seq = cursor.next;
-                let global = log.global_of(seq).unwrap_or(0);
                 cursor.next += 1;
-                What::Event { seq, global }
+                What::Event { seq, global: key }
             }
         };
         let last = matches!(what, What::Event { seq, .. } if seq + 1 == log.next_id() && log.ended());
         if last {
             self.finish(slot, left);
+        } else if cursor.gap.is_none() && cursor.next >= log.next_id() {
+            // Caught up with its job (the usual case: one new line): what
+            // `look` would find, without looking the log up again.
+            cursor.wait = Wait::Idle;
+            self.caught_up.push(record);
         } else {
             self.look(slot, &log_of, left);
         }
@@ -277,8 +330,11 @@ impl Mux {
             return;
         }
         cursor.wait = Wait::Done;
-        self.by_record.remove(&cursor.record);
-        left.push(cursor.record);
+        let record = cursor.record;
+        if let Ok(at) = self.find(record) {
+            self.by_record.remove(at);
+        }
+        left.push(record);
         self.free.push(slot);
         self.live -= 1;
     }
@@ -402,5 +458,35 @@ mod tests {
         let mut again = Mux::new(false);
         assert!(!again.add(1, &logs[1], last));
         assert!(again.ended());
+    }
+
+    #[test]
+    fn cursors_found_by_record_whatever_shares_their_hint() {
+        // Records 0, 64 and 128 share a hint; slot 0 is reused by 128.
+        let mut logs: Vec<EventLog> = (0..=128).map(|_| EventLog::new(1 << 20)).collect();
+        for r in [0, 64, 128] {
+            push(&mut logs[r], "a");
+            push(&mut logs[r], "b");
+        }
+        exit(&mut logs[0]);
+        let mut mux = Mux::new(false);
+        let mut left = Vec::new();
+        assert!(mux.add(0, &logs[0], 0));
+        assert!(mux.add(64, &logs[64], 0));
+        assert_eq!(
+            (mux.cursor(0), mux.cursor(64), mux.cursor(0)),
+            (Some(1), Some(1), Some(1))
+        );
+        assert_eq!(drain(&mut mux, &logs, &mut left).len(), 5);
+        assert_eq!(left, vec![0]);
+        assert_eq!((mux.cursor(64), mux.cursor(0)), (Some(3), None));
+        assert!(mux.add(128, &logs[128], 0));
+        assert_eq!(
+            (mux.cursor(128), mux.cursor(0), mux.cursor(64)),
+            (Some(1), None, Some(3))
+        );
+        mux.note(128);
+        assert_eq!(drain(&mut mux, &logs, &mut left).len(), 2);
+        assert_eq!((mux.cursor(128), mux.cursor(64)), (Some(3), Some(3)));
     }
 }

@@ -139,6 +139,9 @@ pub struct Server {
     /// The batch of `woken` being driven (kept, with its capacity, so waking
     /// allocates nothing per event).
     waking: Vec<usize>,
+    /// Jobs a multiplexed viewer caught up with in one pull (kept, with its
+    /// capacity, as `waking`).
+    caught_up: Vec<usize>,
     /// Connections and jobs at once since memory was last given back.
     busiest: usize,
     /// The listener has connections left (accept cap or pause).
@@ -220,6 +223,7 @@ impl Server {
             revisit_conns: Vec::new(),
             woken: Vec::new(),
             waking: Vec::new(),
+            caught_up: Vec::new(),
             busiest: 0,
             accept_pending: false,
             accept_pause: Deadline::default(),
@@ -465,6 +469,12 @@ impl Server {
         let mut batch = std::mem::take(&mut self.waking);
         while !self.woken.is_empty() {
             std::mem::swap(&mut batch, &mut self.woken);
+            if batch.len() > 1 {
+                // A multiplexed viewer is woken by each of its jobs that
+                // grew: one drive takes what every job has ready.
+                batch.sort_unstable();
+                batch.dedup();
+            }
             for &index in &batch {
                 self.drive_conn(index, now);
             }

@@ -95,10 +95,18 @@ impl Server {
         };
         let mut left = Vec::new();
         let pulled = conn.pull_mux(&self.records, now, &mut self.timers, &mut left);
-        let mut caught_up = Vec::new();
+        // The commands this viewer just caught up with may wait on it: only
+        // those whose output waits unread (most pulls catch up with a job
+        // that waits on nothing). Kept with its room.
+        let mut caught_up = std::mem::take(&mut self.caught_up);
         if conn.pending_len() == 0 {
             if let Some(mux) = conn.mux_mut() {
-                mux.take_caught_up(&mut caught_up);
+                let (records, jobs) = (&self.records, &self.jobs);
+                mux.take_caught_up(&mut caught_up, |record| {
+                    let job = records.get(record).and_then(crate::jobs::Record::job);
+                    job.and_then(|job| jobs.get(job))
+                        .is_some_and(crate::job::Job::has_unread)
+                });
             }
         }
         let broken = conn.is_broken();
@@ -106,24 +114,24 @@ impl Server {
             self.leave_record(index, record, now);
         }
         if broken || pulled.ended {
+            caught_up.clear();
+            self.caught_up = caught_up;
             return true;
         }
-        // The commands this viewer just caught up with may wait on it.
-        // Only when no other viewer holds it back (see `pull`).
-        for record_index in caught_up {
+        // Read again once no other viewer holds it back (see `pull`).
+        for record_index in caught_up.drain(..) {
             let Some(record) = self.records.get(record_index) else {
                 continue;
             };
             let Some(job) = record.job() else { continue };
-            let held_back = self.jobs.get(job).is_some_and(crate::job::Job::has_unread);
-            if held_back
-                && super::publish::all_caught_up(record, record_index, &self.conns)
-                && !self.revisit_jobs.contains(&job)
-            {
+            if super::publish::all_caught_up(record, record_index, &self.conns) && !self.revisit_jobs.contains(&job) {
                 self.revisit_jobs.push(job);
             }
         }
-        pulled.sent > 0
+        self.caught_up = caught_up;
+        // Caught up: nothing more until a job's log grows (a look again
+        // would find nothing, at a cost per wake).
+        pulled.sent > 0 && !pulled.caught_up
     }
 
     /// A multiplexed viewer closes: it leaves every job it still watched.

@@ -1,5 +1,7 @@
 //! The encoder: numbered events in either format.
 
+use std::rc::Rc;
+
 use super::frame::KEEP_SCRATCH;
 use super::json::{escape_json_into, json_bound, push_json_escaped};
 use super::raw::RawLines;
@@ -20,13 +22,13 @@ pub struct Encoder {
     /// The next event's place in a stream of many jobs (see
     /// [`Encoder::tag_next`]): used once.
     tag: Option<Tag>,
-    /// The tagged job's [`JobTag`] bytes.
-    tag_prefix: Vec<u8>,
 }
 
 /// An event of one job on a stream of many (contract §11.2).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Tag {
+    /// The job's [`JobTag`] bytes, shared with it.
+    job: Rc<[u8]>,
     seq: u64,
     global: u64,
 }
@@ -41,7 +43,6 @@ impl Encoder {
             after_cr: [false; 2],
             measuring: false,
             tag: None,
-            tag_prefix: Vec::new(),
         }
     }
 
@@ -83,16 +84,20 @@ impl Encoder {
     }
 
     fn start(&mut self, name: EventName, event: &'static [u8]) {
-        self.frame.clear();
-        self.frame.name = name;
-        self.frame.lit(b"id: ");
-        let id = match self.tag {
+        let id = match &self.tag {
             Some(tag) => tag.global,
             None => {
                 self.next_id += 1;
                 self.next_id - 1
             }
         };
+        self.start_at(name, event, id);
+    }
+
+    fn start_at(&mut self, name: EventName, event: &'static [u8], id: u64) {
+        self.frame.clear();
+        self.frame.name = name;
+        self.frame.lit(b"id: ");
         self.frame.number(id);
         self.frame.id = id;
         self.frame.stream = None;
@@ -104,18 +109,21 @@ impl Encoder {
     /// `"job":"JOB","seq":SEQ` (`job`, then its own id in the job) after
     /// its type.
     pub fn tag_next(&mut self, job: &JobTag, seq: u64, global: u64) {
-        self.tag_prefix.clear();
-        self.tag_prefix.extend_from_slice(job.prefix());
-        self.tag = Some(Tag { seq, global });
+        self.tag = Some(Tag {
+            job: job.shared(),
+            seq,
+            global,
+        });
     }
 
     /// Writes the tag of the next event (if any) inside its JSON object,
-    /// after the type, and uses it up.
+    /// after the type, and uses it up: `"job":"ID","seq":SEQ,` in one
+    /// piece (four copies were about 100 instructions per event of a
+    /// multiplexed stream).
     fn put_tag(&mut self) {
-        let Some(tag) = self.tag.take() else { return };
-        self.frame.copy(&self.tag_prefix);
-        self.frame.number(tag.seq);
-        self.frame.lit(b",");
+        if let Some(tag) = self.tag.take() {
+            self.frame.tag(&tag.job, tag.seq);
+        }
     }
 
     /// Makes `id` the id of the next event: a viewer of a job encodes the
@@ -151,6 +159,28 @@ impl Encoder {
         &self.frame
     }
 
+    /// [`Encoder::tag_next`] and [`Encoder::output`] in one, for the
+    /// events of a stream of many jobs (the tag is written from `job`
+    /// itself, not kept: about 50 instructions per event less). JSON only.
+    pub fn output_tagged(&mut self, stream: Stream, text: &[u8], job: &JobTag, seq: u64, global: u64) -> &Frame {
+        if self.format != Format::Json || self.measuring {
+            self.tag_next(job, seq, global);
+            return self.output(stream, text);
+        }
+        self.tag = None;
+        self.start_at(
+            stream.into(),
+            match stream {
+                Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",",
+                Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",",
+            },
+            global,
+        );
+        self.frame.tag(job.prefix(), seq);
+        self.json_text(stream, text);
+        &self.frame
+    }
+
     fn json_output(&mut self, stream: Stream, text: &[u8]) {
         if self.measuring {
             if let Some(bound) = json_bound(text) {
@@ -171,6 +201,11 @@ impl Encoder {
             },
         );
         self.put_tag();
+        self.json_text(stream, text);
+    }
+
+    /// The rest of a JSON output event: its text, and the end.
+    fn json_text(&mut self, stream: Stream, text: &[u8]) {
         self.frame.lit(b"\"out\":\"");
         self.frame.stream = Some(stream);
         for_each_utf8_segment(text, &mut self.frame, push_json_escaped);

@@ -312,6 +312,31 @@ fn tagged_events_carry_job_seq_and_the_global_id() {
     assert!(out.contains("data: {\"type\":\"stdout\",\"out\":"), "{out}");
 }
 
+/// `output_tagged` is `tag_next` then `output`, byte for byte, and leaves
+/// no tag behind.
+#[test]
+fn output_tagged_is_tag_next_then_output() {
+    let job = JobTag::new("ab-C_d");
+    let text = "héllo \"x\"\u{7}\n".repeat(100);
+    let text = text.as_bytes();
+    for (seq, global) in [(1, 1), (9, 10), (99, 123_456), (u64::MAX, u64::MAX)] {
+        let mut a = Encoder::new(Format::Json);
+        let mut b = Encoder::new(Format::Json);
+        a.tag_next(&job, seq, global);
+        let want = a.output(Stream::Stdout, text).to_vec(text, true);
+        let got = b
+            .output_tagged(Stream::Stdout, text, &job, seq, global)
+            .to_vec(text, true);
+        assert_eq!(got, want, "{seq} {global}");
+        let untagged = b.output(Stream::Stderr, b"x").to_vec(b"x", false);
+        assert!(
+            untagged.starts_with(b"id: 1\n"),
+            "{}",
+            String::from_utf8_lossy(&untagged)
+        );
+    }
+}
+
 /// A job's tag is made once, its id escaped as JSON.
 #[test]
 fn a_job_tag_escapes_its_id_once() {

@@ -409,3 +409,25 @@ fn a_viewer_behind_a_running_job_is_let_go_after_taking_nothing() {
     ));
     assert_eq!(p.conn.source(), Some(Source::Watch(0)), "the server detaches it");
 }
+
+#[test]
+fn chunk_lines_are_the_length_in_hex() {
+    for len in [
+        0,
+        1,
+        9,
+        10,
+        15,
+        16,
+        255,
+        256,
+        4095,
+        4096,
+        32 * 1024,
+        1 << 31,
+        usize::MAX,
+    ] {
+        let (line, n) = chunk_line(len);
+        assert_eq!(&line[..n], format!("{len:x}\r\n").as_bytes(), "{len}");
+    }
+}
