@@ -245,6 +245,12 @@ pub const SPAWN_ENV: &str = "SSECOMMANDER_SPAWN";
 /// Reads [`SPAWN_ENV`] once at start-up and sets the chosen path up.
 /// Another value is an error (exit 2).
 pub fn choose_spawn_path() -> Result<(), String> {
+    // The server's own `/dev/null` is opened now, not at the first command:
+    // its descriptor is part of the server from the start, so a count of
+    // the server's descriptors before and after some commands (tests,
+    // `--max-conns` planning) does not see one more appear. A failure
+    // here shows again, with its reason, at the first command.
+    let _ = dev_null();
     match std::env::var(SPAWN_ENV).as_deref() {
         Err(_) | Ok("launch") => {
             match sys::enable_launch() {
@@ -468,8 +474,8 @@ fn plan_of(command: &Program<'_>) -> io::Result<sys::ExecPlan> {
     })
 }
 
-/// `/dev/null` for a command's stdin: a copy of one opened at the first
-/// command (`dup`, no path lookup per command).
+/// `/dev/null` for a command's stdin: a copy of one opened at start-up
+/// ([`choose_spawn_path`]; `dup`, no path lookup per command).
 fn dev_null() -> io::Result<OwnedFd> {
     static NULL: OnceLock<File> = OnceLock::new();
     if let Some(null) = NULL.get() {
