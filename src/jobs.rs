@@ -82,6 +82,19 @@ impl Stdin {
     }
 }
 
+/// A connection watching a job: its table index, and the slot of the
+/// job's cursor in its multiplexed stream (0 on a stream of this job
+/// alone). Kept here so the server's three looks at a viewer's cursor per
+/// event (pacing, trim, note) go straight to it, not through a search by
+/// record (callgrind, 64 jobs: about 100 instructions per event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    /// The connection's table index.
+    pub conn: usize,
+    /// The job's cursor slot in the connection's [`crate::mux::Mux`].
+    pub slot: usize,
+}
+
 /// One published job.
 #[derive(Debug)]
 pub struct Record {
@@ -97,8 +110,8 @@ pub struct Record {
     exit: Option<Exit>,
     /// Its events.
     pub log: EventLog,
-    /// Connections watching it (their table indices).
-    pub viewers: Vec<usize>,
+    /// Connections watching it, with where each keeps its place in it.
+    pub viewers: Vec<Viewer>,
     /// Bytes of output the command wrote.
     pub bytes: u64,
     /// Forgotten (`DELETE`, `--keep`, `--keep-jobs`): no longer found by id,
@@ -177,7 +190,7 @@ impl Record {
 
     /// The first event some viewer still needs; the log keeps it and all
     /// after it. `next` gives a viewer's next event id.
-    pub fn first_needed(&self, next: impl Fn(usize) -> Option<u64>) -> u64 {
+    pub fn first_needed(&self, next: impl Fn(Viewer) -> Option<u64>) -> u64 {
         self.viewers
             .iter()
             .filter_map(|&viewer| next(viewer))

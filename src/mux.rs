@@ -144,15 +144,17 @@ impl Mux {
     }
 
     /// Adds the job at `record` whose events numbered above `after` are to
-    /// be sent. False if it has nothing to send (it ended at or before
-    /// `after`): then it is not added. A job already on the stream is left.
-    pub fn add(&mut self, record: usize, log: &EventLog, after: u64) -> bool {
-        let Err(at) = self.find(record) else {
-            return true;
+    /// be sent; its cursor's slot (see [`Mux::cursor_at`]). None if it has
+    /// nothing to send (it ended at or before `after`): then it is not
+    /// added. A job already on the stream is left.
+    pub fn add(&mut self, record: usize, log: &EventLog, after: u64) -> Option<usize> {
+        let at = match self.find(record) {
+            Ok(at) => return Some(self.by_record[at].1),
+            Err(at) => at,
         };
         let resume = log.resume_after(after);
         if log.ended() && resume.gap.is_none() && resume.next >= log.next_id() {
-            return false;
+            return None;
         }
         let cursor = Cursor {
             record,
@@ -174,7 +176,7 @@ impl Mux {
         self.by_record.insert(at, (record, slot));
         self.noted.push(slot);
         self.live += 1;
-        true
+        Some(slot)
     }
 
     /// Where `record` is in `by_record` (`Ok`), or would go (`Err`).
@@ -211,6 +213,34 @@ impl Mux {
         if cursor.wait == Wait::Idle {
             cursor.wait = Wait::Noted;
             self.noted.push(slot);
+        }
+    }
+
+    /// The job at `record` has new events: as [`Mux::note`], its cursor
+    /// looked for first in `slot` (the one [`Mux::add`] gave).
+    #[inline]
+    pub fn note_at(&mut self, record: usize, slot: usize) {
+        match self.cursors.get_mut(slot) {
+            Some(cursor) if cursor.record == record && cursor.wait != Wait::Done => {
+                if cursor.wait == Wait::Idle {
+                    cursor.wait = Wait::Noted;
+                    self.noted.push(slot);
+                }
+            }
+            _ => self.note(record),
+        }
+    }
+
+    /// As [`Mux::cursor`], the cursor looked for first in `slot` (the one
+    /// [`Mux::add`] gave): no search while it is the job's.
+    #[inline]
+    pub fn cursor_at(&self, record: usize, slot: usize) -> Option<u64> {
+        match self.cursors.get(slot) {
+            // A job has one cursor, and a cursor not done is its job's.
+            Some(cursor) if cursor.record == record && cursor.wait != Wait::Done => {
+                Some(cursor.gap.map_or(cursor.next, |(from, _, _)| from))
+            }
+            _ => self.cursor(record),
         }
     }
 
@@ -386,8 +416,8 @@ mod tests {
         }
         let mut mux = Mux::new(false);
         let mut left = Vec::new();
-        assert!(mux.add(0, &logs[0], 0));
-        assert!(mux.add(1, &logs[1], 0));
+        assert!(mux.add(0, &logs[0], 0).is_some());
+        assert!(mux.add(1, &logs[1], 0).is_some());
         let items = drain(&mut mux, &logs, &mut left);
         assert_eq!(items.len(), 6);
         assert!(items.windows(2).all(|w| global(&w[0]) < global(&w[1])));
@@ -422,8 +452,8 @@ mod tests {
         let after = logs[1].global_of(1).expect("held");
         let mut mux = Mux::new(false);
         let mut left = Vec::new();
-        assert!(mux.add(0, &logs[0], after));
-        assert!(mux.add(1, &logs[1], after));
+        assert!(mux.add(0, &logs[0], after).is_some());
+        assert!(mux.add(1, &logs[1], after).is_some());
         assert_eq!(mux.cursor(0), Some(2));
         let items = drain(&mut mux, &logs, &mut left);
         let gap_global = logs[0].global_of(3).expect("retained");
@@ -456,7 +486,7 @@ mod tests {
         exit(&mut logs[1]);
         let last = logs[1].last_global().expect("some");
         let mut again = Mux::new(false);
-        assert!(!again.add(1, &logs[1], last));
+        assert!(again.add(1, &logs[1], last).is_none());
         assert!(again.ended());
     }
 
@@ -471,8 +501,8 @@ mod tests {
         exit(&mut logs[0]);
         let mut mux = Mux::new(false);
         let mut left = Vec::new();
-        assert!(mux.add(0, &logs[0], 0));
-        assert!(mux.add(64, &logs[64], 0));
+        assert!(mux.add(0, &logs[0], 0).is_some());
+        assert!(mux.add(64, &logs[64], 0).is_some());
         assert_eq!(
             (mux.cursor(0), mux.cursor(64), mux.cursor(0)),
             (Some(1), Some(1), Some(1))
@@ -480,7 +510,7 @@ mod tests {
         assert_eq!(drain(&mut mux, &logs, &mut left).len(), 5);
         assert_eq!(left, vec![0]);
         assert_eq!((mux.cursor(64), mux.cursor(0)), (Some(3), None));
-        assert!(mux.add(128, &logs[128], 0));
+        assert!(mux.add(128, &logs[128], 0).is_some());
         assert_eq!(
             (mux.cursor(128), mux.cursor(0), mux.cursor(64)),
             (Some(1), None, Some(3))

@@ -396,6 +396,20 @@ impl Conn {
         }
     }
 
+    /// As [`Conn::cursor_for`], the job's cursor looked for first in `slot`
+    /// of a multiplexed stream (see [`crate::jobs::Viewer`]).
+    #[inline]
+    pub fn cursor_at(&self, record: usize, slot: usize) -> Option<u64> {
+        match &self.phase {
+            Phase::Streaming(stream) => match &stream.feed {
+                Feed::Watch { cursor, record: r, .. } if *r == record => Some(cursor.next),
+                Feed::Mux { mux, .. } => mux.cursor_at(record, slot),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The jobs of a multiplexed stream, while it streams.
     pub fn mux_mut(&mut self) -> Option<&mut Mux> {
         match &mut self.phase {

@@ -15,6 +15,7 @@ use crate::eventlog;
 use crate::http::conn::Source;
 use crate::http::request::Head;
 use crate::http::response::Reply;
+use crate::jobs::Viewer;
 use crate::mux::Mux;
 
 impl Server {
@@ -62,8 +63,8 @@ impl Server {
         let mut included = Vec::with_capacity(records.len());
         for record in records {
             let Some(r) = self.records.get(record) else { continue };
-            if mux.add(record, &r.log, after.unwrap_or(0)) {
-                included.push(record);
+            if let Some(slot) = mux.add(record, &r.log, after.unwrap_or(0)) {
+                included.push((record, slot));
             }
         }
         if !every && included.is_empty() {
@@ -78,9 +79,9 @@ impl Server {
             mux.close();
         }
         conn.begin_mux(head, reuse, headers, mux, self.config.heartbeat, now, &mut self.timers);
-        for record in included {
+        for (record, slot) in included {
             if let Some(r) = self.records.get_mut(record) {
-                r.viewers.push(index);
+                r.viewers.push(Viewer { conn: index, slot });
             }
         }
         // The connection pulls as soon as its socket has room.
@@ -150,8 +151,8 @@ impl Server {
     pub(super) fn note_growth(&mut self, record: usize) {
         let Some(r) = self.records.get(record) else { return };
         for &viewer in &r.viewers {
-            if let Some(mux) = self.conns.get_mut(viewer).and_then(|c| c.mux_mut()) {
-                mux.note(record);
+            if let Some(mux) = self.conns.get_mut(viewer.conn).and_then(|c| c.mux_mut()) {
+                mux.note_at(record, viewer.slot);
             }
         }
     }
@@ -164,14 +165,17 @@ impl Server {
             let Some(mux) = self.conns.get_mut(index).and_then(|c| c.mux_mut()) else {
                 continue;
             };
-            if mux.takes_new_jobs() && mux.add(record, &r.log, 0) {
-                joined.push(index);
+            if !mux.takes_new_jobs() {
+                continue;
+            }
+            if let Some(slot) = mux.add(record, &r.log, 0) {
+                joined.push(Viewer { conn: index, slot });
             }
         }
+        self.woken.extend(joined.iter().map(|viewer| viewer.conn));
         if let Some(r) = self.records.get_mut(record) {
             r.viewers.extend_from_slice(&joined);
         }
-        self.woken.extend(joined);
     }
 
     /// Shutdown: an all-jobs stream takes no new job and ends once its jobs

@@ -18,7 +18,7 @@ use crate::http::conn::Conn;
 use crate::http::request::Head;
 use crate::http::response::Reply;
 use crate::job::{Job, Reader};
-use crate::jobs::{self, Record, State, Stdin};
+use crate::jobs::{self, Record, State, Stdin, Viewer};
 use crate::metrics::StopReason;
 use crate::route::{JobAction, JobRequest, RunRequest, JOB_SIGNALS};
 use crate::sse::{Format, Frame, Stream};
@@ -30,16 +30,16 @@ use crate::timer::TimerKey;
 pub(super) fn all_caught_up(record: &Record, index: usize, conns: &Table<Conn>) -> bool {
     let next = record.log.next_id();
     record.viewers.iter().all(|&viewer| {
-        conns
-            .get(viewer)
-            .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor_for(index).is_none_or(|n| n >= next))
+        conns.get(viewer.conn).is_none_or(|conn| {
+            conn.pending_len() == 0 && conn.cursor_at(index, viewer.slot).is_none_or(|n| n >= next)
+        })
     })
 }
 
 /// True when no viewer of `record` is connected: the job's log then takes
 /// what the command writes at once, with nobody to wait for.
 fn no_viewer_connected(record: &Record, conns: &Table<Conn>) -> bool {
-    !record.viewers.iter().any(|&viewer| conns.get(viewer).is_some())
+    !record.viewers.iter().any(|&viewer| conns.get(viewer.conn).is_some())
 }
 
 /// Appends one event of the job to its log; true while the log takes more
@@ -52,8 +52,8 @@ fn log_frame(log: &mut EventLog, frame: &Frame, text: &[u8], unwatched: bool) ->
 
 /// The next event id a viewer needs from the job at `record`, for
 /// trimming the log.
-fn next_of(conns: &Table<Conn>, viewer: usize, record: usize) -> Option<u64> {
-    conns.get(viewer).and_then(|conn| conn.cursor_for(record))
+fn next_of(conns: &Table<Conn>, viewer: Viewer, record: usize) -> Option<u64> {
+    conns.get(viewer.conn).and_then(|conn| conn.cursor_at(record, viewer.slot))
 }
 
 impl Server {
@@ -269,7 +269,7 @@ impl Server {
             now,
             &mut self.timers,
         );
-        record.viewers.push(index);
+        record.viewers.push(Viewer { conn: index, slot: 0 });
         // The connection pulls as soon as its socket has room.
         Ok(())
     }
@@ -319,7 +319,7 @@ impl Server {
         let Some(record) = self.records.get_mut(record_index) else {
             return;
         };
-        record.viewers.retain(|&viewer| viewer != index);
+        record.viewers.retain(|viewer| viewer.conn != index);
         if record.forgotten && record.viewers.is_empty() && record.is_finished() {
             self.drop_record(record_index);
             return;
@@ -390,7 +390,7 @@ impl Server {
         let keep_from = record.first_needed(|viewer| next_of(conns, viewer, record_index));
         record.log.trim(keep_from);
         if record.log.next_id() != before {
-            self.woken.extend_from_slice(&record.viewers);
+            self.woken.extend(record.viewers.iter().map(|viewer| viewer.conn));
             self.note_growth(record_index);
         }
     }
