@@ -281,13 +281,23 @@ impl Mux {
     /// cursor moves past it. A job whose last event it is leaves the
     /// stream (`left` gets its record).
     pub fn next<'a>(&mut self, log_of: impl Fn(usize) -> Option<&'a EventLog>, left: &mut Vec<usize>) -> Option<Item> {
-        // Popped, not taken: the vector keeps its room for the next wake
-        // (`look` notes nothing).
-        while let Some(slot) = self.noted.pop() {
-            self.look(slot, &log_of, left);
-        }
-        // The key is the item's global number (see `look`).
-        let Reverse((key, slot)) = self.heap.pop()?;
+        let (key, slot) = if self.heap.is_empty() && self.noted.len() == 1 {
+            // One job grew and nothing else is held (the usual wake: 64
+            // jobs' lines rarely meet): its item goes next, with no step
+            // through the heap (callgrind, 64 jobs: about 60 instructions
+            // per event).
+            let slot = self.noted.pop()?;
+            (self.held(slot, &log_of, left)?, slot)
+        } else {
+            // Popped, not taken: the vector keeps its room for the next
+            // wake (`look` notes nothing).
+            while let Some(slot) = self.noted.pop() {
+                self.look(slot, &log_of, left);
+            }
+            // The key is the item's global number (see `held`).
+            let Reverse(next) = self.heap.pop()?;
+            next
+        };
         let cursor = &mut self.cursors[slot];
         let record = cursor.record;
         let announce = !cursor.announced;
@@ -320,12 +330,27 @@ impl Mux {
 
     /// Queues the cursor's next item if its log holds it, else lets it wait.
     fn look<'a>(&mut self, slot: usize, log_of: &impl Fn(usize) -> Option<&'a EventLog>, left: &mut Vec<usize>) {
+        if let Some(global) = self.held(slot, log_of, left) {
+            self.heap.push(Reverse((global, slot)));
+        }
+    }
+
+    /// The global number of the cursor's next item if its log holds it (the
+    /// cursor is then `Queued`: the caller queues it or sends the item),
+    /// else None and it waits (or is done).
+    fn held<'a>(
+        &mut self,
+        slot: usize,
+        log_of: &impl Fn(usize) -> Option<&'a EventLog>,
+        left: &mut Vec<usize>,
+    ) -> Option<u64> {
         let cursor = &mut self.cursors[slot];
         if cursor.wait == Wait::Done {
-            return;
+            return None;
         }
         let Some(log) = log_of(cursor.record) else {
-            return self.finish(slot, left);
+            self.finish(slot, left);
+            return None;
         };
         if cursor.gap.is_none() {
             if let Some(first) = log.first_held().filter(|&first| cursor.next < first) {
@@ -343,13 +368,14 @@ impl Mux {
         match key {
             Some(global) => {
                 cursor.wait = Wait::Queued;
-                self.heap.push(Reverse((global, slot)));
+                Some(global)
             }
             None => {
                 if cursor.wait != Wait::Idle {
                     self.caught_up.push(cursor.record);
                 }
                 cursor.wait = Wait::Idle;
+                None
             }
         }
     }
@@ -501,8 +527,9 @@ mod tests {
         exit(&mut logs[0]);
         let mut mux = Mux::new(false);
         let mut left = Vec::new();
-        assert!(mux.add(0, &logs[0], 0).is_some());
-        assert!(mux.add(64, &logs[64], 0).is_some());
+        let slot0 = mux.add(0, &logs[0], 0).expect("added");
+        let slot64 = mux.add(64, &logs[64], 0).expect("added");
+        assert_eq!(mux.add(64, &logs[64], 0), Some(slot64), "already on: its slot");
         assert_eq!(
             (mux.cursor(0), mux.cursor(64), mux.cursor(0)),
             (Some(1), Some(1), Some(1))
@@ -510,12 +537,22 @@ mod tests {
         assert_eq!(drain(&mut mux, &logs, &mut left).len(), 5);
         assert_eq!(left, vec![0]);
         assert_eq!((mux.cursor(64), mux.cursor(0)), (Some(3), None));
-        assert!(mux.add(128, &logs[128], 0).is_some());
+        assert_eq!(mux.add(128, &logs[128], 0), Some(slot0), "the slot is reused");
         assert_eq!(
             (mux.cursor(128), mux.cursor(0), mux.cursor(64)),
             (Some(1), None, Some(3))
         );
-        mux.note(128);
+        // A slot given for another job, or one it never had, is only a hint.
+        assert_eq!(
+            (
+                mux.cursor_at(0, slot0),
+                mux.cursor_at(128, slot64),
+                mux.cursor_at(64, 99)
+            ),
+            (None, Some(1), Some(3))
+        );
+        mux.note_at(0, slot0);
+        mux.note_at(128, slot64);
         assert_eq!(drain(&mut mux, &logs, &mut left).len(), 2);
         assert_eq!((mux.cursor(128), mux.cursor(64)), (Some(3), Some(3)));
     }

@@ -30,9 +30,9 @@ use crate::timer::TimerKey;
 pub(super) fn all_caught_up(record: &Record, index: usize, conns: &Table<Conn>) -> bool {
     let next = record.log.next_id();
     record.viewers.iter().all(|&viewer| {
-        conns.get(viewer.conn).is_none_or(|conn| {
-            conn.pending_len() == 0 && conn.cursor_at(index, viewer.slot).is_none_or(|n| n >= next)
-        })
+        conns
+            .get(viewer.conn)
+            .is_none_or(|conn| conn.pending_len() == 0 && conn.cursor_at(index, viewer.slot).is_none_or(|n| n >= next))
     })
 }
 
@@ -53,7 +53,9 @@ fn log_frame(log: &mut EventLog, frame: &Frame, text: &[u8], unwatched: bool) ->
 /// The next event id a viewer needs from the job at `record`, for
 /// trimming the log.
 fn next_of(conns: &Table<Conn>, viewer: Viewer, record: usize) -> Option<u64> {
-    conns.get(viewer.conn).and_then(|conn| conn.cursor_at(record, viewer.slot))
+    conns
+        .get(viewer.conn)
+        .and_then(|conn| conn.cursor_at(record, viewer.slot))
 }
 
 impl Server {
