@@ -451,7 +451,7 @@ fn the_page_runs_stops_and_lists_jobs_through_nginx_on_a_port_and_behind_tls() {
     let dir = common::scratch_dir("nginx-tls");
     let (cert, key) = self_signed_certificate(dir.path());
     let tls = free_port();
-    let proxy = Nginx::start_in(dir, free_port(), |plain| tls_conf(plain, tls, server.addr, &cert, &key));
+    let proxy = Nginx::start_in(dir, |plain| tls_conf(plain, tls, server.addr, &cert, &key));
     for base in [
         format!("http://127.0.0.1:{}", proxy.addr.port()),
         format!("https://127.0.0.1:{tls}"),
@@ -573,28 +573,60 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
+/// A request head for nginx at `addr`.
+fn request_head(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut headers = vec![("Host".to_owned(), addr.to_string())];
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    common::build_request(method, target, "HTTP/1.1", &headers)
+}
+
+/// How often [`Nginx::start`] tries a new port.
+const START_TRIES: usize = 3;
+
 /// nginx in the foreground (`daemon off`) in its own process group, with a
 /// private prefix; killed by its group id when dropped.
 struct Nginx {
     child: Child,
     addr: SocketAddr,
-    dir: common::TempPath,
+    /// Its prefix (configuration, logs), removed once nginx is stopped.
+    _dir: common::TempPath,
 }
 
 impl Nginx {
     /// nginx with the `servers` that `conf(port)` gives, `port` a free one.
-    fn start(conf: impl FnOnce(u16) -> String) -> Nginx {
-        let dir = common::scratch_dir("nginx");
-        Nginx::start_in(dir, free_port(), conf)
+    fn start(conf: impl Fn(u16) -> String) -> Nginx {
+        Nginx::start_in(common::scratch_dir("nginx"), conf)
     }
 
-    fn start_in(dir: common::TempPath, port: u16, conf: impl FnOnce(u16) -> String) -> Nginx {
-        let servers = conf(port);
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir.str(), &servers)).expect("write nginx.conf");
-        let child = Command::new(NGINX)
+    /// [`Nginx::start`] with its prefix in `dir`. A port that was free when
+    /// picked can be taken before nginx binds it (tests run in parallel):
+    /// then nginx fails to bind, or another process answers there, so the
+    /// start is tried again on another port, at most [`START_TRIES`] times.
+    fn start_in(dir: common::TempPath, conf: impl Fn(u16) -> String) -> Nginx {
+        let mut why = String::new();
+        for _ in 0..START_TRIES {
+            match Nginx::try_start(&dir, free_port(), &conf) {
+                Ok((child, addr)) => return Nginx { child, addr, _dir: dir },
+                Err(err) => why = err,
+            }
+        }
+        panic!("nginx did not start in {START_TRIES} tries; the last: {why}");
+    }
+
+    /// One start on `port`: nginx's child once it answers on `port` from a
+    /// socket of its own, or why not (it is stopped then).
+    fn try_start(
+        dir: &common::TempPath,
+        port: u16,
+        conf: &impl Fn(u16) -> String,
+    ) -> Result<(Child, SocketAddr), String> {
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, nginx_conf(dir.str(), &conf(port))).expect("write nginx.conf");
+        let error_log = dir.path().join("error.log");
+        let _ = std::fs::remove_file(&error_log);
+        let mut child = Command::new(NGINX)
             .args(["-p", dir.str(), "-c"])
-            .arg(&conf)
+            .arg(&conf_path)
             .args(["-e", &format!("{}/error.log", dir.str()), "-g", "daemon off;"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -602,38 +634,35 @@ impl Nginx {
             .process_group(0)
             .spawn()
             .expect("spawn nginx");
-        let mut nginx = Nginx {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = || std::fs::read_to_string(&error_log).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited at start-up ({status}):\n{}", nginx.error_log());
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("nginx exited at start-up ({status}):\n{}", log()));
             }
-            let up =
-                std::net::TcpStream::connect(nginx.addr).is_ok() && nginx.request("GET", "/healthz", &[]).status == 200;
-            if up {
-                return nginx;
+            if log().contains("Address already in use") {
+                procfs::stop_group(&mut child, Duration::from_secs(5));
+                return Err(format!("port {port} was taken:\n{}", log()));
             }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not answer:\n{}",
-                nginx.error_log()
-            );
+            // Its master binds before it forks the workers that answer.
+            if procfs::listens_on(child.id(), port) {
+                let mut conn = common::Conn::connect(addr);
+                conn.send(&request_head(addr, "GET", "/healthz", &[]));
+                if conn.read_response().status == 200 {
+                    return Ok((child, addr));
+                }
+            }
+            if Instant::now() >= deadline {
+                procfs::stop_group(&mut child, Duration::from_secs(5));
+                return Err(format!("nginx did not answer:\n{}", log()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-
     fn head(&self, method: &str, target: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-        let mut headers = vec![("Host".to_owned(), self.addr.to_string())];
-        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        common::build_request(method, target, "HTTP/1.1", &headers)
+        request_head(self.addr, method, target, extra)
     }
 
     /// One request on a new connection to nginx; the whole response.

@@ -31,6 +31,31 @@ pub fn fd_list(pid: u32) -> Vec<String> {
     list
 }
 
+/// True when process `pid` holds a TCP socket listening on 127.0.0.1:`port`
+/// (read from `/proc/net/tcp` and the process's descriptors): tells that
+/// the process answering on a port is the one a test started.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // local_address is 0100007F:PORT in hex; state 0A is LISTEN.
+    let local = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))
+                .flatten()
+        })
+        .collect();
+    !inodes.is_empty()
+        && fd_list(pid)
+            .iter()
+            .any(|fd| inodes.iter().any(|inode| fd.ends_with(inode.as_str())))
+}
+
 /// The numeric fields of `/proc/PID/status` (`VmRSS`, `Threads`,
 /// `voluntary_ctxt_switches`, …), by name, units dropped.
 pub fn status_fields(pid: u32) -> Option<HashMap<String, u64>> {
@@ -197,6 +222,15 @@ pub fn stop_group(child: &mut Child, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listens_on_names_the_process_that_holds_the_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(listens_on(std::process::id(), port), "our own listener on {port}");
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port), "closed, no longer ours");
+    }
 
     #[test]
     fn reads_this_process() {

@@ -1283,8 +1283,11 @@ const BATCH_MAX: usize = 32 * 1024;
 /// length.
 fn chunk_line(len: usize) -> ([u8; 20], usize) {
     let mut line = [0u8; 20];
+    // At most as many digits as a usize has nibbles: on 32-bit targets
+    // (armv7) a shift by 32 or more would wrap, not give 0.
+    const MAX_DIGITS: usize = (usize::BITS / 4) as usize;
     let mut digits = 1;
-    while digits < 16 && len >> (4 * digits) != 0 {
+    while digits < MAX_DIGITS && len >> (4 * digits) != 0 {
         digits += 1;
     }
     for (i, byte) in line[..digits].iter_mut().enumerate() {
