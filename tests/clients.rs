@@ -107,13 +107,7 @@ const MUX_LINES: u32 = 100;
 #[test]
 fn node_eventsource_rebuilds_two_jobs_from_a_cut_multiplexed_stream() {
     let Some(dir) = node_client() else { return };
-    let server = common::Server::start(&["--shell"]);
-    let jobs = MuxJob::two();
-    let ids: Vec<String> = jobs.iter().map(|job| job.start(&server)).collect();
-    let proxy = CuttingProxy::start(server.addr, Cut::Every(MUX_CUT));
-    let url = proxy.url(&mux_target(&server, Some(&ids)));
-    let report = run_client(Command::new("node").arg(dir.join("mux.js")).arg(&url).arg("2"));
-    check_mux_report(&report, &jobs, &ids, &proxy, "eventsource");
+    rebuild_two_jobs_through_a_cutting_proxy(Command::new("node").arg(dir.join("mux.js")), "eventsource");
 }
 
 /// The same with Python's `httpx-sse`, resuming by hand with the header
@@ -123,13 +117,20 @@ fn python_httpx_sse_rebuilds_two_jobs_from_a_cut_multiplexed_stream() {
     let Some(dir) = python_client().and_then(|s| s.parent().map(PathBuf::from)) else {
         return;
     };
+    rebuild_two_jobs_through_a_cutting_proxy(Command::new("python3").arg(dir.join("mux.py")), "httpx-sse");
+}
+
+/// Two jobs started, then `client` (its script given, the stream's URL and
+/// the number of jobs still to add) reads their multiplexed stream through
+/// a proxy cutting every [`MUX_CUT`] bytes; its report is checked.
+fn rebuild_two_jobs_through_a_cutting_proxy(client: &mut Command, name: &str) {
     let server = common::Server::start(&["--shell"]);
     let jobs = MuxJob::two();
     let ids: Vec<String> = jobs.iter().map(|job| job.start(&server)).collect();
     let proxy = CuttingProxy::start(server.addr, Cut::Every(MUX_CUT));
     let url = proxy.url(&mux_target(&server, Some(&ids)));
-    let report = run_client(Command::new("python3").arg(dir.join("mux.py")).arg(&url).arg("2"));
-    check_mux_report(&report, &jobs, &ids, &proxy, "httpx-sse");
+    let report = run_client(client.arg(&url).arg("2"));
+    check_mux_report(&report, &jobs, &ids, &proxy, name);
 }
 
 /// Both clients on the all-jobs feed (`/jobs/events`, no `ids`), each

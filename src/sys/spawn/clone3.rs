@@ -75,6 +75,9 @@ pub(super) unsafe fn call(
 /// The system call itself. In the child (`rax` 0, `rsp` at the top of the
 /// new stack, 16-byte aligned as a call expects) it calls `child(arg)` and
 /// exits with its result should it ever return.
+///
+/// # Safety
+/// As [`call`], which is its only caller.
 #[cfg(target_arch = "x86_64")]
 unsafe fn raw(args: &CloneArgs, child: ChildFn, arg: *mut libc::c_void) -> i64 {
     let ret: i64;
@@ -108,6 +111,9 @@ unsafe fn raw(args: &CloneArgs, child: ChildFn, arg: *mut libc::c_void) -> i64 {
 }
 
 /// No assembly here for this architecture: as a kernel without `clone3`.
+///
+/// # Safety
+/// As [`call`] (this one touches nothing).
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn raw(_args: &CloneArgs, _child: ChildFn, _arg: *mut libc::c_void) -> i64 {
     -(libc::ENOSYS as i64)
