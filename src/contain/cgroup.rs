@@ -354,7 +354,8 @@ impl Cgroups {
 
     pub(super) fn tidy(&mut self) {
         for (path, running) in std::mem::take(&mut self.pending) {
-            if is_populated(&path) {
+            // A pending cgroup is a command's, under the open subtree.
+            if self.is_populated(&path) {
                 self.pending.push((path, running));
             } else {
                 self.recycle(path);
