@@ -168,14 +168,7 @@ impl Encoder {
             return self.output(stream, text);
         }
         self.tag = None;
-        self.start_at(
-            stream.into(),
-            match stream {
-                Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",",
-                Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",",
-            },
-            global,
-        );
+        self.start_at(stream.into(), json_head(stream), global);
         self.frame.tag(job.prefix(), seq);
         self.json_text(stream, text);
         &self.frame
@@ -193,13 +186,7 @@ impl Encoder {
                 return;
             }
         }
-        self.start(
-            stream.into(),
-            match stream {
-                Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",",
-                Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",",
-            },
-        );
+        self.start(stream.into(), json_head(stream));
         self.put_tag();
         self.json_text(stream, text);
     }
@@ -272,5 +259,14 @@ impl Encoder {
         self.frame.lit(b"\n\n");
         self.frame.seal();
         &self.frame
+    }
+}
+
+/// What a JSON output event of `stream` says after its `id:` line, up to
+/// its object's first member.
+fn json_head(stream: Stream) -> &'static [u8] {
+    match stream {
+        Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",",
+        Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",",
     }
 }
