@@ -27,7 +27,7 @@ use crate::jobs::Record;
 use crate::logsafe;
 use crate::metrics::Sent;
 use crate::mux::{Item, Mux, What};
-use crate::sse::{Encoder, Format, Frame, HEARTBEAT, RETRY};
+use crate::sse::{chunk_line, Encoder, Format, Frame, HEARTBEAT, RETRY};
 use crate::table::Table;
 use crate::timer::{Deadline, TimerKey, Timers};
 
@@ -1278,25 +1278,6 @@ const BATCH_EVENT_MAX: usize = 4 * 1024;
 
 /// A multiplexed stream's batch is written once it holds this much.
 const BATCH_MAX: usize = 32 * 1024;
-
-/// The chunk line of a chunk of `len` bytes (hex digits, CRLF) and its
-/// length.
-fn chunk_line(len: usize) -> ([u8; 20], usize) {
-    let mut line = [0u8; 20];
-    // At most as many digits as a usize has nibbles: on 32-bit targets
-    // (armv7) a shift by 32 or more would wrap, not give 0.
-    const MAX_DIGITS: usize = (usize::BITS / 4) as usize;
-    let mut digits = 1;
-    while digits < MAX_DIGITS && len >> (4 * digits) != 0 {
-        digits += 1;
-    }
-    for (i, byte) in line[..digits].iter_mut().enumerate() {
-        *byte = b"0123456789abcdef"[(len >> (4 * (digits - 1 - i))) & 0xf];
-    }
-    line[digits] = b'\r';
-    line[digits + 1] = b'\n';
-    (line, digits + 2)
-}
 
 /// Appends the `job` event of a stream of many jobs (contract §11.2) to
 /// `batch`: the job's §7.2 object with `"type":"job"`, and no `id:` line,

@@ -41,6 +41,26 @@ pub struct Frame {
 /// sent a burst of short lines does not keep the memory while it idles.
 pub(super) const KEEP_SCRATCH: usize = 16 * 1024;
 
+/// The chunk line of an HTTP/1.1 chunk of `len` bytes (hex digits, CRLF)
+/// and its length: a frame's own ([`Frame::parts`]) and a connection's
+/// batch of frames.
+pub fn chunk_line(len: usize) -> ([u8; 20], usize) {
+    let mut line = [0u8; 20];
+    // At most as many digits as a usize has nibbles: on 32-bit targets
+    // (armv7) a shift by 32 or more would wrap, not give 0.
+    const MAX_DIGITS: usize = (usize::BITS / 4) as usize;
+    let mut digits = 1;
+    while digits < MAX_DIGITS && len >> (4 * digits) != 0 {
+        digits += 1;
+    }
+    for (i, byte) in line[..digits].iter_mut().enumerate() {
+        *byte = b"0123456789abcdef"[(len >> (4 * (digits - 1 - i))) & 0xf];
+    }
+    line[digits] = b'\r';
+    line[digits + 1] = b'\n';
+    (line, digits + 2)
+}
+
 /// Appends `src[start..end]`, a short run of text (under [`POINT_AT`]), to
 /// `out`; `src` is the text the run lies in, of which [`push_window`] may
 /// read past the run.
@@ -251,25 +271,7 @@ impl Frame {
     }
 
     pub(super) fn seal(&mut self) {
-        let mut line = [0u8; 20];
-        let mut at = 0;
-        // From the top nibble of a usize: 60 would overflow the shift on
-        // 32-bit targets (armv7), where release builds mask it to 28.
-        let mut shift = usize::BITS as i32 - 4;
-        let mut started = false;
-        while shift >= 0 {
-            let nibble = (self.len >> shift) & 0xf;
-            if nibble != 0 || started || shift == 0 {
-                line[at] = b"0123456789abcdef"[nibble];
-                at += 1;
-                started = true;
-            }
-            shift -= 4;
-        }
-        line[at] = b'\r';
-        line[at + 1] = b'\n';
-        self.chunk_line = line;
-        self.chunk_line_len = at + 2;
+        (self.chunk_line, self.chunk_line_len) = chunk_line(self.len);
     }
 
     /// The event's id.

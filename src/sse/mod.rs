@@ -23,7 +23,7 @@ mod utf8;
 
 pub use cut::{last_line_end, Emit, PipeText, MAX_HELD};
 pub use encoder::Encoder;
-pub use frame::{Frame, POINT_AT};
+pub use frame::{chunk_line, Frame, POINT_AT};
 pub use json::escape_json_into;
 pub use names::{EventName, Exit, Format, Stream};
 pub use tag::JobTag;
