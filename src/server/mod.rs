@@ -466,6 +466,9 @@ impl Server {
 
     /// Drives the connections a pump woke.
     fn wake_conns(&mut self, now: Instant) {
+        if self.woken.is_empty() {
+            return;
+        }
         let mut batch = std::mem::take(&mut self.waking);
         while !self.woken.is_empty() {
             std::mem::swap(&mut batch, &mut self.woken);
