@@ -928,7 +928,22 @@ impl Conn {
             return false;
         };
         let chunked = stream.framing.chunked;
-        self.send_parts(frame.parts(text, chunked), now);
+        let mut few = [IoSlice::new(&[]); FEW_PARTS];
+        match frame.gather(text, chunked, &mut few) {
+            Some(count) => {
+                let mut out = Out {
+                    sock: &mut self.sock,
+                    write: &mut self.write,
+                    outbox: &mut self.outbox,
+                    counts: &mut self.counts,
+                    last_write: &mut self.last_write,
+                };
+                if *out.write != WriteHalf::Failed {
+                    out.few_parts(&few[..count], true, now);
+                }
+            }
+            None => self.send_parts(frame.parts(text, chunked), now),
+        }
         self.count_event(frame);
         self.has_room()
     }
