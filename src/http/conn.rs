@@ -1377,7 +1377,7 @@ impl Out<'_> {
         // Most writes are one frame of a few parts (chunk line, the
         // event, CRLF): gathered once into a stack array and written from
         // it, not walked again as an iterator for the write and for what
-        // the socket refuses (callgrind, W4: about 200 instructions a line).
+        // the socket refuses (callgrind, W4: about 120 instructions a line).
         let mut few = [IoSlice::new(&[]); FEW_PARTS];
         let mut count = 0;
         let mut more = parts.clone();
