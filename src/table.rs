@@ -62,7 +62,10 @@ impl<T> Table<T> {
     /// Makes the slots removed since the last call available again. Call
     /// between batches of poll events, when no event can still name them.
     pub fn release_freed(&mut self) {
-        self.free.append(&mut self.freed);
+        // Called every turn of the loop, and most turns free nothing.
+        if !self.freed.is_empty() {
+            self.free.append(&mut self.freed);
+        }
     }
 
     /// The value at `index`.

@@ -112,8 +112,13 @@ impl Timers {
             // Round up to whole milliseconds: epoll would otherwise return a
             // little early and spin once more.
             let wait = at.saturating_duration_since(now);
-            let millis = wait.as_nanos().div_ceil(1_000_000);
-            Duration::from_millis(millis as u64)
+            // Whole seconds and the nanoseconds apart: a 128-bit division
+            // (`as_nanos`) is a library call, once per turn of the loop.
+            let millis = wait
+                .as_secs()
+                .saturating_mul(1000)
+                .saturating_add(u64::from(wait.subsec_nanos().div_ceil(1_000_000)));
+            Duration::from_millis(millis)
         })
     }
 

@@ -465,7 +465,20 @@ impl Server {
     // ----- connections -----------------------------------------------------
 
     /// Drives the connections a pump woke.
+    ///
+    /// Asked three times a turn, and most turns woke nobody: the question
+    /// is inlined, the work is not (its call cost about 40 instructions a
+    /// line in callgrind, W4, with nothing to do).
+    #[inline]
     fn wake_conns(&mut self, now: Instant) {
+        if !self.woken.is_empty() {
+            self.drive_woken(now);
+        }
+    }
+
+    /// [`Server::wake_conns`]'s work, when some connection was woken.
+    #[inline(never)]
+    fn drive_woken(&mut self, now: Instant) {
         let mut batch = std::mem::take(&mut self.waking);
         while !self.woken.is_empty() {
             std::mem::swap(&mut batch, &mut self.woken);

@@ -1,6 +1,8 @@
 //! One encoded event as pieces: runs of the child's bytes where they lie,
 //! and a scratch buffer for everything else.
 
+use std::io::IoSlice;
+
 use super::{EventName, Stream};
 
 /// Runs of the child's bytes at least this long are written from where they
@@ -318,6 +320,37 @@ impl Frame {
             }))
             .chain(std::iter::once(tail))
             .filter(|part| !part.is_empty())
+    }
+
+    /// [`Frame::parts`] put in `out` as `IoSlice`s for a `writev`: how
+    /// many, or `None` when there are more than `out` holds. Walking the
+    /// chained iterator of `parts` cost a connection about 70
+    /// instructions per small frame (callgrind, W4).
+    pub fn gather<'a>(&'a self, text: &'a [u8], chunked: bool, out: &mut [IoSlice<'a>]) -> Option<usize> {
+        let framed = chunked && !self.pieces.is_empty();
+        if self.pieces.len() + 2 * usize::from(framed) > out.len() {
+            return None;
+        }
+        let mut count = 0;
+        if framed {
+            out[0] = IoSlice::new(&self.chunk_line[..self.chunk_line_len]);
+            count = 1;
+        }
+        for piece in &self.pieces {
+            let part = match *piece {
+                Piece::Text(s, e) => text.get(s as usize..e as usize)?,
+                Piece::Scratch(s, e) => self.scratch.get(s as usize..e as usize)?,
+            };
+            if !part.is_empty() {
+                out[count] = IoSlice::new(part);
+                count += 1;
+            }
+        }
+        if framed {
+            out[count] = IoSlice::new(b"\r\n");
+            count += 1;
+        }
+        Some(count)
     }
 
     /// The frame copied into one buffer (tests, fuzzing, and the rare path

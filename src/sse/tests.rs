@@ -127,6 +127,36 @@ fn chunk_framing_wraps_the_frame() {
 }
 
 #[test]
+fn gathered_slices_are_the_parts() {
+    // Short and long lines, escapes (scratch and text pieces alternate),
+    // raw and json, chunked or not: `gather` gives what `parts` gives.
+    let long = "x".repeat(3000);
+    let texts: Vec<Vec<u8>> = vec![
+        b"one line\n".to_vec(),
+        format!("{long}\t{long}\"{long}\n").into_bytes(),
+        format!("a\nb\r\n{long}\n").into_bytes(),
+        b"\n".to_vec(),
+    ];
+    for format in [Format::Json, Format::Raw] {
+        let mut enc = Encoder::new(format);
+        for text in &texts {
+            let frame = enc.output(Stream::Stdout, text);
+            for chunked in [false, true] {
+                let want: Vec<&[u8]> = frame.parts(text, chunked).collect();
+                let mut out = [std::io::IoSlice::new(&[]); 64];
+                let count = frame.gather(text, chunked, &mut out).expect("64 slices are enough");
+                let got: Vec<&[u8]> = out[..count].iter().map(|slice| &**slice).collect();
+                assert_eq!(got, want, "{format:?} chunked {chunked}");
+                let mut few = [std::io::IoSlice::new(&[]); 1];
+                if want.len() > 1 {
+                    assert_eq!(frame.gather(text, chunked, &mut few), None);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn empty_frame_is_no_bytes_even_chunked() {
     // Found by fuzz/chunked: the chunk's CRLF tail was still written.
     let mut enc = Encoder::new(Format::Raw);
