@@ -206,13 +206,16 @@ impl Job {
             input: stdin.map(|tx| Input::new(tx, terminal.is_some())),
             scope,
             pipes: [
+                // Not read before the first event: the pipes are new, and
+                // registering one that already holds data (or has ended)
+                // reports it at the next poll, edges or not.
                 Some(Pipe {
                     rx: stdout,
-                    ready: true,
+                    ready: false,
                 }),
                 Some(Pipe {
                     rx: stderr,
-                    ready: true,
+                    ready: false,
                 }),
             ],
             text: [PipeText::new(Stream::Stdout), PipeText::new(Stream::Stderr)],
