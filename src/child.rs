@@ -149,13 +149,22 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Where a bare program name is looked for, in order: each `PATH` entry
-/// joined with it (execvp's default `PATH` when unset).
+/// joined with it (execvp's default `PATH` when unset), an entry listed
+/// twice only at its first place (a second look there finds what the
+/// first found: one `statx` and one `execve` per command saved where a
+/// profile adds a directory again).
 /// `PATH` is split once, as [`base_env`] is read once.
 fn path_candidates(program: &str) -> Vec<PathBuf> {
     static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let dirs = DIRS.get_or_init(|| {
         let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        std::env::split_paths(&search).collect()
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in std::env::split_paths(&search) {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs
     });
     dirs.iter().map(|dir| dir.join(program)).collect()
 }

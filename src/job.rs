@@ -440,7 +440,17 @@ impl Job {
     /// reader takes more).
     fn close_pipe(&mut self, which: usize, take: Option<&mut Emit<'_>>, registry: &Registry) -> bool {
         if let Some(mut pipe) = self.pipes[which].take() {
-            let _ = registry.deregister(&mut pipe.rx);
+            // A pipe's read end is ours alone (a child starting may hold a
+            // copy until its `execve`, never after): its close takes it out
+            // of the poll (epoll drops a file at its last close), so no
+            // `epoll_ctl` per pipe. Should a copy outlive it for a moment,
+            // an event it brings is for a slot that reads to `WouldBlock`:
+            // harmless. A terminal's master is also the job's stdin (a
+            // second descriptor of the same file, for the job's life): that
+            // one is taken out by hand.
+            if self.terminal.is_some() {
+                let _ = registry.deregister(&mut pipe.rx);
+            }
         }
         let mut room = true;
         if let Some(take) = take {
