@@ -706,11 +706,14 @@ impl Server {
             Some(Source::Mux) => self.unwatch_mux(index, now),
             None => {}
         }
-        let Some(mut conn) = self.conns.remove(index) else {
+        let Some(conn) = self.conns.remove(index) else {
             return;
         };
         self.metrics.conn_closed(conn.counts());
-        conn.deregister(self.poll.registry());
+        // No `epoll_ctl` DEL: the socket is ours alone (a child starting may
+        // hold a copy until its `execve`, never after), so its close, as
+        // `conn` drops, takes it out of the poll. The slot is not reused
+        // within this batch of events.
         if conn.counted() {
             self.counted_conns -= 1;
         }
