@@ -11,9 +11,8 @@
 use std::borrow::Cow;
 use std::ffi::{CString, OsStr};
 use std::fmt;
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
@@ -150,13 +149,22 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Where a bare program name is looked for, in order: each `PATH` entry
-/// joined with it (execvp's default `PATH` when unset).
+/// joined with it (execvp's default `PATH` when unset), an entry listed
+/// twice only at its first place (a second look there finds what the
+/// first found: one `statx` and one `execve` per command saved where a
+/// profile adds a directory again).
 /// `PATH` is split once, as [`base_env`] is read once.
 fn path_candidates(program: &str) -> Vec<PathBuf> {
     static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let dirs = DIRS.get_or_init(|| {
         let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        std::env::split_paths(&search).collect()
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in std::env::split_paths(&search) {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs
     });
     dirs.iter().map(|dir| dir.join(program)).collect()
 }
@@ -229,6 +237,14 @@ pub fn spawn(
 /// `posix_spawn` path.
 static CLONE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
+/// True when every command is started by our own spawn paths (they set
+/// the signal mask a command starts with), not by std's fallback: the loop
+/// may then keep its signals blocked (`sys::Signals`). Known once
+/// [`choose_spawn_path`] ran.
+pub fn own_spawn() -> bool {
+    !CLONE_UNSUPPORTED.load(Ordering::Relaxed)
+}
+
 /// Set at start-up when [`sys::launch`] works here (and was not turned off):
 /// commands not on a terminal start without the loop waiting for their
 /// `execve`.
@@ -250,8 +266,18 @@ pub fn choose_spawn_path() -> Result<(), String> {
     // the server's descriptors before and after some commands (tests,
     // `--max-conns` planning) does not see one more appear. A failure
     // here shows again, with its reason, at the first command.
-    let _ = dev_null();
-    match std::env::var(SPAWN_ENV).as_deref() {
+    let _ = sys::dev_null();
+    let wanted = std::env::var(SPAWN_ENV);
+    if matches!(wanted.as_deref(), Err(_) | Ok("launch") | Ok("clone")) {
+        // Known now, not at the first command: the loop's signals are read
+        // one way or the other depending on it (`sys::Signals`).
+        if let Err(err) = sys::probe_spawn_plan() {
+            info!("spawn: posix_spawn (spawning without copying the descriptor table is not possible here: {err})");
+            CLONE_UNSUPPORTED.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+    }
+    match wanted.as_deref() {
         Err(_) | Ok("launch") => {
             match sys::enable_launch() {
                 Ok(()) => {
@@ -307,7 +333,8 @@ impl Program<'_> {
 /// Both sides of a command's three streams, made before it starts: the
 /// child's (to become its 0, 1, 2) and ours (non-blocking once set up).
 struct Ends {
-    child: [OwnedFd; 3],
+    /// `None`: the server's `/dev/null` ([`sys::dev_null`]).
+    child: [Option<OwnedFd>; 3],
     stdout: Receiver,
     stderr: Receiver,
     stdin: Option<Sender>,
@@ -325,7 +352,7 @@ impl Ends {
                     None
                 };
                 Ok(Ends {
-                    child: [pty::dup(&out.slave)?, out.slave, err.slave],
+                    child: [Some(pty::dup(&out.slave)?), Some(out.slave), Some(err.slave)],
                     stdout: Receiver::from(out.master),
                     stderr: Receiver::from(err.master),
                     stdin,
@@ -334,14 +361,17 @@ impl Ends {
             None => {
                 let (stdout, stdout_w) = sys::pipe()?;
                 let (stderr, stderr_w) = sys::pipe()?;
+                // Reading nothing: the server's own `/dev/null`, as it is
+                // (opened at start-up, no copy per command).
                 let (stdin_r, stdin) = if streams.stdin {
                     let (read, write) = sys::pipe()?;
-                    (read, Some(Sender::from(write)))
+                    (Some(read), Some(Sender::from(write)))
                 } else {
-                    (dev_null()?, None)
+                    sys::dev_null()?;
+                    (None, None)
                 };
                 Ok(Ends {
-                    child: [stdin_r, stdout_w, stderr_w],
+                    child: [stdin_r, Some(stdout_w), Some(stderr_w)],
                     stdout: Receiver::from(stdout),
                     stderr: Receiver::from(stderr),
                     stdin,
@@ -350,12 +380,20 @@ impl Ends {
         }
     }
 
-    fn child_raw(&self) -> [std::os::fd::RawFd; 3] {
-        [
-            self.child[0].as_raw_fd(),
-            self.child[1].as_raw_fd(),
-            self.child[2].as_raw_fd(),
-        ]
+    /// The child's descriptor `which`: its own, or the server's `/dev/null`.
+    fn child_fd(&self, which: usize) -> io::Result<BorrowedFd<'_>> {
+        match &self.child[which] {
+            Some(fd) => Ok(fd.as_fd()),
+            None => sys::dev_null(),
+        }
+    }
+
+    fn child_raw(&self) -> io::Result<[std::os::fd::RawFd; 3]> {
+        Ok([
+            self.child_fd(0)?.as_raw_fd(),
+            self.child_fd(1)?.as_raw_fd(),
+            self.child_fd(2)?.as_raw_fd(),
+        ])
     }
 }
 
@@ -364,9 +402,10 @@ impl Ends {
 /// kernel can).
 fn start_fast(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc::pid_t, SpawnError> {
     let plan = plan_of(command).map_err(|err| command.start_error(err))?;
+    let stdio = ends.child_raw().map_err(SpawnError::Setup)?;
     let plan = if LAUNCH.load(Ordering::Relaxed) {
         let launched = scope
-            .spawn_into(|cgroup| sys::launch(plan, ends.child_raw(), cgroup))
+            .spawn_into(|cgroup| sys::launch(plan, stdio, cgroup))
             .map_err(SpawnError::Contain)?;
         match launched {
             sys::Launched::Started(pid) => return Ok(pid),
@@ -377,7 +416,7 @@ fn start_fast(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc:
         plan
     };
     scope
-        .spawn_into(|cgroup| sys::spawn_plan(&plan, ends.child_raw(), cgroup))
+        .spawn_into(|cgroup| sys::spawn_plan(&plan, stdio, cgroup))
         .map_err(SpawnError::Contain)?
         .map_err(|err| command.start_error(err))
 }
@@ -387,7 +426,10 @@ fn start_fast(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc:
 /// cannot work.
 fn start_std(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc::pid_t, SpawnError> {
     let stdio = |which: usize| -> Result<Stdio, SpawnError> {
-        let copy = ends.child[which].try_clone().map_err(SpawnError::Setup)?;
+        let copy = ends
+            .child_fd(which)
+            .and_then(|fd| fd.try_clone_to_owned())
+            .map_err(SpawnError::Setup)?;
         Ok(Stdio::from(copy))
     };
     let mut std_command = Command::new(command.exact.map_or(Path::new(command.program), |path| path));
@@ -409,6 +451,8 @@ fn start_std(command: &Program<'_>, ends: &Ends, scope: &Scope) -> Result<libc::
     if let Some(dir) = &command.options.cwd {
         std_command.current_dir(dir);
     }
+    // Not the loop's blocked signals: std would pass them on.
+    sys::unblock_at_exec(&mut std_command);
     let child = scope
         .run_inside(|| std_command.spawn())
         .map_err(SpawnError::Contain)?
@@ -472,19 +516,6 @@ fn plan_of(command: &Program<'_>) -> io::Result<sys::ExecPlan> {
         cwd,
         session: command.terminal.is_some(),
     })
-}
-
-/// `/dev/null` for a command's stdin: a copy of one opened at start-up
-/// ([`choose_spawn_path`]; `dup`, no path lookup per command).
-fn dev_null() -> io::Result<OwnedFd> {
-    static NULL: OnceLock<File> = OnceLock::new();
-    if let Some(null) = NULL.get() {
-        return Ok(OwnedFd::from(null.try_clone()?));
-    }
-    let null = File::open("/dev/null")?;
-    let copy = null.try_clone()?;
-    let _ = NULL.set(null);
-    Ok(OwnedFd::from(copy))
 }
 
 /// Our environment without the token, as `NAME=value` C strings, made at

@@ -206,13 +206,16 @@ impl Job {
             input: stdin.map(|tx| Input::new(tx, terminal.is_some())),
             scope,
             pipes: [
+                // Not read before the first event: the pipes are new, and
+                // registering one that already holds data (or has ended)
+                // reports it at the next poll, edges or not.
                 Some(Pipe {
                     rx: stdout,
-                    ready: true,
+                    ready: false,
                 }),
                 Some(Pipe {
                     rx: stderr,
-                    ready: true,
+                    ready: false,
                 }),
             ],
             text: [PipeText::new(Stream::Stdout), PipeText::new(Stream::Stderr)],
@@ -442,7 +445,17 @@ impl Job {
     /// reader takes more).
     fn close_pipe(&mut self, which: usize, take: Option<&mut Emit<'_>>, registry: &Registry) -> bool {
         if let Some(mut pipe) = self.pipes[which].take() {
-            let _ = registry.deregister(&mut pipe.rx);
+            // A pipe's read end is ours alone (a child starting may hold a
+            // copy until its `execve`, never after): its close takes it out
+            // of the poll (epoll drops a file at its last close), so no
+            // `epoll_ctl` per pipe. Should a copy outlive it for a moment,
+            // an event it brings is for a slot that reads to `WouldBlock`:
+            // harmless. A terminal's master is also the job's stdin (a
+            // second descriptor of the same file, for the job's life): that
+            // one is taken out by hand.
+            if self.terminal.is_some() {
+                let _ = registry.deregister(&mut pipe.rx);
+            }
         }
         let mut room = true;
         if let Some(take) = take {

@@ -37,7 +37,7 @@
 //! The modules:
 //! - [`cli`] turns the command line into a validated [`cli::Config`].
 //! - [`server`] owns the one `mio::Poll`: the listener, every client socket,
-//!   every child's pipes, the signal self-pipe (SIGCHLD for exits), and the [`timer`]
+//!   every child's pipes, the signalfd (SIGCHLD for exits), and the [`timer`]
 //!   queue that sets the poll timeout; it owns the tables of connections,
 //!   jobs and records ([`table`]: a slot is reused only after the poll batch
 //!   that freed it). Only it decides what closes. Its `run` part holds the

@@ -153,6 +153,34 @@ fn a_command_runs_in_its_own_cgroup_both_ways() {
     }
 }
 
+/// A command starts with none of SIGINT, SIGTERM, SIGCHLD and SIGPIPE
+/// blocked or ignored, on every path: the server blocks the first three (it
+/// reads them from a signalfd) and std ignores SIGPIPE, and neither may
+/// reach a command (it would ignore SIGTERM and Ctrl-C, or never die of a
+/// closed pipe). Other bits are whatever the test's environment passed on.
+#[test]
+fn a_command_starts_with_none_of_our_signals_blocked_or_ignored() {
+    let ours: u64 = [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD, libc::SIGPIPE]
+        .iter()
+        .map(|&signal| 1u64 << (signal - 1))
+        .sum();
+    for spawn in PATHS {
+        let s = Server::start_env(&[], &[("SSECOMMANDER_SPAWN", spawn)]);
+        let run = s.run("cat /proc/self/status");
+        run.assert_end(End::code(0));
+        let out = run.stdout();
+        for field in ["SigBlk:", "SigIgn:"] {
+            let value = out
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .unwrap_or_else(|| panic!("{spawn}: no {field} in {out:?}"))
+                .trim();
+            let bits = u64::from_str_radix(value, 16).unwrap_or_else(|_| panic!("{spawn}: {field} {value:?}"));
+            assert_eq!(bits & ours, 0, "{spawn}: the command started with {field} {value}");
+        }
+    }
+}
+
 /// Out of descriptors (a hard limit of 64, filled with idle connections),
 /// a command that cannot get its pipes ends in `err` on every path, the
 /// server keeps serving, and once descriptors are free again the next

@@ -329,11 +329,6 @@ impl Conn {
         )
     }
 
-    /// Removes the socket from the poll (it closes when the conn is dropped).
-    pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.sock);
-    }
-
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer

@@ -1,5 +1,5 @@
 //! The event loop: one `mio::Poll` for the listener, every client socket,
-//! every child's pipes, the signal self-pipe (SIGCHLD reports every
+//! every child's pipes, the signalfd (SIGCHLD reports every
 //! child's exit) and the launch path's eventfd (a launched child has its
 //! own descriptor table); the timer queue sets its timeout. Only this module calls `poll` and decides what closes.
 //!
@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
@@ -41,7 +41,7 @@ mod scrape;
 
 /// The listener's poll token.
 const LISTENER: Token = Token(0);
-/// The signal self-pipe's poll token (index 1, kind 0).
+/// The signalfd's poll token (index 1, kind 0).
 const SIGNALS: Token = Token(1 << TOKEN_KIND_BITS);
 /// The launch path's eventfd's poll token (index 2, kind 0): see
 /// `sys::launch_notifier`.
@@ -103,7 +103,7 @@ enum State {
 pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
-    signals: OwnedFd,
+    signals: sys::Signals,
     /// The job each running child (by pid) belongs to: SIGCHLD says only
     /// that some child exited. Its size is the children started and not yet
     /// reaped (`--max-procs`). A B-tree, not a hash map: no random keys to
@@ -177,7 +177,7 @@ fn interrupted(err: &io::Error) -> bool {
 
 impl Server {
     /// Sets the loop up around a bound listener. SIGINT, SIGTERM and SIGCHLD
-    /// arrive as events on a self-pipe.
+    /// arrive as events on a signalfd (or a self-pipe: see `sys::Signals`).
     pub fn new(mut listener: TcpListener, config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let containment = Containment::new().map_err(io::Error::other)?;
@@ -189,9 +189,9 @@ impl Server {
         }
         // One SIGCHLD path for every child, not a pidfd each: a stream
         // costs three descriptors, not four.
-        let signal_fd = sys::signal_pipe(&[libc::SIGINT, libc::SIGTERM, libc::SIGCHLD])?;
+        let signals = sys::Signals::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGCHLD], crate::child::own_spawn())?;
         poll.registry()
-            .register(&mut SourceFd(&signal_fd.as_raw_fd()), SIGNALS, Interest::READABLE)?;
+            .register(&mut SourceFd(&signals.fd().as_raw_fd()), SIGNALS, Interest::READABLE)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         if let Some(notifier) = sys::launch_notifier() {
             poll.registry()
@@ -206,7 +206,7 @@ impl Server {
         Ok(Server {
             poll,
             listener: Some(listener),
-            signals: signal_fd,
+            signals,
             children: BTreeMap::new(),
             reap_pending: false,
             config,
@@ -719,11 +719,14 @@ impl Server {
             Some(Source::Mux) => self.unwatch_mux(index, now),
             None => {}
         }
-        let Some(mut conn) = self.conns.remove(index) else {
+        let Some(conn) = self.conns.remove(index) else {
             return;
         };
         self.metrics.conn_closed(conn.counts());
-        conn.deregister(self.poll.registry());
+        // No `epoll_ctl` DEL: the socket is ours alone (a child starting may
+        // hold a copy until its `execve`, never after), so its close, as
+        // `conn` drops, takes it out of the poll. The slot is not reused
+        // within this batch of events.
         if conn.counted() {
             self.counted_conns -= 1;
         }
@@ -732,7 +735,7 @@ impl Server {
     // ----- signals ---------------------------------------------------------
 
     fn on_signal(&mut self, now: Instant) {
-        let caught = match sys::take_signals(&self.signals) {
+        let caught = match self.signals.take() {
             Ok(caught) => caught,
             Err(err) => {
                 error!("reading signals failed: {err}");

@@ -1,10 +1,31 @@
-//! Descriptors: pipes, non-blocking mode, pipe and accept-queue sizes.
+//! Descriptors: pipes, non-blocking mode, pipe and accept-queue sizes, the
+//! process's `/dev/null`.
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
 
 use super::check;
+
+/// The process's `/dev/null` (read-write, close-on-exec), opened once and
+/// never closed: every command that reads nothing gets it as its stdin as
+/// it is, without a copy per command.
+pub fn dev_null() -> io::Result<BorrowedFd<'static>> {
+    static NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(null) = NULL.get() {
+        return Ok(null.as_fd());
+    }
+    // SAFETY: open reads a NUL-terminated literal.
+    let fd = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: the descriptor is new and ours alone.
+    let null = unsafe { OwnedFd::from_raw_fd(fd) };
+    // One thread: nobody set it meanwhile (were it set, ours just closes).
+    let _ = NULL.set(null);
+    NULL.get()
+        .map(OwnedFd::as_fd)
+        .ok_or_else(|| io::Error::other("no /dev/null"))
+}
 
 /// Puts `fd`, a pipe or terminal end this process just made, in
 /// non-blocking mode. Its other status flags (`O_APPEND`, `O_ASYNC`, ...)

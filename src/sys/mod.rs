@@ -17,16 +17,16 @@ mod spawn;
 use std::io;
 
 pub use activation::{listen_fds, take_activated_listener, LISTEN_FDS_START};
-pub use fd::{open_at, pipe, set_listen_backlog, set_nonblocking, set_pipe_size};
+pub use fd::{dev_null, open_at, pipe, set_listen_backlog, set_nonblocking, set_pipe_size};
 pub use hygiene::{cloexec_inherited, raise_nofile_limit, set_non_dumpable};
 pub use process::{
     group_alive, kill_group, kill_pid, peek_exited_child, reap_pid, reap_status, set_child_subreaper, wait_blocking,
 };
 pub use runtime::{getrandom, monotonic_ns, release_free_memory};
-pub use signal::{signal_pipe, take_signals};
+pub use signal::{child_mask, unblock_at_exec, Signals};
 pub use spawn::{
     clone_into_cgroup_works, collect_launches, enable_launch, launch, launch_notifier, on_launch_notice,
-    open_closed_stdio, spawn_plan, take_launch_failure, ExecPlan, Launched,
+    open_closed_stdio, probe_spawn_plan, spawn_plan, take_launch_failure, ExecPlan, Launched,
 };
 
 /// Converts a `-1` return into the current `errno`.

@@ -1,11 +1,184 @@
-//! Signals: a handler that marks them pending and wakes the loop through
-//! a self-pipe.
+//! Signals: SIGINT, SIGTERM and SIGCHLD as events the loop polls, one of
+//! two ways ([`Signals`]):
+//!
+//! - **signalfd** (where our own spawn paths work, the usual case): the
+//!   signals are blocked and read from a `signalfd`; no handler of ours
+//!   runs. An exit costs one `read`, where a handler and a self-pipe cost a
+//!   signal frame, `rt_sigreturn`, a `write` into the pipe and two `read`s
+//!   out of it; and a child that shares our memory until its `execve` (the
+//!   launch path) has no handler of ours to run, so it needs no blocked
+//!   window around its clone. A blocked mask must not reach a command (it
+//!   would ignore SIGTERM and Ctrl-C): our children set [`child_mask`]
+//!   before `execve`.
+//! - **handler and self-pipe** (the `posix_spawn` fallback): std's spawn
+//!   passes the parent's mask on to the child, so nothing may be blocked;
+//!   a handler marks the signal pending and writes a byte to a pipe (the
+//!   handler goes back to the default in a child at `execve`).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use super::check;
+
+/// The loop's signals, as one descriptor to poll and [`Signals::take`].
+pub struct Signals {
+    fd: OwnedFd,
+    /// A signalfd (else the read end of the self-pipe).
+    blocked: bool,
+}
+
+impl Signals {
+    /// Routes `signals` to a descriptor: a signalfd when `own_spawn` (every
+    /// child is started by our own spawn paths, which set [`child_mask`]),
+    /// else a handler and a self-pipe.
+    pub fn new(signals: &[libc::c_int], own_spawn: bool) -> io::Result<Signals> {
+        if own_spawn {
+            Ok(Signals {
+                fd: signal_fd(signals)?,
+                blocked: true,
+            })
+        } else {
+            Ok(Signals {
+                fd: signal_pipe(signals)?,
+                blocked: false,
+            })
+        }
+    }
+
+    /// The descriptor to poll (readable: a signal came).
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Takes the signals caught since the last call, as a bit set
+    /// (`1 << signal`).
+    pub fn take(&self) -> io::Result<u64> {
+        if self.blocked {
+            take_from_fd(&self.fd)
+        } else {
+            take_from_pipe(&self.fd)
+        }
+    }
+}
+
+/// The mask this process had before [`signal_fd`] blocked its signals: the
+/// one a child restores before `execve`.
+static CHILD_MASK: OnceLock<libc::sigset_t> = OnceLock::new();
+
+/// What a child's signal mask should be at its `execve`: the mask we
+/// started with (the signals [`signal_fd`] blocked are not in it).
+pub fn child_mask() -> libc::sigset_t {
+    match CHILD_MASK.get() {
+        Some(mask) => *mask,
+        None => current_mask(),
+    }
+}
+
+fn current_mask() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
+    let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: with a null new mask pthread_sigmask only writes the current
+    // one into `mask`.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) };
+    mask
+}
+
+/// Blocks `signals` (the process is one thread: nothing else may take
+/// them) and returns a non-blocking, close-on-exec `signalfd` of them: a
+/// signal makes it readable, and [`take_signals`] says which came.
+/// SIGCHLD is left at its default with `SA_NOCLDSTOP`: a child stopped or
+/// continued is no wake-up, only an exit is.
+fn signal_fd(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigemptyset writes only into `set`.
+    check(unsafe { libc::sigemptyset(&mut set) })?;
+    for &signal in signals {
+        // SAFETY: sigaddset writes only into `set`.
+        check(unsafe { libc::sigaddset(&mut set, signal) })?;
+        if signal == libc::SIGCHLD {
+            // SAFETY: sigaction is plain data; zeroed is a valid starting value.
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = libc::SIG_DFL;
+            // The kernel reads the flag whatever the handler (and `execve`
+            // clears it for the command).
+            action.sa_flags = libc::SA_NOCLDSTOP;
+            // SAFETY: sigaction reads `action`; the old action is not requested.
+            check(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
+        }
+    }
+    // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pthread_sigmask reads `set` and writes the old mask into `old`.
+    let blocked = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    if blocked != 0 {
+        return Err(io::Error::from_raw_os_error(blocked));
+    }
+    // Only the first call's mask is the one we started with.
+    let _ = CHILD_MASK.set(old);
+    // SAFETY: signalfd reads `set`; -1 asks for a new descriptor.
+    let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+    // SAFETY: the descriptor is new and owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// How many signals one `read` of the signalfd takes at most.
+const BATCH: usize = 8;
+
+/// Takes the signals pending on the signalfd, as a bit set (`1 << signal`).
+/// Standard signals do not queue: a burst of exits is one SIGCHLD (the
+/// caller reaps until none is left).
+fn take_from_fd(fd: &OwnedFd) -> io::Result<u64> {
+    let mut caught = 0u64;
+    // SAFETY: signalfd_siginfo is plain data; zeroed is a valid value for it.
+    let mut infos: [libc::signalfd_siginfo; BATCH] = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // At most three distinct signals are pending at once: a few reads.
+    for _ in 0..16 {
+        // SAFETY: read writes at most size_of_val(&infos) bytes into `infos`.
+        let n = unsafe { libc::read(fd.as_raw_fd(), infos.as_mut_ptr().cast(), std::mem::size_of_val(&infos)) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => break,
+                _ => return Err(err),
+            }
+        }
+        let count = n as usize / size;
+        for info in &infos[..count] {
+            if info.ssi_signo < 64 {
+                caught |= 1 << info.ssi_signo;
+            }
+        }
+        // A short read took every signal pending then; one that comes after
+        // it wakes the signalfd again (the loop polls it by edges, and each
+        // signal is a new edge).
+        if count < BATCH {
+            break;
+        }
+    }
+    Ok(caught)
+}
+
+/// Makes `command` (std's, the fallback spawn path) set [`child_mask`] in
+/// its child before `execve`, when [`signal_fd`] has blocked signals here:
+/// std leaves a child the mask of its parent.
+pub fn unblock_at_exec(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let Some(&mask) = CHILD_MASK.get() else { return };
+    // SAFETY: the closure runs in the forked child before exec and makes one
+    // async-signal-safe call on a copy of the mask it owns; it allocates
+    // nothing.
+    unsafe {
+        command.pre_exec(move || {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
 
 /// Write end of the self-pipe the signal handler writes to; -1 until set.
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
@@ -37,12 +210,9 @@ extern "C" fn on_signal(signal: libc::c_int) {
 }
 
 /// Routes `signals` to a non-blocking, close-on-exec self-pipe and returns its
-/// read end: a signal makes it readable, and [`take_signals`] says which came.
-///
-/// A handler rather than a signalfd: a signalfd needs the signals blocked,
-/// and std's spawn lets children inherit that mask, so a command would
-/// ignore SIGTERM. Handlers go back to the default in a child at `exec`.
-pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+/// read end: a signal makes it readable, and [`take_from_pipe`] says which
+/// came. Handlers go back to the default in a child at `exec`.
+fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two descriptors into `fds`, which is that big.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
@@ -75,7 +245,7 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
 /// Empties the self-pipe and takes the signals caught since the last call,
 /// as a bit set (`1 << signal`). A burst of SIGCHLD costs one or two reads,
 /// not one per exit.
-pub fn take_signals(fd: &OwnedFd) -> io::Result<u64> {
+fn take_from_pipe(fd: &OwnedFd) -> io::Result<u64> {
     let mut buf = [0u8; 256];
     // The pipe holds at most its capacity (64 KiB), and epoll reports it
     // by edges: read it empty, within a bound.

@@ -84,7 +84,7 @@ struct ChildArgs {
     cwd: *const libc::c_char,
     /// See [`ExecPlan::session`].
     session: bool,
-    /// The signal mask to restore before `execve`.
+    /// The signal mask to set before `execve` ([`super::signal::child_mask`]).
     mask: libc::sigset_t,
     /// errno of the failed step, 0 if `execve` succeeded.
     error: libc::c_int,
@@ -96,11 +96,19 @@ struct ChildArgs {
 /// Stack of the vfork child: it only makes a few system calls.
 const CHILD_STACK: usize = 32 * 1024;
 
-/// The signals this process handles: reset to their default in the child
+/// The signals this process may handle (with a self-pipe, see
+/// [`super::signal::Signals`]): reset to their default in the vfork child
 /// before it can receive one (our handler would run in our memory), and
 /// SIGPIPE, which std sets to ignored and an ignored signal stays ignored
 /// across `execve`.
 const CHILD_DEFAULT_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD, libc::SIGPIPE];
+
+/// What the launch path resets: SIGPIPE only. It runs only where the loop
+/// reads its signals from a signalfd (see [`probe_spawn_plan`]): they have
+/// no handler of ours, only a blocked mask, which the child replaces
+/// ([`super::signal::child_mask`]).
+#[cfg(target_arch = "x86_64")]
+const LAUNCH_DEFAULT_SIGNALS: [libc::c_int; 1] = [libc::SIGPIPE];
 
 /// Starts `plan` in a new process group with `stdio` as its descriptors 0,
 /// 1 and 2 and no other descriptor; returns its pid.
@@ -158,6 +166,25 @@ pub fn spawn_plan(plan: &ExecPlan, stdio: [RawFd; 3], cgroup: Option<RawFd>) -> 
     Ok(pid)
 }
 
+/// Whether [`spawn_plan`] works here: a child that takes every step up to
+/// `execve` and has nothing to exec (no path) fails with ENOENT where it
+/// does, `ErrorKind::Unsupported` where it cannot (qemu-user, a kernel
+/// before 5.9), which then uses the `posix_spawn` fallback from the start.
+pub fn probe_spawn_plan() -> io::Result<()> {
+    let null = super::dev_null()?.as_raw_fd();
+    let plan = ExecPlan {
+        paths: Vec::new(),
+        argv: vec![std::ffi::CString::from(c"probe")],
+        env: std::borrow::Cow::Borrowed(&[]),
+        cwd: None,
+        session: false,
+    };
+    match spawn_plan(&plan, [null; 3], None) {
+        Err(err) if err.kind() == io::ErrorKind::Unsupported => Err(err),
+        _ => Ok(()),
+    }
+}
+
 /// Starts a child that exits at once inside the cgroup directory `cgroup`
 /// by `clone3` with `CLONE_INTO_CGROUP`, and reaps it: `Ok` if this kernel
 /// (5.7+), its seccomp filter and this architecture let [`spawn_plan`]
@@ -202,14 +229,6 @@ impl BlockedSignals {
             return Err(io::Error::from_raw_os_error(blocked));
         }
         Ok(BlockedSignals(old))
-    }
-
-    /// The mask before, for a child to restore before `execve` (only the
-    /// x86_64 launch path reads it; the vfork clone saves its own in its
-    /// arguments).
-    #[cfg(target_arch = "x86_64")]
-    fn old(&self) -> libc::sigset_t {
-        self.0
     }
 }
 
@@ -304,11 +323,16 @@ fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>, cgroup: Option<RawFd>)
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: sigfillset writes only into `all`.
     unsafe { libc::sigfillset(&mut all) };
-    // SAFETY: pthread_sigmask reads `all` and writes the old mask into args.mask.
-    let blocked = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut args.mask) };
+    // SAFETY: sigset_t is plain data; zeroed is a valid value for it.
+    let mut saved: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pthread_sigmask reads `all` and writes the old mask into `saved`.
+    let blocked = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved) };
     if blocked != 0 {
         return Err(io::Error::from_raw_os_error(blocked));
     }
+    // Not ours: the signals the loop reads from its signalfd stay blocked
+    // here, and a command must not start with them blocked.
+    args.mask = super::signal::child_mask();
     // The stack grows down: the child starts at its top, 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + stack.capacity()) & !15;
     let (pid, err) = match cgroup {
@@ -341,7 +365,7 @@ fn clone_child(args: &mut ChildArgs, stack: &mut Vec<u8>, cgroup: Option<RawFd>)
         }
     };
     // SAFETY: pthread_sigmask reads the saved mask; the old one is not requested.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut()) };
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
     if pid < 0 {
         return Err(err);
     }

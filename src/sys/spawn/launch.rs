@@ -38,13 +38,13 @@
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use super::{clone3, BlockedSignals, ExecPlan, CHILD_DEFAULT_SIGNALS, CHILD_STACK};
+use super::{clone3, BlockedSignals, ExecPlan, CHILD_STACK, LAUNCH_DEFAULT_SIGNALS};
 
 /// Launches that may be between clone and `execve` at once; one more waits
 /// for the vfork path. A child gets from clone to `execve` in well under a
@@ -101,11 +101,17 @@ struct ChildArgs {
 
 /// The reserved triples and the launches using them.
 struct Launcher {
-    null: OwnedFd,
+    /// The process's `/dev/null` ([`crate::sys::dev_null`]): what a free
+    /// triple holds, and a command's stdin when it reads nothing.
+    null: BorrowedFd<'static>,
     /// Written by each child once it has its own table (see the module
     /// notes); the loop polls it ([`notifier`]).
     notify: OwnedFd,
     slots: [[RawFd; 3]; SLOTS],
+    /// Which descriptors of each triple hold `null` now: a command's stdin
+    /// from `/dev/null` leaves its one as it is (no `dup3` to put it there,
+    /// none to put it back).
+    is_null: [[bool; 3]; SLOTS],
     bound: RawFd,
     busy: [bool; SLOTS],
     /// Boxed: the child holds pointers into each, which must not move as
@@ -169,13 +175,7 @@ thread_local! {
 /// Reserves the triples and proves the child's steps work here (a probe
 /// child unshares its table and exits). After this, [`launch`] is used.
 pub fn enable() -> io::Result<()> {
-    // SAFETY: open reads a NUL-terminated literal.
-    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if null < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor is new and ours alone.
-    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    let null = crate::sys::dev_null()?;
     // Made before the triples, at the lowest free descriptor: below `bound`.
     // SAFETY: eventfd takes integers.
     let notify = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -209,6 +209,7 @@ pub fn enable() -> io::Result<()> {
             null,
             notify,
             slots,
+            is_null: [[true; 3]; SLOTS],
             bound,
             busy: [false; SLOTS],
             pending: Vec::new(),
@@ -258,16 +259,16 @@ pub fn notifier() -> Option<RawFd> {
     LAUNCHER.with(|launcher| launcher.borrow().as_ref().map(|l| l.notify.as_raw_fd()))
 }
 
-/// The eventfd was readable: empties it, then frees the triples of the
-/// children that have unshared since.
+/// The eventfd was written to: frees the triples of the children that
+/// have unshared since.
 pub fn on_notice() {
     LAUNCHER.with(|launcher| {
         if let Some(launcher) = launcher.borrow_mut().as_mut() {
-            let mut count = [0u8; 8];
-            // Emptied before the look, so a child that writes after this
-            // read makes it readable again. EAGAIN: nothing to empty.
-            // SAFETY: read writes at most 8 bytes into `count`.
-            unsafe { libc::read(launcher.notify.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+            // Not emptied: the loop polls it by edges, and every child's
+            // `write` is a new edge (epoll reports each wake-up of an
+            // edge-triggered file, readable before or not), so a read per
+            // launch would buy nothing. The count cannot fill: it would
+            // take 2^64 launches.
             launcher.collect();
         }
     });
@@ -316,7 +317,12 @@ impl Launcher {
             let done = pending.tid.load(Ordering::Acquire) == 0;
             if done || pending.unshared.load(Ordering::Acquire) != 0 {
                 if let Some(slot) = pending.slot.take() {
-                    free_slot(&self.null, self.slots[slot], &mut self.busy[slot]);
+                    free_slot(
+                        self.null,
+                        self.slots[slot],
+                        &mut self.is_null[slot],
+                        &mut self.busy[slot],
+                    );
                 }
             }
             if !done {
@@ -332,7 +338,12 @@ impl Launcher {
     }
 
     fn free_slot(&mut self, slot: usize) {
-        free_slot(&self.null, self.slots[slot], &mut self.busy[slot]);
+        free_slot(
+            self.null,
+            self.slots[slot],
+            &mut self.is_null[slot],
+            &mut self.busy[slot],
+        );
     }
 
     fn launch(&mut self, plan: ExecPlan, stdio: [RawFd; 3], cgroup: Option<RawFd>) -> Launched {
@@ -343,7 +354,12 @@ impl Launcher {
         let Some(path) = runnable_path(&plan, &mut self.checked) else {
             return Launched::NotHere(plan);
         };
-        for (fd, target) in stdio.iter().zip(self.slots[slot]) {
+        for (i, (fd, target)) in stdio.iter().zip(self.slots[slot]).enumerate() {
+            let null = *fd == self.null.as_raw_fd();
+            if null && self.is_null[slot][i] {
+                continue;
+            }
+            self.is_null[slot][i] = false;
             // SAFETY: dup3 takes integers; the caller owns `fd`, the target
             // is a reserved descriptor of ours. Close-on-exec, so no other
             // child (std's fallback) inherits it.
@@ -352,6 +368,7 @@ impl Launcher {
                 self.free_slot(slot);
                 return Launched::Failed(err);
             }
+            self.is_null[slot][i] = null;
         }
         self.busy[slot] = true;
         let with_null = |strings: &[CString]| {
@@ -386,14 +403,11 @@ impl Launcher {
         });
         pending.args.error = &pending.error;
         pending.args.unshared = &pending.unshared;
-        let masked = match BlockedSignals::new() {
-            Ok(masked) => masked,
-            Err(err) => {
-                self.free_slot(slot);
-                return Launched::Failed(err);
-            }
-        };
-        pending.args.mask = masked.old();
+        // No signal is blocked around the clone: no handler of ours exists
+        // to run in a child that shares our memory (the loop's signals are
+        // blocked and read from a signalfd; std's are for faults only). The
+        // child starts with our mask and sets this one before `execve`.
+        pending.args.mask = crate::sys::child_mask();
         let base = pending._stack.as_mut_ptr() as usize;
         let top = (base + pending._stack.capacity()) & !15;
         let flags = (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_CHILD_CLEARTID) as u64;
@@ -402,7 +416,6 @@ impl Launcher {
         // exits; everything it reads (args, plan, stack) and the tid word
         // the kernel clears live in `pending`, kept until that word is 0.
         let cloned = unsafe { clone3::call(flags, launched_child, arg, base, top, cgroup, Some(&pending.tid)) };
-        drop(masked);
         let pid = match cloned {
             Ok(pid) => pid,
             Err(err) => {
@@ -421,10 +434,14 @@ impl Launcher {
 }
 
 /// Puts `/dev/null` back on a triple, dropping our hold on the pipes.
-fn free_slot(null: &OwnedFd, triple: [RawFd; 3], busy: &mut bool) {
-    for fd in triple {
+fn free_slot(null: BorrowedFd<'static>, triple: [RawFd; 3], is_null: &mut [bool; 3], busy: &mut bool) {
+    for (fd, is_null) in triple.into_iter().zip(is_null.iter_mut()) {
+        if *is_null {
+            continue;
+        }
         // SAFETY: dup3 takes integers; both descriptors are ours.
         unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) };
+        *is_null = true;
     }
     *busy = false;
 }
@@ -525,7 +542,7 @@ fn header(path: &Path) -> Header {
     }
 }
 
-/// The launched child: default signal handlers, its own process group, a
+/// The launched child: SIGPIPE at its default, its own process group, a
 /// table of its own (said through `unshared` and the eventfd, so the loop
 /// frees our triple) with just its triple at 0, 1, 2, the working
 /// directory, our signal mask, `execve`. Raw system calls only (no libc:
@@ -548,7 +565,7 @@ extern "C" fn launched_child(arg: *mut libc::c_void) -> libc::c_int {
     // stack, alive until execve or exit.
     unsafe {
         let default = raw::KernelSigaction::default();
-        for signal in CHILD_DEFAULT_SIGNALS {
+        for signal in LAUNCH_DEFAULT_SIGNALS {
             raw::syscall4(
                 libc::SYS_rt_sigaction,
                 signal as usize,
