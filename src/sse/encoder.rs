@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use super::frame::KEEP_SCRATCH;
+use super::frame::{JSON_HEAD, KEEP_SCRATCH};
 use super::json::{escape_json_into, json_bound, push_json_escaped};
 use super::raw::RawLines;
 use super::utf8::for_each_utf8_segment;
@@ -168,9 +168,12 @@ impl Encoder {
             return self.output(stream, text);
         }
         self.tag = None;
-        self.start_at(stream.into(), json_head(stream), global);
-        self.frame.tag(job.prefix(), seq);
-        self.json_text(stream, text);
+        self.frame.clear();
+        self.frame.name = stream.into();
+        self.frame.id = global;
+        self.frame.stream = Some(stream);
+        self.frame.tagged_head(global, json_head(stream), job, seq);
+        self.json_rest(text);
         &self.frame
     }
 
@@ -195,6 +198,12 @@ impl Encoder {
     fn json_text(&mut self, stream: Stream, text: &[u8]) {
         self.frame.lit(b"\"out\":\"");
         self.frame.stream = Some(stream);
+        self.json_rest(text);
+    }
+
+    /// After `"out":"`: the text escaped, and the end.
+    #[inline]
+    fn json_rest(&mut self, text: &[u8]) {
         for_each_utf8_segment(text, &mut self.frame, push_json_escaped);
         self.frame.lit(b"\"}\n\n");
         self.frame.seal();
@@ -264,7 +273,7 @@ impl Encoder {
 
 /// What a JSON output event of `stream` says after its `id:` line, up to
 /// its object's first member.
-fn json_head(stream: Stream) -> &'static [u8] {
+fn json_head(stream: Stream) -> &'static [u8; JSON_HEAD] {
     match stream {
         Stream::Stdout => b"\nevent: stdout\ndata: {\"type\":\"stdout\",",
         Stream::Stderr => b"\nevent: stderr\ndata: {\"type\":\"stderr\",",
