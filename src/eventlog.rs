@@ -199,6 +199,15 @@ impl EventLog {
         }
     }
 
+    /// The global number of event `id` while it is held (none for one
+    /// forgotten, unlike [`EventLog::global_of`]).
+    #[inline]
+    pub fn held_global_of(&self, id: u64) -> Option<u64> {
+        self.globals
+            .get(usize::try_from(id.checked_sub(self.first_id)?).ok()?)
+            .copied()
+    }
+
     /// The global number of the last event, if any.
     pub fn last_global(&self) -> Option<u64> {
         self.globals.back().copied()

@@ -129,6 +129,14 @@ pub struct Record {
     pub stdin: Stdin,
 }
 
+/// A multiplexed stream reads a job's events from its record's log.
+impl crate::mux::JobLog for Record {
+    #[inline]
+    fn log(&self) -> &EventLog {
+        &self.log
+    }
+}
+
 impl Record {
     /// A record for `argv`, started now.
     pub fn new(id: String, argv: Vec<String>, state: State, log_limit: usize) -> Record {

@@ -805,12 +805,11 @@ impl Conn {
             counts: &mut self.counts,
             last_write: &mut self.last_write,
         };
-        let log_of = |record: usize| records.get(record).map(|r| &r.log);
         while pulled.sent < PULL_STEP && out.outbox.len() == 0 && *out.write != WriteHalf::Failed {
-            let Some(Item { record, announce, what }) = mux.next(log_of, left) else {
+            // The job's record comes with its item: looked up once.
+            let Some((Item { announce, what, .. }, job)) = mux.next(|record| records.get(record), left) else {
                 break;
             };
-            let Some(job) = records.get(record) else { continue };
             if announce {
                 push_job_event(batch, job);
             }

@@ -146,13 +146,14 @@ impl Server {
         }
     }
 
-    /// The log of the job at `record` grew: its multiplexed viewers look at
-    /// it again on their next pull (one note, not a look at every job).
-    pub(super) fn note_growth(&mut self, record: usize) {
+    /// The log of the job at `record` grew from its event `first` on: its
+    /// multiplexed viewers look at it again on their next pull (one note,
+    /// not a look at every job).
+    pub(super) fn note_growth(&mut self, record: usize, first: u64) {
         let Some(r) = self.records.get(record) else { return };
         for &viewer in &r.viewers {
             if let Some(mux) = self.conns.get_mut(viewer.conn).and_then(|c| c.mux_mut()) {
-                mux.note_at(record, viewer.slot);
+                mux.note_at(record, viewer.slot, &r.log, first);
             }
         }
     }

@@ -393,7 +393,7 @@ impl Server {
         record.log.trim(keep_from);
         if record.log.next_id() != before {
             self.woken.extend(record.viewers.iter().map(|viewer| viewer.conn));
-            self.note_growth(record_index);
+            self.note_growth(record_index, before);
         }
     }
 

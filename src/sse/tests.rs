@@ -367,9 +367,37 @@ fn output_tagged_is_tag_next_then_output() {
     }
 }
 
+/// As above, for ids whose tag is shorter than its block, fills it, or
+/// is longer (`--instance` names), on either stream.
+#[test]
+fn output_tagged_is_tag_next_then_output_whatever_the_id() {
+    let text = b"line-of-output-7\n";
+    // The tag is 15 bytes and the id: 49 fills the 64-byte block.
+    for len in [1, 16, 48, 49, 50, 200] {
+        let job = JobTag::new(&"i".repeat(len));
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let mut a = Encoder::new(Format::Json);
+            let mut b = Encoder::new(Format::Json);
+            a.tag_next(&job, 12_345, 9_876_543);
+            let want = a.output(stream, text).to_vec(text, true);
+            let got = b
+                .output_tagged(stream, text, &job, 12_345, 9_876_543)
+                .to_vec(text, true);
+            assert_eq!(got, want, "{len} {stream:?}");
+        }
+    }
+}
+
 /// A job's tag is made once, its id escaped as JSON.
 #[test]
 fn a_job_tag_escapes_its_id_once() {
-    assert_eq!(JobTag::new("a-b_C").prefix(), br#""job":"a-b_C","seq":"#);
-    assert_eq!(JobTag::new("a\"b\\").prefix(), br#""job":"a\"b\\","seq":"#);
+    let tag = |id: &str| {
+        let mut out = b"x".to_vec();
+        JobTag::new(id).push_to(&mut out);
+        out
+    };
+    assert_eq!(tag("a-b_C"), br#"x"job":"a-b_C","seq":"#);
+    assert_eq!(tag("a\"b\\"), br#"x"job":"a\"b\\","seq":"#);
+    let long = "l".repeat(100);
+    assert_eq!(tag(&long), format!(r#"x"job":"{long}","seq":"#).as_bytes());
 }
