@@ -122,6 +122,17 @@ pub(crate) fn each_hit_at(bytes: &[u8], needles: Needles, level: Level, mut f: i
         (Level::Avx2 | Level::Sse2, _) => Level::Sse2,
         _ => Level::Portable,
     };
+    if bytes.len() <= BLOCK {
+        // A short text (a quiet command's line) is one block: the places
+        // of one block to fill, not a batch's 2 KiB array to zero first
+        // (that zeroing was a tenth of the loop's work per 20-byte line).
+        let mut places = [0u16; BLOCK];
+        let found = find(bytes, needles, level, &mut places);
+        for &place in &places[..found] {
+            f(usize::from(place));
+        }
+        return;
+    }
     let mut places = [0u16; BATCH * BLOCK];
     let mut start = 0;
     while start < bytes.len() {
@@ -134,23 +145,23 @@ pub(crate) fn each_hit_at(bytes: &[u8], needles: Needles, level: Level, mut f: i
     }
 }
 
-/// Writes the places of `needles` in `batch` (at most [`BATCH`] blocks)
-/// into `places`; returns how many.
+/// Writes the places of `needles` in `batch` (at most `N` bytes: a batch
+/// of [`BATCH`] blocks, or one block) into `places`; returns how many.
 #[inline(never)]
-fn find(batch: &[u8], needles: Needles, level: Level, places: &mut [u16; BATCH * BLOCK]) -> usize {
+fn find<const N: usize>(batch: &[u8], needles: Needles, level: Level, places: &mut [u16; N]) -> usize {
     match (needles, level) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `each_hit_at` picks Avx2 only where the CPU reported AVX2.
-        (Needles::LineEnds, Level::Avx2) => unsafe { x86::find_avx2::<false>(batch, places) },
+        (Needles::LineEnds, Level::Avx2) => unsafe { x86::find_avx2::<false, N>(batch, places) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        (Needles::JsonEscapes, Level::Avx2) => unsafe { x86::find_avx2::<true>(batch, places) },
+        (Needles::JsonEscapes, Level::Avx2) => unsafe { x86::find_avx2::<true, N>(batch, places) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: SSE2 is part of x86_64 itself: every such CPU has it.
-        (Needles::LineEnds, Level::Sse2) => unsafe { x86::find_sse2::<false>(batch, places) },
+        (Needles::LineEnds, Level::Sse2) => unsafe { x86::find_sse2::<false, N>(batch, places) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        (Needles::JsonEscapes, Level::Sse2) => unsafe { x86::find_sse2::<true>(batch, places) },
+        (Needles::JsonEscapes, Level::Sse2) => unsafe { x86::find_sse2::<true, N>(batch, places) },
         (Needles::LineEnds, _) => find_with(batch, places, portable_mask::<false>),
         (Needles::JsonEscapes, _) => find_with(batch, places, portable_mask::<true>),
     }
@@ -160,7 +171,7 @@ fn find(batch: &[u8], needles: Needles, level: Level, places: &mut [u16; BATCH *
 /// shorter than [`BLOCK`] is padded with spaces (no level's needle) and the
 /// padding's bits cleared.
 #[inline(always)]
-fn find_with(batch: &[u8], places: &mut [u16; BATCH * BLOCK], mask: impl Fn(&[u8; BLOCK]) -> u64) -> usize {
+fn find_with<const N: usize>(batch: &[u8], places: &mut [u16; N], mask: impl Fn(&[u8; BLOCK]) -> u64) -> usize {
     let mut blocks = batch.chunks_exact(BLOCK);
     let mut found = 0;
     let mut put = |start: usize, mut bits: u64| {
@@ -220,7 +231,7 @@ fn portable_mask<const JSON: bool>(block: &[u8; BLOCK]) -> u64 {
 /// unaligned loads, each within the array it is given.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{find_with, BATCH, BLOCK};
+    use super::{find_with, BLOCK};
     use std::arch::x86_64::*;
 
     /// [`super::find`] with 32-byte compares.
@@ -228,7 +239,7 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn find_avx2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
+    pub(super) unsafe fn find_avx2<const JSON: bool, const N: usize>(batch: &[u8], places: &mut [u16; N]) -> usize {
         find_with(batch, places, |block| mask_avx2::<JSON>(block))
     }
 
@@ -237,7 +248,7 @@ mod x86 {
     /// # Safety
     /// The CPU must have SSE2 (every x86_64 CPU has).
     #[target_feature(enable = "sse2")]
-    pub(super) unsafe fn find_sse2<const JSON: bool>(batch: &[u8], places: &mut [u16; BATCH * BLOCK]) -> usize {
+    pub(super) unsafe fn find_sse2<const JSON: bool, const N: usize>(batch: &[u8], places: &mut [u16; N]) -> usize {
         find_with(batch, places, |block| mask_sse2::<JSON>(block))
     }
 
