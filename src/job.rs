@@ -111,6 +111,9 @@ pub struct Pumped {
     pub capped: bool,
     /// It stopped because the reader took no more (output left unread).
     pub held: bool,
+    /// Bytes of buffer it gave back (a paused stream's large scratch): the
+    /// server counts them towards handing free heap back to the kernel.
+    pub released: usize,
 }
 
 /// One output source of the child: a pipe, or a terminal's master side
@@ -356,16 +359,17 @@ impl Job {
             }
             if !room {
                 // Paused on a slow reader: hold only what must be held.
-                self.encoder.release_scratch();
                 return Pumped {
                     capped: false,
                     held: true,
+                    released: self.encoder.release_scratch(),
                 };
             }
             let Some(which) = self.next_ready() else {
                 return Pumped {
                     capped: false,
                     held: false,
+                    released: 0,
                 };
             };
             self.last_read = which;
@@ -420,6 +424,7 @@ impl Job {
         Pumped {
             capped: self.has_ready_pipe(),
             held: false,
+            released: 0,
         }
     }
 

@@ -202,6 +202,13 @@ fn slow_reader_bounds_memory_and_blocks_child() {
 /// Opens `n` streams of `target` whose clients never read (small receive
 /// buffers), and returns the server's RSS growth per stream in KiB once the
 /// streams have stalled.
+///
+/// Stalled means: each of the `n` commands sleeps in a pipe write (the
+/// server stopped reading its pipe, as its client's socket is full), and the
+/// RSS has stayed the same meanwhile for 1 s. A fixed wait is not enough: on
+/// a loaded box the commands start, and the streams fill up, late, and a
+/// sample taken while they still do counts some streams' memory and not
+/// others'. The wait is bounded; a server that never pauses fails.
 fn rss_per_never_reading_stream(s: &Server, target: &str, n: usize) -> u64 {
     let before = s.rss_kib();
     let mut conns = Vec::new();
@@ -210,18 +217,32 @@ fn rss_per_never_reading_stream(s: &Server, target: &str, n: usize) -> u64 {
         c.send(&s.req("GET", target, &[]));
         conns.push(c);
     }
-    // Until the growth stops: every stream has filled its socket and paused.
-    let mut last = 0;
     let t = Instant::now();
+    let mut trace = Vec::new();
+    let mut last = 0;
     let mut settled = 0;
-    while t.elapsed() < Duration::from_secs(10) && settled < 5 {
+    while settled < 5 {
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "the {n} streams did not all stall within 90 s (time, RSS KiB, commands, in a pipe write):\n{}",
+            trace.join("\n")
+        );
         std::thread::sleep(Duration::from_millis(200));
         let now = s.rss_kib();
-        settled = if now == last { settled + 1 } else { 0 };
+        let children = s.children();
+        let blocked = children.iter().filter(|&&p| wchan(p).contains("pipe")).count();
+        trace.push(format!(
+            "{:>6.2}s {now} {} {blocked}",
+            t.elapsed().as_secs_f64(),
+            children.len()
+        ));
+        settled = if now == last && blocked >= n { settled + 1 } else { 0 };
         last = now;
     }
-    let running = s.children().len();
-    assert!(running >= n, "only {running} of the {n} commands are running");
+    eprintln!(
+        "stalled after {:.1} s, RSS {before} -> {last} KiB",
+        t.elapsed().as_secs_f64()
+    );
     drop(conns);
     last.saturating_sub(before) / n as u64
 }

@@ -69,8 +69,10 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// would only cost time.
 const BUSY_SPELL: usize = 64;
 
-/// Bytes of job logs freed that make the loop hand free heap back to the
-/// system before it sleeps (glibc keeps a freed heap otherwise).
+/// Bytes of job logs (and of paused streams' scratch buffers) freed that
+/// make the loop hand free heap back to the system before it sleeps (glibc
+/// keeps a freed heap otherwise, and a slow client would seem to cost what
+/// its stream once needed, not what it holds: contract §3.7).
 const TRIM_AFTER: usize = 1024 * 1024;
 
 /// How far off the earliest wake-up must be for the next poll's timeout
@@ -158,7 +160,7 @@ pub struct Server {
     tidy: Deadline,
     /// The counters `/metrics` reports (contract §8).
     metrics: Metrics,
-    /// Bytes of job logs freed since heap was last handed back.
+    /// Bytes of job logs and scratch freed since heap was last handed back.
     freed: usize,
     /// `--token`, shared with every connection (masked in access lines).
     token: Option<Rc<str>>,
@@ -846,7 +848,7 @@ impl Server {
     }
 
     /// Keeps memory flat across bursts: compacts the timer queue; hands free
-    /// heap back to the kernel once [`TRIM_AFTER`] bytes of job logs were
+    /// heap back to the kernel once [`TRIM_AFTER`] bytes of job logs or scratch were
     /// freed; and once the server is idle again after a busy spell, frees
     /// the tables' slots and hands free heap back too.
     fn compact_when_idle(&mut self) {

@@ -354,6 +354,7 @@ impl Server {
             &mut self.timers,
             self.poll.registry(),
         );
+        self.freed += pumped.released;
         if pumped.capped {
             self.revisit_jobs.push(job_index);
         }

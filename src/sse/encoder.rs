@@ -61,11 +61,15 @@ impl Encoder {
     }
 
     /// Gives back a large scratch buffer; called while the stream waits on
-    /// a slow client, so a paused stream holds only what it must.
-    pub fn release_scratch(&mut self) {
-        if self.frame.scratch.capacity() > KEEP_SCRATCH {
-            self.frame.scratch = Vec::new();
+    /// a slow client, so a paused stream holds only what it must. Returns
+    /// the bytes given back.
+    pub fn release_scratch(&mut self) -> usize {
+        let capacity = self.frame.scratch.capacity();
+        if capacity <= KEEP_SCRATCH {
+            return 0;
         }
+        self.frame.scratch = Vec::new();
+        capacity
     }
 
     /// What an event changes in the encoder, to undo an encoding.
