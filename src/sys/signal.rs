@@ -131,26 +131,18 @@ const BATCH: usize = 8;
 /// Standard signals do not queue: a burst of exits is one SIGCHLD (the
 /// caller reaps until none is left).
 fn take_from_fd(fd: &OwnedFd) -> io::Result<u64> {
+    const SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
     let mut caught = 0u64;
-    // SAFETY: signalfd_siginfo is plain data; zeroed is a valid value for it.
-    let mut infos: [libc::signalfd_siginfo; BATCH] = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    let mut infos = [0u8; BATCH * SIZE];
     // At most three distinct signals are pending at once: a few reads.
     for _ in 0..16 {
-        // SAFETY: read writes at most size_of_val(&infos) bytes into `infos`.
-        let n = unsafe { libc::read(fd.as_raw_fd(), infos.as_mut_ptr().cast(), std::mem::size_of_val(&infos)) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => break,
-                _ => return Err(err),
-            }
-        }
-        let count = n as usize / size;
-        for info in &infos[..count] {
-            if info.ssi_signo < 64 {
-                caught |= 1 << info.ssi_signo;
+        let Some(n) = read_retrying(fd, &mut infos)? else { break };
+        let count = n / SIZE;
+        for info in infos[..count * SIZE].chunks_exact(SIZE) {
+            // `ssi_signo`, a u32, is the record's first field.
+            let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+            if signo < 64 {
+                caught |= 1 << signo;
             }
         }
         // A short read took every signal pending then; one that comes after
@@ -161,6 +153,26 @@ fn take_from_fd(fd: &OwnedFd) -> io::Result<u64> {
         }
     }
     Ok(caught)
+}
+
+/// One `read` of `fd` into `buf`, again if a signal interrupted it (a few
+/// times at most): the bytes read, or `None` once it would block.
+fn read_retrying(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        // SAFETY: read writes at most buf.len() bytes into `buf`.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted if tries < 8 => {}
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(err),
+        }
+    }
 }
 
 /// Makes `command` (std's, the fallback spawn path) set [`child_mask`] in
@@ -250,20 +262,10 @@ fn take_from_pipe(fd: &OwnedFd) -> io::Result<u64> {
     // The pipe holds at most its capacity (64 KiB), and epoll reports it
     // by edges: read it empty, within a bound.
     for _ in 0..1024 {
-        // SAFETY: read writes at most buf.len() bytes into `buf`.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            continue;
+        match read_retrying(fd, &mut buf)? {
+            Some(n) if n > 0 => {}
+            _ => break,
         }
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => break,
-                _ => return Err(err),
-            }
-        }
-        break;
     }
     Ok(PENDING_SIGNALS.swap(0, Ordering::SeqCst))
 }
