@@ -1399,22 +1399,12 @@ impl Out<'_> {
                 // (A writev of nothing returns 0, which reads as a dead socket.)
                 return;
             }
-            loop {
-                match self.sock.write_vectored(parts) {
-                    Ok(0) => {
-                        *self.write = WriteHalf::Failed;
-                        return;
-                    }
-                    Ok(n) => {
-                        written = n;
-                        break;
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        *self.write = WriteHalf::Failed;
-                        return;
-                    }
+            match writev(self.sock, parts) {
+                Ok(Some(n)) => written = n,
+                Ok(None) => {}
+                Err(_) => {
+                    *self.write = WriteHalf::Failed;
+                    return;
                 }
             }
             if written > 0 {
@@ -1531,18 +1521,27 @@ where
         if slices.is_empty() {
             return Ok(Written::All(written));
         }
-        let n = loop {
-            match sock.write_vectored(slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => break n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Written::Part(written)),
-                Err(err) => return Err(err),
-            }
+        let Some(n) = writev(sock, slices)? else {
+            return Ok(Written::Part(written));
         };
         written += n;
         if n < batch {
             return Ok(Written::Part(written));
+        }
+    }
+}
+
+/// One `writev` of `slices`, again if a signal interrupted it: the bytes
+/// the socket took, `None` when it is full, an error when it is broken (a
+/// write of 0 bytes included: `slices` are never all empty here).
+fn writev(sock: &mut TcpStream, slices: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+    loop {
+        match sock.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(Some(n)),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(err) => return Err(err),
         }
     }
 }
