@@ -122,26 +122,39 @@ pub(crate) fn each_hit_at(bytes: &[u8], needles: Needles, level: Level, mut f: i
         (Level::Avx2 | Level::Sse2, _) => Level::Sse2,
         _ => Level::Portable,
     };
-    if bytes.len() <= BLOCK {
-        // A short text (a quiet command's line) is one block: the places
-        // of one block to fill, not a batch's 2 KiB array to zero first
-        // (that zeroing was a tenth of the loop's work per 20-byte line).
-        let mut places = [0u16; BLOCK];
-        let found = find(bytes, needles, level, &mut places);
-        for &place in &places[..found] {
-            f(usize::from(place));
-        }
-        return;
-    }
-    let mut places = [0u16; BATCH * BLOCK];
+    // A short text (a quiet command's line) is one block: it fills the
+    // places of one block, not a batch's 2 KiB array zeroed first (that
+    // zeroing was a tenth of the loop's work per 20-byte line). One loop
+    // for both sizes, so `f` has one call site and is compiled into it:
+    // with two, the encoder's per-line work became a call per line.
+    let mut one_block = [0u16; BLOCK];
+    let mut batch_places;
+    let places: &mut [u16] = if bytes.len() <= BLOCK {
+        &mut one_block
+    } else {
+        batch_places = [0u16; BATCH * BLOCK];
+        &mut batch_places
+    };
     let mut start = 0;
     while start < bytes.len() {
-        let batch = &bytes[start..bytes.len().min(start + BATCH * BLOCK)];
-        let found = find(batch, needles, level, &mut places);
+        let batch = &bytes[start..bytes.len().min(start + places.len())];
+        let found = find_into(batch, needles, level, places);
         for &place in &places[..found] {
             f(start + usize::from(place));
         }
         start += batch.len();
+    }
+}
+
+/// [`find`] into `places`, one block's or a batch's worth.
+#[inline(always)]
+fn find_into(batch: &[u8], needles: Needles, level: Level, places: &mut [u16]) -> usize {
+    match <&mut [u16; BLOCK]>::try_from(&mut *places) {
+        Ok(one_block) => find(batch, needles, level, one_block),
+        Err(_) => match <&mut [u16; BATCH * BLOCK]>::try_from(places) {
+            Ok(batch_places) => find(batch, needles, level, batch_places),
+            Err(_) => 0,
+        },
     }
 }
 
