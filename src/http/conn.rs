@@ -218,6 +218,19 @@ enum ReadHalf {
     Failed,
 }
 
+/// What one poll event said of a connection's socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Readiness {
+    /// Something may be there to read.
+    pub readable: bool,
+    /// The client shut its side (`EPOLLRDHUP`).
+    pub read_closed: bool,
+    /// The socket takes writes again.
+    pub writable: bool,
+    /// A reset, or both directions shut.
+    pub error: bool,
+}
+
 /// Response bytes the socket has not taken: `bytes[sent..]` is unsent.
 #[derive(Debug, Default)]
 struct Outbox {
@@ -277,6 +290,12 @@ pub struct Conn {
     last_write: Instant,
     /// Counts against `--max-conns` (a refused extra connection does not).
     counted: bool,
+    /// A poll event said the client shut its side (or the socket failed):
+    /// reads go on to the end. Until then a short read means the socket is
+    /// empty (an edge-triggered poll announces anything that comes later,
+    /// and reports what is unread when it announces), so no read is made
+    /// only to hear `EAGAIN`: one system call fewer per request.
+    shut_seen: bool,
     /// Requests completed on this connection.
     requests: u64,
     /// The request being answered.
@@ -312,6 +331,7 @@ impl Conn {
             outbox: Outbox::default(),
             last_write: now,
             counted,
+            shut_seen: false,
             requests: 0,
             access: None,
             token,
@@ -435,12 +455,21 @@ impl Conn {
 
     /// Takes a poll event's readiness. A reset, or both directions shut,
     /// means the client is gone.
-    pub fn on_event(&mut self, readable: bool, writable: bool, error: bool) {
-        if readable || error {
+    pub fn on_event(&mut self, event: Readiness) {
+        let Readiness {
+            readable,
+            read_closed,
+            writable,
+            error,
+        } = event;
+        if readable || read_closed || error {
             if let ReadHalf::Open { ready } = &mut self.read {
                 *ready = true;
             }
         }
+        // Sticky: the client's FIN is announced once, so from here reads go
+        // on to the end (or an error), never stopping at a short one.
+        self.shut_seen |= read_closed || error;
         if (writable || error) && self.write == WriteHalf::Full {
             self.write = WriteHalf::Ready;
         }
@@ -1197,6 +1226,9 @@ impl Conn {
                         if let Phase::ReadingHead { idle, .. } = &mut self.phase {
                             *idle = false;
                         }
+                    }
+                    if n < room && !self.shut_seen {
+                        self.read = ReadHalf::Open { ready: false };
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.read = ReadHalf::Open { ready: false },

@@ -361,11 +361,12 @@ impl Server {
         match token.0 & ((1 << TOKEN_KIND_BITS) - 1) {
             conn::TOKEN_CONN => {
                 if let Some(conn) = self.conns.get_mut(index) {
-                    conn.on_event(
-                        event.is_readable() || event.is_read_closed(),
-                        event.is_writable(),
-                        event.is_error() || event.is_write_closed(),
-                    );
+                    conn.on_event(conn::Readiness {
+                        readable: event.is_readable(),
+                        read_closed: event.is_read_closed(),
+                        writable: event.is_writable(),
+                        error: event.is_error() || event.is_write_closed(),
+                    });
                 }
                 self.drive_conn(index, now);
             }

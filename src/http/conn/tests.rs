@@ -34,8 +34,14 @@ fn pair() -> Pair {
 
 impl Pair {
     fn advance(&mut self, after: Duration) -> Action {
-        // No poll here: say the socket may have something, as an event would.
-        self.conn.on_event(true, true, false);
+        // No poll here: say the socket may have something, as an event
+        // would; and that it may be shut, so reads go on to the end.
+        self.conn.on_event(Readiness {
+            readable: true,
+            read_closed: true,
+            writable: true,
+            error: false,
+        });
         self.conn.advance(&mut self.buf, self.t0 + after, &mut self.timers)
     }
 
