@@ -29,8 +29,9 @@
 //!   libc call at all: every step is a raw system call (assembly), and why
 //!   an `execve` failed is written into the [`Pending`].
 //! - **Failures** stay immediate where they can: the program is looked up
-//!   and checked (a regular file we may execute, with an ELF or `#!`
-//!   header) before the clone; anything unusual goes the vfork way, which
+//!   (along `PATH`, past the directories [`super::path_cache`] knows not to
+//!   hold it) and checked (a regular file we may execute, with an ELF or
+//!   `#!` header) before the clone; anything unusual goes the vfork way, which
 //!   answers as before. A failure after the clone (a race, a `noexec`
 //!   mount) is kept by pid for [`take_failure`], so the job still ends
 //!   with `err`.
