@@ -155,8 +155,15 @@ fn resolve(program: &str, cwd: Option<&Path>) -> Option<PathBuf> {
 /// profile adds a directory again).
 /// `PATH` is split once, as [`base_env`] is read once.
 fn path_candidates(program: &str) -> Vec<PathBuf> {
+    path_dirs().iter().map(|dir| dir.join(program)).collect()
+}
+
+/// `PATH`'s directories, split once, each at its first place only (see
+/// [`path_candidates`]). The same list for the life of the process: the
+/// launch check's cache of misses watches these ([`sys::ExecPlan::search`]).
+fn path_dirs() -> &'static [PathBuf] {
     static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    let dirs = DIRS.get_or_init(|| {
+    DIRS.get_or_init(|| {
         let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
         let mut dirs: Vec<PathBuf> = Vec::new();
         for dir in std::env::split_paths(&search) {
@@ -165,8 +172,7 @@ fn path_candidates(program: &str) -> Vec<PathBuf> {
             }
         }
         dirs
-    });
-    dirs.iter().map(|dir| dir.join(program)).collect()
+    })
 }
 
 /// Starts `argv` as described in the module doc, inside `scope` (from
@@ -471,15 +477,16 @@ fn plan_of(command: &Program<'_>) -> io::Result<sys::ExecPlan> {
         ..
     } = *command;
     let c = |bytes: &[u8]| CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
-    let paths = if let Some(path) = exact {
-        vec![c(path.as_os_str().as_bytes())?]
+    let (paths, search) = if let Some(path) = exact {
+        (vec![c(path.as_os_str().as_bytes())?], None)
     } else if program.contains('/') {
-        vec![c(program.as_bytes())?]
+        (vec![c(program.as_bytes())?], None)
     } else {
-        path_candidates(program)
+        let paths = path_candidates(program)
             .iter()
             .map(|candidate| c(candidate.as_os_str().as_bytes()))
-            .collect::<io::Result<_>>()?
+            .collect::<io::Result<_>>()?;
+        (paths, Some(path_dirs()))
     };
     let argv = std::iter::once(program)
         .chain(args.iter().map(String::as_str))
@@ -514,6 +521,7 @@ fn plan_of(command: &Program<'_>) -> io::Result<sys::ExecPlan> {
         argv,
         env,
         cwd,
+        search,
         session: command.terminal.is_some(),
     })
 }

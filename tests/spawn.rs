@@ -376,3 +376,115 @@ fn the_loop_sleeps_while_launched_children_start_and_run() {
     );
     assert_eq!(end, End::code(0), "the held command's end");
 }
+
+/// Writes an executable script `dir/name` that prints `says`.
+fn write_tool(dir: &std::path::Path, name: &str, says: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\necho {says}\n")).expect("write the script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
+    path
+}
+
+/// Runs `program` and expects it to print `want` and exit 0.
+fn expect_says(s: &Server, spawn: &str, program: &str, want: &str, when: &str) {
+    let run = s.run(program);
+    assert_eq!(
+        (run.stdout(), &run.end),
+        (format!("{want}\n"), &End::code(0)),
+        "{spawn}: {program} {when}"
+    );
+}
+
+/// §3.2: the `PATH` search sees what changes in `PATH`'s directories
+/// between two commands, though the launch path remembers where it found
+/// a program (issue 21: it no longer looks again in the directories
+/// before it unless one changed): a namesake put into an earlier
+/// directory (written there, or renamed in) runs at the next command, and
+/// once it is gone the later one runs again; a program made not
+/// executable and a name found nowhere answer as they always did.
+#[test]
+fn the_path_search_sees_programs_come_and_go() {
+    let first = scratch_dir("path-first");
+    let second = scratch_dir("path-second");
+    let elsewhere = scratch_dir("path-elsewhere");
+    let found_later = write_tool(second.path(), "ssec-which", "B");
+    let path_var = format!("{}:{}:/usr/bin:/bin", first.str(), second.str());
+    let earlier = first.path().join("ssec-which");
+    for spawn in PATHS {
+        let s = Server::start_env(&[], &[("PATH", &path_var), ("SSECOMMANDER_SPAWN", spawn)]);
+        // Twice: the second is the one a remembered search serves.
+        expect_says(&s, spawn, "ssec-which", "B", "found in the second directory");
+        expect_says(&s, spawn, "ssec-which", "B", "found there again");
+
+        write_tool(first.path(), "ssec-which", "A");
+        expect_says(&s, spawn, "ssec-which", "A", "written into the first directory");
+        expect_says(&s, spawn, "ssec-which", "A", "still in the first directory");
+        std::fs::remove_file(&earlier).expect("remove the first one");
+        expect_says(&s, spawn, "ssec-which", "B", "after the first was removed");
+
+        let staged = write_tool(elsewhere.path(), "ssec-which", "moved");
+        std::fs::rename(&staged, &earlier).expect("rename into the first directory");
+        expect_says(&s, spawn, "ssec-which", "moved", "renamed into the first directory");
+        std::fs::rename(&earlier, &staged).expect("rename out of the first directory");
+        expect_says(&s, spawn, "ssec-which", "B", "after it was renamed away");
+
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&found_later, std::fs::Permissions::from_mode(0o644)).expect("chmod -x");
+        }
+        let denied = s.run("ssec-which");
+        assert_eq!(
+            denied.end,
+            End::Err("cannot run ssec-which: Permission denied (os error 13)".to_owned()),
+            "{spawn}: the program found is not executable"
+        );
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&found_later, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
+        }
+        expect_says(&s, spawn, "ssec-which", "B", "executable again");
+
+        let missing = s.run("ssec-no-such-tool");
+        assert_eq!(
+            missing.end,
+            End::Err("cannot run ssec-no-such-tool: No such file or directory (os error 2)".to_owned()),
+            "{spawn}: a name found nowhere on PATH"
+        );
+    }
+}
+
+/// A `PATH` directory that does not exist when the server starts (so it
+/// cannot be watched) is looked in at every command: one made later is
+/// searched at the next. One that existed and is removed and made again is
+/// searched again too (its watch went with it, and a new one is made).
+#[test]
+fn the_path_search_sees_directories_made_later_and_remade() {
+    let parent = scratch_dir("path-parent");
+    let second = scratch_dir("path-second");
+    write_tool(second.path(), "ssec-which", "B");
+    let late = parent.path().join("late");
+    let remade = parent.path().join("remade");
+    let path_var = format!("{}:{}:{}:/usr/bin:/bin", late.display(), remade.display(), second.str());
+    for spawn in PATHS {
+        std::fs::create_dir(&remade).expect("make the directory to remove later");
+        let s = Server::start_env(&[], &[("PATH", &path_var), ("SSECOMMANDER_SPAWN", spawn)]);
+        expect_says(&s, spawn, "ssec-which", "B", "with the first directory missing");
+        expect_says(&s, spawn, "ssec-which", "B", "again with it missing");
+
+        std::fs::create_dir(&late).expect("make the first directory");
+        write_tool(&late, "ssec-which", "A");
+        expect_says(&s, spawn, "ssec-which", "A", "in the directory made later");
+        std::fs::remove_dir_all(&late).expect("remove the first directory");
+        expect_says(&s, spawn, "ssec-which", "B", "after the first directory went");
+        expect_says(&s, spawn, "ssec-which", "B", "again after it went");
+
+        std::fs::remove_dir(&remade).expect("remove the watched directory");
+        expect_says(&s, spawn, "ssec-which", "B", "after the watched directory went");
+        expect_says(&s, spawn, "ssec-which", "B", "again after the watched directory went");
+        std::fs::create_dir(&remade).expect("make the watched directory again");
+        write_tool(&remade, "ssec-which", "again");
+        expect_says(&s, spawn, "ssec-which", "again", "in the directory made again");
+        std::fs::remove_dir_all(&remade).expect("remove the directory made again");
+    }
+}

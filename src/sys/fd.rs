@@ -1,5 +1,5 @@
 //! Descriptors: pipes, non-blocking mode, pipe and accept-queue sizes, the
-//! process's `/dev/null`.
+//! process's `/dev/null`, a read retried after a signal.
 
 use std::ffi::CStr;
 use std::io;
@@ -70,4 +70,24 @@ pub fn open_at(dir: &impl AsRawFd, name: &CStr, flags: libc::c_int) -> io::Resul
     let fd = check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) })?;
     // SAFETY: the descriptor is new and owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One `read` of `fd` into `buf`, again if a signal interrupted it (a few
+/// times at most): the bytes read, or `None` once it would block.
+pub(super) fn read_retrying(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        // SAFETY: read writes at most buf.len() bytes into `buf`.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted if tries < 8 => {}
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(err),
+        }
+    }
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use super::check;
+use super::fd::read_retrying;
 
 /// The loop's signals, as one descriptor to poll and [`Signals::take`].
 pub struct Signals {
@@ -153,26 +154,6 @@ fn take_from_fd(fd: &OwnedFd) -> io::Result<u64> {
         }
     }
     Ok(caught)
-}
-
-/// One `read` of `fd` into `buf`, again if a signal interrupted it (a few
-/// times at most): the bytes read, or `None` once it would block.
-fn read_retrying(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        // SAFETY: read writes at most buf.len() bytes into `buf`.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::Interrupted if tries < 8 => {}
-            io::ErrorKind::WouldBlock => return Ok(None),
-            _ => return Err(err),
-        }
-    }
 }
 
 /// Makes `command` (std's, the fallback spawn path) set [`child_mask`] in

@@ -8,6 +8,8 @@ use super::{check, wait_blocking};
 mod clone3;
 #[cfg(target_arch = "x86_64")]
 mod launch;
+#[cfg(target_arch = "x86_64")]
+mod path_cache;
 
 #[cfg(target_arch = "x86_64")]
 pub use launch::{
@@ -70,6 +72,11 @@ pub struct ExecPlan {
     pub env: std::borrow::Cow<'static, [std::ffi::CString]>,
     /// Directory to change to before `execve`.
     pub cwd: Option<std::ffi::CString>,
+    /// `Some(dirs)` when `paths` is a bare `argv[0]` looked up along `PATH`:
+    /// `paths[i]` is `dirs[i]` joined with it. The launch check then skips
+    /// the directories known not to hold it (`path_cache.rs`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub search: Option<&'static [std::path::PathBuf]>,
     /// A new session whose controlling terminal is descriptor 0 (contract
     /// §10), instead of a new process group.
     pub session: bool,
@@ -177,6 +184,7 @@ pub fn probe_spawn_plan() -> io::Result<()> {
         argv: vec![std::ffi::CString::from(c"probe")],
         env: std::borrow::Cow::Borrowed(&[]),
         cwd: None,
+        search: None,
         session: false,
     };
     match spawn_plan(&plan, [null; 3], None) {

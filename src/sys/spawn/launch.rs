@@ -29,8 +29,9 @@
 //!   libc call at all: every step is a raw system call (assembly), and why
 //!   an `execve` failed is written into the [`Pending`].
 //! - **Failures** stay immediate where they can: the program is looked up
-//!   and checked (a regular file we may execute, with an ELF or `#!`
-//!   header) before the clone; anything unusual goes the vfork way, which
+//!   (along `PATH`, past the directories [`super::path_cache`] knows not to
+//!   hold it) and checked (a regular file we may execute, with an ELF or
+//!   `#!` header) before the clone; anything unusual goes the vfork way, which
 //!   answers as before. A failure after the clone (a race, a `noexec`
 //!   mount) is kept by pid for [`take_failure`], so the job still ends
 //!   with `err`.
@@ -44,6 +45,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use super::path_cache::PathCache;
 use super::{clone3, BlockedSignals, ExecPlan, CHILD_STACK, LAUNCH_DEFAULT_SIGNALS};
 
 /// Launches that may be between clone and `execve` at once; one more waits
@@ -122,6 +124,8 @@ struct Launcher {
     failures: Vec<(libc::pid_t, i32)>,
     /// ELF programs found runnable lately (see [`runnable_path`]).
     checked: Checked,
+    /// `PATH` directories known not to hold a program (see [`runnable_path`]).
+    misses: PathCache,
 }
 
 /// How many checked programs [`Checked`] remembers.
@@ -215,6 +219,7 @@ pub fn enable() -> io::Result<()> {
             pending: Vec::new(),
             failures: Vec::new(),
             checked: Checked::default(),
+            misses: PathCache::default(),
         })
     });
     Ok(())
@@ -351,7 +356,7 @@ impl Launcher {
         let Some(slot) = self.busy.iter().position(|busy| !busy) else {
             return Launched::NotHere(plan);
         };
-        let Some(path) = runnable_path(&plan, &mut self.checked) else {
+        let Some(path) = runnable_path(&plan, &mut self.checked, &mut self.misses) else {
             return Launched::NotHere(plan);
         };
         for (i, (fd, target)) in stdio.iter().zip(self.slots[slot]).enumerate() {
@@ -459,12 +464,22 @@ impl Drop for Launcher {
 /// would find it, when that is sure enough to launch: an absolute (or,
 /// without a `cwd`, relative) path to a regular file we may execute that
 /// starts like an ELF file or a script. `None`: let the vfork path try
-/// (it answers every failure as before).
-fn runnable_path(plan: &ExecPlan, checked: &mut Checked) -> Option<usize> {
+/// (it answers every failure as before). Along `PATH`, the directories
+/// `misses` knows not to hold the program are not looked at again.
+fn runnable_path(plan: &ExecPlan, checked: &mut Checked, misses: &mut PathCache) -> Option<usize> {
+    // The cache's lists line up with `paths` only as `ExecPlan::search` says.
+    let search = plan
+        .search
+        .filter(|dirs| dirs.len() == plan.paths.len())
+        .zip(plan.argv.first());
+    let known = search.map_or_else(Default::default, |(dirs, name)| misses.lookup(dirs, name.as_bytes()));
     for (index, c_path) in plan.paths.iter().enumerate() {
         let path = Path::new(std::ffi::OsStr::from_bytes(c_path.as_bytes()));
         if plan.cwd.is_some() && path.is_relative() {
             return None;
+        }
+        if known.missing(index) {
+            continue;
         }
         let meta = match std::fs::metadata(path) {
             Ok(meta) => meta,
@@ -472,6 +487,10 @@ fn runnable_path(plan: &ExecPlan, checked: &mut Checked) -> Option<usize> {
             Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
             Err(_) => return None,
         };
+        // Every entry before this one was missed, by `statx` or by the cache.
+        if let Some((dirs, name)) = search {
+            misses.found(dirs, name.as_bytes(), index);
+        }
         if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
             return None;
         }
