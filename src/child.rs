@@ -285,7 +285,7 @@ pub fn choose_spawn_path() -> Result<(), String> {
     }
     match wanted.as_deref() {
         Err(_) | Ok("launch") => {
-            match sys::enable_launch() {
+            match sys::enable_launch(path_dirs()) {
                 Ok(()) => {
                     info!("spawn: launch (the loop does not wait for a command's execve)");
                     LAUNCH.store(true, Ordering::Relaxed);

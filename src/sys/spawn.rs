@@ -30,7 +30,7 @@ pub enum Launched {
 
 /// The launch path is x86_64 only (its child makes raw system calls).
 #[cfg(not(target_arch = "x86_64"))]
-pub fn enable_launch() -> io::Result<()> {
+pub fn enable_launch(_path: &'static [std::path::PathBuf]) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 

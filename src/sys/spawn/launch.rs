@@ -178,7 +178,9 @@ thread_local! {
 
 /// Reserves the triples and proves the child's steps work here (a probe
 /// child unshares its table and exits). After this, [`launch`] is used.
-pub fn enable() -> io::Result<()> {
+/// `path` is the `PATH` list commands are looked up along (its cache of
+/// misses is set up now).
+pub fn enable(path: &'static [std::path::PathBuf]) -> io::Result<()> {
     let null = crate::sys::dev_null()?;
     // Made before the triples, at the lowest free descriptor: below `bound`.
     // SAFETY: eventfd takes integers.
@@ -208,6 +210,8 @@ pub fn enable() -> io::Result<()> {
     for fd in reserved {
         std::mem::forget(fd);
     }
+    let mut misses = PathCache::default();
+    misses.set_up(path);
     LAUNCHER.with(|launcher| {
         *launcher.borrow_mut() = Some(Launcher {
             null,
@@ -219,7 +223,7 @@ pub fn enable() -> io::Result<()> {
             pending: Vec::new(),
             failures: Vec::new(),
             checked: Checked::default(),
-            misses: PathCache::default(),
+            misses,
         })
     });
     Ok(())

@@ -163,6 +163,16 @@ impl PathCache {
             }
             State::Off { .. } | State::Unmade => {}
         }
+        self.set_up(dirs);
+        Known::default()
+    }
+
+    /// Makes the instance watching `dirs` (again), or notes that it cannot
+    /// be made. Done at start too ([`super::launch::enable`]): its
+    /// descriptor is then part of the server from the start, so a count of
+    /// the server's descriptors before and after some commands does not
+    /// see one more appear.
+    pub(super) fn set_up(&mut self, dirs: &'static [PathBuf]) {
         // Dropping the old instance (if any) closes it and its watches.
         self.state = State::Unmade;
         self.state = match Watches::make(dirs) {
@@ -174,7 +184,6 @@ impl PathCache {
                 }
             }
         };
-        Known::default()
     }
 
     /// `statx` found `name` at `dirs[index]`, after the caller looked at
