@@ -69,6 +69,13 @@ fn token_required_and_command_not_run() {
     for (what, req) in &cases {
         let r = s.request(req);
         r.assert_status(401, what);
+        // RFC 9110 §15.5.2: a 401 carries a challenge.
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer"),
+            "{what}: 401 without WWW-Authenticate: Bearer:\n{}",
+            r.raw_head
+        );
     }
     // Leave time for a wrongly started command to run.
     std::thread::sleep(Duration::from_millis(300));

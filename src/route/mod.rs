@@ -290,11 +290,17 @@ fn preflight(origin: &OriginCheck) -> Decision {
     }
 }
 
+/// `401`, naming the scheme the token goes in: RFC 9110 §15.5.2 asks every
+/// `401` for a `WWW-Authenticate` challenge, and HTTP clients look for it.
+/// `Bearer` makes no browser show a password dialog.
 fn unauthorized() -> Decision {
-    text(
-        401,
-        "Unauthorized",
-        "unauthorized: open the URL with ?token=... that ssecommander printed at start, or send Authorization: Bearer TOKEN",
+    Decision::Reply(
+        Reply::text(
+            401,
+            "Unauthorized",
+            "unauthorized: open the URL with ?token=... that ssecommander printed at start, or send Authorization: Bearer TOKEN",
+        )
+        .header("WWW-Authenticate", "Bearer"),
     )
 }
 
