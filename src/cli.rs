@@ -50,7 +50,8 @@ Options:
 
 Routes: GET / (page), GET /run?command=CMD[&format=json|raw][&pty=1&cols=C&rows=R] (SSE),
 GET /healthz, POST /jobs?command=CMD[&pty=1][&stdin=1], GET /jobs, GET /jobs/ID,
-GET /jobs/ID/events, DELETE /jobs/ID, POST /jobs/ID/input|signal|resize.
+GET /jobs/ID/events, DELETE /jobs/ID, POST /jobs/ID/input|signal|resize,
+GET /jobs/events[?ids=ID,...] (many jobs on one stream), GET /metrics.
 Logging: RUST_LOG (default info), to stderr.
 ";
 

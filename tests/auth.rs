@@ -69,6 +69,13 @@ fn token_required_and_command_not_run() {
     for (what, req) in &cases {
         let r = s.request(req);
         r.assert_status(401, what);
+        // RFC 9110 §15.5.2: a 401 carries a challenge.
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer"),
+            "{what}: 401 without WWW-Authenticate: Bearer:\n{}",
+            r.raw_head
+        );
     }
     // Leave time for a wrongly started command to run.
     std::thread::sleep(Duration::from_millis(300));
@@ -423,6 +430,72 @@ fn cors_origin_headers_and_preflight() {
         allow,
         r.raw_head
     );
+}
+
+/// §4: "responses to an allowed foreign origin carry
+/// `Access-Control-Allow-Origin` (and `Vary: Origin`)" — refusals too, or
+/// the page of that origin sees a network error instead of the `401` or
+/// `400`. They were sent without it.
+#[test]
+fn cors_origin_on_refusals() {
+    let s = Server::start(&["--cors-origin", "http://a.test"]);
+    let origin = [("Origin", "http://a.test")];
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            s.req_noauth("GET", "/run?command=echo%20x", &origin),
+            401,
+            "/run without the token",
+        ),
+        (
+            s.req_noauth("GET", "/metrics", &origin),
+            401,
+            "/metrics without the token",
+        ),
+        (s.req_noauth("GET", "/jobs", &origin), 401, "/jobs without the token"),
+        (
+            s.req("GET", "/run?command=echo%20x&format=no", &origin),
+            400,
+            "a bad format",
+        ),
+        (s.req("GET", "/run?command=%27", &origin), 400, "an unbalanced quote"),
+        (s.req("GET", "/run?command=echo&pty=1&cols=0", &origin), 400, "cols=0"),
+        (
+            s.req("GET", "/jobs/events?format=raw", &origin),
+            400,
+            "format=raw on /jobs/events",
+        ),
+        (s.req("GET", "/run?command=%ZZ", &origin), 400, "a bad percent-escape"),
+        (s.req("DELETE", "/run?command=echo", &origin), 405, "DELETE /run"),
+        (
+            s.req("POST", "/jobs?command=true", &[origin[0], ("Content-Length", "1")]),
+            413,
+            "a body on POST /jobs",
+        ),
+    ];
+    for (request, status, what) in cases {
+        let mut bytes = request;
+        if status == 413 {
+            bytes.push(b'x');
+        }
+        let r = s.request(&bytes);
+        r.assert_status(status, what);
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("http://a.test"),
+            "{what}: no Access-Control-Allow-Origin:\n{}",
+            r.raw_head
+        );
+        let vary = r.headers_all("vary").join(",");
+        assert!(
+            vary.split(',').any(|v| v.trim().eq_ignore_ascii_case("origin")),
+            "{what}: Vary: Origin missing:\n{}",
+            r.raw_head
+        );
+    }
+    // A refused origin still gets neither.
+    let r = s.request(&s.req_noauth("GET", "/run?command=echo", &[("Origin", "http://b.test")]));
+    r.assert_status(403, "a foreign origin");
+    assert!(r.header("access-control-allow-origin").is_none(), "{}", r.raw_head);
 }
 
 /// §3.8: `Last-Event-ID` gets 204 only after the Host and Origin checks.

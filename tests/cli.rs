@@ -41,6 +41,23 @@ fn help_exits_0() {
         ] {
             assert!(out.contains(opt), "{} output lacks {}:\n{}", flag, opt, out);
         }
+        // Every route of §2 is named.
+        for route in [
+            "/run",
+            "/healthz",
+            "/jobs/ID/events",
+            "/jobs/events",
+            "/metrics",
+            "/jobs/ID/input",
+        ] {
+            assert!(
+                out.contains(route),
+                "{} output lacks the route {}:\n{}",
+                flag,
+                route,
+                out
+            );
+        }
     }
 }
 

@@ -486,6 +486,62 @@ fn cgroup_next_start_kills_what_a_killed_server_left() {
     );
 }
 
+/// A command whose `setsid` stray ignores SIGTERM is ended, after the
+/// grace, by SIGKILL to what its cgroup lists and `cgroup.kill` (the stray
+/// is out of the group); the commands after it run normally. Linux (6.18
+/// seen) SIGKILLs every child later started by `clone3` into a cgroup that
+/// was once `cgroup.kill`ed, so such a cgroup must never be reused: it was,
+/// and every later `echo` ended with signal 9 before printing anything.
+fn runs_after_a_kill(mode: Mode) {
+    let Some(s) = start(mode, &["--timeout", "0.3", "--kill-grace", "0.2"]) else {
+        return;
+    };
+    let (lead, stray) = (sleep_marker(), sleep_marker());
+    let _guard = MarkerGuard(vec![lead.clone(), stray.clone()]);
+    let killed = s.run(&format!("sh -c \"trap '' TERM; setsid sleep {stray} & sleep {lead}\""));
+    killed.assert_end(End::Exit {
+        code: None,
+        signal: Some(9),
+        timed_out: true,
+    });
+    wait_until(
+        Duration::from_secs(5),
+        "the killed command and its stray to be gone",
+        || live_marked(&lead).is_empty() && live_marked(&stray).is_empty(),
+    );
+    // The count is given back when the clean-up finds the cgroup empty: from
+    // then on it is free for the next command.
+    wait_until(
+        Duration::from_secs(5),
+        "the killed command's scope to be released",
+        || gauge(&s, "commands_running") == 0,
+    );
+    for i in 0..20 {
+        let run = s.run(&format!("echo {i}"));
+        run.assert_end(End::Exit {
+            code: Some(0),
+            signal: None,
+            timed_out: false,
+        });
+        assert_eq!(run.stdout(), format!("{i}\n"), "{mode:?}: run {i} after a SIGKILL");
+    }
+}
+
+#[test]
+fn cgroup_runs_after_a_kill() {
+    runs_after_a_kill(Mode::Cgroup);
+}
+
+#[test]
+fn cgroup_migrate_runs_after_a_kill() {
+    runs_after_a_kill(Mode::CgroupMigrate);
+}
+
+#[test]
+fn subreaper_runs_after_a_kill() {
+    runs_after_a_kill(Mode::Subreaper);
+}
+
 #[test]
 fn cgroup_disconnect_stops_strays() {
     disconnect(Mode::Cgroup);

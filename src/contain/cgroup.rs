@@ -41,6 +41,11 @@ pub(super) struct Cgroups {
     pending: Vec<(PathBuf, Option<Running>)>,
     /// Empty command cgroups ready for reuse.
     spare: Vec<PathBuf>,
+    /// Command cgroups that were `cgroup.kill`ed: removed once empty, never
+    /// reused. Linux (6.18 seen) SIGKILLs every child later started by
+    /// `clone3` into a cgroup that was once killed, before its first
+    /// instruction: a reused one would end every command spawned into it.
+    killed: Vec<PathBuf>,
     /// A move back home failed and the server is still in this cgroup: it is
     /// never `cgroup.kill`ed.
     stuck_in: Option<PathBuf>,
@@ -116,7 +121,7 @@ impl CgroupScope {
             }
         }
         if signal == libc::SIGKILL {
-            self.cgroups.borrow().kill(&self.path);
+            self.cgroups.borrow_mut().kill(&self.path);
         }
     }
 
@@ -203,6 +208,7 @@ impl Cgroups {
             next: 0,
             pending: Vec::new(),
             spare: Vec::new(),
+            killed: Vec::new(),
             stuck_in: None,
             clone_into: false,
         };
@@ -317,9 +323,12 @@ impl Cgroups {
         self.stuck_in = Some(path.to_path_buf());
     }
 
-    fn kill(&self, path: &Path) {
+    fn kill(&mut self, path: &Path) {
         if self.stuck_in.as_deref() == Some(path) {
             return;
+        }
+        if !self.killed.iter().any(|killed| killed == path) {
+            self.killed.push(path.to_path_buf());
         }
         if let Err(err) = write_file(&path.join("cgroup.kill"), b"1") {
             debug!("cgroup.kill of {} failed: {err}", path.display());
@@ -339,16 +348,20 @@ impl Cgroups {
     }
 
     fn recycle(&mut self, path: PathBuf) {
-        if self.spare.len() < SPARE_CGROUPS && self.stuck_in.as_deref() != Some(path.as_path()) {
+        let killed = self.killed.iter().position(|killed| *killed == path);
+        if killed.is_none() && self.spare.len() < SPARE_CGROUPS && self.stuck_in.as_deref() != Some(path.as_path()) {
             self.spare.push(path);
             return;
         }
         if let Err(err) = fs::remove_dir(&path) {
             if err.raw_os_error() == Some(libc::EBUSY) {
                 self.pending.push((path, None));
-            } else {
-                debug!("cannot remove {}: {err}", path.display());
+                return;
             }
+            debug!("cannot remove {}: {err}", path.display());
+        }
+        if let Some(index) = killed {
+            self.killed.swap_remove(index);
         }
     }
 
@@ -388,6 +401,7 @@ impl Cgroups {
         }
         self.spare.clear();
         self.pending.clear();
+        self.killed.clear();
         if self.owns_subtree && left.is_empty() {
             if let Err(err) = fs::remove_dir(&self.subtree) {
                 warn!("cannot remove {}: {err}", self.subtree.display());

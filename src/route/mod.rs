@@ -144,14 +144,19 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         &hosts,
         config.cors_origin.as_deref(),
     );
-    if let Some(refusal) = method_check(head, route, &origin, config) {
-        return refusal;
-    }
-    let cors = match origin {
-        OriginCheck::Refused => return text(403, "Forbidden", "forbidden: cross-origin request refused"),
-        OriginCheck::Own => Vec::new(),
-        OriginCheck::Cors(allow) => vec![("Access-Control-Allow-Origin", allow), ("Vary", "Origin".to_owned())],
+    let cors = match &origin {
+        OriginCheck::Cors(allow) => vec![
+            ("Access-Control-Allow-Origin", allow.clone()),
+            ("Vary", "Origin".to_owned()),
+        ],
+        OriginCheck::Own | OriginCheck::Refused => Vec::new(),
     };
+    if let Some(refusal) = method_check(head, route, &origin, config) {
+        return with_cors(refusal, cors);
+    }
+    if origin == OriginCheck::Refused {
+        return text(403, "Forbidden", "forbidden: cross-origin request refused");
+    }
     if route != Route::Page && auth::is_foreign_without_origin(head) {
         return text(
             403,
@@ -161,9 +166,10 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
     }
     let query = match Query::parse(head.query()) {
         Ok(query) => query,
-        Err(err) => return text(400, "Bad Request", &format!("bad request: {err}")),
+        Err(err) => return with_cors(text(400, "Bad Request", &format!("bad request: {err}")), cors),
     };
-    match route {
+    let refusal_cors = cors.clone();
+    let decision = match route {
         Route::Page => page(cors),
         Route::Run => run(head, &query, config, cors),
         Route::Healthz => healthz(head),
@@ -174,6 +180,26 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
             Some(refusal) => refusal,
             None => Decision::Metrics(cors),
         },
+    };
+    with_cors(decision, refusal_cors)
+}
+
+/// `decision` with the CORS headers added when it is a fixed reply that
+/// lacks them: a refusal (`400`, `401`, `405`, `413`…) to an allowed foreign
+/// origin carries `Access-Control-Allow-Origin` like any other answer
+/// (contract §4), or its page sees a network error instead of the status.
+fn with_cors(decision: Decision, cors: Vec<(&'static str, String)>) -> Decision {
+    match decision {
+        Decision::Reply(reply)
+            if !cors.is_empty()
+                && !reply
+                    .headers
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case("Access-Control-Allow-Origin")) =>
+        {
+            Decision::Reply(with_headers(reply, cors))
+        }
+        other => other,
     }
 }
 
@@ -264,11 +290,17 @@ fn preflight(origin: &OriginCheck) -> Decision {
     }
 }
 
+/// `401`, naming the scheme the token goes in: RFC 9110 §15.5.2 asks every
+/// `401` for a `WWW-Authenticate` challenge, and HTTP clients look for it.
+/// `Bearer` makes no browser show a password dialog.
 fn unauthorized() -> Decision {
-    text(
-        401,
-        "Unauthorized",
-        "unauthorized: open the URL with ?token=... that ssecommander printed at start, or send Authorization: Bearer TOKEN",
+    Decision::Reply(
+        Reply::text(
+            401,
+            "Unauthorized",
+            "unauthorized: open the URL with ?token=... that ssecommander printed at start, or send Authorization: Bearer TOKEN",
+        )
+        .header("WWW-Authenticate", "Bearer"),
     )
 }
 
