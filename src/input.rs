@@ -14,15 +14,16 @@ use log::debug;
 use mio::unix::pipe::Sender;
 use mio::Registry;
 
-use crate::sys::pty;
+use crate::sys::{self, pty};
 
 /// Most bytes a single `POST /jobs/ID/input` may carry (contract §10.2).
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Posts are refused (`503`) while more than this many bytes posted earlier
-/// are still unwritten (contract §10.2): the memory one job's input holds
-/// stays below this plus one body.
-pub const MAX_UNWRITTEN: usize = 64 * 1024;
+/// are still unread by the command (contract §10.2): queued here, or (a
+/// pipe) in the pipe. The memory one job's input holds stays below this
+/// plus one body.
+pub const MAX_UNREAD: usize = 64 * 1024;
 
 /// What became of a body offered as input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub enum Offer {
     Queued,
     /// The input is closed or ended (`409`).
     Closed,
-    /// Too much earlier input is unwritten; nothing was queued (`503`).
+    /// Too much earlier input is unread; nothing was queued (`503`).
     Busy,
 }
 
@@ -95,7 +96,7 @@ impl Input {
         if !self.is_open() {
             return Offer::Closed;
         }
-        if self.queue.len() > MAX_UNWRITTEN {
+        if self.unread() > MAX_UNREAD {
             return Offer::Busy;
         }
         self.queue.extend(body);
@@ -117,6 +118,18 @@ impl Input {
             }
         }
         Offer::Queued
+    }
+
+    /// Bytes posted earlier that the command has not read: the queue, and
+    /// for a pipe what lies in it. A terminal's own input queue (at most
+    /// a few KiB, held by its line discipline) is not counted: the kernel
+    /// does not say it through the master side.
+    fn unread(&self) -> usize {
+        let in_pipe = match (self.kind, &self.tx) {
+            (Kind::Pipe, Some(tx)) => sys::pipe_unread(tx).unwrap_or(0),
+            _ => 0,
+        };
+        self.queue.len() + in_pipe
     }
 
     /// A writable event came for the command's stdin.

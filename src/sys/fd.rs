@@ -1,4 +1,4 @@
-//! Descriptors: pipes, non-blocking mode, pipe and accept-queue sizes, the
+//! Descriptors: pipes, non-blocking mode, pipe sizes and contents, accept-queue sizes, the
 //! process's `/dev/null`, a read retried after a signal.
 
 use std::ffi::CStr;
@@ -35,6 +35,16 @@ pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: F_SETFL sets flags on a descriptor the caller owns; no memory is passed.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) })?;
     Ok(())
+}
+
+/// Bytes written into the pipe `fd` (either end) that its reader has not
+/// read yet (`FIONREAD`).
+pub fn pipe_unread(fd: &impl AsRawFd) -> io::Result<usize> {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points
+    // at a live local.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut unread) })?;
+    Ok(usize::try_from(unread).unwrap_or(0))
 }
 
 /// Asks for a pipe buffer of `bytes`; returns the size the kernel granted.

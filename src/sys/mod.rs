@@ -17,7 +17,7 @@ mod spawn;
 use std::io;
 
 pub use activation::{listen_fds, take_activated_listener, LISTEN_FDS_START};
-pub use fd::{dev_null, open_at, pipe, set_listen_backlog, set_nonblocking, set_pipe_size};
+pub use fd::{dev_null, open_at, pipe, pipe_unread, set_listen_backlog, set_nonblocking, set_pipe_size};
 pub use hygiene::{cloexec_inherited, raise_nofile_limit, set_non_dumpable};
 pub use process::{
     group_alive, kill_group, kill_pid, peek_exited_child, reap_pid, reap_status, set_child_subreaper, wait_blocking,
