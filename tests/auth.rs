@@ -271,6 +271,33 @@ fn foreign_host_refused_even_with_token() {
     assert!(!m.exists(), "a command ran with a foreign Host");
 }
 
+/// §4: the Host and Origin rules hold for every request, `/healthz` too
+/// (only the token and Fetch Metadata are not asked of it): a foreign Host
+/// or Origin is `403`; a loopback Host, the own Origin or none, without a
+/// token, is `200 ok`.
+#[test]
+fn healthz_is_host_and_origin_checked_but_needs_no_token() {
+    let s = Server::start(&[]);
+    let port = s.addr.port();
+    let get = |headers: &[(String, String)]| {
+        let mut all = vec![("Host".to_string(), format!("127.0.0.1:{port}"))];
+        all.retain(|(name, _)| !headers.iter().any(|(n, _)| n == name));
+        all.extend(headers.iter().cloned());
+        s.request(&build_request("GET", "/healthz", "HTTP/1.1", &all))
+    };
+    let r = get(&[]);
+    r.assert_status(200, "healthz without a token");
+    assert_eq!(r.body_str(), "ok");
+    get(&[("Host".into(), format!("localhost:{port}"))]).assert_status(200, "Host: localhost");
+    get(&[("Origin".into(), s.base.clone())]).assert_status(200, "the own Origin");
+    for host in [format!("evil.test:{port}"), "evil.test".to_string()] {
+        get(&[("Host".into(), host.clone())]).assert_status(403, &format!("/healthz with Host: {host}"));
+    }
+    for origin in ["http://evil.test", "null"] {
+        get(&[("Origin".into(), origin.to_string())]).assert_status(403, &format!("/healthz with Origin: {origin}"));
+    }
+}
+
 fn run_with_host(s: &Server, host: &str, word: &str) -> Run {
     let tok = s.token.clone().unwrap();
     let req = build_request(

@@ -121,9 +121,6 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
         allow_hosts: config.allow_hosts.clone(),
     };
     let route = Route::from_path(head.path());
-    if route == Some(Route::Healthz) {
-        return healthz(head);
-    }
     if !hosts.allows(head.host.as_deref()) {
         return text(
             403,
@@ -156,6 +153,11 @@ pub fn decide(head: &Head, config: &Config) -> Decision {
     }
     if origin == OriginCheck::Refused {
         return text(403, "Forbidden", "forbidden: cross-origin request refused");
+    }
+    if route == Route::Healthz {
+        // Host and Origin are checked as for every request (contract §4);
+        // the token and Fetch Metadata are not asked of `/healthz`.
+        return with_cors(healthz(head), cors);
     }
     if route != Route::Page && auth::is_foreign_without_origin(head) {
         return text(
@@ -251,7 +253,7 @@ fn method_not_allowed(allow: &'static str) -> Decision {
 /// otherwise.
 fn method_check(head: &Head, route: Route<'_>, origin: &OriginCheck, config: &Config) -> Option<Decision> {
     match (route, &head.method) {
-        (Route::Page | Route::Metrics, Method::Get | Method::Head) | (Route::Run, Method::Get) => None,
+        (Route::Page | Route::Healthz | Route::Metrics, Method::Get | Method::Head) | (Route::Run, Method::Get) => None,
         (Route::Run, Method::Options) if config.cors_origin.is_some() => Some(preflight(origin)),
         (Route::Run, _) if config.cors_origin.is_some() => Some(method_not_allowed("GET, OPTIONS")),
         (Route::Run, _) => Some(method_not_allowed("GET")),
@@ -522,7 +524,8 @@ mod tests {
     #[test]
     fn gates_in_order() {
         let c = config();
-        assert_eq!(status("GET /healthz HTTP/1.1\r\nHost: evil\r\n\r\n", &c), 200);
+        assert_eq!(status("GET /healthz HTTP/1.1\r\nHost: evil\r\n\r\n", &c), 403);
+        assert_eq!(status("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 200);
         assert_eq!(status("GET /run?command=ls HTTP/1.1\r\nHost: evil\r\n\r\n", &c), 403);
         assert_eq!(status("GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 404);
         assert_eq!(status("POST /run HTTP/1.1\r\nHost: localhost\r\n\r\n", &c), 405);
