@@ -283,7 +283,8 @@ fn heartbeat_while_quiet() {
     );
 }
 
-/// §3.8: a `/run` with `Last-Event-ID` answers 204 and runs nothing.
+/// §3.8: a `/run` with `Last-Event-ID` (header, or `last-event-id=` as on
+/// the job routes) answers 204 and runs nothing.
 #[test]
 fn last_event_id_gets_204_and_runs_nothing() {
     let s = Server::start(&[]);
@@ -292,6 +293,9 @@ fn last_event_id_gets_204_and_runs_nothing() {
     let r = s.request(&s.req("GET", &target, &[("Last-Event-ID", "2")]));
     r.assert_status(204, "/run with Last-Event-ID");
     assert!(r.body.is_empty(), "204 has no body");
+    // The query form, as the job routes take it (what polyfills send).
+    let r = s.request(&s.req("GET", &format!("{target}&last-event-id=2"), &[]));
+    r.assert_status(204, "/run with ?last-event-id=");
     // Give a wrongly started command time to run before checking it did not.
     std::thread::sleep(Duration::from_millis(500));
     assert!(!m.exists(), "the command ran despite Last-Event-ID");

@@ -323,9 +323,10 @@ fn run(head: &Head, query: &Query, config: &Config, cors: Vec<(&'static str, Str
     if let Some(refusal) = gate(head, query, config) {
         return refusal;
     }
-    if head.last_event_id.is_some() {
+    if head.last_event_id.is_some() || query.get("last-event-id").is_some() {
         // An EventSource reconnecting: never run the command again; 204 tells
-        // it to stop reconnecting (contract §3.8).
+        // it to stop reconnecting (contract §3.8). The query form too (as
+        // on the job routes): polyfills that cannot set the header send it.
         return Decision::Reply(with_headers(Reply::empty(204, "No Content"), cors));
     }
     let format = match format_of(query) {
