@@ -526,3 +526,75 @@ fn a_gap_from_far_back_starts_after_the_last_event_had() {
     );
     assert_eq!(&got[1..], &own[1..], "then the held events as on the job's own stream");
 }
+
+/// §11.4, the 30 s rule, SLOW (~32 s by design): a viewer of a stream of
+/// many jobs that takes nothing while a job it includes waits on it (a
+/// 4 KiB receive buffer, never read) holds the job back, and is
+/// disconnected after about 30 s: `viewers` drops to 0, its socket closes
+/// without the end of the chunked stream, the job then runs freely to its
+/// end, and a new stream of the job still ends with its `exit`.
+#[test]
+fn a_multiplexed_viewer_that_takes_nothing_is_dropped_after_30s() {
+    let s = Server::start(&[]);
+    let lines = 3_000_000u64;
+    let total: u64 = (1..=lines).map(|n| n.to_string().len() as u64 + 1).sum();
+    // The sleep lets the viewer attach before the first line.
+    let job = job_start(&s, &format!("sh -c 'sleep 0.5; seq 1 {lines}'"))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut c = Conn::connect_small_rcvbuf(s.addr, 4096);
+    c.send(&req_mux(&s, &format!("?ids={job}"), &[]));
+    let attached = poll_until(Duration::from_secs(10), || job_info(&s, &job)["viewers"] == 1);
+    assert!(attached, "the viewer attached: {}", job_info(&s, &job));
+    let since = Instant::now();
+    let mut seen = Value::Null;
+    let dropped = poll_until(Duration::from_secs(50), || {
+        std::thread::sleep(Duration::from_millis(250));
+        seen = job_info(&s, &job);
+        if seen["viewers"] == 1 {
+            assert_eq!(seen["state"], "running", "held back while the viewer is attached");
+            assert!(seen["bytes"].as_u64().expect("bytes") < total / 2, "paced: {seen}");
+        }
+        seen["viewers"] == 0
+    });
+    let after = since.elapsed();
+    assert!(dropped, "the viewer that took nothing was never dropped: {seen}");
+    assert!(
+        after >= Duration::from_secs(28) && after <= Duration::from_secs(45),
+        "dropped after {after:?}, not about 30 s"
+    );
+    // The client sees its connection close, without the chunked end.
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut tail = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..100_000 {
+        match std::io::Read::read(&mut c.stream, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                let keep = tail.len().saturating_sub(4096);
+                tail.drain(..keep);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the dropped viewer's socket did not close: {e}"),
+        }
+    }
+    assert!(
+        !tail.ends_with(b"0\r\n\r\n"),
+        "a dropped viewer's stream must not look complete"
+    );
+    // Unpaced now: the job runs to its end, and can be watched again.
+    let done = job_wait_ended(&s, &job, Duration::from_secs(30));
+    assert_eq!(done["bytes"], total, "{done}");
+    let (_, again) = mux_watch(&s, &format!("?ids={job}"), &[]);
+    let own = of_job(&again.events, &job);
+    let last = own.last().expect("an event");
+    assert_eq!(
+        (last.1.as_str(), &last.2["code"]),
+        ("exit", &Value::from(0)),
+        "{last:?}"
+    );
+}
