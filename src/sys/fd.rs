@@ -1,5 +1,6 @@
-//! Descriptors: pipes, non-blocking mode, pipe sizes and contents, accept-queue sizes, the
-//! process's `/dev/null`, a read retried after a signal.
+//! Descriptors: pipes, non-blocking mode, pipe sizes and what a pipe holds,
+//! accept-queue sizes, the process's `/dev/null`, a read retried after a
+//! signal.
 
 use std::ffi::CStr;
 use std::io;

@@ -90,7 +90,8 @@ pub(super) struct PathCache {
 
 #[derive(Default)]
 enum State {
-    /// Not set up yet, or to be set up again: done at the next lookup.
+    /// Not set up ([`PathCache::set_up`] is called when the launch path is
+    /// enabled), or to be set up again: done at the next lookup.
     #[default]
     Unmade,
     /// inotify could not be set up: nothing is skipped; tried again when
@@ -143,9 +144,9 @@ enum Drained {
 impl PathCache {
     /// What may be skipped looking for `name` in `dirs` (each joined with
     /// `name`, in order), after reading the inotify queue once. Sets the
-    /// watches up at the first call (and again after one was lost), before
-    /// the caller's `statx` calls: those misses may then be remembered
-    /// with [`PathCache::found`].
+    /// watches up again when one was lost (or when setting up failed
+    /// earlier and its retry is due), before the caller's `statx` calls:
+    /// those misses may then be remembered with [`PathCache::found`].
     pub(super) fn lookup(&mut self, dirs: &'static [PathBuf], name: &[u8]) -> Known {
         match &mut self.state {
             State::On(watches) if std::ptr::eq(watches.dirs, dirs) => match watches.drain() {
